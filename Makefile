@@ -1,0 +1,52 @@
+# vid2mesh developer commands. `make demo` and `make test` are the README's two commands:
+# each sets everything up first (system packages, .venv/ with pinned versions).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-stamp
+# Ultralytics must never phone home; Beam must not fetch its Prism runner.
+export YOLO_OFFLINE := 1
+export YOLO_CONFIG_DIR := $(CURDIR)/.cache/ultralytics
+export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
+export PYTHONDONTWRITEBYTECODE := 1
+PYTEST_WORKERS ?= 2
+
+.PHONY: setup system-deps test demo bench lint clean lock
+setup: $(STAMP)
+
+# System packages (Debian): ffmpeg for decoding/encoding, libGL/glib for OpenCV.
+system-deps:
+	@bash .ci/system-deps.sh
+
+$(STAMP): pyproject.toml constraints.txt .ci/system-deps.sh
+	@bash .ci/system-deps.sh
+	@command -v $(PYTHON) >/dev/null || { echo "setup: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11'"; exit 1; }
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip==26.3" "setuptools==84.2.1" "wheel==0.48.0"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]"
+	$(PY) -m pip check
+	@mkdir -p $(YOLO_CONFIG_DIR) $(MPLCONFIGDIR)
+	@touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --durations=15 tests
+
+demo: setup
+	$(PY) -m beam_jobs.demo
+
+bench: setup
+	$(PY) -m bench.body_model --quick
+	$(PY) -m bench.ba_accuracy --quick
+	$(PY) -m bench.ba_speed --quick
+	$(PY) -m bench.tracking --quick
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache
+
+# Re-resolve every dependency and rewrite constraints.txt (commit the result).
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet "pip==26.3" && .venv-lock/bin/pip install --quiet -e ".[test]"
+	{ head -3 constraints.txt; .venv-lock/bin/pip freeze --exclude-editable; } > constraints.new && mv constraints.new constraints.txt
+	rm -rf .venv-lock

@@ -1,0 +1,60 @@
+"""The ``vid2mesh`` console script.
+
+It lives in ``beam_jobs`` (the top layer) because ``vid2mesh run`` launches the Beam job;
+every other subcommand is defined next to the code it drives, in a module exposing
+``register(subparsers)``, and is imported only when the CLI starts (never Beam unless
+``run`` is asked for: the run command's module imports Beam lazily too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# Modules that each add their subcommands to the parser (see module docstrings).
+COMMAND_MODULES = (
+    "pipeline.commands.models",  # convert-smpl, make-body-model, fit-prior
+    "pipeline.commands.synth",  # synth, evaluate
+    "pipeline.commands.dataset",  # render, report
+    "beam_jobs.commands",  # run
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vid2mesh",
+        description="Pseudo-ground-truth 3D human meshes from short video clips.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # a command module not written yet
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        result = args.func(args)
+    except (FileNotFoundError, ValueError) as exc:
+        # User errors: one clear line, no traceback.
+        print(f"vid2mesh {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""The records that cross the perception -> bundle adjustment -> rows boundaries.
+
+A :class:`TrackProblem` is what the per-clip perception step emits for one person track
+(a few hundred KB at most: it is what crosses a Beam boundary). A :class:`TrackFit` is
+what :func:`optimize.bundle_adjust.bundle_adjust` returns for it. Both hold plain numpy
+arrays so they pickle cheaply and carry no torch state.
+
+Conventions (shared by every stage, see ``docs/conventions.md``):
+
+* Keypoints are COCO-17 in ultralytics order (``models.joint_names.COCO17_NAMES``), in
+  pixels of the *decoded* frame, origin at the top-left pixel corner, x right, y down,
+  with a confidence in [0, 1] as the third channel. A missing keypoint has confidence 0.
+* Camera is weak perspective per frame, ``x = s * Pi(R X) + (tx, ty)`` in pixels
+  (paper eq. 3): ``s`` in pixels per metre, ``(tx, ty)`` in pixels. The global rotation R
+  is the first 3 entries of the SMPL pose vector (axis-angle, radians).
+* SMPL pose is 72 axis-angle values (24 joints x 3, radians), shape is 10 betas.
+* ``T`` is the number of frames of the track (consecutive decoded frames, first to last
+  frame in which the track was seen), ``P`` the maximum number of candidate detections
+  per frame in this problem (padding is marked by ``candidate_mask``), ``K = 17``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+NUM_KEYPOINTS = 17
+NUM_POSE = 72
+NUM_BETAS = 10
+NUM_CAMERA = 3
+
+
+@dataclass(frozen=True)
+class TrackProblem:
+    """One person track of one clip, ready for bundle adjustment.
+
+    Attributes:
+        clip_id: deterministic id of the source clip.
+        track_id: 0-based index of the track within the clip (0 = first path extracted).
+        image_size: (width, height) of the decoded frames, pixels.
+        fps: frame rate of the decoded frames, Hz.
+        frame_index: (T,) int32, index of each frame in the decoded clip.
+        frame_time: (T,) float64, seconds from the start of the decoded clip.
+        selected: (T,) int32, index into the P axis of the detection the tracker picked,
+            -1 where the tracker skipped the frame.
+        keypoints: (T, 17, 3) float32, the selected detection (pixels + confidence);
+            confidence 0 everywhere on skipped frames.
+        boxes: (T, 4) float32, selected detection box x0, y0, x1, y1 in pixels, NaN on
+            skipped frames.
+        candidates: (T, P, 17, 3) float32, every candidate detection of the frame that
+            the reprojection term may match (pixels + confidence), zero-padded.
+        candidate_mask: (T, P) bool, True where ``candidates`` holds a real detection.
+        init_pose: (T, P, 72) float32, per-candidate SMPL pose estimate (axis-angle, rad).
+        init_betas: (T, P, 10) float32, per-candidate shape estimate.
+        init_camera: (T, P, 3) float32, per-candidate camera (s px/m, tx px, ty px).
+        init_source: "hmr" or "keypoints" (which initialiser produced ``init_*``).
+        meta: small free-form string metadata (label, split, source uri, ...).
+    """
+
+    clip_id: str
+    track_id: int
+    image_size: tuple[int, int]
+    fps: float
+    frame_index: np.ndarray
+    frame_time: np.ndarray
+    selected: np.ndarray
+    keypoints: np.ndarray
+    boxes: np.ndarray
+    candidates: np.ndarray
+    candidate_mask: np.ndarray
+    init_pose: np.ndarray
+    init_betas: np.ndarray
+    init_camera: np.ndarray
+    init_source: str = "hmr"
+    meta: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frame_index.shape[0])
+
+    @property
+    def num_candidates(self) -> int:
+        return int(self.candidates.shape[1])
+
+    @property
+    def has_detection(self) -> np.ndarray:
+        """(T,) bool, True where the tracker kept a detection for this track."""
+        return self.selected >= 0
+
+    def validate(self) -> None:
+        """Check shapes and dtypes; raise ValueError naming the field and the track."""
+        T, P = self.num_frames, self.num_candidates
+        expected = {
+            "frame_index": (T,),
+            "frame_time": (T,),
+            "selected": (T,),
+            "keypoints": (T, NUM_KEYPOINTS, 3),
+            "boxes": (T, 4),
+            "candidates": (T, P, NUM_KEYPOINTS, 3),
+            "candidate_mask": (T, P),
+            "init_pose": (T, P, NUM_POSE),
+            "init_betas": (T, P, NUM_BETAS),
+            "init_camera": (T, P, NUM_CAMERA),
+        }
+        for name, shape in expected.items():
+            got = getattr(self, name).shape
+            if got != shape:
+                raise ValueError(
+                    f"TrackProblem {self.clip_id}#{self.track_id}: field {name!r} has shape "
+                    f"{got}, expected {shape}; build problems with pipeline.perceive."
+                )
+        if T < 1 or P < 1:
+            raise ValueError(f"TrackProblem {self.clip_id}#{self.track_id} is empty (T={T}, P={P}).")
+        if self.selected.max() >= P:
+            raise ValueError(f"TrackProblem {self.clip_id}#{self.track_id}: selected index out of range.")
+
+    def replace(self, **changes) -> "TrackProblem":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class TrackFit:
+    """The bundle-adjusted result for one :class:`TrackProblem`.
+
+    Attributes:
+        clip_id, track_id: copied from the problem.
+        status: "ok", "diverged" (NaN/Inf or exploding energy: never written as data) or
+            "failed" (exception; ``message`` says why).
+        betas: (10,) float32 shape, shared by all frames.
+        pose: (T, 72) float32 axis-angle pose per frame (radians).
+        camera: (T, 3) float32 weak-perspective camera per frame (s px/m, tx px, ty px).
+        joints3d: (T, 24, 3) float32 SMPL-24 joints, metres, body frame rotated by the
+            global orientation (no translation: weak perspective has none).
+        keypoints3d: (T, 17, 3) float32 COCO-17 joints as seen from SMPL, metres.
+        reprojection: (T, 17, 2) float32 projected COCO-17 keypoints, pixels.
+        frame_error: (T,) float32 per-frame reprojection energy before the tau_R cap
+            (min over candidates of sum_i w_i rho(x_i - x_det,i)), pixels.
+        matched_candidate: (T,) int32 candidate index achieving that minimum (-1: none).
+        inlier: (T,) bool, frame_error < tau_R and the frame had a detection.
+        frame_energies: mapping term name -> (T,) float32 per-frame energy of the term.
+        energies: mapping term name -> float total of each term; "total" is E.
+        trajectory_length: sum over t, i of ||X_i^t - X_i^{t-1}|| in metres.
+        e_norm: E / trajectory_length (inf when the length is 0).
+        iterations: L-BFGS iterations this track took.
+        converged: True when the track met its own stopping criterion.
+        message: free text (failure reason, solver notes).
+    """
+
+    clip_id: str
+    track_id: int
+    status: str
+    betas: np.ndarray
+    pose: np.ndarray
+    camera: np.ndarray
+    joints3d: np.ndarray
+    keypoints3d: np.ndarray
+    reprojection: np.ndarray
+    frame_error: np.ndarray
+    matched_candidate: np.ndarray
+    inlier: np.ndarray
+    frame_energies: dict[str, np.ndarray]
+    energies: dict[str, float]
+    trajectory_length: float
+    e_norm: float
+    iterations: int
+    converged: bool
+    message: str = ""
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.pose.shape[0])
+
+    def replace(self, **changes) -> "TrackFit":
+        return dataclasses.replace(self, **changes)

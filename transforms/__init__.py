@@ -1,0 +1,1 @@
+"""Beam DoFns and PTransforms wrapping the pipeline stages (thin layer)."""
