@@ -57,6 +57,9 @@ class TrackProblem:
         init_camera: (T, P, 3) float32, per-candidate camera (s px/m, tx px, ty px).
         init_source: "hmr" or "keypoints" (which initialiser produced ``init_*``).
         meta: small free-form string metadata (label, split, source uri, ...).
+        crops: optional JPEG bytes of the tracked person's crop per frame (T entries, b""
+            on skipped frames), only when the run stores crops (``--store_crops``);
+            empty tuple otherwise. Made inside the perception worker, where frames live.
     """
 
     clip_id: str
@@ -75,6 +78,7 @@ class TrackProblem:
     init_camera: np.ndarray
     init_source: str = "hmr"
     meta: dict[str, str] = field(default_factory=dict)
+    crops: tuple[bytes, ...] = ()
 
     @property
     def num_frames(self) -> int:
@@ -113,6 +117,8 @@ class TrackProblem:
                 )
         if T < 1 or P < 1:
             raise ValueError(f"TrackProblem {self.clip_id}#{self.track_id} is empty (T={T}, P={P}).")
+        if self.crops and len(self.crops) != T:
+            raise ValueError(f"TrackProblem {self.clip_id}#{self.track_id}: {len(self.crops)} crops for {T} frames.")
         if self.selected.max() >= P:
             raise ValueError(f"TrackProblem {self.clip_id}#{self.track_id}: selected index out of range.")
 
