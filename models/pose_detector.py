@@ -1,0 +1,186 @@
+"""Multi-person 2D pose detectors behind one small interface.
+
+A detector takes a batch of RGB frames and returns, per frame, every detected person as
+COCO-17 keypoints (ultralytics order, ``models.joint_names.COCO17_NAMES``) in pixels with
+a confidence per keypoint, a box and a score (:class:`FrameDetections`).
+
+:class:`YoloPoseDetector` wraps any ultralytics ``*-pose.pt`` checkpoint the user gives.
+Nothing is ever downloaded: a missing file is a :class:`FileNotFoundError` naming the path,
+and ``YOLO_OFFLINE=1`` is set before ultralytics is imported.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from models.joint_names import COCO17_NAMES
+
+logger = logging.getLogger(__name__)
+
+NUM_KEYPOINTS = len(COCO17_NAMES)
+
+__all__ = ["FrameDetections", "PoseDetector", "YoloPoseDetector", "empty_detections"]
+
+
+@dataclass(frozen=True)
+class FrameDetections:
+    """The people detected in one frame.
+
+    Attributes:
+        keypoints: (N, 17, 3) float32 COCO-17, pixels + confidence in [0, 1].
+        boxes: (N, 4) float32 x0, y0, x1, y1 in pixels.
+        scores: (N,) float32 person score in [0, 1].
+    """
+
+    keypoints: np.ndarray
+    boxes: np.ndarray
+    scores: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = self.keypoints.shape[0]
+        if self.keypoints.shape != (n, NUM_KEYPOINTS, 3):
+            raise ValueError(f"FrameDetections.keypoints must be (N, 17, 3), got {self.keypoints.shape}")
+        if self.boxes.shape != (n, 4) or self.scores.shape != (n,):
+            raise ValueError(
+                f"FrameDetections: boxes {self.boxes.shape} / scores {self.scores.shape} do not match N={n}"
+            )
+
+    def __len__(self) -> int:
+        return int(self.keypoints.shape[0])
+
+    def select(self, keep: np.ndarray) -> "FrameDetections":
+        """The detections where ``keep`` (bool mask or index array) holds."""
+        return FrameDetections(self.keypoints[keep], self.boxes[keep], self.scores[keep])
+
+
+def empty_detections() -> FrameDetections:
+    """A frame without any person."""
+    return FrameDetections(
+        np.zeros((0, NUM_KEYPOINTS, 3), np.float32), np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
+    )
+
+
+@runtime_checkable
+class PoseDetector(Protocol):
+    """Anything that turns RGB frames into per-frame person detections."""
+
+    def detect(self, frames: np.ndarray) -> list[FrameDetections]:
+        """Detect people.
+
+        Args:
+            frames: (B, H, W, 3) uint8 RGB.
+
+        Returns:
+            B :class:`FrameDetections`, pixels of the given frames.
+        """
+        ...
+
+
+class YoloPoseDetector:
+    """ultralytics YOLO pose model (any ``*-pose.pt``: YOLOv8/11 n..x, custom fine-tunes).
+
+    Args:
+        weights: path of a local ``.pt`` pose checkpoint. Never downloaded.
+        device: torch device string ("cpu", "cuda", "cuda:1", ...).
+        confidence: minimum person score kept (ultralytics ``conf``).
+        iou: IoU threshold of non-maximum suppression.
+        image_size: inference size (longest side, pixels; ultralytics ``imgsz``).
+        batch_size: frames per forward pass.
+        max_detections: most people per frame before NMS output is cut.
+        half: fp16 inference (CUDA only).
+    """
+
+    def __init__(
+        self,
+        weights: str | os.PathLike,
+        device: str = "cpu",
+        confidence: float = 0.25,
+        iou: float = 0.7,
+        image_size: int = 640,
+        batch_size: int = 16,
+        max_detections: int = 100,
+        half: bool = False,
+    ):
+        path = Path(weights)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"YOLO pose weights {str(weights)!r} not found; give the path of a local *-pose.pt file "
+                "(vid2mesh never downloads weights)."
+            )
+        if path.suffix != ".pt":
+            raise ValueError(f"YOLO pose weights {str(weights)!r} must be a PyTorch .pt checkpoint.")
+        if not 0.0 <= confidence <= 1.0 or not 0.0 <= iou <= 1.0:
+            raise ValueError(f"confidence ({confidence}) and iou ({iou}) must lie in [0, 1].")
+        os.environ.setdefault("YOLO_OFFLINE", "1")
+        from ultralytics import YOLO
+
+        self.model = YOLO(str(path), task="pose")
+        task = getattr(self.model, "task", None)
+        kpt_shape = tuple(getattr(self.model.model, "kpt_shape", None) or ())
+        if task != "pose" or kpt_shape[:1] != (NUM_KEYPOINTS,):
+            raise ValueError(
+                f"{str(weights)!r} is a YOLO {task!r} model with keypoints {kpt_shape or None}; a COCO-17 "
+                "pose model (*-pose.pt) is needed."
+            )
+        self.weights = str(path)
+        self.device = device
+        self.confidence = float(confidence)
+        self.iou = float(iou)
+        self.image_size = int(image_size)
+        self.batch_size = int(batch_size)
+        self.max_detections = int(max_detections)
+        self.half = bool(half)
+        logger.info("loaded YOLO pose detector %s on %s", self.weights, device)
+
+    def detect(self, frames: np.ndarray) -> list[FrameDetections]:
+        """Detect people in RGB frames.
+
+        Args:
+            frames: (B, H, W, 3) uint8 RGB.
+
+        Returns:
+            B :class:`FrameDetections` (pixels of the input frames).
+        """
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"frames must be (B, H, W, 3) uint8 RGB, got {frames.shape} {frames.dtype}")
+        out: list[FrameDetections] = []
+        for start in range(0, frames.shape[0], self.batch_size):
+            # ultralytics treats numpy images as BGR (OpenCV order).
+            chunk = [np.ascontiguousarray(f[..., ::-1]) for f in frames[start : start + self.batch_size]]
+            options = dict(
+                conf=self.confidence,
+                iou=self.iou,
+                imgsz=self.image_size,
+                device=self.device,
+                max_det=self.max_detections,
+                batch=len(chunk),
+                verbose=False,
+            )
+            if self.half:
+                options["half"] = True
+            results = self.model.predict(chunk, **options)
+            out.extend(self._parse(r) for r in results)
+        return out
+
+    @staticmethod
+    def _parse(result) -> FrameDetections:
+        boxes = result.boxes
+        if boxes is None or len(boxes) == 0 or result.keypoints is None:
+            return empty_detections()
+        data = result.keypoints.data.detach().float().cpu().numpy()
+        if data.shape[-1] == 2:  # models trained without keypoint visibility
+            data = np.concatenate([data, np.ones(data.shape[:-1] + (1,), np.float32)], axis=-1)
+        # ultralytics marks keypoints outside the image or below its threshold with (0, 0).
+        missing = (data[..., 0] == 0) & (data[..., 1] == 0)
+        data[missing, 2] = 0.0
+        return FrameDetections(
+            keypoints=np.ascontiguousarray(data, dtype=np.float32),
+            boxes=boxes.xyxy.detach().float().cpu().numpy().astype(np.float32),
+            scores=boxes.conf.detach().float().cpu().numpy().astype(np.float32),
+        )
