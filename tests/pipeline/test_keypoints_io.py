@@ -1,0 +1,112 @@
+"""Precomputed keypoints: OpenPose BODY_25 / COCO-18 folders and COCO JSON, mapped to COCO-17."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.joint_names import COCO17_NAMES
+from pipeline.keypoints_io import (
+    BODY25_TO_COCO17,
+    COCO18_TO_COCO17,
+    OPENPOSE_BODY25_NAMES,
+    OPENPOSE_COCO18_NAMES,
+    KeypointsError,
+    find_sidecar_keypoints,
+    load_keypoints,
+)
+from pipeline.records import RejectReason
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "keypoints"
+
+
+def test_openpose_maps_are_built_by_name():
+    for names, index in ((OPENPOSE_BODY25_NAMES, BODY25_TO_COCO17), (OPENPOSE_COCO18_NAMES, COCO18_TO_COCO17)):
+        assert tuple(names[i] for i in index) == COCO17_NAMES
+
+
+@pytest.mark.parametrize("folder,layout", [("clip_body25_openpose", "openpose_body25"), ("clip_coco18_openpose", "openpose_coco18")])
+def test_openpose_folder(folder, layout):
+    found = load_keypoints(DATA / folder)
+    assert found.format == layout
+    assert sorted(found.frames) == [0, 1]
+    assert [len(found.frames[f]) for f in (0, 1)] == [1, 2]
+    kp = found.frames[1].keypoints
+    # The fixture writes x = 100 + 10 * (COCO-17 index) + dx + frame for every COCO joint.
+    np.testing.assert_allclose(kp[0, :, 0], 100 + 10 * np.arange(17) + 1)
+    np.testing.assert_allclose(kp[1, :, 0], 100 + 10 * np.arange(17) + 301)
+    np.testing.assert_allclose(kp[..., 2], 0.9, atol=1e-6)
+    box = found.frames[1].boxes[0]
+    np.testing.assert_allclose(box, [101, 50, 261, 370], atol=1e-4)
+
+
+def test_coco_file_flags_boxes_scores_and_rescaling():
+    found = load_keypoints(DATA / "clip.coco.json")
+    assert found.format == "coco" and found.image_size == (320, 240)
+    assert [len(found.frames[f]) for f in range(3)] == [1, 2, 2]
+    frame2 = found.frames[2]
+    assert frame2.keypoints[0, 0, 2] == 0.0  # v = 0: not labelled
+    assert frame2.keypoints[0, 1, 2] == 0.5  # v = 1: labelled, occluded
+    assert frame2.keypoints[0, 2, 2] == 1.0  # v = 2: visible
+    np.testing.assert_allclose(frame2.boxes[1], [160, 20, 280, 220])
+    np.testing.assert_allclose(frame2.scores, [0.9, 0.9])
+    mapped = found.for_frames(np.array([2, 7]), scale=(0.5, 2.0))
+    assert len(mapped[1]) == 0
+    np.testing.assert_allclose(mapped[0].keypoints[0, 3, :2], [(20 + 15 + 2) * 0.5, 60 * 2.0])
+    np.testing.assert_allclose(mapped[0].boxes[1], [80, 40, 140, 440])
+
+
+def test_coco_results_list_keeps_confidences():
+    found = load_keypoints(DATA / "clip_results.coco.json")
+    kp = found.frames[0].keypoints[0]
+    np.testing.assert_allclose(kp[:, 2], 0.3 + 0.04 * np.arange(17), atol=1e-6)
+    assert found.frames[0].scores[0] == pytest.approx(0.77)
+
+
+def test_corrupt_openpose_file_names_file_and_frame(tmp_path):
+    folder = tmp_path / "v_openpose"
+    shutil.copytree(DATA / "clip_body25_openpose", folder)
+    bad = folder / "clip_000000000007_keypoints.json"
+    bad.write_text('{"people": [{"pose_keypoints_2d": [1, 2')
+    with pytest.raises(KeypointsError) as info:
+        load_keypoints(folder)
+    assert info.value.reason == RejectReason.CORRUPT_KEYPOINTS
+    assert str(bad) in info.value.message and "frame 7" in info.value.message
+
+
+def test_wrong_openpose_length_names_frame(tmp_path):
+    folder = tmp_path / "v_openpose"
+    folder.mkdir()
+    (folder / "x_000000000003_keypoints.json").write_text(json.dumps({"people": [{"pose_keypoints_2d": [1.0] * 30}]}))
+    with pytest.raises(KeypointsError) as info:
+        load_keypoints(folder)
+    assert info.value.reason == RejectReason.CORRUPT_KEYPOINTS and "frame 3" in info.value.message
+
+
+def test_corrupt_coco(tmp_path):
+    path = tmp_path / "v.coco.json"
+    path.write_text(json.dumps({"images": [], "annotations": [{"image_id": 5, "keypoints": [1, 2, 3]}]}))
+    with pytest.raises(KeypointsError) as info:
+        load_keypoints(path)
+    assert info.value.reason == RejectReason.CORRUPT_KEYPOINTS
+    assert str(path) in info.value.message and "frame 5" in info.value.message
+    path.write_text("{not json")
+    with pytest.raises(KeypointsError, match="line 1"):
+        load_keypoints(path)
+
+
+def test_missing_keypoints_and_sidecar_lookup(tmp_path):
+    with pytest.raises(KeypointsError) as info:
+        load_keypoints(tmp_path / "nothing.coco.json")
+    assert info.value.reason == RejectReason.MISSING_KEYPOINTS
+    video = tmp_path / "abc_000001_000011.mp4"
+    video.write_bytes(b"")
+    assert find_sidecar_keypoints(video) is None
+    (tmp_path / "abc_000001_000011_openpose").mkdir()
+    assert find_sidecar_keypoints(video).endswith("_openpose")
+    (tmp_path / "abc_000001_000011.coco.json").write_text("[]")
+    assert find_sidecar_keypoints(video).endswith(".coco.json")
