@@ -17,7 +17,9 @@ the tracking time of a 300-frame x 20-detections clip.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -257,7 +259,9 @@ def main(argv: list[str] | None = None) -> dict:
     n = args.sequences or (12 if args.quick else 60)
     result = run(n, args.seed)
     result.update(speed(args.seed + 1, 2 if args.quick else 5))
-    result["machine"] = f"{platform.processor() or platform.machine()}, {platform.python_version()}"
+    result["machine"] = f"{platform.processor() or platform.machine()}, {platform.python_version()}, {os.cpu_count()} cpus"
+    result["load_average"] = [round(v, 2) for v in os.getloadavg()]
+    result["config"] = dataclasses.asdict(TrackingConfig(max_people=None))
     result["targets"] = {"id_switches_per_1000_frames": "<= 1", "purity": ">= 0.99"}
     print(
         f"{result['sequences']} clips x 300 frames: {result['id_switches']} identity switches "
