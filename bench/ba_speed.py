@@ -1,0 +1,269 @@
+"""Speed of the batched bundle-adjustment solver against a naive reference, in one run.
+
+* **batched** (the product): ``optimize.bundle_adjust.bundle_adjust`` on all tracks at
+  once: the body model's fast joints path, per-track L-BFGS states in one batched solver.
+* **naive reference** (implemented here): the full ``smplx.SMPL`` forward (all 6890
+  vertices, the COCO face keypoints read off the mesh) and ``torch.optim.LBFGS`` with
+  strong-Wolfe line search, one track at a time.
+
+Both minimise the same objective (``optimize.energy``, the same continuation stages)
+from the same starting point with the same stopping rule (torch's: ``|f_k - f_{k-1}| <
+tol``, ``max|x_k - x_{k-1}| <= tol``, ``max|g| <= gtol``, the same iteration and
+evaluation budgets), on the same tracks. Final energies are compared with the fast path.
+
+It also measures the naive *summed* batching (torchmin on the sum of all tracks: one
+line search, one stopping test) against solving each track alone (``summed_vs_alone``),
+the time of a 1,000-frame track over a 250-frame one, and a 1,175-frame track (the
+longest Human3.6M sequence at 10 fps) in one piece.
+
+    python -m bench.ba_speed [--quick] [--device cuda --tracks 64 --frames 250]
+
+The last output line is a JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import platform
+import resource
+import os
+import time
+
+import numpy as np
+import torch
+
+from bench._synthetic_tracks import make_track, make_tracks
+from bench.ba_accuracy import load_models
+from models.joint_names import COCO17_BODY_SMPL24_IDS, COCO17_FACE_VERTEX_IDS
+from models.standin import ensure_standin
+from optimize.bundle_adjust import PackedTracks, bundle_adjust, make_objective
+from optimize.config import BAConfig
+from optimize.energy import energy_terms, gmm_nll_offset
+
+logger = logging.getLogger(__name__)
+
+
+class SmplxFullForward(torch.nn.Module):
+    """The naive body model: ``smplx.SMPL`` (full mesh) behind the BodyModel interface."""
+
+    def __init__(self, path, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        import smplx
+
+        self.smpl = smplx.SMPL(model_path=str(path), dtype=dtype)
+        self.register_buffer("face_ids", torch.tensor(COCO17_FACE_VERTEX_IDS))
+        self.register_buffer("body_ids", torch.tensor(COCO17_BODY_SMPL24_IDS))
+
+    def _forward(self, pose: torch.Tensor, betas: torch.Tensor):
+        batch = torch.broadcast_shapes(pose.shape[:-1], betas.shape[:-1])
+        pose = pose.expand(batch + (72,)).reshape(-1, 72)
+        betas = betas.expand(batch + (10,)).reshape(-1, 10)
+        out = self.smpl(global_orient=pose[:, :3], body_pose=pose[:, 3:], betas=betas)
+        joints = out.joints[:, :24]
+        keypoints = torch.cat([out.vertices[:, self.face_ids], joints[:, self.body_ids]], 1)
+        return joints.reshape(batch + (24, 3)), keypoints.reshape(batch + (17, 3))
+
+    def joints(self, pose, betas):
+        return self._forward(pose, betas)[0]
+
+    def joints_and_keypoints(self, pose, betas):
+        return self._forward(pose, betas)
+
+
+def naive_reference(problem, smpl_model, prior, config: BAConfig, gmm_offset: float, device):
+    """torch.optim.LBFGS on one track with the full smplx forward. Returns x (1, n), iterations."""
+    packed = PackedTracks([problem], smpl_model, device, config.torch_dtype)
+    index = torch.zeros(1, dtype=torch.long, device=device)
+    x = packed.x0.clone().requires_grad_(True)
+    iterations = 0
+    for multiplier in config.tau_r_schedule:
+        stage = config.replace(tau_r_px=config.tau_r_px * multiplier)
+        objective = make_objective(packed, smpl_model, prior, stage, gmm_offset)
+        optimizer = torch.optim.LBFGS(
+            [x], lr=1.0, max_iter=config.max_iter, max_eval=config.max_eval,
+            tolerance_grad=config.gtol, tolerance_change=config.ftol,
+            history_size=config.history_size, line_search_fn="strong_wolfe",
+        )
+
+        def closure():
+            optimizer.zero_grad()
+            f = objective(x, index).sum()
+            f.backward()
+            return f
+
+        optimizer.step(closure)
+        iterations += int(optimizer.state[optimizer._params[0]]["n_iter"])
+    return x.detach(), iterations
+
+
+def total_energy(problem, x, body_model, prior, config, gmm_offset, device) -> float:
+    """E of one track at solver variables x (1, n), with the fast path."""
+    packed = PackedTracks([problem], body_model, device, config.torch_dtype)
+    with torch.no_grad():
+        pose, betas, camera = packed.decode(x.to(device))
+        terms = energy_terms(pose, betas, camera, packed.batch, body_model, prior, config, gmm_offset)
+    return float(terms.total()[0])
+
+
+def _sync(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _timed(fn, device):
+    _sync(device)
+    start = time.perf_counter()
+    out = fn()
+    _sync(device)
+    return out, time.perf_counter() - start
+
+
+def _encode_fit(fit, problem, body_model, device, dtype):
+    packed = PackedTracks([problem], body_model, device, dtype)
+    pose = torch.as_tensor(fit.pose, dtype=dtype, device=device)[None]
+    camera = torch.as_tensor(fit.camera, dtype=dtype, device=device)[None]
+    betas = torch.as_tensor(fit.betas, dtype=dtype, device=device)[None]
+    return packed.encode(pose, betas, camera)
+
+
+def summed_vs_alone(body_model, prior, config, tracks, device) -> dict:
+    """Per-track final energies: torchmin on the summed objective vs each track alone vs batched."""
+    problems = [t.problem for t in tracks]
+    out = {}
+    energies = {}
+    for solver in ("per_track", "summed", "batched"):
+        fits, seconds = _timed(lambda: bundle_adjust(problems, body_model, prior, config.replace(solver=solver), device), device)
+        energies[solver] = np.array([f.energies["total"] for f in fits])
+        out[solver] = {"seconds": round(seconds, 2), "iterations": [f.iterations for f in fits],
+                       "energy": energies[solver].round(2).tolist()}
+    alone = energies["per_track"]
+    for solver in ("summed", "batched"):
+        rel = energies[solver] / alone - 1.0
+        out[f"{solver}_vs_alone"] = {
+            "mean_rel_energy_diff": float(rel.mean()),
+            "max_rel_energy_diff": float(rel.max()),
+            "tracks_worse_by_1pct": int((rel > 0.01).sum()),
+            "tracks": len(rel),
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small run (< 1 minute)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    parser.add_argument("--tracks", type=int, default=None, help="tracks (default 8, quick 2)")
+    parser.add_argument("--frames", type=int, default=None, help="frames per track (default 250, quick 30)")
+    parser.add_argument("--baseline-tracks", type=int, default=None,
+                        help="run the naive reference on the first N of the same tracks (default 1: it "
+                             "takes minutes per 250-frame track on a CPU)")
+    parser.add_argument("--max-iter", type=int, default=None,
+                        help="L-BFGS iterations per continuation stage, both solvers (default 100, quick 15)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--skip-scaling", action="store_true")
+    parser.add_argument("--skip-summed", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = args.device
+    num_tracks = args.tracks or (2 if args.quick else 8)
+    num_frames = args.frames or (30 if args.quick else 250)
+    max_iter = args.max_iter or (15 if args.quick else 100)
+    # torch.optim.LBFGS uses one tolerance for the f and x changes: use the same here
+    config = BAConfig(dtype=args.dtype, max_iter=max_iter, max_eval=int(max_iter * 2.5), xtol=BAConfig().ftol)
+    dtype = config.torch_dtype
+    body_model, prior = load_models()
+    smpl_model = SmplxFullForward(ensure_standin(os.environ.get("VID2MESH_STANDIN_DIR")).neutral, dtype).to(device)
+    body_dev = copy.deepcopy(body_model).to(device=device, dtype=dtype)
+    prior_dev = copy.deepcopy(prior).to(device=device, dtype=dtype)
+    offset = gmm_nll_offset(prior_dev)
+    tracks = make_tracks(body_model, "all", num_tracks, num_frames, seed=7)
+    problems = [t.problem for t in tracks]
+    frames = sum(p.num_frames for p in problems)
+
+    # warm-up (allocator, lazy init) on a tiny problem
+    bundle_adjust([make_track(body_model, "walking", 8, seed=1).problem], body_dev, prior_dev, config.replace(max_iter=3), device)
+    if torch.device(device).type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    fits, batched_s = _timed(lambda: bundle_adjust(problems, body_dev, prior_dev, config, device), device)
+    peak_mem_mb = (torch.cuda.max_memory_allocated() / 2**20 if torch.device(device).type == "cuda"
+                   else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    frames_per_s = frames / batched_s
+    print(f"batched: {num_tracks} tracks x {num_frames} frames in {batched_s:.1f} s = {frames_per_s:.1f} frames/s "
+          f"(iterations {[f.iterations for f in fits]})", flush=True)
+
+    n_base = min(args.baseline_tracks or 1, num_tracks)
+    base_energy, ours_energy, base_iters = [], [], []
+    base_s = 0.0
+    for problem, fit in zip(problems[:n_base], fits[:n_base]):
+        (x, iters), seconds = _timed(lambda: naive_reference(problem, smpl_model, prior_dev, config, offset, device), device)
+        base_s += seconds
+        base_iters.append(iters)
+        base_energy.append(total_energy(problem, x, body_dev, prior_dev, config, offset, device))
+        ours_energy.append(fit.energies["total"])
+        print(f"  naive track {problem.clip_id}: {seconds:.1f} s, {iters} iterations, E {base_energy[-1]:.1f} "
+              f"(batched E {fit.energies['total']:.1f})", flush=True)
+    base_frames = sum(p.num_frames for p in problems[:n_base])
+    baseline_frames_per_s = base_frames / base_s
+    energy_ratio = float(np.sum(ours_energy) / np.sum(base_energy))
+    per_track_ratio = (np.array(ours_energy) / np.array(base_energy)).round(4).tolist()
+    print(f"naive: {baseline_frames_per_s:.2f} frames/s; speedup {frames_per_s / baseline_frames_per_s:.1f}x; "
+          f"energy ratio {energy_ratio:.4f} per track {per_track_ratio}", flush=True)
+
+    result = {
+        "device": device,
+        "machine": f"{platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}"
+        + (f", {torch.cuda.get_device_name()}" if torch.device(device).type == "cuda" else ""),
+        "dtype": args.dtype,
+        "tracks": num_tracks,
+        "frames_per_track": num_frames,
+        "max_iter_per_stage": max_iter,
+        "batched_seconds": round(batched_s, 2),
+        "frames_per_s": frames_per_s,
+        "baseline_tracks": n_base,
+        "baseline_seconds": round(base_s, 2),
+        "baseline_frames_per_s": baseline_frames_per_s,
+        "speedup": frames_per_s / baseline_frames_per_s,
+        "energy_ratio": energy_ratio,
+        "energy_ratio_per_track": per_track_ratio,
+        "batched_iterations": [f.iterations for f in fits[:n_base]],
+        "baseline_iterations": base_iters,
+        "peak_mem_mb": peak_mem_mb,
+        "statuses": sorted({f.status for f in fits}),
+    }
+
+    if not args.skip_scaling:
+        lengths = (30, 120) if args.quick else (250, 1000)
+        times = {}
+        for length in lengths:
+            track = make_track(body_model, "walking", length, seed=99)
+            fit_list, seconds = _timed(lambda: bundle_adjust([track.problem], body_dev, prior_dev, config, device), device)
+            times[length] = (seconds, fit_list[0].iterations)
+            print(f"  one {length}-frame track: {seconds:.1f} s, {fit_list[0].iterations} iterations", flush=True)
+        result["t1000_over_t250"] = times[lengths[1]][0] / times[lengths[0]][0]
+        result["scaling_lengths"] = list(lengths)
+        result["scaling_iterations"] = [times[n][1] for n in lengths]
+        long_len = 150 if args.quick else 1175
+        track = make_track(body_model, "walking", long_len, seed=1175)
+        fit_list, seconds = _timed(lambda: bundle_adjust([track.problem], body_dev, prior_dev, config, device), device)
+        result["long_track"] = {"frames": long_len, "seconds": round(seconds, 2), "status": fit_list[0].status,
+                                "iterations": fit_list[0].iterations, "chunks": 1}
+        print(f"  one {long_len}-frame track in one piece: {seconds:.1f} s ({fit_list[0].status})", flush=True)
+
+    if not args.skip_summed:
+        k = 2 if args.quick else 6
+        comparison_tracks = make_tracks(body_model, "all", k, 20 if args.quick else 60, seed=13)
+        result["summed_vs_alone"] = summed_vs_alone(body_dev, prior_dev, config, comparison_tracks, device)
+        for key in ("summed_vs_alone", "batched_vs_alone"):
+            print(f"  {key}: {result['summed_vs_alone'][key]}", flush=True)
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,361 @@
+"""Whole-clip bundle adjustment of many person tracks at once.
+
+:func:`bundle_adjust` packs :class:`~optimize.problem.TrackProblem` s into padded,
+masked batches (length-sorted, at most ``BAConfig.max_batch_frames`` padded frames per
+solver call), minimises every track's energy with the batched L-BFGS of
+:mod:`optimize.solver`, and unpacks one :class:`~optimize.problem.TrackFit` per problem.
+
+Parameters per track (the paper's 10 + 75 T): betas (10), and per frame the pose (72
+axis-angle) and the camera. Inside the solver the camera is ``(log(s / s_ref),
+tx / u, ty / u)`` with ``s_ref`` the track's median init scale and the translation unit
+``u = TRANSLATION_UNIT * s_ref`` (the pixels of 20 cm on the body): the scale stays
+positive, and one unit of every variable moves the keypoints by a comparable number of
+pixels (curvatures of the same order), which a scalar-initialised L-BFGS needs. The betas enter as ``sqrt(T) * beta``: they act on all T frames, so
+without this their curvature would be T times that of a frame's pose, an ill
+conditioning that a scalar-initialised L-BFGS pays for in iterations. Each track minimises its energy divided by its frame count, so one
+absolute ``ftol`` means the same for a 30-frame and a 1,000-frame track (the minimiser
+is unchanged).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from optimize.config import BAConfig
+from optimize.energy import TERM_NAMES, TrackBatch, energy_terms, gmm_nll_offset
+from optimize.problem import NUM_BETAS, NUM_CAMERA, NUM_POSE, TrackFit, TrackProblem
+from optimize.selection import e_norm, inlier_frames, trajectory_length
+from optimize.solver import SolverResult, SolverSettings, lbfgs_batched, lbfgs_per_track, lbfgs_summed
+
+logger = logging.getLogger(__name__)
+
+FRAME_PARAMS = NUM_POSE + NUM_CAMERA  # 75
+TRANSLATION_UNIT = 0.2  # metres: solver units of the camera translation
+
+
+class PackedTracks:
+    """A padded batch of tracks: fixed data, starting point and the parameter layout.
+
+    Attributes:
+        problems: the B problems, in batch order.
+        batch: :class:`TrackBatch` on the solver's device and dtype.
+        x0: (B, 10 + 75 T) starting parameters (solver variables).
+        scale_ref: (B,) s_ref, pixels per metre.
+    """
+
+    def __init__(self, problems: list[TrackProblem], body_model, device, dtype: torch.dtype):
+        self.problems = problems
+        B = len(problems)
+        T = max(p.num_frames for p in problems)
+        P = max(p.num_candidates for p in problems)
+        frame_mask = np.zeros((B, T), bool)
+        candidates = np.zeros((B, T, P, 17, 3), np.float64)
+        candidate_mask = np.zeros((B, T, P), bool)
+        init_pose = np.zeros((B, T, P, NUM_POSE), np.float64)
+        init_betas = np.zeros((B, T, P, NUM_BETAS), np.float64)
+        image_width = np.zeros(B, np.float64)
+        pose0 = np.zeros((B, T, NUM_POSE), np.float64)
+        camera0 = np.zeros((B, T, NUM_CAMERA), np.float64)
+        betas0 = np.zeros((B, NUM_BETAS), np.float64)
+        scale_ref = np.ones(B, np.float64)
+        for b, p in enumerate(problems):
+            t, k = p.num_frames, p.num_candidates
+            frame_mask[b, :t] = True
+            candidates[b, :t, :k] = p.candidates
+            candidate_mask[b, :t, :k] = p.candidate_mask
+            init_pose[b, :t, :k] = p.init_pose
+            init_betas[b, :t, :k] = p.init_betas
+            image_width[b] = p.image_size[0]
+            pose0[b, :t], camera0[b, :t], betas0[b], scale_ref[b] = _starting_point(p)
+        # pad frames repeat the last real frame (finite, and never looked at)
+        for b, p in enumerate(problems):
+            pose0[b, p.num_frames :] = pose0[b, p.num_frames - 1]
+            camera0[b, p.num_frames :] = camera0[b, p.num_frames - 1]
+
+        def tensor(a: np.ndarray) -> Tensor:
+            return torch.as_tensor(a, dtype=dtype, device=device)
+
+        cand = tensor(candidates)
+        cmask = torch.as_tensor(candidate_mask, device=device)
+        init_pose_t = tensor(init_pose)
+        init_betas_t = tensor(init_betas)
+        with torch.no_grad():
+            init_joints = body_model.joints(init_pose_t, init_betas_t)
+        init_joints = torch.where(cmask[..., None, None], init_joints, torch.zeros_like(init_joints))
+        self.batch = TrackBatch(
+            frame_mask=torch.as_tensor(frame_mask, device=device),
+            candidates=cand[..., :2],
+            confidence=torch.where(cmask[..., None], cand[..., 2].clamp(0.0, 1.0), torch.zeros_like(cand[..., 2])),
+            candidate_mask=cmask,
+            init_joints=init_joints,
+            init_betas=init_betas_t,
+            image_width=tensor(image_width),
+        )
+        self.num_frames_max = T
+        self.scale_ref = tensor(scale_ref)
+        self.betas_scale = tensor(np.sqrt([p.num_frames for p in problems]))
+        self.x0 = self.encode(tensor(pose0), tensor(betas0), tensor(camera0))
+
+    def encode(self, pose: Tensor, betas: Tensor, camera: Tensor) -> Tensor:
+        """Parameters -> solver variables (B, 10 + 75 T)."""
+        s_ref = self.scale_ref[:, None]
+        cam = torch.stack(
+            (torch.log(camera[..., 0] / s_ref), camera[..., 1] / (TRANSLATION_UNIT * s_ref),
+             camera[..., 2] / (TRANSLATION_UNIT * s_ref)), -1
+        )
+        frames = torch.cat((pose, cam), -1).reshape(pose.shape[0], -1)
+        return torch.cat((betas * self.betas_scale[:, None], frames), -1)
+
+    def decode(self, x: Tensor, index: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Solver variables (b, n) -> pose (b, T, 72), betas (b, 10), camera (b, T, 3)."""
+        s_ref = self.scale_ref if index is None else self.scale_ref[index]
+        betas_scale = self.betas_scale if index is None else self.betas_scale[index]
+        s_ref = s_ref[:, None]
+        betas = x[:, :NUM_BETAS] / betas_scale[:, None]
+        frames = x[:, NUM_BETAS:].reshape(x.shape[0], self.num_frames_max, FRAME_PARAMS)
+        pose = frames[..., :NUM_POSE]
+        cam = frames[..., NUM_POSE:]
+        unit = TRANSLATION_UNIT * s_ref
+        camera = torch.stack((s_ref * torch.exp(cam[..., 0]), unit * cam[..., 1], unit * cam[..., 2]), -1)
+        return pose, betas, camera
+
+
+def _nearest_kept(selected: np.ndarray) -> np.ndarray:
+    """(T,) index of the nearest frame with a selected detection (ties: earlier frame)."""
+    kept = np.flatnonzero(selected >= 0)
+    t = np.arange(selected.shape[0])
+    pos = np.clip(np.searchsorted(kept, t), 0, len(kept) - 1)
+    before = kept[np.clip(pos - 1, 0, len(kept) - 1)]
+    after = kept[pos]
+    return np.where(np.abs(t - before) <= np.abs(after - t), before, after)
+
+
+def _starting_point(p: TrackProblem) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Per-frame init of the selected detection; skipped frames copy the nearest kept one.
+
+    Returns pose (T, 72), camera (T, 3), betas (10,) (median over kept frames), s_ref.
+    """
+    selected = p.selected.astype(np.int64)
+    source = _nearest_kept(selected)
+    pick = selected[source]
+    frames = np.arange(p.num_frames)
+    pose = p.init_pose[source, pick].astype(np.float64)
+    camera = p.init_camera[source, pick].astype(np.float64)
+    kept = np.flatnonzero(selected >= 0)
+    betas = np.median(p.init_betas[kept, selected[kept]].astype(np.float64), axis=0)
+    scales = camera[:, 0]
+    good = np.isfinite(scales) & (scales > 0)
+    scale_ref = float(np.median(scales[good])) if good.any() else 1.0
+    camera[~good, 0] = scale_ref
+    del frames
+    return pose, camera, betas, scale_ref
+
+
+def _model_on(module, device, dtype):
+    """``module`` on device/dtype, copied (never moved in place) when it differs."""
+    if module is None or not isinstance(module, torch.nn.Module):
+        return module
+    tensors = list(module.buffers()) + list(module.parameters())
+    if all(t.device == torch.device(device) and (not t.is_floating_point() or t.dtype == dtype) for t in tensors):
+        return module
+    return copy.deepcopy(module).to(device=device, dtype=dtype)
+
+
+def _failed_fit(problem: TrackProblem, message: str) -> TrackFit:
+    T = int(np.asarray(problem.frame_index).shape[0])
+    zeros = lambda *shape: np.zeros(shape, np.float32)  # noqa: E731
+    return TrackFit(
+        clip_id=problem.clip_id, track_id=problem.track_id, status="failed",
+        betas=zeros(NUM_BETAS), pose=zeros(T, NUM_POSE), camera=zeros(T, NUM_CAMERA),
+        joints3d=zeros(T, 24, 3), keypoints3d=zeros(T, 17, 3), reprojection=zeros(T, 17, 2),
+        frame_error=np.full(T, np.nan, np.float32), matched_candidate=np.full(T, -1, np.int32),
+        inlier=np.zeros(T, bool), frame_energies={}, energies={}, trajectory_length=0.0,
+        e_norm=math.inf, iterations=0, converged=False, message=message,
+    )
+
+
+def _check_problem(problem: TrackProblem) -> str | None:
+    """None if the problem can be solved, else the reason it cannot."""
+    try:
+        problem.validate()
+    except ValueError as error:
+        return str(error)
+    if not (problem.selected >= 0).any():
+        return (f"TrackProblem {problem.clip_id}#{problem.track_id} has no selected detection; "
+                "the tracker must keep at least one frame of a track.")
+    return None
+
+
+def bundle_adjust(
+    problems: list[TrackProblem],
+    body_model,
+    prior,
+    config: BAConfig | None = None,
+    device: str | torch.device = "cpu",
+) -> list[TrackFit]:
+    """Bundle-adjust every track over its whole clip (paper sections 3.2 and 4).
+
+    Args:
+        problems: tracks to fit (any lengths; they are batched together).
+        body_model: :class:`models.body_model.BodyModel` (``joints``,
+            ``joints_and_keypoints``); copied to ``device``/``config.dtype`` if needed.
+        prior: :class:`models.gmm_prior.GMMPrior` (``nll``); may be None when the prior
+            term is off or ``w_gmm`` is 0.
+        config: weights, caps, switches and solver settings (default :class:`BAConfig`).
+        device: "cpu", "cuda", ...
+
+    Returns:
+        One :class:`TrackFit` per problem, in input order. A problem that cannot be
+        solved has status "failed" (message says why); a track whose energy or
+        parameters stop being finite or explode has status "diverged" and its arrays
+        hold the last finite iterate (never NaN or Inf).
+    """
+    config = config or BAConfig()
+    dtype = config.torch_dtype
+    device = torch.device(device)
+    body = _model_on(body_model, device, dtype)
+    gmm = _model_on(prior, device, dtype)
+    offset = gmm_nll_offset(gmm) if (gmm is not None and config.use_prior and config.w_gmm > 0) else 0.0
+
+    fits: list[TrackFit | None] = [None] * len(problems)
+    solvable: list[int] = []
+    for i, problem in enumerate(problems):
+        reason = _check_problem(problem)
+        if reason is None:
+            solvable.append(i)
+        else:
+            fits[i] = _failed_fit(problem, reason)
+    for group in _length_batches([problems[i] for i in solvable], config.max_batch_frames):
+        members = [solvable[j] for j in group]
+        for i, fit in zip(members, _solve_batch([problems[i] for i in members], body, gmm, offset, config, device)):
+            fits[i] = fit
+    return fits  # type: ignore[return-value]
+
+
+def _length_batches(problems: list[TrackProblem], max_batch_frames: int) -> list[list[int]]:
+    """Indices grouped longest first so that tracks x longest <= max_batch_frames."""
+    order = sorted(range(len(problems)), key=lambda i: -problems[i].num_frames)
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and (len(groups[-1]) + 1) * problems[groups[-1][0]].num_frames <= max_batch_frames:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def make_objective(packed: PackedTracks, body_model, prior, config: BAConfig, gmm_offset: float):
+    """The per-track objective E_b / T_b as a function of solver variables (b, n) and index (b,)."""
+    frames = packed.batch.num_frames.to(packed.x0.dtype)
+    full = torch.arange(len(packed.problems), device=packed.x0.device)
+    cache: dict[str, object] = {"index": full, "batch": packed.batch}
+
+    def objective(x: Tensor, index: Tensor) -> Tensor:
+        if not (cache["index"].shape == index.shape and bool((cache["index"] == index).all())):
+            cache["index"], cache["batch"] = index, packed.batch.select(index)
+        pose, betas, camera = packed.decode(x, index)
+        terms = energy_terms(pose, betas, camera, cache["batch"], body_model, prior, config, gmm_offset)
+        return terms.total() / frames[index]
+
+    return objective
+
+
+def _solve_batch(problems, body_model, prior, gmm_offset, config, device) -> list[TrackFit]:
+    packed = PackedTracks(problems, body_model, device, config.torch_dtype)
+    settings = SolverSettings.from_config(config)
+    T = packed.num_frames_max
+
+    def is_diverged(x: Tensor) -> Tensor:
+        frames = x[:, NUM_BETAS:].reshape(x.shape[0], T, FRAME_PARAMS)
+        pose_bad = frames[..., :NUM_POSE].abs().amax((-1, -2)) > config.max_abs_pose_rad
+        # the scale left [s_ref e^-20, s_ref e^20] or the translation left +-1e5 units
+        cam_bad = (frames[..., NUM_POSE].abs().amax(-1) > 20) | (frames[..., NUM_POSE + 1 :].abs().amax((-1, -2)) > 1e5)
+        return ~torch.isfinite(x).all(-1) | pose_bad | cam_bad
+
+    x = packed.x0
+    iterations = torch.zeros(len(problems), dtype=torch.long, device=x.device)
+    evaluations = torch.zeros_like(iterations)
+    diverged_any = torch.zeros(len(problems), dtype=torch.bool, device=x.device)
+    for multiplier in config.tau_r_schedule:
+        stage = config.replace(tau_r_px=config.tau_r_px * multiplier)
+        objective = make_objective(packed, body_model, prior, stage, gmm_offset)
+        if config.solver == "batched":
+            result = lbfgs_batched(objective, x, settings, is_diverged)
+        elif config.solver == "summed":
+            result = lbfgs_summed(objective, x, settings)
+        else:
+            result = lbfgs_per_track(objective, x, settings)
+        iterations += result.iterations
+        evaluations += result.evaluations
+        diverged_any |= result.diverged
+        x = torch.where(torch.isfinite(result.x), result.x, x)
+    result = SolverResult(x=x, f=result.f, iterations=iterations, evaluations=evaluations,
+                          converged=result.converged, diverged=diverged_any)
+    diverged = result.diverged | is_diverged(result.x)
+    x = torch.where(torch.isfinite(result.x), result.x, packed.x0)
+    x = torch.where(torch.isfinite(x), x, torch.zeros_like(x))
+    with torch.no_grad():
+        pose, betas, camera = packed.decode(x)
+        terms = energy_terms(pose, betas, camera, packed.batch, body_model, prior, config, gmm_offset)
+        length = trajectory_length(terms.joints3d, packed.batch.frame_mask)
+        per_frame_total = terms.per_frame_total()
+        diverged |= ~torch.isfinite(per_frame_total).all(-1)
+    return [
+        _unpack(b, p, pose, betas, camera, terms, per_frame_total, length, result, bool(diverged[b]), config)
+        for b, p in enumerate(problems)
+    ]
+
+
+def _numpy(t: Tensor, dtype=np.float32) -> np.ndarray:
+    return np.nan_to_num(t.detach().cpu().numpy().astype(dtype), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _unpack(b, problem, pose, betas, camera, terms, per_frame_total, length, result, diverged, config) -> TrackFit:
+    T = problem.num_frames
+    frame_error = terms.frame_error[b, :T].detach().cpu().numpy().astype(np.float32)
+    frame_error = np.where(np.isfinite(frame_error), frame_error, np.nan).astype(np.float32)
+    frame_energies = {name: _numpy(terms.terms[name][b, :T]) for name in TERM_NAMES}
+    frame_energies["total"] = _numpy(per_frame_total[b, :T])
+    energies = {name: float(values.sum(dtype=np.float64)) for name, values in frame_energies.items()}
+    total = energies["total"]
+    traj = float(length[b])
+    if not math.isfinite(traj):
+        traj, diverged = 0.0, True
+    iterations = int(result.iterations[b])
+    evaluations = int(result.evaluations[b])
+    converged = bool(result.converged[b]) and not diverged
+    if diverged:
+        status, message = "diverged", (
+            f"energy or parameters stopped being finite or bounded after {iterations} iterations; "
+            "arrays hold the last finite iterate and must not be used as data"
+        )
+    else:
+        status = "ok"
+        message = f"{iterations} iterations, {evaluations} evaluations" + ("" if converged else ", budget reached")
+    return TrackFit(
+        clip_id=problem.clip_id,
+        track_id=problem.track_id,
+        status=status,
+        betas=_numpy(betas[b]),
+        pose=_numpy(pose[b, :T]),
+        camera=_numpy(camera[b, :T]),
+        joints3d=_numpy(terms.joints3d[b, :T]),
+        keypoints3d=_numpy(terms.keypoints3d[b, :T]),
+        reprojection=_numpy(terms.keypoints2d[b, :T]),
+        frame_error=frame_error,
+        matched_candidate=terms.matched[b, :T].cpu().numpy().astype(np.int32),
+        inlier=inlier_frames(frame_error, config.tau_r_px),
+        frame_energies=frame_energies,
+        energies=energies,
+        trajectory_length=traj,
+        e_norm=e_norm(total, traj),
+        iterations=iterations,
+        converged=converged,
+        message=message,
+    )

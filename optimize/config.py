@@ -1,0 +1,174 @@
+"""Configuration of whole-clip bundle adjustment: weights, caps, robust losses, solver.
+
+Every number the objective or the solver uses lives in :class:`BAConfig` (a frozen
+dataclass; derive variants with :meth:`BAConfig.replace`). Units are in the field names:
+``_px`` pixels of the decoded frame, ``_m`` metres. The defaults are calibrated on the
+tuning motions of ``bench.ba_accuracy`` (see ``docs/bundle_adjustment.md``).
+
+The energy (paper sections 3.2 and 4), summed over the frames t of a track::
+
+    E_R = w_reprojection * min(min_p sum_i c_i h(x_i - x_det,i^p), tau_r)
+    E_T = w_temporal_3d * sum_i rho(X_i^t - X_i^{t-1})
+        + w_temporal_2d * sum_i rho(x_i^t - x_i^{t-1})
+        + w_temporal_camera * min(rho(u^t - u^{t-1}), rho(0.1 W))   (scale free)
+    E_P = w_gmm * (GMM NLL(theta_body) - its minimum over the component means)
+        + w_init * min(min_p [sum_i rho(X_i - X~_i^p) + w_init_betas rho(beta - beta~^p)], tau_i)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+REPROJECTION_LOSSES = ("hinge", "huber")
+SOLVERS = ("batched", "summed", "per_track")
+
+
+@dataclass(frozen=True)
+class BAConfig:
+    """Weights, caps, robust-loss settings, term switches and solver settings.
+
+    Attributes:
+        reprojection_loss: "hinge" (in the wild: 0 below ``hinge_margin_px``, L1 above)
+            or "huber" (controlled setting), applied to each keypoint's pixel error norm.
+        huber_delta_px: width of the quadratic zone of the Huber reprojection loss, px.
+        hinge_margin_px: errors below this cost nothing under the hinge, px (paper: 5).
+        hinge_smoothing_px: quadratic blend after the margin so the hinge is C1, px.
+        tau_r_px: per-frame cap of the reprojection energy (outer min), px (paper: 50).
+        tau_i: per-frame cap of the init term, in the init term's units (metres summed
+            over the 24 joints plus the weighted shape residual).
+        w_reprojection: lambda_R.
+        w_temporal_3d: lambda_1, on the 24 SMPL joints (per metre of robust displacement).
+        temporal_3d_delta_m: Huber width of the 3D temporal term, metres.
+        w_temporal_2d: lambda_2, on the 17 projected COCO keypoints (per pixel).
+        temporal_2d_delta_px: Huber width of the 2D temporal term, px.
+        w_temporal_camera: lambda_3, on the camera translation (per pixel).
+        temporal_camera_delta_px: Huber width of the camera term, px.
+        camera_translation_cap: bound of the camera translation penalty as a fraction
+            of the image width (paper: 0.1). Camera scale is never penalised.
+        w_gmm: weight of the GMM pose prior (negative log-likelihood, offset to be about
+            0 at the best mixture mean).
+        w_init: lambda_I, weight of the stay-close-to-init term.
+        w_init_betas: lambda_beta inside the init term (per unit of robust beta distance).
+        init_delta_m: Huber width of the init term on joints, metres.
+        init_betas_delta: Huber width of the init term on betas.
+        use_reprojection, use_temporal, use_prior: term switches (the ablation). With
+            ``use_prior`` off both the GMM and the init term are dropped.
+        tau_r_schedule: continuation on the reprojection cap: the solver runs once per
+            entry with tau_R multiplied by it, each run warm-started from the previous; the
+            last entry must be 1 (the paper's objective). A per-frame regressor's init often
+            reprojects worse than tau_R, and a capped frame has no reprojection gradient, so
+            a first pass with a looser cap pulls such frames in before the outer min makes
+            the remaining ones inert. ``(1.0,)`` solves the final objective directly.
+        solver: "batched" (per-track L-BFGS histories, step sizes, line searches and
+            stopping, many tracks per call), "summed" (torchmin L-BFGS on the sum of all
+            tracks' objectives: one shared line search; for measurement) or
+            "per_track" (torchmin L-BFGS on one track at a time; the reference).
+        max_iter: L-BFGS iterations per track.
+        max_eval: objective evaluations per track (line-search trials included).
+        history_size: L-BFGS memory.
+        line_search_max_evals: trials per strong-Wolfe line search.
+        c1, c2: strong-Wolfe sufficient decrease and curvature constants.
+        ftol: stop when the per-frame objective changes by less than this (absolute).
+        xtol: stop when no parameter moves by more than this in one step.
+        gtol: stop when every gradient entry of the per-frame objective is below this.
+        max_abs_pose_rad: a pose entry beyond this marks the track diverged.
+        max_batch_frames: padded frames (tracks x longest track) per solver call; larger
+            inputs are split into length-sorted batches. A single track is never split.
+        dtype: "float32" (default) or "float64".
+    """
+
+    reprojection_loss: str = "hinge"
+    huber_delta_px: float = 5.0
+    hinge_margin_px: float = 5.0
+    hinge_smoothing_px: float = 2.0
+    tau_r_px: float = 50.0
+    tau_i: float = 4.0
+
+    w_reprojection: float = 1.0
+    w_temporal_3d: float = 50.0
+    temporal_3d_delta_m: float = 0.05
+    w_temporal_2d: float = 0.2
+    temporal_2d_delta_px: float = 10.0
+    w_temporal_camera: float = 0.2
+    temporal_camera_delta_px: float = 10.0
+    camera_translation_cap: float = 0.1
+    w_gmm: float = 0.2
+    w_init: float = 20.0
+    w_init_betas: float = 0.1
+    init_delta_m: float = 0.05
+    init_betas_delta: float = 1.0
+
+    use_reprojection: bool = True
+    use_temporal: bool = True
+    use_prior: bool = True
+
+    tau_r_schedule: tuple[float, ...] = (8.0, 1.0)
+    solver: str = "batched"
+    max_iter: int = 300
+    max_eval: int = 750
+    history_size: int = 10
+    line_search_max_evals: int = 25
+    c1: float = 1e-4
+    c2: float = 0.9
+    ftol: float = 1e-4
+    xtol: float = 1e-7
+    gtol: float = 1e-5
+    max_abs_pose_rad: float = 100.0
+    max_batch_frames: int = 32768
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.reprojection_loss not in REPROJECTION_LOSSES:
+            raise ValueError(
+                f"BAConfig.reprojection_loss={self.reprojection_loss!r}; use one of {REPROJECTION_LOSSES}."
+            )
+        if self.solver not in SOLVERS:
+            raise ValueError(f"BAConfig.solver={self.solver!r}; use one of {SOLVERS}.")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"BAConfig.dtype={self.dtype!r}; use 'float32' or 'float64'.")
+        positive = (
+            "huber_delta_px", "hinge_smoothing_px", "tau_r_px", "tau_i", "temporal_3d_delta_m",
+            "temporal_2d_delta_px", "temporal_camera_delta_px", "camera_translation_cap",
+            "init_delta_m", "init_betas_delta", "max_abs_pose_rad",
+        )
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"BAConfig.{name}={getattr(self, name)!r} must be > 0.")
+        non_negative = (
+            "hinge_margin_px", "w_reprojection", "w_temporal_3d", "w_temporal_2d",
+            "w_temporal_camera", "w_gmm", "w_init", "w_init_betas", "ftol", "xtol", "gtol",
+        )
+        for name in non_negative:
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"BAConfig.{name}={getattr(self, name)!r} must be >= 0.")
+        for name in ("max_iter", "max_eval", "history_size", "line_search_max_evals", "max_batch_frames"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"BAConfig.{name}={getattr(self, name)!r} must be >= 1.")
+        if not self.tau_r_schedule or self.tau_r_schedule[-1] != 1.0 or min(self.tau_r_schedule) <= 0:
+            raise ValueError(
+                f"BAConfig.tau_r_schedule={self.tau_r_schedule!r}: positive multipliers ending with 1.0."
+            )
+        if not 0 < self.c1 < self.c2 < 1:
+            raise ValueError(f"BAConfig needs 0 < c1 < c2 < 1, got c1={self.c1}, c2={self.c2}.")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return torch.float64 if self.dtype == "float64" else torch.float32
+
+    def replace(self, **changes) -> "BAConfig":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def ablation(cls, terms: str, **changes) -> "BAConfig":
+        """The paper's Table 1 rows: terms in {"R", "R+P", "R+P+T"}."""
+        rows = {
+            "R": dict(use_prior=False, use_temporal=False),
+            "R+P": dict(use_prior=True, use_temporal=False),
+            "R+P+T": dict(use_prior=True, use_temporal=True),
+        }
+        if terms not in rows:
+            raise ValueError(f"BAConfig.ablation({terms!r}): use one of {sorted(rows)}.")
+        return cls(**{**rows[terms], **changes})

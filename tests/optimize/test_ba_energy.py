@@ -1,0 +1,169 @@
+"""Energy terms against hand-computed values; masking, the multi-person minimum, caps."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from optimize.config import BAConfig
+from optimize.energy import TrackBatch, init_energy, reprojection_energy, temporal_energy
+
+D = torch.float64
+
+
+def _batch(B=1, T=2, P=2, frame_mask=None, candidate_mask=None, width=640.0):
+    return TrackBatch(
+        frame_mask=torch.ones(B, T, dtype=torch.bool) if frame_mask is None else frame_mask,
+        candidates=torch.zeros(B, T, P, 17, 2, dtype=D),
+        confidence=torch.ones(B, T, P, 17, dtype=D),
+        candidate_mask=torch.ones(B, T, P, dtype=torch.bool) if candidate_mask is None else candidate_mask,
+        init_joints=torch.zeros(B, T, P, 24, 3, dtype=D),
+        init_betas=torch.zeros(B, T, P, 10, dtype=D),
+        image_width=torch.full((B,), width, dtype=D),
+    )
+
+
+def _with(batch, **changes):
+    fields = {name: getattr(batch, name) for name in batch.__dataclass_fields__}
+    fields.update(changes)
+    return TrackBatch(**fields)
+
+
+def test_reprojection_hinge_hand_value_and_multi_person_minimum():
+    config = BAConfig(reprojection_loss="hinge", hinge_margin_px=5.0, hinge_smoothing_px=2.0, tau_r_px=50.0)
+    batch = _batch(T=1, P=2)
+    kp = torch.zeros(1, 1, 17, 2, dtype=D)
+    cand = torch.zeros(1, 1, 2, 17, 2, dtype=D)
+    # candidate 0 (a distractor) is 100 px away on every keypoint; candidate 1 is 7 px off
+    # on two keypoints (hinge: (7-5) -> 2 - 1 = 1 px each, weighted 0.5 and 1.0)
+    cand[0, 0, 0, :, 0] = 100.0
+    cand[0, 0, 1, 3, 0] = 7.0
+    cand[0, 0, 1, 4, 1] = -7.0
+    conf = torch.ones(1, 1, 2, 17, dtype=D)
+    conf[0, 0, 1, 3] = 0.5
+    batch = _with(batch, candidates=cand, confidence=conf)
+    energy, frame_error, matched = reprojection_energy(kp, batch, config)
+    assert matched.item() == 1
+    assert frame_error.item() == pytest.approx(1.5)
+    assert energy.item() == pytest.approx(1.5)
+
+
+def test_reprojection_huber_hand_value():
+    config = BAConfig(reprojection_loss="huber", huber_delta_px=4.0, w_reprojection=2.0)
+    batch = _batch(T=1, P=1)
+    cand = torch.zeros(1, 1, 1, 17, 2, dtype=D)
+    cand[0, 0, 0, 0] = torch.tensor([3.0, 4.0], dtype=D)  # 5 px -> 5 - 2 = 3
+    cand[0, 0, 0, 1] = torch.tensor([0.0, 2.0], dtype=D)  # 2 px -> 4 / 8 = 0.5
+    energy, frame_error, _ = reprojection_energy(torch.zeros(1, 1, 17, 2, dtype=D), _with(batch, candidates=cand), config)
+    assert frame_error.item() == pytest.approx(3.5)
+    assert energy.item() == pytest.approx(7.0)
+
+
+def test_reprojection_cap_makes_outliers_inert():
+    config = BAConfig(tau_r_px=50.0)
+    batch = _batch(T=2, P=1)
+    cand = torch.zeros(1, 2, 1, 17, 2, dtype=D)
+    cand[0, 1, 0, :, 0] = 300.0  # frame 1: a detection far from the model
+    kp = torch.zeros(1, 2, 17, 2, dtype=D, requires_grad=True)
+    energy, frame_error, _ = reprojection_energy(kp, _with(batch, candidates=cand), config)
+    assert energy[0, 1].item() == pytest.approx(50.0)
+    assert frame_error[0, 1].item() > 50.0
+    energy.sum().backward()
+    assert torch.equal(kp.grad[0, 1], torch.zeros(17, 2, dtype=D))
+
+
+def test_reprojection_missing_candidates_and_padding_cost_nothing():
+    config = BAConfig()
+    frame_mask = torch.tensor([[True, True, False]])
+    candidate_mask = torch.tensor([[[True], [False], [True]]])
+    batch = _batch(T=3, P=1, frame_mask=frame_mask, candidate_mask=candidate_mask)
+    cand = torch.full((1, 3, 1, 17, 2), 30.0, dtype=D)
+    kp = torch.zeros(1, 3, 17, 2, dtype=D, requires_grad=True)
+    energy, frame_error, matched = reprojection_energy(kp, _with(batch, candidates=cand), config)
+    assert energy[0, 0] > 0 and energy[0, 1] == 0 and energy[0, 2] == 0
+    assert matched.tolist() == [[0, -1, -1]]
+    assert torch.isinf(frame_error[0, 1])
+    energy.sum().backward()
+    assert torch.isfinite(kp.grad).all() and not kp.grad[0, 1:].any()
+
+
+def test_temporal_hand_values_camera_bound_and_scale_free():
+    config = BAConfig(
+        w_temporal_3d=2.0, temporal_3d_delta_m=0.1, w_temporal_2d=3.0, temporal_2d_delta_px=10.0,
+        w_temporal_camera=5.0, temporal_camera_delta_px=10.0, camera_translation_cap=0.1,
+    )
+    batch = _batch(T=3, width=640.0)
+    joints = torch.zeros(1, 3, 24, 3, dtype=D)
+    joints[0, 1, 0, 0] = 0.05  # one joint moves 5 cm: 0.0025 / 0.2 = 0.0125
+    kp = torch.zeros(1, 3, 17, 2, dtype=D)
+    kp[0, 2, 0, 1] = 20.0  # one keypoint moves 20 px: 20 - 5 = 15
+    camera = torch.zeros(1, 3, 3, dtype=D)
+    camera[0, :, 0] = torch.tensor([100.0, 400.0, 50.0])  # scale changes are free
+    camera[0, 1, 1] = 6.0  # 6 px: 36 / 20 = 1.8
+    camera[0, 2, 1] = 206.0  # 200 px > 64 px bound: huber(64) = 59
+    terms = temporal_energy(joints, kp, camera, batch, config)
+    assert terms["temporal_3d"][0].tolist() == pytest.approx([0.0, 2 * 0.0125, 2 * 0.0125])
+    assert terms["temporal_2d"][0].tolist() == pytest.approx([0.0, 0.0, 3 * 15.0])
+    assert terms["temporal_camera"][0].tolist() == pytest.approx([0.0, 5 * 1.8, 5 * 59.0])
+
+
+def test_temporal_ignores_pairs_across_padding():
+    config = BAConfig()
+    frame_mask = torch.tensor([[True, True, False]])
+    batch = _batch(T=3, frame_mask=frame_mask)
+    joints = torch.zeros(1, 3, 24, 3, dtype=D)
+    joints[0, 2] = 100.0  # garbage in the padded frame
+    kp = torch.zeros(1, 3, 17, 2, dtype=D)
+    kp[0, 2] = 1e4
+    camera = torch.zeros(1, 3, 3, dtype=D)
+    camera[0, 2] = 1e4
+    terms = temporal_energy(joints, kp, camera, batch, config)
+    for value in terms.values():
+        assert value[0, 2] == 0
+
+
+def test_init_term_hand_value_min_over_candidates_and_cap():
+    config = BAConfig(w_init=2.0, w_init_betas=0.5, init_delta_m=0.1, init_betas_delta=1.0, tau_i=1.0)
+    batch = _batch(T=2, P=2)
+    init_joints = torch.zeros(1, 2, 2, 24, 3, dtype=D)
+    init_joints[0, :, 0, :, 2] = 0.5  # candidate 0: every joint 0.5 m off (a flip)
+    init_joints[0, 0, 1, 3, 0] = 0.2  # candidate 1, frame 0: one joint 0.2 m off -> 0.15
+    init_joints[0, 1, 1, :, 2] = -0.5  # frame 1: both candidates far: capped at tau_I
+    init_betas = torch.zeros(1, 2, 2, 10, dtype=D)
+    init_betas[0, 0, 1, 0] = 3.0  # -> huber 2.5, weighted 0.5 -> 1.25
+    batch = _with(batch, init_joints=init_joints, init_betas=init_betas)
+    joints = torch.zeros(1, 2, 24, 3, dtype=D, requires_grad=True)
+    betas = torch.zeros(1, 10, dtype=D)
+    energy = init_energy(joints, betas, batch, config)
+    # frame 0: candidate 1 = 0.15 + 1.25 = 1.4 -> capped at 1.0 ; candidate 0: 24 * 0.45 = 10.8
+    config_loose = config.replace(tau_i=100.0)
+    loose = init_energy(joints, betas, batch, config_loose)
+    assert loose[0, 0].item() == pytest.approx(2 * 1.4)
+    assert energy[0].tolist() == pytest.approx([2.0, 2.0])
+    energy.sum().backward()
+    assert not joints.grad.any()  # capped frames are inert
+
+
+def test_energy_terms_gradcheck_float64():
+    torch.manual_seed(0)
+    config = BAConfig(reprojection_loss="hinge", tau_r_px=1e6, tau_i=1e6)
+    B, T, P = 1, 3, 2
+    batch = _batch(B=B, T=T, P=P)
+    batch = _with(
+        batch,
+        candidates=torch.randn(B, T, P, 17, 2, dtype=D) * 20,
+        confidence=torch.rand(B, T, P, 17, dtype=D),
+        init_joints=torch.randn(B, T, P, 24, 3, dtype=D) * 0.3,
+        init_betas=torch.randn(B, T, P, 10, dtype=D),
+    )
+
+    def fn(joints, kp, camera, betas):
+        terms = temporal_energy(joints, kp, camera, batch, config)
+        e_r, _, _ = reprojection_energy(kp, batch, config)
+        return e_r.sum() + sum(v.sum() for v in terms.values()) + init_energy(joints, betas, batch, config).sum()
+
+    joints = (torch.randn(B, T, 24, 3, dtype=D) * 0.3).requires_grad_()
+    kp = (torch.randn(B, T, 17, 2, dtype=D) * 20).requires_grad_()
+    camera = (torch.randn(B, T, 3, dtype=D) * 20).requires_grad_()
+    betas = torch.randn(B, 10, dtype=D).requires_grad_()
+    assert torch.autograd.gradcheck(fn, (joints, kp, camera, betas), fast_mode=True)

@@ -1,0 +1,141 @@
+"""bundle_adjust end to end on small synthetic tracks from the stand-in body model."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bench._synthetic_tracks import DetectionNoise, RegressorNoise, make_track
+from optimize.bundle_adjust import PackedTracks, bundle_adjust, make_objective
+from optimize.config import BAConfig
+from optimize.energy import gmm_nll_offset
+from pipeline.metrics import mpjpe
+
+CLEAN = DetectionNoise(jitter=0.0, miss_keypoint=0.0, outlier=0.0, body_swap=0.0, limb_swap=0.0,
+                       drop_frame=0.0, distractor=False)
+MILD = RegressorNoise(joint_bias=0.0, joint_noise=0.08, orient_noise=0.03, flip_on=0.0, betas_bias=0.3,
+                      betas_noise=0.05, scale_noise=0.02, translation_noise=0.005)
+F64 = dict(dtype="float64", max_iter=120, max_eval=300)
+
+
+@pytest.fixture(scope="module")
+def prior(standin):
+    from models.gmm_prior import GMMPrior
+
+    return GMMPrior.from_file(standin.gmm)
+
+
+@pytest.mark.slow
+def test_noise_free_keypoints_converge_to_ground_truth(body_model, prior):
+    track = make_track(body_model, "waving", 8, seed=3, detection=CLEAN, regressor=MILD)
+    config = BAConfig(reprojection_loss="huber", w_init=0.5, w_gmm=0.01, ftol=1e-7,
+                      w_temporal_3d=10.0, w_temporal_2d=0.0, w_temporal_camera=0.0, **F64)
+    (fit,) = bundle_adjust([track.problem], body_model, prior, config)
+    assert fit.status == "ok"
+    reprojection = np.linalg.norm(fit.reprojection - track.problem.keypoints[..., :2], axis=-1)
+    before = mpjpe(track.init_joints, track.gt_joints).mean()
+    after = mpjpe(fit.joints3d, track.gt_joints).mean()
+    print(f"reprojection {reprojection.mean():.2f} px, MPJPE {before:.1f} -> {after:.1f} mm, {fit.iterations} it")
+    assert reprojection.mean() < 1.0  # pixels
+    assert after < 0.5 * before and after < 25.0  # mm
+    assert fit.inlier.all()
+
+
+def test_outputs_are_consistent(body_model, prior):
+    track = make_track(body_model, "walking", 10, seed=1)
+    (fit,) = bundle_adjust([track.problem], body_model, prior, BAConfig(max_iter=20))
+    T = track.problem.num_frames
+    assert fit.pose.shape == (T, 72) and fit.camera.shape == (T, 3) and fit.betas.shape == (10,)
+    assert fit.joints3d.shape == (T, 24, 3) and fit.keypoints3d.shape == (T, 17, 3)
+    assert fit.reprojection.shape == (T, 17, 2)
+    assert set(fit.frame_energies) == set(fit.energies)
+    assert fit.energies["total"] == pytest.approx(sum(v for k, v in fit.energies.items() if k != "total"), rel=1e-5)
+    steps = np.linalg.norm(np.diff(fit.joints3d.astype(np.float64), axis=0), axis=-1).sum()
+    assert fit.trajectory_length == pytest.approx(steps, rel=1e-4)
+    assert fit.e_norm == pytest.approx(fit.energies["total"] / fit.trajectory_length, rel=1e-6)
+    projected = fit.camera[:, None, :1] * fit.keypoints3d[..., :2] + fit.camera[:, None, 1:]
+    assert np.allclose(projected, fit.reprojection, atol=1e-2)
+    has = track.problem.candidate_mask.any(1)
+    assert np.array_equal(fit.inlier, has & (np.nan_to_num(fit.frame_error, nan=np.inf) < 50.0))
+    assert 0 < fit.iterations and all(np.isfinite(v).all() for v in fit.frame_energies.values())
+
+
+def test_padding_and_masking_do_not_change_a_track(body_model, prior):
+    short = make_track(body_model, "squatting", 6, seed=5).problem
+    long = make_track(body_model, "boxing", 11, seed=6).problem
+    config = BAConfig(max_iter=20, dtype="float64")
+    together = bundle_adjust([short, long], body_model, prior, config)
+    alone = bundle_adjust([short], body_model, prior, config)[0]
+    assert together[0].pose.shape == (6, 72)
+    assert np.allclose(together[0].pose, alone.pose, atol=1e-6)
+    assert together[0].energies["total"] == pytest.approx(alone.energies["total"], rel=1e-7)
+    assert together[0].iterations == alone.iterations
+
+
+def test_multi_person_minimum_picks_the_tracked_person(body_model, prior):
+    track = make_track(body_model, "walking", 12, seed=11, detection=DetectionNoise(drop_frame=0.0, body_swap=0.0))
+    (fit,) = bundle_adjust([track.problem], body_model, prior, BAConfig(max_iter=30))
+    assert track.problem.num_candidates == 2
+    assert np.array_equal(fit.matched_candidate, track.problem.selected)
+
+
+def test_frames_without_detection_keep_temporal_and_prior_terms(body_model, prior):
+    problem = make_track(body_model, "walking", 8, seed=2).problem
+    mask = problem.candidate_mask.copy()
+    mask[3] = False
+    selected = problem.selected.copy()
+    selected[3] = -1
+    problem = problem.replace(candidate_mask=mask, selected=selected)
+    (fit,) = bundle_adjust([problem], body_model, prior, BAConfig(max_iter=20))
+    assert fit.frame_energies["reprojection"][3] == 0 and fit.frame_energies["init"][3] == 0
+    assert fit.frame_energies["temporal_3d"][3] > 0 and fit.frame_energies["gmm"][3] != 0
+    assert fit.matched_candidate[3] == -1 and not fit.inlier[3] and math.isnan(fit.frame_error[3])
+
+
+def test_caps_make_outlier_detections_inert(body_model, prior):
+    base = make_track(body_model, "waving", 8, seed=7, detection=CLEAN, regressor=MILD).problem
+    config = BAConfig(dtype="float64", max_iter=25, tau_r_schedule=(1.0,))
+    far = base.candidates.copy()
+    far[[2, 5], :, :, 0] += 400.0  # two frames whose detection is 400 px off
+    silent = base.candidates.copy()
+    silent[[2, 5], :, :, 2] = 0.0  # the same frames with zero confidence: no reprojection term
+    with_outliers = bundle_adjust([base.replace(candidates=far)], body_model, prior, config)[0]
+    without = bundle_adjust([base.replace(candidates=silent)], body_model, prior, config)[0]
+    assert np.allclose(with_outliers.pose, without.pose, atol=1e-8)
+    assert with_outliers.frame_energies["reprojection"][[2, 5]] == pytest.approx([50.0, 50.0])
+    assert not with_outliers.inlier[[2, 5]].any()
+
+
+def test_diverging_and_invalid_problems_are_reported_not_written(body_model, prior):
+    good = make_track(body_model, "walking", 6, seed=4).problem
+    exploding = good.replace(clip_id="bad", candidates=np.where(np.isfinite(good.candidates), 1e30, 0).astype(np.float32))
+    broken = good.replace(clip_id="broken", init_pose=good.init_pose[:, :, :70])
+    fits = bundle_adjust([good, exploding, broken], body_model, prior, BAConfig(max_iter=10))
+    assert [f.status for f in fits] == ["ok", "diverged", "failed"]
+    assert "init_pose" in fits[2].message
+    for fit in fits:
+        for array in (fit.pose, fit.camera, fit.betas, fit.joints3d, fit.reprojection):
+            assert np.isfinite(array).all()
+    assert not fits[1].converged and not fits[1].inlier.any()
+
+
+def test_full_energy_gradcheck_float64(body_model, prior):
+    problem = make_track(body_model, "waving", 3, seed=9).problem
+    body64 = body_model.to(torch.float64) if False else __import__("copy").deepcopy(body_model).to(torch.float64)
+    prior64 = __import__("copy").deepcopy(prior).to(torch.float64)
+    config = BAConfig(dtype="float64", tau_r_px=1e6, tau_i=1e6)
+    packed = PackedTracks([problem], body64, "cpu", torch.float64)
+    objective = make_objective(packed, body64, prior64, config, gmm_nll_offset(prior64))
+    index = torch.tensor([0])
+    x = (packed.x0 + 0.01 * torch.randn_like(packed.x0)).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda v: objective(v, index), (x,), fast_mode=True)
+
+
+@pytest.mark.parametrize("solver", ["summed", "per_track"])
+def test_reference_solvers_run(body_model, prior, solver):
+    problems = [make_track(body_model, "walking", 5, seed=s).problem for s in (20, 21)]
+    fits = bundle_adjust(problems, body_model, prior, BAConfig(solver=solver, max_iter=15))
+    assert [f.status for f in fits] == ["ok", "ok"]
