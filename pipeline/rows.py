@@ -1,0 +1,332 @@
+"""Rows of the output datasets: (clip, track problems, fits, selection) -> arrow tables.
+
+One :class:`ClipOutcome` per input clip holds that clip's rows of ``frames/``, ``tracks/``
+and ``rejected/`` as arrow tables in the columns of :mod:`pipeline.schema` (no schema
+metadata: the writer adds the run's). Arrays go column-wise from numpy to nested
+fixed-size lists, never through Python lists.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from pipeline import schema
+from pipeline.records import ClipRef, PerceptionResult, RejectReason, TrackFit, TrackProblem
+from pipeline.selection import SelectionConfig, TrackReason, TrackSelection, clip_verdict, select_track
+
+MAX_MESSAGE_CHARS = 4000
+FRAMES_MODES = ("selected", "inliers", "all")
+
+
+@dataclass(frozen=True)
+class ClipOutcome:
+    """Where one input clip ended, with its rows.
+
+    Attributes:
+        clip_id: the clip.
+        outcome: "kept", "rejected" or "failed".
+        reason: RejectReason code for rejected/failed clips, None when kept.
+        stage: stage that decided ("input", "perceive", "bundle_adjust", "select").
+        frames, tracks, rejected: the clip's rows of each dataset (None: no rows).
+        num_tracks: person tracks fitted (or found, for perception rejects).
+        num_selected_tracks: tracks that passed selection.
+        num_frames_written: rows in ``frames``.
+        num_inlier_frames: inlier frames among the selected tracks' frames.
+    """
+
+    clip_id: str
+    outcome: str
+    reason: str | None
+    stage: str
+    frames: pa.Table | None = None
+    tracks: pa.Table | None = None
+    rejected: pa.Table | None = None
+    num_tracks: int = 0
+    num_selected_tracks: int = 0
+    num_frames_written: int = 0
+    num_inlier_frames: int = 0
+
+    def table(self, dataset: str) -> pa.Table | None:
+        return {"frames": self.frames, "tracks": self.tracks, "rejected": self.rejected}[dataset]
+
+
+def _bare_schema(dataset: str) -> pa.Schema:
+    return pa.schema([c.field() for c in schema.COLUMNS[dataset]])
+
+
+def _array(values: np.ndarray, dtype: pa.DataType) -> pa.Array:
+    """Arrow array of ``dtype`` (possibly nested fixed-size lists) from an (N, ...) numpy array."""
+    if isinstance(dtype, pa.FixedSizeListType):
+        sizes = []
+        inner = dtype
+        while isinstance(inner, pa.FixedSizeListType):
+            sizes.append(inner.list_size)
+            inner = inner.value_type
+        values = np.ascontiguousarray(values, dtype=inner.to_pandas_dtype())
+        n = values.shape[0]
+        if values.shape[1:] != tuple(sizes):
+            raise ValueError(f"array of shape {values.shape} does not fit arrow type {dtype}")
+        array: pa.Array = pa.array(values.reshape(-1), type=inner)
+        for size in reversed(sizes):
+            array = pa.FixedSizeListArray.from_arrays(array, size)
+        assert len(array) == n
+        return array
+    return pa.array(values, type=dtype)
+
+
+def _table(dataset: str, columns: dict[str, object], num_rows: int) -> pa.Table:
+    arrays = []
+    for column in schema.COLUMNS[dataset]:
+        value = columns[column.name]
+        if isinstance(value, pa.Array):
+            arrays.append(value)
+        elif isinstance(value, np.ndarray):
+            arrays.append(_array(value, column.type))
+        elif isinstance(value, list):
+            arrays.append(pa.array(value, type=column.type))
+        else:  # a scalar repeated on every row
+            arrays.append(pa.array([value] * num_rows, type=column.type))
+    return pa.Table.from_arrays(arrays, schema=_bare_schema(dataset))
+
+
+def _clip_columns(clip: ClipRef) -> dict[str, object]:
+    return {"clip_id": clip.clip_id, "label": clip.label, "split": clip.split, "source_uri": clip.uri}
+
+
+def truncate_message(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """Keep the head and the tail of a long message (tracebacks end with the error)."""
+    if len(message) <= limit:
+        return message
+    half = limit // 2 - 10
+    return f"{message[:half]}\n[...]\n{message[-half:]}"
+
+
+def frames_table(
+    clip: ClipRef,
+    problem: TrackProblem,
+    fit: TrackFit,
+    selection: TrackSelection,
+    inliers_only: bool = False,
+) -> pa.Table:
+    """``frames/`` rows of one fitted track (every frame, or its inlier frames only).
+
+    Args:
+        clip: the source clip (label, split, uri).
+        problem: the track problem (frame ids, detections, boxes).
+        fit: the track's fit, status "ok" (shapes (T, ...) as in :class:`TrackFit`).
+        selection: the track's verdict (``track_selected`` column).
+        inliers_only: keep only the inlier frames.
+    """
+    if fit.status != "ok":
+        raise ValueError(f"track {clip.clip_id}#{fit.track_id} has fit status {fit.status!r}; only 'ok' fits become frames")
+    T = problem.num_frames
+    if fit.num_frames != T:
+        raise ValueError(f"track {clip.clip_id}#{fit.track_id}: fit has {fit.num_frames} frames, problem {T}")
+    keep = np.asarray(fit.inlier, dtype=bool) if inliers_only else np.ones(T, dtype=bool)
+    n = int(keep.sum())
+    width, height = problem.image_size
+    columns = {
+        **_clip_columns(clip),
+        "track_id": int(fit.track_id),
+        "frame_index": np.asarray(problem.frame_index, dtype=np.int32)[keep],
+        "frame_time": np.asarray(problem.frame_time, dtype=np.float64)[keep],
+        "fps": float(problem.fps),
+        "image_width": int(width),
+        "image_height": int(height),
+        "has_detection": np.asarray(problem.has_detection, dtype=bool)[keep],
+        "box": np.asarray(problem.boxes, dtype=np.float32)[keep],
+        "keypoints_2d": np.asarray(problem.keypoints, dtype=np.float32)[keep],
+        "betas": np.broadcast_to(np.asarray(fit.betas, dtype=np.float32), (T, schema.NUM_BETAS))[keep],
+        "pose": np.asarray(fit.pose, dtype=np.float32)[keep],
+        "camera": np.asarray(fit.camera, dtype=np.float32)[keep],
+        "joints_3d": np.asarray(fit.joints3d, dtype=np.float32)[keep],
+        "keypoints_3d": np.asarray(fit.keypoints3d, dtype=np.float32)[keep],
+        "reprojection_2d": np.asarray(fit.reprojection, dtype=np.float32)[keep],
+        "reprojection_error": np.asarray(fit.frame_error, dtype=np.float32)[keep],
+        "matched_candidate": np.asarray(fit.matched_candidate, dtype=np.int32)[keep],
+        "inlier": np.asarray(fit.inlier, dtype=bool)[keep],
+        "track_selected": bool(selection.selected),
+        "e_norm": float(fit.e_norm),
+        "init_source": problem.init_source,
+    }
+    table = _table("frames", columns, n)
+    crops = getattr(problem, "crops", None)
+    if crops:  # the run stores person crops (pipeline.crops)
+        from pipeline.crops import crop_column
+
+        table = table.append_column(schema.CROP_COLUMN.field(), crop_column(crops, T, keep))
+    return table
+
+
+def tracks_table(clip: ClipRef, fitted: Sequence[tuple[TrackProblem, TrackFit, TrackSelection]]) -> pa.Table:
+    """``tracks/`` rows, one per fitted track of the clip (in track order)."""
+    rows: dict[str, list] = {c.name: [] for c in schema.TRACKS_COLUMNS}
+    for problem, fit, selection in sorted(fitted, key=lambda item: item[1].track_id):
+        width, height = problem.image_size
+        energies = {k: float(v) for k, v in fit.energies.items()}
+        values = {
+            **_clip_columns(clip),
+            "track_id": int(fit.track_id),
+            "fit_status": fit.status,
+            "num_frames": problem.num_frames,
+            "num_detected_frames": selection.num_detected_frames,
+            "num_inlier_frames": selection.num_inlier_frames,
+            "first_frame": int(problem.frame_index[0]),
+            "last_frame": int(problem.frame_index[-1]),
+            "fps": float(problem.fps),
+            "image_width": int(width),
+            "image_height": int(height),
+            "energy": energies.get("total", float("nan")),
+            "energy_terms": [{"term": k, "value": v} for k, v in sorted(energies.items()) if k != "total"],
+            "trajectory_length": float(fit.trajectory_length),
+            "e_norm": float(fit.e_norm),
+            "iterations": int(fit.iterations),
+            "converged": bool(fit.converged),
+            "betas": [float(b) for b in np.asarray(fit.betas, dtype=np.float32).reshape(-1)],
+            "selected": selection.selected,
+            "selection_reason": selection.reason,
+            "e_norm_threshold": selection.threshold,
+            "init_source": problem.init_source,
+            "message": truncate_message(fit.message),
+        }
+        for name, value in values.items():
+            rows[name].append(value)
+    return pa.Table.from_pydict(rows, schema=_bare_schema("tracks"))
+
+
+def rejected_table(
+    clip: ClipRef,
+    outcome: str,
+    reason: str,
+    stage: str,
+    message: str,
+    num_frames: int = 0,
+    max_people: int = 0,
+    num_tracks: int = 0,
+) -> pa.Table:
+    """The one ``rejected/`` row of a rejected or failed clip."""
+    columns = {
+        **_clip_columns(clip),
+        "outcome": outcome,
+        "reason": reason,
+        "stage": stage,
+        "message": truncate_message(message),
+        "num_frames": int(num_frames),
+        "max_people": int(max_people),
+        "num_tracks": int(num_tracks),
+    }
+    return _table("rejected", columns, 1)
+
+
+def outcome_from_rejection(result: PerceptionResult, stage: str = "perceive") -> ClipOutcome:
+    """The outcome of a clip that perception (or input reading) rejected.
+
+    ``RejectReason.FAILED`` makes it a failure; every other reason a rejection.
+    """
+    if result.reject_reason is None:
+        raise ValueError(f"clip {result.clip.clip_id} was not rejected; use outcome_from_fits")
+    outcome = "failed" if result.reject_reason == RejectReason.FAILED else "rejected"
+    table = rejected_table(
+        result.clip, outcome, result.reject_reason, stage, result.message,
+        result.num_frames, result.max_people, len(result.problems),
+    )
+    return ClipOutcome(result.clip.clip_id, outcome, result.reject_reason, stage, rejected=table,
+                       num_tracks=len(result.problems))
+
+
+def failed_outcome(clip: ClipRef, stage: str, message: str) -> ClipOutcome:
+    """The outcome of a clip whose processing raised an unexpected error."""
+    table = rejected_table(clip, "failed", RejectReason.FAILED, stage, message)
+    return ClipOutcome(clip.clip_id, "failed", RejectReason.FAILED, stage, rejected=table)
+
+
+def outcome_from_fits(
+    header: PerceptionResult,
+    fitted: Sequence[tuple[TrackProblem, TrackFit]],
+    config: SelectionConfig,
+    threshold: float,
+    frames_mode: str = "selected",
+) -> ClipOutcome:
+    """Select a clip's fitted tracks and build all its rows.
+
+    Args:
+        header: the clip's perception result (problems may be empty: only its clip,
+            frame count and people count are used).
+        fitted: (problem, fit) of every track of the clip.
+        config: selection settings.
+        threshold: the run's E_norm threshold (:func:`pipeline.selection.run_threshold`).
+        frames_mode: which frames go to ``frames/``: "selected" (every frame of selected
+            tracks), "inliers" (inlier frames of selected tracks) or "all" (every frame of
+            every track whose fit is ok, with its flags, so a threshold can be re-chosen).
+    """
+    if frames_mode not in FRAMES_MODES:
+        raise ValueError(f"frames mode {frames_mode!r}: use one of {FRAMES_MODES}")
+    clip = header.clip
+    if not fitted:
+        return failed_outcome(clip, "bundle_adjust", f"clip {clip.clip_id}: no track reached bundle adjustment")
+    verdicts = [(p, f, select_track(p, f, config, threshold)) for p, f in sorted(fitted, key=lambda pf: pf[1].track_id)]
+    frame_tables = []
+    inliers = 0
+    for problem, fit, selection in verdicts:
+        writes = selection.selected or (frames_mode == "all" and selection.reason not in (TrackReason.DIVERGED, TrackReason.FAILED))
+        if writes:
+            table = frames_table(clip, problem, fit, selection, inliers_only=frames_mode == "inliers")
+            frame_tables.append(table)
+            if selection.selected:
+                inliers += selection.num_inlier_frames
+    frames = pa.concat_tables(frame_tables, promote_options="default") if frame_tables else None
+    tracks = tracks_table(clip, verdicts)
+    outcome, reason = clip_verdict([v for _, _, v in verdicts])
+    selected = sum(v.selected for _, _, v in verdicts)
+    rejected = None
+    if outcome != "kept":
+        messages = "; ".join(
+            f"track {f.track_id}: {v.reason}" + (f" (E_norm {f.e_norm:.4g} > {v.threshold:.4g})" if v.reason == TrackReason.E_NORM_ABOVE_THRESHOLD else "")
+            + (f" ({truncate_message(f.message, 300)})" if f.message and v.reason in (TrackReason.FAILED, TrackReason.DIVERGED) else "")
+            for _, f, v in verdicts
+        )
+        rejected = rejected_table(
+            clip, outcome, reason, "bundle_adjust" if outcome == "failed" or reason == RejectReason.ALL_TRACKS_DIVERGED else "select",
+            messages, header.num_frames, header.max_people, len(verdicts),
+        )
+    return ClipOutcome(
+        clip.clip_id, outcome, reason,
+        "select" if outcome != "failed" else "bundle_adjust",
+        frames=frames, tracks=tracks, rejected=rejected,
+        num_tracks=len(verdicts), num_selected_tracks=selected,
+        num_frames_written=0 if frames is None else frames.num_rows,
+        num_inlier_frames=inliers,
+    )
+
+
+def failed_fit(problem: TrackProblem, message: str) -> TrackFit:
+    """A TrackFit with status "failed" (NaN arrays of the right shapes) for a track whose
+    bundle adjustment raised; it is recorded in ``tracks/`` and never written as frames."""
+    T = problem.num_frames
+    nan = float("nan")
+    return TrackFit(
+        clip_id=problem.clip_id,
+        track_id=problem.track_id,
+        status="failed",
+        betas=np.full(schema.NUM_BETAS, nan, np.float32),
+        pose=np.full((T, schema.NUM_POSE), nan, np.float32),
+        camera=np.full((T, 3), nan, np.float32),
+        joints3d=np.full((T, schema.NUM_SMPL_JOINTS, 3), nan, np.float32),
+        keypoints3d=np.full((T, schema.NUM_COCO, 3), nan, np.float32),
+        reprojection=np.full((T, schema.NUM_COCO, 2), nan, np.float32),
+        frame_error=np.full(T, nan, np.float32),
+        matched_candidate=np.full(T, -1, np.int32),
+        inlier=np.zeros(T, bool),
+        frame_energies={},
+        energies={},
+        trajectory_length=0.0,
+        e_norm=math.inf,
+        iterations=0,
+        converged=False,
+        message=truncate_message(message),
+    )

@@ -1,0 +1,166 @@
+"""Training-data selection after bundle adjustment (paper section 4, extended to every person).
+
+A track is kept when its fit is sound (status ``ok``, long enough, moving, enough inlier
+frames) and its trajectory-normalised energy E_norm passes the run's threshold. The
+threshold is either derived from the run itself (``mode="fraction"``, the default: keep the
+best ``keep_fraction`` of the eligible tracks, as the paper kept about 10 % of Kinetics) or
+fixed (``mode="threshold"``, e.g. the threshold an earlier run recorded). Inlier frames are the fit's own flags (reprojection energy
+below tau_R on a frame with a detection).
+
+A clip is *kept* when at least one of its tracks is selected; otherwise it is rejected
+with ``no_track_selected``, or ``all_tracks_diverged`` when no track fitted soundly, or
+counted *failed* when every track's fit raised.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.records import RejectReason, TrackFit, TrackProblem
+
+SELECTION_MODES = ("threshold", "fraction")
+
+
+class TrackReason:
+    """``selection_reason`` values of ``tracks/``."""
+
+    SELECTED = "selected"
+    E_NORM_ABOVE_THRESHOLD = "e_norm_above_threshold"
+    BELOW_BEST_FRACTION = "below_best_fraction"
+    TOO_FEW_INLIERS = "too_few_inliers"
+    TOO_SHORT = "too_short"
+    NOT_MOVING = "not_moving"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """How tracks are selected.
+
+    Attributes:
+        mode: "fraction" (default: keep the ``keep_fraction`` of eligible tracks with the
+            lowest E_norm in the run) or "threshold" (keep E_norm <= ``e_norm_threshold``).
+        e_norm_threshold: E_norm bound of ``threshold`` mode (energy per metre of 3D joint
+            trajectory). Its scale depends on the bundle-adjustment weights, so there is no
+            default: take it from an earlier run's ``tracks.e_norm_threshold`` or from the
+            E_norm distribution of a ``--frames all`` run.
+        keep_fraction: fraction in (0, 1] of eligible tracks ``fraction`` mode keeps (the
+            paper kept about 10 % of Kinetics).
+        min_frames: tracks with fewer detected frames are ``too_short``.
+        min_inlier_fraction: tracks whose inlier frames / detected frames is below this
+            are ``too_few_inliers``.
+        min_trajectory_length_m: tracks whose 3D trajectory is shorter (metres summed
+            over joints and frames) are ``not_moving``: their E_norm is meaningless.
+    """
+
+    mode: str = "fraction"
+    e_norm_threshold: float | None = None
+    keep_fraction: float = 0.1
+    min_frames: int = 8
+    min_inlier_fraction: float = 0.5
+    min_trajectory_length_m: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.mode not in SELECTION_MODES:
+            raise ValueError(f"selection mode {self.mode!r}: use one of {SELECTION_MODES}")
+        if not 0 < self.keep_fraction <= 1:
+            raise ValueError(f"keep_fraction={self.keep_fraction}: must be in (0, 1]")
+        if self.mode == "threshold" and self.e_norm_threshold is None:
+            raise ValueError("selection mode 'threshold' needs an E_norm threshold: pass --e_norm_threshold "
+                             "(or --selection fraction --keep_fraction F)")
+        if self.e_norm_threshold is not None and not self.e_norm_threshold > 0:
+            raise ValueError(f"e_norm_threshold={self.e_norm_threshold}: must be > 0")
+        if not 0 <= self.min_inlier_fraction <= 1:
+            raise ValueError(f"min_inlier_fraction={self.min_inlier_fraction}: must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class TrackSelection:
+    """The selection verdict for one fitted track.
+
+    Attributes:
+        selected: the track's frames go to ``frames/``.
+        reason: a :class:`TrackReason` value.
+        threshold: the E_norm threshold applied (NaN when the run had no eligible track).
+        num_detected_frames: frames where the tracker kept a detection.
+        num_inlier_frames: inlier frames of the fit.
+    """
+
+    selected: bool
+    reason: str
+    threshold: float
+    num_detected_frames: int
+    num_inlier_frames: int
+
+
+def eligibility(problem: TrackProblem, fit: TrackFit, config: SelectionConfig) -> str | None:
+    """The reason a track cannot be selected whatever the threshold, or None if eligible."""
+    if fit.status == "failed":
+        return TrackReason.FAILED
+    # A fit with non-finite numbers is never written as data, whatever its status says.
+    if fit.status != "ok" or not (np.isfinite(fit.pose).all() and np.isfinite(fit.camera).all()):
+        return TrackReason.DIVERGED
+    detected = int(problem.has_detection.sum())
+    if detected < config.min_frames:
+        return TrackReason.TOO_SHORT
+    if not fit.trajectory_length >= config.min_trajectory_length_m or not math.isfinite(fit.e_norm):
+        return TrackReason.NOT_MOVING
+    inliers = int(np.asarray(fit.inlier, dtype=bool).sum())
+    if detected == 0 or inliers / detected < config.min_inlier_fraction:
+        return TrackReason.TOO_FEW_INLIERS
+    return None
+
+
+def fraction_threshold(e_norms: Sequence[float], keep_fraction: float) -> float:
+    """E_norm threshold keeping the best ``keep_fraction`` of the given (eligible) tracks.
+
+    Keeps ``ceil(keep_fraction * n)`` tracks (at least one when n > 0; ties at the
+    threshold are all kept). NaN when there is no track.
+    """
+    values = np.sort(np.asarray([v for v in e_norms if math.isfinite(v)], dtype=np.float64))
+    if values.size == 0:
+        return float("nan")
+    keep = max(1, math.ceil(keep_fraction * values.size - 1e-9))
+    return float(values[keep - 1])
+
+
+def run_threshold(e_norms: Sequence[float], config: SelectionConfig) -> float:
+    """The E_norm threshold of the run: fixed, or from the eligible tracks' E_norms."""
+    if config.mode == "threshold":
+        return float(config.e_norm_threshold)
+    return fraction_threshold(e_norms, config.keep_fraction)
+
+
+def select_track(problem: TrackProblem, fit: TrackFit, config: SelectionConfig, threshold: float) -> TrackSelection:
+    """Apply the eligibility checks and the run's E_norm threshold to one track."""
+    detected = int(problem.has_detection.sum())
+    inliers = int(np.asarray(fit.inlier, dtype=bool).sum()) if fit.status == "ok" else 0
+    reason = eligibility(problem, fit, config)
+    if reason is None:
+        if math.isfinite(threshold) and fit.e_norm <= threshold:
+            reason = TrackReason.SELECTED
+        elif config.mode == "fraction":
+            reason = TrackReason.BELOW_BEST_FRACTION
+        else:
+            reason = TrackReason.E_NORM_ABOVE_THRESHOLD
+    return TrackSelection(reason == TrackReason.SELECTED, reason, float(threshold), detected, inliers)
+
+
+def clip_verdict(selections: Sequence[TrackSelection]) -> tuple[str, str | None]:
+    """Outcome of a clip from its tracks' verdicts.
+
+    Returns:
+        ("kept", None), ("rejected", RejectReason) or ("failed", RejectReason.FAILED).
+    """
+    if any(s.selected for s in selections):
+        return "kept", None
+    if selections and all(s.reason == TrackReason.FAILED for s in selections):
+        return "failed", RejectReason.FAILED
+    if selections and all(s.reason in (TrackReason.FAILED, TrackReason.DIVERGED) for s in selections):
+        return "rejected", RejectReason.ALL_TRACKS_DIVERGED
+    return "rejected", RejectReason.NO_TRACK_SELECTED

@@ -1,0 +1,123 @@
+"""The real job end to end on the local runner: a generated corpus (clips with people, a
+crowded clip, corrupt files, a truncated file, a clip without keypoints, one with nobody in
+it, one with a broken keypoints file, a row without a video, bad CSV rows)
+through perception (precomputed keypoints, keypoint init), bundle adjustment, selection
+and the writers; all three datasets read back, counts, schema metadata and Beam metrics."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from beam_jobs import pseudo_gt
+from pipeline import schema
+from pipeline.records import RejectReason
+
+UNREADABLE = {RejectReason.UNREADABLE, RejectReason.ZERO_FRAMES, RejectReason.NO_VIDEO_STREAM}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    from pipeline.synth.corpus import SynthConfig, generate_corpus
+
+    root = tmp_path_factory.mktemp("e2e") / "corpus"
+    info = generate_corpus(root, 2, 7, SynthConfig.quick(), crowded=1, corrupt=2)
+    rows = []
+    for split_csv in sorted(root.glob("*.csv")):
+        with open(split_csv) as handle:
+            rows += list(csv.DictReader(handle))
+    normal = [c for c in info["clips"] if c["kind"] == "normal"]
+    assert len(normal) == 2
+    first = next(root.rglob(f"{normal[0]['clip_id']}.mp4"))
+    # A truncated copy and a copy without its keypoints file, under new ids.
+    truncated = first.with_name("trunc0000000_000000_000001.mp4")
+    truncated.write_bytes(first.read_bytes()[: first.stat().st_size // 3])
+    shutil.copy(first.with_name(first.stem + ".coco.json"), truncated.with_name(truncated.stem + ".coco.json"))
+    shutil.copy(first, first.with_name("nokeypoints_000000_000001.mp4"))
+    # Nobody detected in any frame; and a keypoints file that is not JSON.
+    coco = json.loads(first.with_name(first.stem + ".coco.json").read_text())
+    shutil.copy(first, first.with_name("nobody_000000_000001.mp4"))
+    first.with_name("nobody_000000_000001.coco.json").write_text(json.dumps({**coco, "annotations": []}))
+    shutil.copy(first, first.with_name("badkeypoints_000000_000001.mp4"))
+    first.with_name("badkeypoints_000000_000001.coco.json").write_text("{broken")
+    label, split = first.parent.name, first.parent.parent.name
+    rows += [
+        {"label": label, "youtube_id": "trunc0000000", "time_start": "0", "time_end": "1", "split": split},
+        {"label": label, "youtube_id": "nokeypoints", "time_start": "0", "time_end": "1", "split": split},
+        {"label": label, "youtube_id": "nobody", "time_start": "0", "time_end": "1", "split": split},
+        {"label": label, "youtube_id": "badkeypoints", "time_start": "0", "time_end": "1", "split": split},
+        {"label": label, "youtube_id": "notthere", "time_start": "0", "time_end": "1", "split": split},
+    ]
+    with open(root / "all.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, ["label", "youtube_id", "time_start", "time_end", "split"])
+        writer.writeheader()
+        writer.writerows(rows)
+        handle.write("walking,broken-row,zero,ten,train\nonly,three,columns\n")
+    return root, len(rows) + 2
+
+
+@pytest.mark.slow
+def test_job_end_to_end(corpus, tmp_path):
+    root, num_inputs = corpus
+    out = tmp_path / "out"
+    argv = ["--input", str(root / "all.csv"), "--video_root", str(root), "--output", str(out),
+            "--keypoints", "precomputed", "--model_cache", str(tmp_path / "cache"),
+            "--selection", "fraction", "--keep_fraction", "0.5", "--min_inlier_fraction", "0",
+            "--ba_config", '{"max_iter": 10, "tau_r_schedule": [1.0]}', "--clips_per_shard", "3",
+            "--perception_config", '{"decode": {"target_fps": 10}}']
+    report = pseudo_gt.run(argv)
+    c = report.counters
+    assert report.state == "DONE" and report.clips_in == num_inputs
+    kept, n_rejected, n_failed = c.get("clips_kept", 0), c.get("clips_rejected", 0), c.get("clips_failed", 0)
+    assert c["clips_in"] == num_inputs == kept + n_rejected + n_failed
+    assert kept >= 1 and c["clips_crowded"] == 1 and c["rejected_bad_input_row"] == 2
+    assert c["rejected_missing_keypoints"] == 1 and c["rejected_missing_file"] == 1
+    assert c["tracks_fitted"] >= 1 and c["frames_written"] >= 1
+    assert report.distributions["ba_iterations"]["count"] == c["tracks_fitted"]
+    assert report.distributions["ms_bundle_adjust"]["count"] == c["ba_batches"]
+
+    frames = ds.dataset(out / "frames", format="parquet").to_table()
+    tracks = ds.dataset(out / "tracks", format="parquet").to_table()
+    rejected = ds.dataset(out / "rejected", format="parquet").to_table()
+    kept_ids = set(tracks.filter(tracks["selected"]).column("clip_id").to_pylist())
+    rejected_ids = rejected.column("clip_id").to_pylist()
+    assert len(kept_ids) == kept and len(rejected_ids) == n_rejected + n_failed == len(set(rejected_ids))
+    assert not kept_ids & set(rejected_ids)
+    assert frames.num_rows == c["frames_written"] and set(frames.column("clip_id").to_pylist()) == kept_ids
+    reasons = dict(zip(rejected_ids, rejected.column("reason").to_pylist()))
+    assert reasons["nokeypoints_000000_000001"] == RejectReason.MISSING_KEYPOINTS
+    assert reasons["notthere_000000_000001"] == RejectReason.MISSING_FILE
+    assert reasons["nobody_000000_000001"] == RejectReason.NO_PERSON and c["clips_no_person"] == 1
+    assert reasons["badkeypoints_000000_000001"] == RejectReason.CORRUPT_KEYPOINTS
+    # Keypoint-only runs probe the video without decoding it: a truncated file whose header
+    # survives may be kept; otherwise it is rejected with a reason. Either way it is accounted for.
+    truncated = "trunc0000000_000000_000001"
+    assert truncated in kept_ids or reasons[truncated] in UNREADABLE | {RejectReason.NO_TRACK_SELECTED, RejectReason.NO_PERSON}
+    corrupt = [r for r in rejected.to_pylist() if r["reason"] in UNREADABLE]
+    assert len(corrupt) >= 2 and all(r["message"] for r in corrupt)
+
+    # Schema metadata: the stand-in body model, its hash, joint orders, the config.
+    standin = (tmp_path / "cache" / "standin")
+    for dataset in schema.DATASETS:
+        meta = schema.read_metadata(pq.read_schema(out / dataset / "_common_metadata"))
+        assert meta["vid2mesh.body_model"]["variant"] == "standin"
+        body_file = standin / meta["vid2mesh.body_model"]["file_name"]
+        assert meta["vid2mesh.body_model"]["sha256"] == schema.file_sha256(body_file)
+        assert meta["vid2mesh.config"]["bundle_adjust"]["config"]["max_iter"] == 10
+        assert meta["vid2mesh.config"]["selection"]["mode"] == "fraction"
+    frame_meta = schema.read_metadata(frames.schema)
+    assert frame_meta["vid2mesh.joint_orders"]["keypoints_2d"][0] == "nose"
+    assert frames.schema.field("joints_3d").type == schema.schema_for("frames").field("joints_3d").type
+    card = (out / "README.md").read_text()
+    assert f"| clips in | {num_inputs} |" in card and "config_name: frames" in card
+
+    # A rerun writes nothing new and duplicates nothing.
+    before = sorted(p.name for p in out.rglob("*.parquet"))
+    again = pseudo_gt.run(argv)
+    assert again.state == "SKIPPED" and again.clips_skipped == num_inputs
+    assert sorted(p.name for p in out.rglob("*.parquet")) == before

@@ -1,0 +1,104 @@
+"""Rows: fits -> arrow tables in the schema's columns, outcomes of every kind."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from pipeline import schema
+from pipeline.records import ClipRef, PerceptionResult, RejectReason
+from pipeline.rows import failed_fit, failed_outcome, frames_table, outcome_from_fits, outcome_from_rejection
+from pipeline.selection import SelectionConfig, select_track
+from transforms.testing import make_fit, make_problem
+
+CLIP = ClipRef("abc_000010_000020", "/data/train/walk/abc_000010_000020.mp4", "walk", "train")
+CONFIG = SelectionConfig(mode="threshold", e_norm_threshold=10.0, min_inlier_fraction=0.0)
+
+
+def _header(problems=()):
+    return PerceptionResult(CLIP, problems=tuple(problems), num_frames=30, image_size=(320, 240), fps=10.0, max_people=2)
+
+
+def _bare(dataset):
+    return pa.schema([c.field() for c in schema.COLUMNS[dataset]])
+
+
+def test_frames_table_values_round_trip():
+    problem = make_problem(CLIP.clip_id, 1, 12, seed=3)
+    fit = make_fit(problem, 2.0)
+    table = frames_table(CLIP, problem, fit, select_track(problem, fit, CONFIG, 10.0))
+    assert table.schema == _bare("frames") and table.num_rows == 12
+    rows = table.to_pylist()
+    assert rows[0]["clip_id"] == CLIP.clip_id and rows[0]["label"] == "walk" and rows[0]["track_id"] == 1
+    assert [r["frame_index"] for r in rows] == problem.frame_index.tolist()
+    kp = np.array(table.column("keypoints_2d").to_pylist(), np.float32)
+    np.testing.assert_array_equal(kp, problem.keypoints)
+    joints = table.column("joints_3d").combine_chunks().flatten().flatten().to_numpy().reshape(-1, 24, 3)
+    np.testing.assert_array_equal(joints, fit.joints3d)
+    np.testing.assert_array_equal(np.array(table.column("pose").to_pylist(), np.float32), fit.pose)
+    betas = np.array(table.column("betas").to_pylist(), np.float32)
+    assert np.all(betas == fit.betas[None])
+    assert table.column("inlier").to_pylist() == fit.inlier.tolist()
+    assert table.column("has_detection").to_pylist() == problem.has_detection.tolist()
+    box = np.array(table.column("box").to_pylist(), np.float32)
+    assert np.isnan(box[6]).all()  # the skipped frame
+    assert set(table.column("track_selected").to_pylist()) == {True}
+    inliers = frames_table(CLIP, problem, fit, select_track(problem, fit, CONFIG, 10.0), inliers_only=True)
+    assert inliers.num_rows == int(fit.inlier.sum()) and all(inliers.column("inlier").to_pylist())
+
+
+def test_failed_fit_never_becomes_frames():
+    problem = make_problem(CLIP.clip_id, 0, 12, seed=3)
+    fit = failed_fit(problem, "boom")
+    with pytest.raises(ValueError, match="only 'ok' fits"):
+        frames_table(CLIP, problem, fit, select_track(problem, fit, CONFIG, 10.0))
+
+
+def test_outcome_kept_with_one_selected_track():
+    p0, p1 = make_problem(CLIP.clip_id, 0, 12, 1), make_problem(CLIP.clip_id, 1, 15, 2)
+    outcome = outcome_from_fits(_header(), [(p1, make_fit(p1, 30.0)), (p0, make_fit(p0, 3.0))], CONFIG, 10.0)
+    assert (outcome.outcome, outcome.reason, outcome.rejected) == ("kept", None, None)
+    assert outcome.frames.num_rows == 12 and set(outcome.frames.column("track_id").to_pylist()) == {0}
+    tracks = outcome.tracks.to_pylist()
+    assert [t["track_id"] for t in tracks] == [0, 1]
+    assert [t["selected"] for t in tracks] == [True, False]
+    assert tracks[1]["selection_reason"] == "e_norm_above_threshold"
+    assert tracks[0]["energy"] == pytest.approx(3.0 * 2.5)
+    assert {t["term"] for t in tracks[0]["energy_terms"]} == {"reprojection", "temporal", "prior"}
+    assert outcome.num_tracks == 2 and outcome.num_selected_tracks == 1 and outcome.num_frames_written == 12
+
+
+def test_outcome_all_frames_mode_writes_every_ok_track():
+    p0, p1, p2 = (make_problem(CLIP.clip_id, t, 12, t) for t in range(3))
+    fitted = [(p0, make_fit(p0, 30.0)), (p1, make_fit(p1, 40.0)), (p2, make_fit(p2, 1.0, status="diverged"))]
+    outcome = outcome_from_fits(_header(), fitted, CONFIG, 10.0, frames_mode="all")
+    assert outcome.outcome == "rejected" and outcome.reason == RejectReason.NO_TRACK_SELECTED
+    assert outcome.frames.num_rows == 24 and not any(outcome.frames.column("track_selected").to_pylist())
+    row = outcome.rejected.to_pylist()[0]
+    assert row["stage"] == "select" and row["num_tracks"] == 3 and "track 2: diverged" in row["message"]
+    assert outcome.num_frames_written == 24
+
+
+def test_outcome_all_diverged_and_all_failed():
+    p0 = make_problem(CLIP.clip_id, 0, 12, 1)
+    diverged = outcome_from_fits(_header(), [(p0, make_fit(p0, 1.0, status="diverged"))], CONFIG, 10.0)
+    assert (diverged.outcome, diverged.reason, diverged.frames) == ("rejected", RejectReason.ALL_TRACKS_DIVERGED, None)
+    failed = outcome_from_fits(_header(), [(p0, failed_fit(p0, "Traceback ... ValueError: x"))], CONFIG, 10.0)
+    assert (failed.outcome, failed.reason) == ("failed", RejectReason.FAILED)
+    assert failed.tracks.to_pylist()[0]["fit_status"] == "failed"
+    assert "ValueError" in failed.rejected.to_pylist()[0]["message"]
+
+
+def test_rejection_outcomes():
+    crowded = outcome_from_rejection(
+        PerceptionResult(CLIP, reject_reason=RejectReason.CROWDED, message="9 people", num_frames=50, max_people=9)
+    )
+    row = crowded.rejected.to_pylist()[0]
+    assert crowded.outcome == "rejected" and crowded.frames is None and crowded.tracks is None
+    assert (row["reason"], row["stage"], row["max_people"], row["num_frames"]) == ("crowded", "perceive", 9, 50)
+    assert crowded.rejected.schema == _bare("rejected")
+    failed = failed_outcome(CLIP, "perceive", "x" * 10000)
+    assert failed.outcome == "failed" and len(failed.rejected.to_pylist()[0]["message"]) <= 4000
+    with pytest.raises(ValueError, match="was not rejected"):
+        outcome_from_rejection(_header())
