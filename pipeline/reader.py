@@ -1,0 +1,566 @@
+"""PyTorch reader of the ``frames/`` dataset, built on ``pyarrow.dataset``.
+
+:class:`FramesDataset` is an ``IterableDataset`` that yields one sample per frame (frame
+mode) or one window of ``T`` consecutive frames of a track (sequence mode). Samples are
+dicts of tensors named like the columns of ``docs/schema.md`` (``keypoints_2d`` (17, 3)
+float32, ``pose`` (72,) float32, ...; in sequence mode every tensor gets a leading ``T``
+axis), text columns as ``str``, and, when the shards hold ``crop_jpeg``, the decoded person
+crop as ``crop`` (3, S, S) uint8 with ``crop_valid`` (False where the frame has no crop:
+the crop is then zeros).
+
+Sharding. The unit of work is a Parquet row group (``unit`` = file + row-group index,
+sorted by file name then index). Units are dealt to ``world_size x num_workers`` readers,
+each unit to exactly one reader, by list scheduling on row counts (each unit, in order,
+goes to the least-loaded reader), so across ranks (``torch.distributed`` or explicit
+``rank``/``world_size``) and DataLoader workers nothing is duplicated and nothing is
+missing. With ``shuffle=True`` the unit order (hence the deal) is permuted per epoch
+(``set_epoch``) with a seeded generator, identically on every rank, and rows are shuffled
+within each unit. In sequence mode a track belongs to the unit holding its first row and
+that reader also reads the track's continuation from the following row groups, so no
+window is cut by a row-group boundary or produced twice.
+
+Filters (:class:`FrameFilter`): selected tracks only, inlier frames only, labels, splits,
+an absolute E_norm bound, and an E_norm quantile computed over the tracks of the dataset
+that pass the other track-level filters (``e_norm_threshold`` holds the bound it gives).
+Track-level filters are pushed down to the Parquet scan (row-group statistics skip
+whole groups); in sequence mode ``inliers_only`` cuts tracks into runs of consecutive
+inlier frames instead of dropping rows, so a window is always ``T`` consecutive decoded
+frames.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from pipeline import schema
+from pipeline.crops import CROP_COLUMN, decode_crop
+
+LOGGER = logging.getLogger(__name__)
+
+__all__ = [
+    "FrameFilter",
+    "FramesDataset",
+    "SequenceConfig",
+    "Unit",
+    "assign_units",
+    "column_to_numpy",
+    "frames_files",
+    "frames_schema",
+    "read_frames",
+]
+
+KEY_COLUMNS = ("clip_id", "track_id")
+TEXT_TYPES = (pa.string(), pa.large_string())
+
+
+@dataclass(frozen=True)
+class FrameFilter:
+    """Which rows of ``frames/`` to read.
+
+    Attributes:
+        selected_only: only frames of tracks that passed selection (``track_selected``);
+            matters for datasets written with ``--frames all``.
+        inliers_only: only inlier frames (``inlier``: reprojection error below tau_R).
+        detected_only: only frames where the tracker kept a detection (``has_detection``).
+        clip_ids: keep these clips only (None: all).
+        labels: keep these action labels only (None: all).
+        splits: keep these source splits only (None: all).
+        max_e_norm: keep tracks with ``e_norm`` <= this bound (1/m).
+        e_norm_quantile: keep tracks whose ``e_norm`` is at most this quantile (in (0, 1])
+            of the ``e_norm`` of the dataset's tracks that pass the other track-level
+            filters (0.5 = the better half of the tracks).
+    """
+
+    selected_only: bool = True
+    inliers_only: bool = False
+    detected_only: bool = False
+    clip_ids: tuple[str, ...] | None = None
+    labels: tuple[str, ...] | None = None
+    splits: tuple[str, ...] | None = None
+    max_e_norm: float | None = None
+    e_norm_quantile: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.e_norm_quantile is not None and not 0 < self.e_norm_quantile <= 1:
+            raise ValueError(f"FrameFilter.e_norm_quantile={self.e_norm_quantile}: use a quantile in (0, 1]")
+        for name in ("clip_ids", "labels", "splits"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                raise ValueError(f"FrameFilter.{name} must be a tuple of strings, got the string {value!r}")
+            if value is not None:
+                object.__setattr__(self, name, tuple(value))
+
+    def track_expression(self, e_norm_bound: float | None = None) -> ds.Expression | None:
+        """Filter on track-level columns (constant within a track)."""
+        terms = []
+        if self.selected_only:
+            terms.append(pc.field("track_selected") == True)  # noqa: E712 (arrow expression)
+        if self.clip_ids is not None:
+            terms.append(pc.field("clip_id").isin(list(self.clip_ids)))
+        if self.labels is not None:
+            terms.append(pc.field("label").isin(list(self.labels)))
+        if self.splits is not None:
+            terms.append(pc.field("split").isin(list(self.splits)))
+        bounds = [b for b in (self.max_e_norm, e_norm_bound) if b is not None]
+        if bounds:
+            terms.append(pc.field("e_norm") <= min(bounds))
+        return _all_of(terms)
+
+    def frame_expression(self) -> ds.Expression | None:
+        """Filter on per-frame columns."""
+        terms = []
+        if self.inliers_only:
+            terms.append(pc.field("inlier") == True)  # noqa: E712
+        if self.detected_only:
+            terms.append(pc.field("has_detection") == True)  # noqa: E712
+        return _all_of(terms)
+
+
+@dataclass(frozen=True)
+class SequenceConfig:
+    """Track-level sequence mode: windows of ``length`` consecutive frames.
+
+    Attributes:
+        length: frames per window (T).
+        stride: frames between the starts of consecutive windows of a track.
+    """
+
+    length: int
+    stride: int = 1
+
+    def __post_init__(self) -> None:
+        if self.length < 1 or self.stride < 1:
+            raise ValueError(f"SequenceConfig(length={self.length}, stride={self.stride}): both must be >= 1")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One row group of one Parquet file: the unit of sharding.
+
+    Attributes:
+        path: file path.
+        row_group: index of the row group in the file.
+        num_rows: rows in the row group.
+        num_row_groups: row groups in the file.
+    """
+
+    path: str
+    row_group: int
+    num_rows: int
+    num_row_groups: int
+
+
+def _all_of(terms: list[ds.Expression]) -> ds.Expression | None:
+    if not terms:
+        return None
+    out = terms[0]
+    for term in terms[1:]:
+        out = out & term
+    return out
+
+
+def _and(a: ds.Expression | None, b: ds.Expression | None) -> ds.Expression | None:
+    return b if a is None else a if b is None else a & b
+
+
+def frames_files(path: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
+    """The Parquet files of a ``frames/`` dataset.
+
+    Args:
+        path: a run's output folder (holding ``frames/``), a ``frames/`` folder, one
+            ``.parquet`` file, or a list of files.
+
+    Returns:
+        Sorted file paths (``_common_metadata`` and temporary files excluded).
+
+    Raises:
+        FileNotFoundError: nothing to read there.
+    """
+    if isinstance(path, (list, tuple)):
+        files = sorted(str(p) for p in path)
+    else:
+        path = str(path)
+        if os.path.isfile(path):
+            files = [path]
+        else:
+            folder = os.path.join(path, "frames") if os.path.isdir(os.path.join(path, "frames")) else path
+            files = sorted(glob.glob(os.path.join(folder, "*.parquet")))
+    missing = [f for f in files if not os.path.isfile(f)]
+    if missing:
+        raise FileNotFoundError(f"frames file {missing[0]} does not exist")
+    if not files:
+        raise FileNotFoundError(
+            f"no frames/*.parquet under {path}: pass the output folder of `vid2mesh run`, its frames/ folder or Parquet files"
+        )
+    return files
+
+
+def _dataset_schema(files: list[str]) -> pa.Schema:
+    """Unified schema of the files (a column missing from a file reads as null); checks
+    that they are vid2mesh ``frames`` files of a readable schema version."""
+    schemas = []
+    for f in files:
+        file_schema = pq.read_schema(f)
+        meta = schema.read_metadata(file_schema)
+        if meta.get(schema.KEY_DATASET) != "frames":
+            raise ValueError(f"{f} is a vid2mesh {meta.get(schema.KEY_DATASET)!r} file, not frames/; pass the frames/ dataset")
+        schemas.append(file_schema)
+    unified = pa.unify_schemas(schemas)
+    return unified.with_metadata(schemas[-1].metadata)
+
+
+def frames_schema(path: str | os.PathLike | Sequence[str | os.PathLike]) -> pa.Schema:
+    """The unified arrow schema (with vid2mesh metadata) of a ``frames/`` dataset."""
+    return _dataset_schema(frames_files(path))
+
+
+def read_frames(
+    path: str | os.PathLike | Sequence[str | os.PathLike],
+    columns: Sequence[str] | None = None,
+    filter: FrameFilter = FrameFilter(selected_only=False),
+) -> pa.Table:
+    """The (filtered) ``frames/`` rows as one arrow table, for analysis (not training).
+
+    Args:
+        path: as for :func:`frames_files`.
+        columns: columns to read (None: all).
+        filter: rows to keep (default: every row).
+    """
+    files = frames_files(path)
+    data = ds.dataset(files, format="parquet", schema=_dataset_schema(files))
+    bound = _quantile_bound(data, filter)
+    expr = _and(filter.track_expression(bound), filter.frame_expression())
+    return data.to_table(columns=list(columns) if columns else None, filter=expr)
+
+
+def _quantile_bound(data: ds.Dataset, filter: FrameFilter) -> float | None:
+    """The E_norm value at ``filter.e_norm_quantile`` over distinct tracks (None: no quantile)."""
+    if filter.e_norm_quantile is None:
+        return None
+    tracks = data.to_table(columns=["clip_id", "track_id", "e_norm"], filter=filter.track_expression())
+    if tracks.num_rows == 0:
+        return -math.inf
+    per_track = tracks.group_by(["clip_id", "track_id"]).aggregate([("e_norm", "min")])
+    values = per_track.column("e_norm_min").to_numpy(zero_copy_only=False)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return -math.inf
+    return float(np.quantile(values, filter.e_norm_quantile, method="inverted_cdf"))
+
+
+def assign_units(units: Sequence[Unit], num_shards: int) -> list[list[int]]:
+    """Deal units to shards: each unit, in order, to the shard with the fewest rows so far.
+
+    Args:
+        units: the units, in the (possibly permuted) order to deal them.
+        num_shards: readers (ranks x DataLoader workers).
+
+    Returns:
+        For each shard, the indices into ``units`` it reads, in dealing order; every index
+        appears in exactly one shard.
+    """
+    if num_shards < 1:
+        raise ValueError(f"num_shards={num_shards}: must be >= 1")
+    loads = [0] * num_shards
+    shards: list[list[int]] = [[] for _ in range(num_shards)]
+    for index, unit in enumerate(units):
+        target = min(range(num_shards), key=lambda s: (loads[s], s))
+        shards[target].append(index)
+        loads[target] += unit.num_rows
+    return shards
+
+
+def column_to_numpy(column: pa.ChunkedArray, dtype: pa.DataType) -> np.ndarray | list:
+    """A column as an (N, *shape) numpy array, or a list for text/binary columns."""
+    if isinstance(dtype, pa.FixedSizeListType):
+        shape = []
+        inner = dtype
+        while isinstance(inner, pa.FixedSizeListType):
+            shape.append(inner.list_size)
+            inner = inner.value_type
+        array = column.combine_chunks()
+        flat = array
+        for _ in shape:
+            flat = flat.flatten()
+        values = flat.to_numpy(zero_copy_only=False)
+        return values.reshape(len(array), *shape)
+    if dtype in TEXT_TYPES or pa.types.is_binary(dtype) or pa.types.is_large_binary(dtype):
+        return column.to_pylist()
+    if pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_boolean(dtype):
+        return column.to_numpy(zero_copy_only=False)
+    return column.to_pylist()
+
+
+class FramesDataset(IterableDataset):
+    """``frames/`` as a PyTorch ``IterableDataset`` (see the module docstring).
+
+    Args:
+        path: a run's output folder, its ``frames/`` folder, a file or a list of files.
+        filter: which rows to read.
+        columns: columns to return (None: every column of the schema); ``crop_jpeg`` is
+            returned decoded as ``crop`` / ``crop_valid`` when ``decode_crops``.
+        sequence: None for one sample per frame, or windows of consecutive frames.
+        rank, world_size: this process's place among data-parallel ranks; None takes
+            them from ``torch.distributed`` when initialised, else (0, 1).
+        shuffle: permute units per epoch and rows (windows) within a unit.
+        seed: seed of the shuffle (same on every rank).
+        decode_crops: decode ``crop_jpeg`` into ``crop`` (3, S, S) uint8 tensors.
+
+    Sample keys (frame mode): every requested column; arrays as tensors of the column's
+    shape and dtype (float32, float64, int32, bool), scalars as 0-d tensors, text as str.
+    Sequence mode: the same with a leading T axis on every tensor; text columns are the
+    track's (constant) value.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike | Sequence[str | os.PathLike],
+        filter: FrameFilter = FrameFilter(),
+        columns: Sequence[str] | None = None,
+        sequence: SequenceConfig | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+        shuffle: bool = False,
+        seed: int = 0,
+        decode_crops: bool = True,
+    ) -> None:
+        super().__init__()
+        if (rank is None) != (world_size is None):
+            raise ValueError("pass both rank and world_size, or neither (then torch.distributed decides)")
+        if world_size is not None and not 0 <= rank < world_size:
+            raise ValueError(f"rank={rank} is not in [0, world_size={world_size})")
+        self.files = frames_files(path)
+        self.schema = _dataset_schema(self.files)
+        self.metadata = schema.read_metadata(self.schema)
+        self.filter = filter
+        self.sequence = sequence
+        self.rank, self.world_size = rank, world_size
+        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+        self.decode_crops = decode_crops
+        names = self.schema.names
+        wanted = list(columns) if columns is not None else [n for n in names]
+        unknown = [c for c in wanted if c not in names]
+        if unknown:
+            raise ValueError(f"unknown frames columns {unknown}; the dataset has {names}")
+        self.columns = wanted
+        self.has_crops = CROP_COLUMN in names
+        self.units = self._list_units()
+        self._data: ds.Dataset | None = None
+        if filter.labels is not None:
+            self._check_values("label", filter.labels)
+        if filter.splits is not None:
+            self._check_values("split", filter.splits)
+        self.e_norm_threshold = _quantile_bound(self.dataset, filter)
+
+    # ----------------------------------------------------------------- set-up helpers
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_data"] = None  # arrow datasets and fragments are rebuilt in each worker process
+        state.pop("_fragments", None)
+        return state
+
+    @property
+    def dataset(self) -> ds.Dataset:
+        if self._data is None:
+            self._data = ds.dataset(self.files, format="parquet", schema=self.schema)
+        return self._data
+
+    def _list_units(self) -> list[Unit]:
+        units = []
+        for path in self.files:
+            meta = pq.ParquetFile(path).metadata
+            for rg in range(meta.num_row_groups):
+                units.append(Unit(path, rg, meta.row_group(rg).num_rows, meta.num_row_groups))
+        return units
+
+    def _check_values(self, column: str, wanted: tuple[str, ...]) -> None:
+        present = set(pc.unique(self.dataset.to_table(columns=[column]).column(column).combine_chunks()).to_pylist())
+        missing = sorted(set(wanted) - present)
+        if missing:
+            shown = sorted(present)[:20]
+            raise ValueError(f"{column} values {missing} are not in the dataset; it has {shown}{' ...' if len(present) > 20 else ''}")
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reshuffle for a new epoch (call on every rank before iterating)."""
+        self.epoch = int(epoch)
+
+    # ----------------------------------------------------------------- sharding
+
+    def _reader_place(self) -> tuple[int, int]:
+        """(this reader's shard id, number of shards) over ranks x DataLoader workers."""
+        if self.world_size is not None:
+            rank, world = self.rank, self.world_size
+        elif torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        else:
+            rank, world = 0, 1
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        return rank * workers + worker, world * workers
+
+    def _ordered_units(self) -> list[Unit]:
+        if not self.shuffle:
+            return list(self.units)
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.units))
+        return [self.units[i] for i in order]
+
+    def units_for(self, shard: int, num_shards: int) -> list[Unit]:
+        """The units reader ``shard`` of ``num_shards`` reads this epoch."""
+        units = self._ordered_units()
+        return [units[i] for i in assign_units(units, num_shards)[shard]]
+
+    # ----------------------------------------------------------------- reading
+
+    def _read(self, unit: Unit, row_groups: list[int], columns: list[str], expr: ds.Expression | None) -> pa.Table:
+        fragment = self._fragment(unit.path)
+        return fragment.subset(row_group_ids=row_groups).to_table(schema=self.schema, columns=columns, filter=expr)
+
+    def _fragment(self, path: str) -> ds.ParquetFileFragment:
+        fragments = self.__dict__.get("_fragments")
+        if fragments is None:
+            fragments = {f.path: f for f in self.dataset.get_fragments()}
+            self.__dict__["_fragments"] = fragments
+        return fragments[path]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        shard, num_shards = self._reader_place()
+        rng = np.random.default_rng([self.seed, self.epoch, shard]) if self.shuffle else None
+        for unit in self.units_for(shard, num_shards):
+            if self.sequence is None:
+                yield from self._frame_samples(unit, rng)
+            else:
+                yield from self._window_samples(unit, rng)
+
+    def _output_columns(self) -> list[str]:
+        return [c for c in self.columns if not (c == CROP_COLUMN and self.decode_crops)]
+
+    def _tensors(self, table: pa.Table) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in self._output_columns():
+            values = column_to_numpy(table.column(name), self.schema.field(name).type)
+            if isinstance(values, np.ndarray):
+                values = np.ascontiguousarray(values)
+                values = torch.from_numpy(values if values.flags.writeable else values.copy())
+            out[name] = values
+        if self.decode_crops and CROP_COLUMN in self.columns:
+            out["crop"], out["crop_valid"] = self._decode_crops(table.column(CROP_COLUMN).to_pylist())
+        return out
+
+    def _decode_crops(self, values: list[bytes | None]) -> tuple[torch.Tensor, torch.Tensor]:
+        images = [decode_crop(v) if v else None for v in values]
+        sizes = {im.shape for im in images if im is not None}
+        if len(sizes) > 1:
+            raise ValueError(f"crops of different sizes {sorted(sizes)} in one row group; read crops of one run at a time")
+        shape = sizes.pop() if sizes else self._crop_shape()
+        stack = np.zeros((len(images), *shape), np.uint8)
+        for i, im in enumerate(images):
+            if im is not None:
+                stack[i] = im
+        valid = torch.tensor([im is not None for im in images], dtype=torch.bool)
+        return torch.from_numpy(stack).permute(0, 3, 1, 2).contiguous(), valid
+
+    def _crop_shape(self) -> tuple[int, int, int]:
+        """Shape of the run's crops, for zero crops of a group holding none."""
+        if "_crop_shape_cache" not in self.__dict__:
+            shape = None
+            for unit in self.units:
+                table = self._read(unit, [unit.row_group], [CROP_COLUMN], pc.field(CROP_COLUMN).is_valid())
+                if table.num_rows:
+                    shape = decode_crop(table.column(CROP_COLUMN)[0].as_py()).shape
+                    break
+            self.__dict__["_crop_shape_cache"] = shape or (1, 1, 3)
+        return self.__dict__["_crop_shape_cache"]
+
+    def _frame_samples(self, unit: Unit, rng: np.random.Generator | None) -> Iterator[dict[str, Any]]:
+        expr = _and(self.filter.track_expression(self.e_norm_threshold), self.filter.frame_expression())
+        table = self._read(unit, [unit.row_group], self.columns, expr)
+        if table.num_rows == 0:
+            return
+        columns = self._tensors(table)
+        order = rng.permutation(table.num_rows) if rng is not None else range(table.num_rows)
+        for i in order:
+            yield {name: value[i] for name, value in columns.items()}
+
+    def _keys(self, unit: Unit, row_group: int) -> list[tuple[str, int]]:
+        table = self._read(unit, [row_group], list(KEY_COLUMNS), None)
+        return list(zip(table.column("clip_id").to_pylist(), table.column("track_id").to_pylist()))
+
+    def _track_rows(self, unit: Unit) -> pa.Table:
+        """Rows of the tracks whose first row is in ``unit`` (continuations included)."""
+        keys = self._keys(unit, unit.row_group)
+        if not keys:
+            return pa.table({})
+        skip = self._keys(unit, unit.row_group - 1)[-1] if unit.row_group > 0 else None
+        last = keys[-1]
+        extension = []
+        row_group = unit.row_group + 1
+        while row_group < unit.num_row_groups and last != skip:
+            following = self._keys(unit, row_group)
+            if not following or following[0] != last:
+                break
+            extension.append(row_group)
+            if following[-1] != last:
+                break
+            row_group += 1
+        columns = list(dict.fromkeys([*self.columns, *KEY_COLUMNS, "frame_index", "inlier"]))
+        expr = self.filter.track_expression(self.e_norm_threshold)
+        if self.filter.detected_only:
+            expr = _and(expr, pc.field("has_detection") == True)  # noqa: E712
+        own = self._read(unit, [unit.row_group], columns, expr)
+        if skip is not None:
+            own = own.filter(~((pc.field("clip_id") == skip[0]) & (pc.field("track_id") == skip[1])))
+        parts = [own]
+        if extension and last != skip:
+            more = self._read(unit, extension, columns, expr)
+            parts.append(more.filter((pc.field("clip_id") == last[0]) & (pc.field("track_id") == last[1])))
+        table = pa.concat_tables(parts)
+        return table.sort_by([("clip_id", "ascending"), ("track_id", "ascending"), ("frame_index", "ascending")])
+
+    def _window_samples(self, unit: Unit, rng: np.random.Generator | None) -> Iterator[dict[str, Any]]:
+        table = self._track_rows(unit)
+        if table.num_rows == 0:
+            return
+        length, stride = self.sequence.length, self.sequence.stride
+        clip = table.column("clip_id").to_pylist()
+        track = table.column("track_id").to_numpy()
+        frame = table.column("frame_index").to_numpy()
+        usable = table.column("inlier").to_numpy(zero_copy_only=False) if self.filter.inliers_only else np.ones(len(frame), bool)
+        same = np.zeros(len(frame), bool)
+        same[1:] = (track[1:] == track[:-1]) & (frame[1:] == frame[:-1] + 1) & np.array(
+            [a == b for a, b in zip(clip[1:], clip[:-1])], dtype=bool
+        )
+        starts: list[int] = []
+        i, n = 0, len(frame)
+        while i < n:
+            if not usable[i]:
+                i += 1
+                continue
+            j = i + 1
+            while j < n and usable[j] and same[j]:
+                j += 1
+            starts += range(i, j - length + 1, stride)
+            i = j
+        if not starts:
+            return
+        columns = self._tensors(table)
+        constant = {n for n in columns if n in self.schema.names and self.schema.field(n).type in TEXT_TYPES}
+        order = rng.permutation(len(starts)) if rng is not None else range(len(starts))
+        for k in order:
+            s = starts[k]
+            yield {name: (value[s] if name in constant else value[s:s + length]) for name, value in columns.items()}

@@ -1,0 +1,509 @@
+"""The dataset report of a run (``vid2mesh report OUTPUT_DIR`` -> ``OUTPUT_DIR/report.html``).
+
+One self-contained HTML page (plots and thumbnails embedded as PNG data URIs, no script,
+no network) that answers "can I trust this run, and what did it keep?":
+
+* this run's counterpart of the paper's Table 3 (videos in, videos selected, frames in
+  selected videos, bundle-adjustment inliers), next to the paper's Kinetics figures;
+* the E_norm histogram of every fitted track with the selection threshold;
+* kept clips per label;
+* the CDF of the per-frame reprojection error, with tau_R;
+* the inlier fraction per track; bundle-adjustment iterations;
+* rejections by reason and track verdicts by reason;
+* thumbnails: overlays of a few kept clips (:mod:`pipeline.overlay`).
+
+Everything is read back from the run's ``tracks/``, ``frames/`` and ``rejected/`` datasets
+and its ``stats.json``; the figures are recomputed from the rows, so the report also works
+for a folder that several runs wrote into.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import logging
+import math
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from pipeline import schema
+from pipeline.reader import read_frames
+
+LOGGER = logging.getLogger(__name__)
+
+__all__ = ["PAPER_TABLE3", "ReportConfig", "RunSummary", "load_summary", "render_report", "table3", "write_report"]
+
+REPORT_FILE = "report.html"
+# Arnab et al. 2019, Table 3 (Kinetics-400).
+PAPER_TABLE3 = {"videos_in": 106_589, "videos_selected": 15_046, "frames": 3_730_672, "inlier_frames": 3_045_603}
+_FRAME_COLUMNS = ["clip_id", "track_id", "label", "has_detection", "reprojection_error", "inlier", "track_selected"]
+_SELECTED_COLOR = "#1b7837"
+_OTHER_COLOR = "#b2abd2"
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """What the report shows.
+
+    Attributes:
+        thumbnails: kept clips to show an overlay of (0: none).
+        background: draw thumbnails on grey instead of decoding the source videos.
+        smpl_model: the SMPL file of a run fitted with real SMPL (thumbnails need it).
+        model_cache: the run's ``--model_cache`` (stand-in body model).
+        thumbnail_scale: magnification of the thumbnails.
+        check_hash: refuse a body-model file whose sha256 differs from the run's.
+    """
+
+    thumbnails: int = 4
+    background: bool = False
+    smpl_model: str | None = None
+    model_cache: str | None = None
+    thumbnail_scale: float = 1.0
+    check_hash: bool = True
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """The rows a report is made of (arrow tables; ``frames`` has only a few columns).
+
+    Attributes:
+        output: the run's output folder.
+        tracks, frames, rejected: the datasets (empty tables when a dataset has no file).
+        stats: ``stats.json`` (empty when missing).
+        metadata: decoded schema metadata of the run (``pipeline.schema.read_metadata``).
+    """
+
+    output: str
+    tracks: pa.Table
+    frames: pa.Table
+    rejected: pa.Table
+    stats: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _read_dataset(output: str, dataset: str, columns: list[str] | None = None) -> pa.Table:
+    folder = os.path.join(output, dataset)
+    files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".parquet")) if os.path.isdir(folder) else []
+    target = schema.schema_for(dataset)
+    if not files:
+        empty = target.empty_table()
+        return empty.select(columns) if columns else empty
+    data = ds.dataset(files, format="parquet")
+    return data.to_table(columns=columns)
+
+
+def load_summary(output: str) -> RunSummary:
+    """Read what the report needs from a run's output folder.
+
+    Raises:
+        FileNotFoundError: the folder holds none of tracks/, rejected/ or frames/.
+    """
+    if not any(os.path.isdir(os.path.join(output, d)) for d in schema.DATASETS):
+        raise FileNotFoundError(f"{output} holds no frames/, tracks/ or rejected/ folder: pass the --output folder of `vid2mesh run`")
+    tracks = _read_dataset(output, "tracks")
+    rejected = _read_dataset(output, "rejected")
+    try:
+        frames = read_frames(output, columns=_FRAME_COLUMNS)
+    except FileNotFoundError:
+        frames = schema.schema_for("frames").empty_table().select(_FRAME_COLUMNS)
+    metadata: dict[str, Any] = {}
+    for dataset in ("frames", "tracks", "rejected"):
+        common = os.path.join(output, dataset, "_common_metadata")
+        folder = os.path.join(output, dataset)
+        candidates = [common] if os.path.isfile(common) else sorted(
+            os.path.join(folder, f) for f in (os.listdir(folder) if os.path.isdir(folder) else []) if f.endswith(".parquet"))
+        if candidates:
+            metadata = schema.read_metadata(pq.read_schema(candidates[0]))
+            break
+    stats_path = os.path.join(output, "stats.json")
+    stats = json.loads(open(stats_path).read()) if os.path.isfile(stats_path) else {}
+    return RunSummary(output, tracks, frames, rejected, stats, metadata)
+
+
+def _np(table: pa.Table, name: str) -> np.ndarray:
+    return table.column(name).to_numpy(zero_copy_only=False) if table.num_rows else np.zeros(0)
+
+
+def table3(summary: RunSummary) -> dict[str, int]:
+    """This run's counterpart of the paper's Table 3, from the rows.
+
+    Returns:
+        videos_in (every input clip: fitted or rejected), videos_selected (clips with a
+        selected track), frames (frames of the selected tracks, first to last frame they
+        were seen), inlier_frames (their bundle-adjustment inlier frames), plus
+        tracks_fitted and tracks_selected.
+    """
+    tracks, rejected = summary.tracks, summary.rejected
+    clips = set(tracks.column("clip_id").to_pylist()) | set(rejected.column("clip_id").to_pylist())
+    selected = _np(tracks, "selected").astype(bool)
+    kept = {c for c, s in zip(tracks.column("clip_id").to_pylist(), selected) if s}
+    return {
+        "videos_in": len(clips),
+        "videos_selected": len(kept),
+        "frames": int(_np(tracks, "num_frames")[selected].sum()) if tracks.num_rows else 0,
+        "inlier_frames": int(_np(tracks, "num_inlier_frames")[selected].sum()) if tracks.num_rows else 0,
+        "tracks_fitted": int(tracks.num_rows),
+        "tracks_selected": int(selected.sum()),
+    }
+
+
+# ------------------------------------------------------------------------------ plots
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in fig.axes:
+        if ax.get_ylabel() in ("tracks", "clips") or ax.get_xlabel() == "clips":
+            (ax.xaxis if ax.get_xlabel() == "clips" else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    return buffer.getvalue()
+
+
+def _empty_plot(title: str, message: str) -> bytes:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    ax.set_title(title)
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes)
+    ax.set_axis_off()
+    return _png(fig)
+
+
+def _thresholds(tracks: pa.Table) -> list[float]:
+    values = _np(tracks, "e_norm_threshold")
+    return sorted({float(v) for v in values if math.isfinite(v)})
+
+
+def plot_e_norm(tracks: pa.Table) -> bytes:
+    """Histogram of E_norm over fitted tracks (selected vs not) with the threshold."""
+    title = "E_norm of fitted tracks"
+    ok = np.array([s == "ok" for s in tracks.column("fit_status").to_pylist()], bool) if tracks.num_rows else np.zeros(0, bool)
+    e_norm = _np(tracks, "e_norm")
+    finite = ok & np.isfinite(e_norm) & (e_norm > 0)
+    if not finite.any():
+        return _empty_plot(title, "no fitted track with a finite E_norm")
+    plt = _pyplot()
+    selected = _np(tracks, "selected").astype(bool)
+    values = e_norm[finite]
+    lo, hi = values.min(), values.max()
+    bins = np.geomspace(lo / 1.05, hi * 1.05, 30) if hi > lo * 1.5 else np.linspace(lo * 0.9, hi * 1.1 + 1e-9, 20)
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    ax.hist([e_norm[finite & selected], e_norm[finite & ~selected]], bins=bins, stacked=True,
+            color=[_SELECTED_COLOR, _OTHER_COLOR], label=["selected", "not selected"])
+    if hi > lo * 1.5:
+        from matplotlib.ticker import FuncFormatter
+
+        ax.set_xscale("log")
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
+    for i, threshold in enumerate(_thresholds(tracks)):
+        ax.axvline(threshold, color="#d73027", linestyle="--", label="threshold" if i == 0 else None)
+    ax.set_xlabel("E_norm (energy per metre of 3D joint trajectory)")
+    ax.set_ylabel("tracks")
+    ax.set_title(f"{title} ({int(finite.sum())})")
+    ax.legend(frameon=False)
+    return _png(fig)
+
+
+def plot_labels(tracks: pa.Table, rejected: pa.Table) -> bytes:
+    """Kept clips per label (bars), over all input clips of the label (light bars)."""
+    title = "Kept clips per label"
+    label_of: dict[str, str] = {}
+    for table in (tracks, rejected):
+        for clip, label in zip(table.column("clip_id").to_pylist(), table.column("label").to_pylist()):
+            label_of[clip] = label or "(none)"
+    if not label_of:
+        return _empty_plot(title, "no clips")
+    kept_clips = {c for c, s in zip(tracks.column("clip_id").to_pylist(), _np(tracks, "selected").astype(bool)) if s}
+    total = Counter(label_of.values())
+    kept = Counter(label_of[c] for c in kept_clips)
+    labels = sorted(total, key=lambda lab: (-kept[lab], -total[lab], lab))[:40]
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 0.8 + 0.22 * len(labels)))
+    y = np.arange(len(labels))
+    ax.barh(y, [total[lab] for lab in labels], color="#d9d9d9", label="input clips")
+    ax.barh(y, [kept[lab] for lab in labels], color=_SELECTED_COLOR, label="kept clips")
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()
+    ax.set_xlabel("clips")
+    ax.set_title(title + (f" (top {len(labels)} of {len(total)})" if len(total) > len(labels) else ""))
+    ax.legend(frameon=False, loc="lower right")
+    return _png(fig)
+
+
+def plot_reprojection_cdf(frames: pa.Table, tau_r: float | None) -> bytes:
+    """CDF of the per-frame reprojection error of frames with a detection."""
+    title = "Reprojection error per frame"
+    detected = _np(frames, "has_detection").astype(bool)
+    error = _np(frames, "reprojection_error").astype(np.float64)
+    usable = detected & np.isfinite(error)
+    if not usable.any():
+        return _empty_plot(title, "no frame with a detection in frames/")
+    plt = _pyplot()
+    selected = _np(frames, "track_selected").astype(bool)
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    for mask, name, color in ((usable & selected, "selected tracks", _SELECTED_COLOR), (usable & ~selected, "other tracks", "#762a83")):
+        if mask.any():
+            values = np.sort(error[mask])
+            ax.step(values, np.arange(1, values.size + 1) / values.size, where="post", color=color, label=f"{name} ({values.size} frames)")
+    if tau_r is not None:
+        ax.axvline(tau_r, color="#d73027", linestyle="--", label=f"tau_R = {tau_r:g} px")
+    upper = np.percentile(error[usable], 99)
+    ax.set_xlim(0, max(upper, (tau_r or 0) * 1.5, 1e-6))
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("reprojection error (px, before the tau_R cap)")
+    ax.set_ylabel("fraction of frames")
+    ax.set_title(title)
+    ax.legend(frameon=False, loc="lower right")
+    return _png(fig)
+
+
+def plot_inlier_fraction(tracks: pa.Table, min_fraction: float | None) -> bytes:
+    """Histogram of inlier frames / detected frames per fitted track."""
+    title = "Inlier fraction per track"
+    detected = _np(tracks, "num_detected_frames").astype(np.float64)
+    usable = detected > 0
+    if not usable.any():
+        return _empty_plot(title, "no fitted track")
+    plt = _pyplot()
+    fraction = np.where(usable, _np(tracks, "num_inlier_frames") / np.maximum(detected, 1), np.nan)
+    selected = _np(tracks, "selected").astype(bool)
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    ax.hist([fraction[usable & selected], fraction[usable & ~selected]], bins=np.linspace(0, 1, 21), stacked=True,
+            color=[_SELECTED_COLOR, _OTHER_COLOR], label=["selected", "not selected"])
+    if min_fraction is not None:
+        ax.axvline(min_fraction, color="#d73027", linestyle="--", label=f"min inlier fraction {min_fraction:g}")
+    ax.set_xlabel("inlier frames / detected frames")
+    ax.set_ylabel("tracks")
+    ax.set_title(title)
+    ax.legend(frameon=False, loc="upper left")
+    return _png(fig)
+
+
+def plot_iterations(tracks: pa.Table) -> bytes:
+    """Histogram of L-BFGS iterations per track (converged vs not)."""
+    title = "Bundle-adjustment iterations"
+    iterations = _np(tracks, "iterations").astype(np.float64)
+    if iterations.size == 0:
+        return _empty_plot(title, "no fitted track")
+    plt = _pyplot()
+    converged = _np(tracks, "converged").astype(bool)
+    top = max(iterations.max(), 1)
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    ax.hist([iterations[converged], iterations[~converged]], bins=np.linspace(0, top + 1, 25), stacked=True,
+            color=["#2166ac", "#f4a582"], label=[f"converged ({int(converged.sum())})", f"stopped at the limit ({int((~converged).sum())})"])
+    ax.set_xlabel("L-BFGS iterations")
+    ax.set_ylabel("tracks")
+    ax.set_title(f"{title} (median {np.median(iterations):.0f})")
+    ax.legend(frameon=False)
+    return _png(fig)
+
+
+# ------------------------------------------------------------------------------ thumbnails
+
+
+def pick_thumbnail_frames(summary: RunSummary, count: int) -> list[tuple[str, int]]:
+    """(clip id, decoded frame index) of up to ``count`` kept clips, one label after another
+    (deterministic): the middle frame of each clip's longest selected track."""
+    tracks = summary.tracks
+    if count <= 0 or tracks.num_rows == 0:
+        return []
+    rows = [r for r in tracks.select(["clip_id", "label", "selected", "first_frame", "last_frame", "num_frames"]).to_pylist() if r["selected"]]
+    best: dict[str, dict] = {}
+    for r in rows:
+        if r["clip_id"] not in best or r["num_frames"] > best[r["clip_id"]]["num_frames"]:
+            best[r["clip_id"]] = r
+    by_label: dict[str, list[dict]] = {}
+    for r in sorted(best.values(), key=lambda r: r["clip_id"]):
+        by_label.setdefault(r["label"], []).append(r)
+    picked = []
+    while len(picked) < count and any(by_label.values()):
+        for label in sorted(by_label):
+            if by_label[label] and len(picked) < count:
+                r = by_label[label].pop(0)
+                picked.append((r["clip_id"], (r["first_frame"] + r["last_frame"]) // 2))
+    return picked
+
+
+def render_thumbnails(summary: RunSummary, config: ReportConfig, body_model=None) -> tuple[list[tuple[str, int, bytes]], list[str]]:
+    """PNG overlays of the picked frames, and notes on what could not be drawn.
+
+    Args:
+        body_model: a loaded ``BodyModel``; default: the run's, from its metadata.
+    """
+    picks = pick_thumbnail_frames(summary, config.thumbnails)
+    if not picks:
+        return [], ([] if config.thumbnails <= 0 else ["no kept clip to show"])
+    from pipeline.overlay import OverlayConfig, body_model_for_dataset, overlay_frames
+
+    if body_model is None:
+        try:
+            body_model = body_model_for_dataset(summary.metadata, config.smpl_model, config.model_cache, config.check_hash)
+        except (ValueError, FileNotFoundError) as exc:
+            return [], [f"thumbnails skipped: {exc}"]
+    import cv2
+
+    out, notes = [], []
+    overlay = OverlayConfig(scale=config.thumbnail_scale)
+    for clip_id, frame in picks:
+        try:
+            rendered = list(overlay_frames(summary.output, clip_id, body_model, overlay, frames=[frame], background=config.background))
+        except (ValueError, FileNotFoundError) as exc:
+            if config.background:
+                notes.append(f"{clip_id}: {exc}")
+                continue
+            notes.append(f"{clip_id}: source video unavailable ({exc}); drawn on grey")
+            rendered = list(overlay_frames(summary.output, clip_id, body_model, overlay, frames=[frame], background=True))
+        for index, image, _ in rendered:
+            ok, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+            if ok:
+                out.append((clip_id, index, data.tobytes()))
+    return out, notes
+
+
+# ------------------------------------------------------------------------------ page
+
+
+def _img(data: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{100.0 * part / whole:.1f} %" if whole else "-"
+
+
+def _config_value(metadata: dict[str, Any], *path: str) -> Any:
+    value: Any = metadata.get(schema.KEY_CONFIG) or {}
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1180px;color:#222;padding:0 1em}
+h1{font-size:1.6em;margin-bottom:.2em} h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd;padding-bottom:.2em}
+table{border-collapse:collapse;margin:.6em 0} td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
+.grid{display:flex;flex-wrap:wrap;gap:1em} .grid figure{margin:0} .grid img{max-width:560px;border:1px solid #eee}
+.thumbs img{max-width:360px;border:1px solid #ccc} figcaption{font-size:.85em;color:#555}
+.warn{background:#fff3cd;border:1px solid #e0c36a;padding:.5em 1em} .meta{color:#555;font-size:.9em}
+"""
+
+
+def render_report(summary: RunSummary, config: ReportConfig = ReportConfig(), body_model=None) -> str:
+    """The report page of a run as an HTML string (``body_model``: see :func:`render_thumbnails`)."""
+    meta = summary.metadata
+    counts = table3(summary)
+    body = meta.get(schema.KEY_BODY_MODEL) or {}
+    tau_r = _config_value(meta, "bundle_adjust", "tau_r_px")
+    tau_r = float(tau_r) if isinstance(tau_r, (int, float)) else 50.0
+    min_fraction = _config_value(meta, "selection", "min_inlier_fraction")
+    parts = [f"<h1>vid2mesh dataset report</h1><p class='meta'>{html.escape(os.path.abspath(summary.output))}<br>"
+             f"schema {html.escape(str(meta.get(schema.KEY_SCHEMA_VERSION, '?')))} &middot; "
+             f"{html.escape(str(meta.get(schema.KEY_CODE_VERSION, '')))} &middot; body model "
+             f"{html.escape(str(body.get('variant', '?')))} ({html.escape(str(body.get('gender', '')))}, "
+             f"{html.escape(str(body.get('file_name', '')))})</p>"]
+    if body.get("variant") == "standin":
+        parts.append("<p class='warn'>Fitted with the generated <b>stand-in</b> body model, not SMPL: "
+                     "for testing the pipeline only, not for training.</p>")
+    paper = PAPER_TABLE3
+    parts.append("<h2>Table 3 of this run</h2>")
+    parts.append(_table(
+        ["", "this run", "", "paper (Kinetics-400)", ""],
+        [
+            ["Total videos", counts["videos_in"], "", f"{paper['videos_in']:,}", ""],
+            ["Selected videos", counts["videos_selected"], _pct(counts["videos_selected"], counts["videos_in"]),
+             f"{paper['videos_selected']:,}", _pct(paper["videos_selected"], paper["videos_in"])],
+            ["Total frames in selected videos", counts["frames"], "", f"{paper['frames']:,}", ""],
+            ["BA inliers", counts["inlier_frames"], _pct(counts["inlier_frames"], counts["frames"]),
+             f"{paper['inlier_frames']:,}", _pct(paper["inlier_frames"], paper["frames"])],
+        ],
+    ))
+    parts.append(f"<p class='meta'>Frames are those of the selected person tracks, first to last frame seen "
+                 f"({counts['tracks_selected']} of {counts['tracks_fitted']} fitted tracks selected); inliers have a "
+                 f"reprojection error below tau_R = {tau_r:g} px. The paper selected whole videos by E_norm; "
+                 "vid2mesh selects every person track.</p>")
+    stats = summary.stats
+    if stats:
+        mismatch = stats.get("clips") not in (None, counts["videos_in"]) or stats.get("clips_kept") not in (None, counts["videos_selected"])
+        parts.append(_table(["stats.json", "value"], [
+            ["clips in", stats.get("clips", "-")], ["kept", stats.get("clips_kept", "-")],
+            ["rejected", stats.get("clips_rejected", "-")], ["failed", stats.get("clips_failed", "-")],
+            ["frames rows", stats.get("frames_written", "-")], ["shards", stats.get("shards", "-")],
+        ]))
+        if mismatch:
+            parts.append("<p class='warn'>stats.json disagrees with the rows (a run still writing, or an interrupted one).</p>")
+    parts.append("<h2>Quality</h2><div class='grid'>")
+    plots = [
+        (plot_e_norm(summary.tracks), "E_norm histogram with the selection threshold"),
+        (plot_reprojection_cdf(summary.frames, tau_r), "Reprojection-error CDF of frames/ rows"),
+        (plot_inlier_fraction(summary.tracks, float(min_fraction) if isinstance(min_fraction, (int, float)) else None),
+         "Inlier fraction per fitted track"),
+        (plot_iterations(summary.tracks), "L-BFGS iterations per track"),
+        (plot_labels(summary.tracks, summary.rejected), "Kept clips per label"),
+    ]
+    parts += [f"<figure>{_img(png, caption)}<figcaption>{html.escape(caption)}</figcaption></figure>" for png, caption in plots]
+    parts.append("</div>")
+    reasons = Counter(zip(summary.rejected.column("outcome").to_pylist(), summary.rejected.column("reason").to_pylist()))
+    verdicts = Counter(summary.tracks.column("selection_reason").to_pylist())
+    parts.append("<h2>Where the clips went</h2><div class='grid'>")
+    parts.append(_table(["rejected / failed clips", "reason", "clips"],
+                        [[o, r, n] for (o, r), n in sorted(reasons.items())] or [["-", "-", 0]]))
+    parts.append(_table(["fitted tracks by verdict", "tracks"], sorted(verdicts.items()) or [["-", 0]]))
+    parts.append("</div>")
+    if config.thumbnails > 0:
+        thumbs, notes = render_thumbnails(summary, config, body_model)
+        parts.append("<h2>Thumbnails</h2><p class='meta'>Fitted mesh (one colour per track), fitted skeleton and "
+                     "detected keypoints (white) over the source frame; regenerate any clip with "
+                     "<code>vid2mesh render OUTPUT_DIR --clip CLIP_ID</code>.</p><div class='grid thumbs'>")
+        parts += [f"<figure>{_img(png, clip)}<figcaption>{html.escape(clip)} frame {index}</figcaption></figure>"
+                  for clip, index, png in thumbs]
+        parts.append("</div>")
+        parts += [f"<p class='meta'>{html.escape(n)}</p>" for n in notes]
+    config_json = meta.get(schema.KEY_CONFIG)
+    if config_json:
+        parts.append("<h2>Run configuration</h2><pre>" + html.escape(json.dumps(config_json, indent=1, sort_keys=True)[:20000]) + "</pre>")
+    return f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>vid2mesh report</title><style>{_CSS}</style></head><body>{''.join(parts)}</body></html>\n"
+
+
+def write_report(output: str, config: ReportConfig = ReportConfig(), path: str | None = None, body_model=None) -> str:
+    """Write ``OUTPUT_DIR/report.html`` (or ``path``); returns the path written."""
+    summary = load_summary(output)
+    page = render_report(summary, config, body_model)
+    target = path or os.path.join(output, REPORT_FILE)
+    tmp = f"{target}.tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(page)
+    os.replace(tmp, target)
+    LOGGER.info("wrote %s (%d KB)", target, len(page) // 1024)
+    return target

@@ -1,0 +1,71 @@
+"""HuggingFace ``datasets`` reads the shards with typed array features (schema metadata)."""
+
+from __future__ import annotations
+
+import glob
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from dataset_builders import build_run
+from pipeline import schema
+
+datasets = pytest.importorskip("datasets")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    datasets.disable_progress_bars()
+    out = tmp_path_factory.mktemp("hf_run")
+    return build_run(str(out), num_clips=6, num_rejected=4, seed=11, row_group_size=32, store_crops=True)
+
+
+def _load(run, dataset, tmp_path):
+    files = sorted(glob.glob(f"{run.output}/{dataset}/*.parquet"))
+    return datasets.load_dataset("parquet", data_files=files, split="train", cache_dir=str(tmp_path / "hf"))
+
+
+@pytest.mark.parametrize("dataset", schema.DATASETS)
+def test_features_are_the_schema_features(run, dataset, tmp_path):
+    loaded = _load(run, dataset, tmp_path)
+    expected = schema.hf_features(dataset, crops=dataset == "frames")
+    if dataset == "frames":
+        assert expected["crop_jpeg"] == {"_type": "Value", "dtype": "binary"}
+    assert loaded.features == datasets.Features.from_dict(expected)
+    # The features datasets derives from a shard's schema (its `huggingface` metadata).
+    file_schema = pq.read_schema(sorted(glob.glob(f"{run.output}/{dataset}/*.parquet"))[0])
+    assert datasets.Features.from_arrow_schema(file_schema) == loaded.features
+    assert len(loaded) == run.stats["rows"][dataset]
+
+
+def test_array_columns_have_their_shapes(run, tmp_path):
+    frames = _load(run, "frames", tmp_path)
+    f = frames.features
+    assert f["keypoints_2d"] == datasets.List(datasets.List(datasets.Value("float32"), length=3), length=17)
+    assert f["pose"] == datasets.List(datasets.Value("float32"), length=schema.NUM_POSE)
+    assert f["joints_3d"] == datasets.List(datasets.List(datasets.Value("float32"), length=3), length=24)
+    assert f["reprojection_2d"] == datasets.List(datasets.List(datasets.Value("float32"), length=2), length=17)
+    assert f["inlier"] == datasets.Value("bool") and f["frame_time"] == datasets.Value("float64")
+    as_numpy = frames.with_format("numpy")[:10]
+    assert as_numpy["keypoints_2d"].shape == (10, 17, 3) and as_numpy["keypoints_2d"].dtype == np.float32
+    assert as_numpy["pose"].shape == (10, 72) and as_numpy["betas"].shape == (10, 10)
+    table = pq.ParquetDataset(f"{run.output}/frames").read()
+    by_key = {
+        (c, t, i): p
+        for c, t, i, p in zip(table.column("clip_id").to_pylist(), table.column("track_id").to_pylist(),
+                              table.column("frame_index").to_pylist(), table.column("pose").to_pylist())
+    }
+    for row in frames.select(range(10)):
+        np.testing.assert_array_equal(row["pose"], by_key[(row["clip_id"], row["track_id"], row["frame_index"])])
+    torch_rows = frames.with_format("torch", columns=["keypoints_2d", "crop_jpeg"])[:4]
+    assert tuple(torch_rows["keypoints_2d"].shape) == (4, 17, 3)
+    tracks = _load(run, "tracks", tmp_path)
+    assert tracks.features["energy_terms"] == datasets.List({"term": datasets.Value("string"), "value": datasets.Value("float64")})
+
+
+def test_dataset_card_configs_load_the_output_folder(run, tmp_path):
+    frames = datasets.load_dataset(run.output, "frames", split="train", cache_dir=str(tmp_path / "hf"))
+    rejected = datasets.load_dataset(run.output, "rejected", split="train", cache_dir=str(tmp_path / "hf"))
+    assert len(frames) == run.stats["rows"]["frames"] and len(rejected) == run.stats["rows"]["rejected"]
+    assert frames.features["pose"] == datasets.List(datasets.Value("float32"), length=72)
