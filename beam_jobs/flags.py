@@ -81,6 +81,10 @@ def add_output_arguments(parser) -> None:
                        help="frames/ rows: every frame of selected tracks (default), their inlier frames only, or "
                        "every frame of every fitted track with its flags (re-choose a threshold without recomputing)")
     group.add_argument("--write_all_frames", action="store_true", help="same as --frames all")
+    group.add_argument("--store_crops", action="store_true",
+                       help="add a crop_jpeg column to frames/: the tracked person's JPEG crop per frame "
+                            "(box scaled 1.2, square), so a training set is self-contained")
+    group.add_argument("--crop_size", type=int, default=160, help="side of the stored person crops in pixels")
     group.add_argument("--clips_per_shard", type=int, default=64, help="clips per Parquet shard (about)")
     group.add_argument("--row_group_size", type=int, default=4096, help="rows per Parquet row group")
     group.add_argument("--overwrite", action="store_true", help="delete what an earlier run wrote under --output first "

@@ -104,7 +104,15 @@ def build_stages(options: PipelineOptions) -> tuple[PerceptionStage, BundleAdjus
         pose_model=models.pose_model, hmr_checkpoint=models.hmr_checkpoint, hmr_mean_params=models.hmr_mean_params,
         cache_dir=models.model_cache, keypoints_mode=inp.keypoints, exists=storage.exists,
     )
-    perception = ModelPerception(files, models.device, inp.keypoints, inp.keypoints_root, models.perception_config or {})
+    overrides = dict(models.perception_config or {})
+    out = options.view_as(OutputOptions)
+    if out.store_crops:
+        if out.crop_size < 16:
+            raise ValueError(f"--crop_size {out.crop_size}: use at least 16 pixels")
+        crop = dict(overrides.get("crop") or {})
+        crop["size"] = out.crop_size
+        overrides.update(store_crops=True, crop=crop)
+    perception = ModelPerception(files, models.device, inp.keypoints, inp.keypoints_root, overrides)
     bundle_adjust = ModelBundleAdjust(files, models.device, optim.ba_config or {})
     return perception, bundle_adjust, files
 
@@ -196,7 +204,7 @@ def run(
     else:
         run_meta = schema.RunMetadata(body_model or schema.BodyModelInfo("unknown", "neutral", "", ""), {}, schema.code_version())
     selection = selection_config(optim)
-    writer = WriterConfig(out.output, row_group_size=out.row_group_size)
+    writer = WriterConfig(out.output, row_group_size=out.row_group_size, store_crops=out.store_crops)
     config = {
         "perception": perception.describe(),
         "bundle_adjust": bundle_adjust.describe(),

@@ -121,3 +121,32 @@ def test_job_end_to_end(corpus, tmp_path):
     again = pseudo_gt.run(argv)
     assert again.state == "SKIPPED" and again.clips_skipped == num_inputs
     assert sorted(p.name for p in out.rglob("*.parquet")) == before
+
+
+@pytest.mark.slow
+def test_store_crops_adds_decodable_person_crops(corpus, tmp_path):
+    """--store_crops: frames/ gains crop_jpeg, a JPEG of the tracked person per detected frame."""
+    import numpy as np
+
+    from pipeline.crops import decode_crop
+
+    root, _ = corpus
+    normal = sorted(p for p in root.rglob("*.mp4") if p.stem.count("_") == 2 and "_000" in p.stem)[:1]
+    out = tmp_path / "out"
+    argv = ["--input", str(normal[0]), "--output", str(out), "--keypoints", "precomputed",
+            "--model_cache", str(tmp_path / "cache"), "--selection", "fraction", "--keep_fraction", "1",
+            "--min_inlier_fraction", "0", "--frames", "all", "--store_crops", "--crop_size", "48",
+            "--ba_config", '{"max_iter": 5, "tau_r_schedule": [1.0]}',
+            "--perception_config", '{"decode": {"target_fps": 10}}']
+    report = pseudo_gt.run(argv)
+    assert report.state == "DONE"
+    table = ds.dataset(str(out / "frames"), format="parquet").to_table()
+    assert "crop_jpeg" in table.column_names and table.num_rows > 0
+    detected = table.column("has_detection").to_pylist()
+    crops = table.column("crop_jpeg").to_pylist()
+    for has, crop in zip(detected, crops):
+        if has:
+            image = np.asarray(decode_crop(crop))
+            assert image.shape[:2] == (48, 48) and image.std() > 1.0  # a real picture, not a blank
+        else:
+            assert crop is None
