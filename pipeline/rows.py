@@ -106,6 +106,20 @@ def truncate_message(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     return f"{message[:half]}\n[...]\n{message[-half:]}"
 
 
+def _init_columns(problem: TrackProblem, keep: np.ndarray) -> dict[str, np.ndarray]:
+    """The tracked detection's per-frame init (pose, betas, camera), NaN on skipped frames."""
+    selected = np.asarray(problem.selected)
+    frames = np.arange(problem.num_frames)
+    index = np.clip(selected, 0, None)
+    detected = (selected >= 0)[:, None]
+    out = {}
+    for name, values in (("init_pose", problem.init_pose), ("init_betas", problem.init_betas),
+                         ("init_camera", problem.init_camera)):
+        chosen = np.asarray(values, dtype=np.float32)[frames, index]
+        out[name] = np.where(detected, chosen, np.float32(np.nan))[keep]
+    return out
+
+
 def frames_table(
     clip: ClipRef,
     problem: TrackProblem,
@@ -152,6 +166,7 @@ def frames_table(
         "inlier": np.asarray(fit.inlier, dtype=bool)[keep],
         "track_selected": bool(selection.selected),
         "e_norm": float(fit.e_norm),
+        **_init_columns(problem, keep),
         "init_source": problem.init_source,
     }
     table = _table("frames", columns, n)

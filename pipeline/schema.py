@@ -34,7 +34,7 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.0.0"
+SCHEMA_VERSION = "1.1.0"
 DATASETS = ("frames", "tracks", "rejected")
 
 # Metadata keys (bytes in the arrow schema).
@@ -120,6 +120,9 @@ FRAMES_COLUMNS: tuple[Column, ...] = (
     Column("inlier", BOOL, (), "", "Inlier frame: had a detection and reprojection_error < tau_R (paper section 4)."),
     Column("track_selected", BOOL, (), "", "The track passed selection (always True unless the run wrote all fitted frames)."),
     Column("e_norm", F64, (), "1/m", "The track's trajectory-normalised energy E_norm (repeated on each frame), for filtering."),
+    Column("init_pose", _fixed(F32, NUM_POSE), (NUM_POSE,), "rad", "Per-frame initial SMPL pose of the tracked detection (HMR or keypoint init) before bundle adjustment; NaN on skipped frames.", "smpl24"),
+    Column("init_betas", _fixed(F32, NUM_BETAS), (NUM_BETAS,), "", "Per-frame initial SMPL shape of the tracked detection; NaN on skipped frames."),
+    Column("init_camera", _fixed(F32, 3), (3,), "px/m, px, px", "Per-frame initial weak-perspective camera of the tracked detection; NaN on skipped frames."),
     Column("init_source", STR, (), "", "Initialiser of the fit: hmr (regressor) or keypoints (keypoint-only)."),
 )
 

@@ -169,9 +169,8 @@ def build_run_from_truth(
         video: the clip's ``.mp4`` (its ``.gt.npz`` sits next to it).
         body_model: the body model the corpus was rendered with.
         e_norms: E_norm of track p (cycled).
-        init_noise: when given, also write ``init_pose``/``init_betas``/``init_camera``
-            columns (the truth plus this much Gaussian pose noise, radians), the columns the
-            overlay's side-by-side view reads when a run stores the initial estimate.
+        init_noise: when given, the per-frame init (``init_pose`` column) is the truth plus
+            this much Gaussian pose noise (radians); otherwise the init equals the truth.
     """
     import torch
 
@@ -183,7 +182,6 @@ def build_run_from_truth(
     info = schema.BodyModelInfo("standin", "neutral", "vid2mesh_standin_neutral.pkl", "0" * 64)
     run = schema.RunMetadata(info, {"bundle_adjust": {"tau_r_px": 50.0}}, "vid2mesh test")
     fitted = []
-    inits = {}
     for p in range(truth.num_people):
         seen = np.nonzero(truth.in_view[:, p])[0]
         if seen.size < 2:
@@ -192,6 +190,7 @@ def build_run_from_truth(
         kp = np.concatenate([truth.keypoints2d[seen, p], (truth.visibility[seen, p] == 2)[..., None] * 0.9], -1).astype(np.float32)
         pose, camera = truth.pose[seen, p], truth.camera[seen, p]
         betas = np.broadcast_to(truth.betas[p], (T, 10))
+        init_pose = pose if init_noise is None else pose + rng.normal(0, init_noise, pose.shape).astype(np.float32)
         with torch.no_grad():
             joints, keypoints3d = body_model.joints_and_keypoints(torch.as_tensor(pose), torch.as_tensor(betas.copy()))
         problem = TrackProblem(
@@ -199,7 +198,7 @@ def build_run_from_truth(
             frame_index=truth.frame_index[seen].astype(np.int32), frame_time=truth.frame_time[seen],
             selected=np.zeros(T, np.int32), keypoints=kp, boxes=truth.bbox[seen, p].astype(np.float32),
             candidates=kp[:, None].copy(), candidate_mask=np.ones((T, 1), bool),
-            init_pose=pose[:, None].astype(np.float32), init_betas=betas[:, None].astype(np.float32),
+            init_pose=init_pose[:, None].astype(np.float32), init_betas=betas[:, None].astype(np.float32),
             init_camera=camera[:, None].astype(np.float32),
         )
         e_norm = e_norms[p % len(e_norms)]
@@ -211,8 +210,6 @@ def build_run_from_truth(
             frame_energies={}, energies={"total": e_norm}, trajectory_length=1.0, e_norm=e_norm, iterations=50, converged=True,
         )
         fitted.append((problem, fit))
-        if init_noise is not None:
-            inits[p] = (pose + rng.normal(0, init_noise, pose.shape).astype(np.float32), betas, camera)
     header = PerceptionResult(clip, tuple(p for p, _ in fitted), num_frames=truth.num_frames,
                               image_size=truth.image_size, fps=truth.fps, max_people=truth.num_people)
     config = SelectionConfig(mode="threshold", e_norm_threshold=100.0, min_frames=2)
@@ -220,25 +217,16 @@ def build_run_from_truth(
     writer_config = writer.WriterConfig(output, row_group_size=4096)
     writer.write_common_metadata(writer_config, run)
     summary = writer.write_shard([outcome], writer_config, run)
-    if inits:
-        _add_init_columns(f"{output}/frames/{summary.files['frames']}", inits, truth)
     stats = writer.write_card(output, run)
     return BuiltRun(output, run, (clip.clip_id,), stats)
 
 
-def _add_init_columns(path: str, inits: dict, truth) -> None:
-    table = pq.read_table(path)
-    track = table.column("track_id").to_numpy()
-    frame = table.column("frame_index").to_numpy()
-    columns = {"init_pose": (72,), "init_betas": (10,), "init_camera": (3,)}
-    values = {name: np.zeros((table.num_rows, *shape), np.float32) for name, shape in columns.items()}
-    for p, (pose, betas, camera) in inits.items():
-        seen = np.nonzero(truth.in_view[:, p])[0]
-        for name, array in zip(columns, (pose, betas, camera)):
-            lookup = dict(zip(truth.frame_index[seen].tolist(), array))
-            rows_of = np.nonzero(track == p)[0]
-            values[name][rows_of] = np.stack([lookup[f] for f in frame[rows_of].tolist()])
-    for name, shape in columns.items():
-        array = pa.FixedSizeListArray.from_arrays(pa.array(values[name].reshape(-1), pa.float32()), shape[0])
-        table = table.append_column(name, array)
-    pq.write_table(table.replace_schema_metadata(pq.read_schema(path).metadata), path, compression="zstd")
+def drop_init_columns(output: str) -> None:
+    """Rewrite ``output``'s frames/ shards without the ``init_*`` columns, as schema 1.0.0
+    runs (before the per-frame init was stored) wrote them."""
+    import glob
+
+    for path in glob.glob(f"{output}/frames/*.parquet"):
+        table = pq.read_table(path)
+        table = table.drop_columns([c for c in ("init_pose", "init_betas", "init_camera") if c in table.column_names])
+        pq.write_table(table.replace_schema_metadata(pq.read_schema(path).metadata), path, compression="zstd")

@@ -4,6 +4,7 @@ MP4 + PNG output, bad input."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 
 import cv2
@@ -12,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from dataset_builders import build_run_from_truth
+from dataset_builders import build_run_from_truth, drop_init_columns
 from models.joint_names import COCO17_FACE_VERTEX_IDS
 from pipeline import schema
 from pipeline.overlay import (
@@ -152,7 +153,10 @@ def test_side_by_side_init_and_fit(truth_run, init_run, tmp_path, body_model):
     assert image.shape == (120, 2 * 160 + 4, 3) and not with_init.notes
     left, right = image[:, :160].astype(int), image[:, 164:].astype(int)
     assert np.abs(left - right).mean() > 1.0  # init (noisy pose) differs from the fit
-    without = render_clip(truth_run.output, clip, str(tmp_path / "b"), body_model, config, mp4=False, frames=[4])
+    legacy = tmp_path / "legacy"  # a schema 1.0.0 run: frames/ without the init_* columns
+    shutil.copytree(truth_run.output, legacy)
+    drop_init_columns(str(legacy))
+    without = render_clip(str(legacy), clip, str(tmp_path / "b"), body_model, config, mp4=False, frames=[4])
     assert "no init_pose" in without.notes[0]
     image = cv2.imread(without.png_paths[0])
     fit_only = cv2.imread(render_clip(truth_run.output, clip, str(tmp_path / "c"), body_model,

@@ -33,7 +33,7 @@ def test_schema_metadata_round_trip(dataset):
     for column in schema.COLUMNS[dataset]:
         if column.joint_order:
             joints = len(meta[schema.KEY_JOINT_ORDERS][column.name])
-            assert joints == column.shape[0] or (column.name == "pose" and 3 * joints == column.shape[0])
+            assert joints == column.shape[0] or (column.name in ("pose", "init_pose") and 3 * joints == column.shape[0])
 
 
 def test_array_shapes_match_types():
