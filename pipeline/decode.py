@@ -341,6 +341,37 @@ def probe_video(uri: str, backend: str = "auto", timeout_s: float = 60.0) -> Sou
 # --------------------------------------------------------------------------- planning
 
 
+def check_last_frame(meta: VideoMeta, timeout_s: float = 30.0) -> None:
+    """Decode the last frame of the plan, to catch truncated files cheaply.
+
+    Used when a clip's frames are not otherwise decoded (precomputed keypoints and the
+    keypoint-only initialiser): a file whose header survived but whose data was cut off
+    probes fine, yet cannot deliver its last frames. Costs one seek and the decode of one
+    group of pictures with ffmpeg (OpenCV's seek returns a stale frame instead of failing,
+    so it is used only where ffmpeg is missing).
+
+    Raises:
+        DecodeError: ``unreadable`` when the frame cannot be decoded, ``timeout`` when the
+            check takes longer than ``timeout_s``.
+    """
+    end = meta.time_end if meta.time_end is not None else meta.source.duration_s
+    if end is None or meta.expected_frames is None or meta.expected_frames <= 0 or not _have_ffmpeg():
+        return  # nothing to check against, or no ffmpeg to check with
+    last_time = max(0.0, meta.time_start + (meta.expected_frames - 1) / meta.fps)
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-ss", f"{last_time:.3f}", "-i", meta.source.path,
+           "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise DecodeError(RejectReason.TIMEOUT, f"{meta.source.path}: checking the last frame took over {timeout_s:.0f} s.") from exc
+    if proc.returncode != 0 or len(proc.stdout) == 0:
+        raise DecodeError(
+            RejectReason.UNREADABLE,
+            f"{meta.source.path}: cannot decode the frame at {last_time:.2f} s although the container "
+            f"says the video lasts {end:.2f} s; the file is probably truncated: re-download it.",
+        )
+
+
 def output_size(width: int, height: int, max_side: int, max_pixels: int) -> tuple[int, int]:
     """Output (width, height) keeping the aspect ratio, never upscaling, even-free."""
     factor = min(1.0, max_side / max(width, height), math.sqrt(max_pixels / (width * height)))

@@ -25,7 +25,15 @@ import numpy as np
 from models.pose_detector import FrameDetections, PoseDetector, YoloPoseDetector
 from optimize.problem import TrackProblem
 from pipeline.crops import CropConfig, encode_detection_crops, track_crops
-from pipeline.decode import DecodeConfig, DecodeError, FrameBatch, decode_video, plan_decode, probe_video
+from pipeline.decode import (
+    DecodeConfig,
+    DecodeError,
+    FrameBatch,
+    check_last_frame,
+    decode_video,
+    plan_decode,
+    probe_video,
+)
 from pipeline.init import DetectionInit, KeypointInitializer, hmr_initialize, mean_pose_from_params
 from pipeline.keypoints_io import KeypointsError, PrecomputedKeypoints, find_sidecar_keypoints, load_keypoints
 from pipeline.records import ClipRef, PerceptionResult, RejectReason
@@ -300,6 +308,7 @@ def _perceive(clip, config, models, seconds, state) -> list[TrackProblem]:
         tick = time.perf_counter()
         source = probe_video(clip.uri, config.decode.backend, config.decode.timeout_s)
         meta = plan_decode(source, config.decode, clip.time_start, clip.time_end, backend="probe")
+        check_last_frame(meta)
         seconds["decode"] += time.perf_counter() - tick
         count = meta.expected_frames
         if count is None:

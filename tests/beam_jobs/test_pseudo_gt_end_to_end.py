@@ -94,10 +94,9 @@ def test_job_end_to_end(corpus, tmp_path):
     assert reasons["notthere_000000_000001"] == RejectReason.MISSING_FILE
     assert reasons["nobody_000000_000001"] == RejectReason.NO_PERSON and c["clips_no_person"] == 1
     assert reasons["badkeypoints_000000_000001"] == RejectReason.CORRUPT_KEYPOINTS
-    # Keypoint-only runs probe the video without decoding it: a truncated file whose header
-    # survives may be kept; otherwise it is rejected with a reason. Either way it is accounted for.
+    # Keypoint-only runs do not decode the clip, but check that its last frame decodes.
     truncated = "trunc0000000_000000_000001"
-    assert truncated in kept_ids or reasons[truncated] in UNREADABLE | {RejectReason.NO_TRACK_SELECTED, RejectReason.NO_PERSON}
+    assert truncated not in kept_ids and reasons[truncated] in UNREADABLE
     corrupt = [r for r in rejected.to_pylist() if r["reason"] in UNREADABLE]
     assert len(corrupt) >= 2 and all(r["message"] for r in corrupt)
 

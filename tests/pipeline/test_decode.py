@@ -7,7 +7,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from pipeline.decode import DecodeConfig, DecodeError, decode_video, output_size, probe_video
+from pipeline.decode import DecodeConfig, DecodeError, check_last_frame, decode_video, output_size, plan_decode, probe_video
 from pipeline.records import RejectReason
 
 W, H, SRC_FPS, N = 320, 240, 30, 90
@@ -143,3 +143,21 @@ def test_stream_can_be_abandoned(index_video):
     first = next(batches)
     assert len(first) == 4
     batches.close()  # stops the ffmpeg process without reading the rest
+
+
+def test_check_last_frame_catches_a_truncated_file_that_still_probes(tmp_path):
+    """A faststart mp4 cut in half keeps its header (it probes with the full duration) but
+    cannot deliver its last frames: the cheap integrity check used by keypoint-only runs
+    reports it as unreadable, while the intact file passes."""
+    whole = tmp_path / "whole.mp4"
+    _write_index_video(whole, extra=("-movflags", "+faststart"))
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    config = DecodeConfig()
+    check_last_frame(plan_decode(probe_video(str(whole)), config, None, None, backend="probe"))
+    meta = plan_decode(probe_video(str(cut)), config, None, None, backend="probe")
+    assert meta.expected_frames and meta.expected_frames > 0
+    with pytest.raises(DecodeError) as excinfo:
+        check_last_frame(meta)
+    assert excinfo.value.reason == RejectReason.UNREADABLE
+    assert "truncated" in str(excinfo.value) and "cut.mp4" in str(excinfo.value)
