@@ -135,11 +135,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="few short tracks (< 1 minute)")
     parser.add_argument("--split", default="heldout", choices=("heldout", "tuning", "all"))
     parser.add_argument("--tracks", type=int, default=None, help="tracks (default 12, quick 2)")
-    parser.add_argument("--frames", type=int, default=None, help="frames per track (default 100, quick 30)")
+    parser.add_argument("--frames", type=int, default=None, help="frames per track (default 100, quick 24)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
-    parser.add_argument("--max-iter", type=int, default=None, help="L-BFGS iterations per stage (quick: 100)")
+    parser.add_argument("--max-iter", type=int, default=None, help="L-BFGS iterations per stage (quick: 40)")
     parser.add_argument("--calibrate", action="store_true", help="search the weights on the tuning split")
     parser.add_argument("--rounds", type=int, default=1, help="coordinate-search rounds (--calibrate)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
@@ -150,14 +150,14 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     num_tracks = args.tracks or (2 if args.quick else 12)
-    num_frames = args.frames or (30 if args.quick else 100)
+    num_frames = args.frames or (24 if args.quick else 100)
     body_model, prior = load_models()
     split = "tuning" if args.calibrate else args.split
     seed = args.seed + (1 if split == "heldout" else 0)  # held-out tracks never share seeds with tuning
     tracks = make_tracks(body_model, split, num_tracks, num_frames, seed=seed)
     overrides = {"dtype": args.dtype}
     if args.max_iter or args.quick:
-        overrides["max_iter"] = args.max_iter or 100
+        overrides["max_iter"] = args.max_iter or 40
     base = BAConfig(**overrides)
     if args.calibrate:
         best, log = calibrate(tracks, body_model, prior, base, args.device, args.rounds)

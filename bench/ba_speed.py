@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="run the naive reference on the first N of the same tracks (default 1: it "
                              "takes minutes per 250-frame track on a CPU)")
     parser.add_argument("--max-iter", type=int, default=None,
-                        help="L-BFGS iterations per continuation stage, both solvers (default 100, quick 15)")
+                        help="L-BFGS iterations per continuation stage, both solvers (default 100, quick 10)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--skip-summed", action="store_true")
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
     device = args.device
     num_tracks = args.tracks or (2 if args.quick else 8)
     num_frames = args.frames or (30 if args.quick else 250)
-    max_iter = args.max_iter or (15 if args.quick else 100)
+    max_iter = args.max_iter or (10 if args.quick else 100)
     # torch.optim.LBFGS uses one tolerance for the f and x changes: use the same here
     config = BAConfig(dtype=args.dtype, max_iter=max_iter, max_eval=int(max_iter * 2.5), xtol=BAConfig().ftol)
     dtype = config.torch_dtype
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
 
     if not args.skip_scaling:
-        lengths = (30, 120) if args.quick else (250, 1000)
+        lengths = (25, 100) if args.quick else (250, 1000)
         times = {}
         for length in lengths:
             track = make_track(body_model, "walking", length, seed=99)
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> dict:
         result["t1000_over_t250"] = times[lengths[1]][0] / times[lengths[0]][0]
         result["scaling_lengths"] = list(lengths)
         result["scaling_iterations"] = [times[n][1] for n in lengths]
-        long_len = 150 if args.quick else 1175
+        long_len = 120 if args.quick else 1175
         track = make_track(body_model, "walking", long_len, seed=1175)
         fit_list, seconds = _timed(lambda: bundle_adjust([track.problem], body_dev, prior_dev, config, device), device)
         result["long_track"] = {"frames": long_len, "seconds": round(seconds, 2), "status": fit_list[0].status,

@@ -142,9 +142,11 @@ class TrackFit:
         keypoints3d: (T, 17, 3) float32 COCO-17 joints as seen from SMPL, metres.
         reprojection: (T, 17, 2) float32 projected COCO-17 keypoints, pixels.
         frame_error: (T,) float32 per-frame reprojection energy before the tau_R cap
-            (min over candidates of sum_i w_i rho(x_i - x_det,i)), pixels.
+            (min over candidates of sum_i w_i rho(x_i - x_det,i)), pixels; NaN on frames
+            with no candidate detection (null in Parquet).
         matched_candidate: (T,) int32 candidate index achieving that minimum (-1: none).
-        inlier: (T,) bool, frame_error < tau_R and the frame had a detection.
+        inlier: (T,) bool, frame_error < tau_R on a frame with at least one candidate
+            detection (E_R takes its minimum over all candidates, not only the tracked one).
         frame_energies: mapping term name -> (T,) float32 per-frame energy of the term.
         energies: mapping term name -> float total of each term; "total" is E.
         trajectory_length: sum over t, i of ||X_i^t - X_i^{t-1}|| in metres.
