@@ -49,7 +49,7 @@ def add_model_arguments(parser) -> None:
                        "keypoint-only initialiser is used")
     group.add_argument("--hmr_mean_params", default=None, help="smpl_mean_params.npz of the HMR checkpoint")
     group.add_argument("--model_cache", default=None, help="folder for the generated stand-in model files "
-                       "(default: $VID2MESH_CACHE or ./.cache)")
+                       "(default: $VID2MESH_CACHE or ~/.cache/vid2mesh)")
     group.add_argument("--device", default="auto", help="torch device for perception and bundle adjustment: "
                        "auto (cuda when a GPU is visible), cpu, cuda, cuda:1")
     group.add_argument("--perception_config", type=_json_object, default=None,

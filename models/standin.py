@@ -101,11 +101,19 @@ class StandinPaths:
         return getattr(self, gender)
 
 
+def default_cache_root() -> Path:
+    """Root folder of vid2mesh's generated files: ``$VID2MESH_CACHE``, else ``~/.cache/vid2mesh``.
+
+    Every stage that needs the generated stand-in (the job's ``--model_cache`` default,
+    ``vid2mesh synth``, ``render``, ``report``) resolves it through here.
+    """
+    root = os.environ.get("VID2MESH_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "vid2mesh"
+
+
 def default_standin_dir() -> Path:
-    """``$VID2MESH_CACHE_DIR/standin`` or ``~/.cache/vid2mesh/standin``."""
-    root = os.environ.get("VID2MESH_CACHE_DIR")
-    base = Path(root) if root else Path.home() / ".cache" / "vid2mesh"
-    return base / "standin"
+    """``<default_cache_root()>/standin``."""
+    return default_cache_root() / "standin"
 
 
 def _paths(directory: Path) -> StandinPaths:

@@ -192,7 +192,7 @@ def body_model_for_dataset(
         metadata: :func:`pipeline.schema.read_metadata` of a frames/ schema.
         smpl_model: the SMPL file, for datasets fitted with variant "smpl".
         model_cache: cache folder of the generated stand-in (``--model_cache`` of the run;
-            default ``$VID2MESH_CACHE`` or ``./.cache``), for variant "standin".
+            default ``$VID2MESH_CACHE`` or ``~/.cache/vid2mesh``), for variant "standin".
         check_hash: refuse a file whose sha256 differs from the one the run recorded.
 
     Returns:
@@ -215,7 +215,9 @@ def body_model_for_dataset(
     else:
         from models.standin import ensure_standin
 
-        cache = model_cache or os.environ.get("VID2MESH_CACHE") or os.path.join(os.getcwd(), ".cache")
+        from models.standin import default_cache_root
+
+        cache = model_cache or str(default_cache_root())
         path = str(getattr(ensure_standin(os.path.join(cache, "standin")), gender))
     expected = info.get("sha256", "")
     if check_hash and expected and set(expected) != {"0"}:

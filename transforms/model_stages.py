@@ -52,8 +52,10 @@ class ModelFiles:
 
 
 def default_cache_dir() -> str:
-    """$VID2MESH_CACHE, else ./.cache (the convention ``vid2mesh synth`` shares)."""
-    return os.environ.get("VID2MESH_CACHE") or os.path.join(os.getcwd(), ".cache")
+    """The cache root every stage shares (``models.standin.default_cache_root``)."""
+    from models.standin import default_cache_root
+
+    return str(default_cache_root())
 
 
 def file_sha256(path: str) -> str:

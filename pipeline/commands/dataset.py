@@ -41,7 +41,7 @@ def _int_list(text: str) -> list[int]:
 def _add_body_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--smpl_model", default=None, help="the SMPL file the run fitted with (datasets of real SMPL fits)")
     parser.add_argument("--model_cache", default=None, help="the run's --model_cache (stand-in body model); "
-                        "default $VID2MESH_CACHE or ./.cache")
+                        "default $VID2MESH_CACHE or ~/.cache/vid2mesh")
     parser.add_argument("--no_hash_check", action="store_true", help="use the body-model file even if its sha256 differs "
                         "from the one the run recorded")
 
