@@ -49,7 +49,9 @@ class PackedTracks:
         scale_ref: (B,) s_ref, pixels per metre.
     """
 
-    def __init__(self, problems: list[TrackProblem], body_model, device, dtype: torch.dtype):
+    def __init__(
+        self, problems: list[TrackProblem], body_model, device, dtype: torch.dtype, keypoint_init_scale: float = 1.0
+    ):
         self.problems = problems
         B = len(problems)
         T = max(p.num_frames for p in problems)
@@ -64,6 +66,9 @@ class PackedTracks:
         camera0 = np.zeros((B, T, NUM_CAMERA), np.float64)
         betas0 = np.zeros((B, NUM_BETAS), np.float64)
         scale_ref = np.ones(B, np.float64)
+        init_scale = np.array(
+            [keypoint_init_scale if p.init_source == "keypoints" else 1.0 for p in problems], np.float64
+        )
         for b, p in enumerate(problems):
             t, k = p.num_frames, p.num_candidates
             frame_mask[b, :t] = True
@@ -96,6 +101,7 @@ class PackedTracks:
             init_joints=init_joints,
             init_betas=init_betas_t,
             image_width=tensor(image_width),
+            init_scale=tensor(init_scale),
         )
         self.num_frames_max = T
         self.scale_ref = tensor(scale_ref)
@@ -267,7 +273,7 @@ def make_objective(packed: PackedTracks, body_model, prior, config: BAConfig, gm
 
 
 def _solve_batch(problems, body_model, prior, gmm_offset, config, device) -> list[TrackFit]:
-    packed = PackedTracks(problems, body_model, device, config.torch_dtype)
+    packed = PackedTracks(problems, body_model, device, config.torch_dtype, config.keypoint_init_scale)
     settings = SolverSettings.from_config(config)
     T = packed.num_frames_max
 

@@ -43,6 +43,8 @@ class TrackBatch:
         init_joints: (B, T, P, 24, 3) SMPL joints of each candidate's init estimate, m.
         init_betas: (B, T, P, 10) each candidate's init shape.
         image_width: (B,) decoded frame width, pixels.
+        init_scale: (B,) multiplier of lambda_I per track, or None for 1 everywhere
+            (``BAConfig.keypoint_init_scale`` for tracks whose init came from keypoints).
     """
 
     frame_mask: Tensor
@@ -52,6 +54,7 @@ class TrackBatch:
     init_joints: Tensor
     init_betas: Tensor
     image_width: Tensor
+    init_scale: Tensor | None = None
 
     @property
     def num_frames(self) -> Tensor:
@@ -72,14 +75,18 @@ class TrackBatch:
 
     def select(self, index: Tensor) -> "TrackBatch":
         """The sub-batch of tracks ``index`` (B',) long."""
-        return TrackBatch(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+        return TrackBatch(**{f.name: _maybe(getattr(self, f.name), lambda v: v[index]) for f in fields(self)})
 
     def to(self, device: torch.device | str, dtype: torch.dtype) -> "TrackBatch":
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            out[f.name] = value.to(device=device, dtype=dtype) if value.is_floating_point() else value.to(device)
+            out[f.name] = _maybe(value, lambda v: v.to(device=device, dtype=dtype) if v.is_floating_point() else v.to(device))
         return TrackBatch(**out)
+
+
+def _maybe(value: Tensor | None, fn) -> Tensor | None:
+    return None if value is None else fn(value)
 
 
 def reprojection_penalty(squared_error: Tensor, config: BAConfig) -> Tensor:
@@ -177,7 +184,8 @@ def init_energy(joints3d: Tensor, betas: Tensor, batch: TrackBatch, config: BACo
     per_candidate = joint_term + config.w_init_betas * beta_term
     per_candidate = torch.where(batch.candidate_mask, per_candidate, torch.full_like(per_candidate, float("inf")))
     best = torch.clamp(per_candidate.min(-1).values, max=config.tau_i)
-    return torch.where(batch.has_candidate, config.w_init * best, torch.zeros_like(best))
+    weight = config.w_init if batch.init_scale is None else config.w_init * batch.init_scale[:, None]
+    return torch.where(batch.has_candidate, weight * best, torch.zeros_like(best))
 
 
 def gmm_nll_offset(prior) -> float:

@@ -167,3 +167,18 @@ def test_energy_terms_gradcheck_float64():
     camera = (torch.randn(B, T, 3, dtype=D) * 20).requires_grad_()
     betas = torch.randn(B, 10, dtype=D).requires_grad_()
     assert torch.autograd.gradcheck(fn, (joints, kp, camera, betas), fast_mode=True)
+
+
+def test_keypoint_init_tracks_get_a_scaled_init_weight():
+    """init_scale multiplies lambda_I per track: a keypoint-only init (the mean pose) must not
+    pull as hard as a regressor's estimate."""
+    config = BAConfig(w_init=20.0, tau_i=1e9)
+    batch = _batch(B=2, T=1, P=1)
+    joints = torch.full((2, 1, 24, 3), 0.01, dtype=D)
+    betas = torch.zeros(2, 10, dtype=D)
+    full = init_energy(joints, betas, batch, config)
+    scaled = init_energy(joints, betas, _with(batch, init_scale=torch.tensor([1.0, 0.1], dtype=D)), config)
+    assert full[0, 0] > 0
+    torch.testing.assert_close(scaled[0], full[0])
+    torch.testing.assert_close(scaled[1], 0.1 * full[1])
+    assert _with(batch, init_scale=torch.tensor([1.0, 0.1], dtype=D)).select(torch.tensor([1])).init_scale.item() == 0.1
