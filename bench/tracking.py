@@ -257,7 +257,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     n = args.sequences or (12 if args.quick else 60)
-    result = run(n, args.seed)
+    result = {"seed": args.seed}
+    result.update(run(n, args.seed))
     result.update(speed(args.seed + 1, 2 if args.quick else 5))
     result["machine"] = f"{platform.processor() or platform.machine()}, {platform.python_version()}, {os.cpu_count()} cpus"
     result["load_average"] = [round(v, 2) for v in os.getloadavg()]

@@ -33,28 +33,44 @@ them. ``motion_passes`` re-solves this way (0 = the paper's distance only).
 **Gaps are opened, not only extended.** With the paper's cost alone, the paths of two
 people who walk side by side (or of a person hidden behind another) can share the visible
 person's detections in any interleaving at the same total cost, and the optimum zig-zags
-between them. Each link across skipped frames therefore also pays ``gap_cost`` (100 px),
-so a path prefers one long gap to many short ones. (Measured: without it, 15-50 identity
-switches per 1000 frames on ``bench.tracking``; with it, about 2.)
+between them. Each link across skipped frames therefore also pays ``gap_cost`` (60 px),
+so a path prefers one long gap to many short ones.
+
+**Distances weigh more than gaps.** The gap cost has a side effect: a path whose person is
+hidden for a moment saves a gap by taking a neighbour's detection there (and the neighbour
+pays one longer gap instead of two short ones, at no extra cost). A link therefore costs
+``distance_weight`` (3) x its keypoint distance, so such a detour (tens of pixels off the
+prediction on both of its links) costs more than the gap it saves; with the paper's
+weight of 1 the gap cost decides.
+
+**Completed keypoints count little.** A detection's unseen keypoints, filled in from its
+previous path (:class:`Motion`), would otherwise make it look like whichever person that
+path followed; a keypoint that either end only has by completion weighs
+``filled_keypoint_weight`` (0.1) in the link distance, so the seen ones decide whenever
+there are some.
 
 Guards that keep one path on one person:
 
 * a link is allowed only when the detections share ``min_common_keypoints`` confident
-  keypoints and their (predicted) distance is under ``link_gate`` x the smaller person
-  height x sqrt(g);
-* a gap bridges at most ``max_gap`` frames;
+  keypoints and their distance is under ``plain_link_gate`` (0.2, first solve) or, between
+  predictions, ``link_gate`` (0.15) x the smaller person height x sqrt(g);
+* a gap bridges at most ``max_gap`` (20) frames;
 * a kept track fills at least ``min_track_fill`` of its frame span.
 
 Link costs are vectorised over frames, gaps and detection pairs (O(T x G x P^2) pairs, a
-centroid pre-filter before the keypoint distances); each flow augmentation is one sparse
-Dijkstra (scipy) over the residual graph.
+centroid pre-filter before the keypoint distances). Across a gap (g > 1) only the
+``gap_links_per_detection`` nearest links of each detection (as source or as destination,
+per gap length) are kept: crowds of look-alike detections otherwise make most links long-gap
+links between them. Each flow augmentation is one sparse Dijkstra (scipy) over the usable
+arcs of the residual graph. The first solve, which only provides the velocities, bridges
+at most ``first_pass_max_gap`` frames.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import sparse
@@ -85,8 +101,11 @@ class TrackingConfig:
         max_people: a clip with more detections than this in any frame is ``crowded``
             (paper: 6; the rule is applied by ``pipeline.perceive``); None disables it.
         max_gap: longest run of skipped frames bridged inside one track.
-        link_gate: largest link distance as a fraction of the smaller person's height,
-            times sqrt of the frame step (keeps a path from hopping onto another person).
+        link_gate: largest link distance between constant-velocity predictions as a
+            fraction of the smaller person's height, times sqrt of the frame step (keeps a
+            path from hopping onto another person).
+        plain_link_gate: the same without predictions (first solve, detections on no
+            path): wider, as people move between frames (low frame rates).
         min_common_keypoints: jointly confident keypoints needed to link two detections.
         min_keypoint_confidence: keypoints at or below it are ignored by the link cost.
         max_tracks: most paths in the flow (safety bound).
@@ -98,30 +117,51 @@ class TrackingConfig:
             stitched from scattered false positives).
         gap_cost: extra cost of each link across skipped frames, pixels, on top of
             ``skip_penalty`` per skipped frame (see the module docstring).
+        filled_keypoint_weight: weight factor, in link distances, of keypoints that one
+            end only has by completion from its previous path.
+        distance_weight: factor on a link's keypoint distance in its cost (paper: 1).
+        gap_links_per_detection: links kept per detection and gap length (g > 1), the
+            nearest ones as source or destination; None keeps all.
+        first_pass_max_gap: ``max_gap`` of the first solve when ``motion_passes`` > 0
+            (it only provides velocities).
     """
 
     skip_penalty: float = 100.0
     min_track_length: int = 10
     max_people: int | None = 6
-    max_gap: int = 15
-    link_gate: float = 0.25
+    max_gap: int = 20
+    link_gate: float = 0.15
+    plain_link_gate: float = 0.2
     min_common_keypoints: int = 3
     min_keypoint_confidence: float = 0.2
     max_tracks: int = 64
     motion_passes: int = 1
     velocity_window: int = 10
     min_track_fill: float = 0.5
-    gap_cost: float = 100.0
+    gap_cost: float = 60.0
+    filled_keypoint_weight: float = 0.1
+    distance_weight: float = 3.0
+    gap_links_per_detection: int | None = 3
+    first_pass_max_gap: int = 8
 
     def __post_init__(self) -> None:
         if self.skip_penalty <= 0:
             raise ValueError(f"TrackingConfig.skip_penalty={self.skip_penalty} must be > 0 pixels.")
-        if self.min_track_length < 1 or self.max_gap < 0 or self.min_common_keypoints < 1:
-            raise ValueError("TrackingConfig: min_track_length and min_common_keypoints >= 1, max_gap >= 0.")
+        if self.min_track_length < 1 or min(self.max_gap, self.first_pass_max_gap) < 0 or self.min_common_keypoints < 1:
+            raise ValueError(
+                "TrackingConfig: min_track_length and min_common_keypoints >= 1, max_gap and first_pass_max_gap >= 0."
+            )
         if self.max_people is not None and self.max_people < 1:
             raise ValueError("TrackingConfig.max_people must be >= 1 or None.")
         if self.gap_cost < 0:
             raise ValueError(f"TrackingConfig.gap_cost={self.gap_cost} must be >= 0 pixels.")
+        if self.distance_weight <= 0 or not 0 <= self.filled_keypoint_weight <= 1:
+            raise ValueError(
+                f"TrackingConfig: distance_weight={self.distance_weight} must be > 0 and "
+                f"filled_keypoint_weight={self.filled_keypoint_weight} in [0, 1]."
+            )
+        if self.gap_links_per_detection is not None and self.gap_links_per_detection < 1:
+            raise ValueError("TrackingConfig.gap_links_per_detection must be >= 1 or None.")
         if self.motion_passes < 0 or self.velocity_window < 1 or self.max_tracks < 1:
             raise ValueError("TrackingConfig: motion_passes >= 0, velocity_window >= 1 and max_tracks >= 1.")
 
@@ -219,8 +259,8 @@ class Links:
         src_frame, src_det, dst_frame, dst_det: (E,) int32 endpoints (src before dst).
         distance: (E,) float64 confidence-weighted mean keypoint distance in pixels
             (between predicted keypoints when velocities were given).
-        cost: (E,) float64 ``distance`` + ``skip_penalty`` per frame skipped between the
-            endpoints (the paper's link cost).
+        cost: (E,) float64 ``distance_weight`` x ``distance`` + ``skip_penalty`` per frame
+            skipped between the endpoints + ``gap_cost`` when any is skipped.
         frame_start: (T + 1,) offsets: links ending in frame t are
             ``frame_start[t]:frame_start[t + 1]``.
     """
@@ -234,29 +274,53 @@ class Links:
     frame_start: np.ndarray
 
 
-def _pair_distances(
-    a: np.ndarray, b: np.ndarray, threshold: float, shifts: Sequence[np.ndarray | None]
-) -> tuple[list[np.ndarray], np.ndarray]:
-    """Confidence-weighted mean keypoint distances of detection pairs.
+def _pair_weights(
+    a: np.ndarray, b: np.ndarray, threshold: float, filled: np.ndarray | None, filled_weight: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoint weights of detection pairs for :func:`_pair_distances`.
 
     Args:
         a, b: (M, 17, 3) pixels + confidence.
-        threshold: keypoints at or below this confidence in either detection are ignored;
-            a keypoint's weight is the smaller of its two confidences.
-        shifts: per distance wanted, None (``|x_b - x_a|``) or (M, 2) pixels added to ``a``.
+        threshold: keypoints at or below this confidence in either detection get weight 0;
+            otherwise a keypoint weighs the smaller of its two confidences.
+        filled: (M, 17) bool keypoints that either side only has by completion (see
+            :class:`Motion`), weighted by ``filled_weight``; None = none.
+        filled_weight: weight factor of completed keypoints.
 
     Returns:
-        ([distance (M,) pixels per shift], jointly confident keypoints (M,)).
+        (weight (M, 17), jointly confident keypoints (M,)).
     """
     ca, cb = a[..., 2], b[..., 2]
     weight = np.where((ca > threshold) & (cb > threshold), np.minimum(ca, cb), 0.0)
-    total = np.maximum(weight.sum(-1), 1e-6)
+    if filled is not None:
+        weight = np.where(filled, filled_weight * weight, weight)
+    return weight, (weight > 0).sum(-1)
+
+
+def _pair_distances(a: np.ndarray, b: np.ndarray, weight: np.ndarray, shift: np.ndarray | None = None) -> np.ndarray:
+    """(M,) weighted mean keypoint distance ``|x_b - (x_a + shift)|`` in pixels.
+
+    Args:
+        a, b: (M, 17, 3) pixels + confidence.
+        weight: (M, 17) keypoint weights (:func:`_pair_weights`).
+        shift: (M, 2) pixels added to ``a``; None = no shift.
+    """
     dx, dy = b[..., 0] - a[..., 0], b[..., 1] - a[..., 1]
-    out = []
-    for shift in shifts:
-        d = np.hypot(dx, dy) if shift is None else np.hypot(dx - shift[:, :1], dy - shift[:, 1:])
-        out.append(np.einsum("mk,mk->m", weight, d) / total)
-    return out, (weight > 0).sum(-1)
+    if shift is not None:
+        dx, dy = dx - shift[:, :1], dy - shift[:, 1:]
+    total = np.maximum(weight.sum(-1), 1e-6)
+    return np.einsum("mk,mk->m", weight, np.sqrt(dx * dx + dy * dy)) / total
+
+
+def _nearest(group: np.ndarray, distance: np.ndarray, k: int) -> np.ndarray:
+    """(M,) bool: the ``k`` smallest ``distance`` values of each ``group`` id."""
+    order = np.lexsort((distance, group))
+    sorted_group = group[order]
+    first = np.r_[True, sorted_group[1:] != sorted_group[:-1]]
+    start = np.maximum.accumulate(np.where(first, np.arange(group.size), 0))
+    keep = np.zeros(group.size, bool)
+    keep[order] = np.arange(group.size) - start < k
+    return keep
 
 
 def link_costs(detections: PaddedDetections, config: TrackingConfig, motion: Motion | None = None) -> Links:
@@ -264,10 +328,12 @@ def link_costs(detections: PaddedDetections, config: TrackingConfig, motion: Mot
 
     A link from detection i of frame t - g to detection j of frame t is allowed when the
     two share ``min_common_keypoints`` confident keypoints and their confidence-weighted
-    mean keypoint distance is at most ``link_gate`` x the smaller height x sqrt(g). With
-    ``motion``, the distance is the mean of the forward prediction ``|x_i + g v_i - x_j|``
+    mean keypoint distance is at most ``plain_link_gate`` x the smaller height x sqrt(g).
+    With ``motion``, the distance is the mean of the forward prediction ``|x_i + g v_i - x_j|``
     (i's past velocity) and the backward one ``|x_i - (x_j - g v_j)|`` (j's future
-    velocity) over the predictions that exist, on keypoints completed from each track.
+    velocity) over the predictions that exist, on keypoints completed from each track
+    (completed ones weigh ``filled_keypoint_weight``), and the gate is ``link_gate``. Across
+    a gap only each detection's ``gap_links_per_detection`` nearest links are kept.
 
     Args:
         detections: the clip's padded detections.
@@ -300,35 +366,52 @@ def link_costs(detections: PaddedDetections, config: TrackingConfig, motion: Mot
     parts = []
     for g in range(1, min(config.max_gap + 1, T - 1) + 1):
         smaller = np.minimum(height[:-g, :, None], height[g:, None, :])  # (T-g, P, P)
-        gate = config.link_gate * smaller * np.sqrt(g)
+        gate = config.link_gate * smaller * np.sqrt(g)  # for distances between predictions
+        plain_gate = config.plain_link_gate * smaller * np.sqrt(g)  # without a prediction
         # Cheap pre-filter on keypoint centroids (nearest of plain and predicted); the
         # exact test below decides.
         src_c, dst_c = center_early[:-g, :, None], center_late[g:, None, :]
+        diff = src_c - dst_c
         centre_gap = np.minimum(
-            np.linalg.norm(src_c - dst_c, axis=-1),
+            (diff**2).sum(-1),
             np.minimum(
-                np.linalg.norm(src_c + g * v_past[:-g, :, None] - dst_c, axis=-1),
-                np.linalg.norm(src_c - dst_c + g * v_future[g:, None, :], axis=-1),
+                ((diff + g * v_past[:-g, :, None]) ** 2).sum(-1),
+                ((diff + g * v_future[g:, None, :]) ** 2).sum(-1),
             ),
         )
-        candidate = usable_src[:-g, :, None] & usable_dst[g:, None, :] & (centre_gap <= gate + 0.2 * smaller)
+        loosest = np.maximum(gate, plain_gate) + 0.2 * smaller
+        candidate = usable_src[:-g, :, None] & usable_dst[g:, None, :] & (centre_gap <= loosest**2)
         t, i, j = np.nonzero(candidate)
         if t.size == 0:
             continue
         a, b = early[t, i], late[t + g, j]
+        filled = None
+        if motion is not None:
+            filled = (raw[t, i, :, 2] <= threshold) | (raw[t + g, j, :, 2] <= threshold)
+        weight, common = _pair_weights(a, b, threshold, filled, config.filled_keypoint_weight)
+        enough = common >= config.min_common_keypoints
+        t, i, j, a, b, weight, common = (x[enough] for x in (t, i, j, a, b, weight, common))
         if motion is None:
-            (mean,), common = _pair_distances(a, b, threshold, [None])
+            mean = _pair_distances(a, b, weight)
+            limit = plain_gate[t, i, j]
         else:
             ahead, behind = has_past[t, i], has_future[t + g, j]
-            (mean, ahead_d, behind_d), common = _pair_distances(
-                a, b, threshold, [None, g * v_past[t, i], g * v_future[t + g, j]]
-            )
+            mean = np.zeros(t.size, np.float32)
             n = ahead.astype(np.float32) + behind
-            predicted = (np.where(ahead, ahead_d, 0.0) + np.where(behind, behind_d, 0.0)) / np.maximum(n, 1)
-            mean = np.where(n > 0, predicted, mean)
-        allowed = (common >= config.min_common_keypoints) & (mean <= gate[t, i, j])
-        t, i, j = t[allowed], i[allowed], j[allowed]
-        parts.append((t, i, t + g, j, mean[allowed].astype(np.float64)))
+            for use, shift in ((ahead, g * v_past[t, i]), (behind, g * v_future[t + g, j])):
+                mean[use] += _pair_distances(a[use], b[use], weight[use], shift[use])
+            mean /= np.maximum(n, 1)
+            plain = n == 0
+            mean[plain] = _pair_distances(a[plain], b[plain], weight[plain])
+            limit = np.where(plain, plain_gate[t, i, j], gate[t, i, j])
+        allowed = mean <= limit
+        t, i, j, mean = t[allowed], i[allowed], j[allowed], mean[allowed]
+        if g > 1 and config.gap_links_per_detection is not None and t.size:
+            keep = _nearest(t * P + i, mean, config.gap_links_per_detection) | _nearest(
+                t * P + j, mean, config.gap_links_per_detection
+            )
+            t, i, j, mean = t[keep], i[keep], j[keep], mean[keep]
+        parts.append((t, i, t + g, j, mean.astype(np.float64)))
     if parts:
         src_t, src_j, dst_t, dst_j, distance = (np.concatenate(c) for c in zip(*parts))
     else:
@@ -338,7 +421,7 @@ def link_costs(detections: PaddedDetections, config: TrackingConfig, motion: Mot
     src_t, src_j, dst_t, dst_j, distance = (a[order] for a in (src_t, src_j, dst_t, dst_j, distance))
     frame_start = np.searchsorted(dst_t, np.arange(T + 1)).astype(np.int64)
     skipped = dst_t - src_t - 1
-    cost = distance + config.skip_penalty * skipped + config.gap_cost * (skipped > 0)
+    cost = config.distance_weight * distance + config.skip_penalty * skipped + config.gap_cost * (skipped > 0)
     return Links(
         src_t.astype(np.int32),
         src_j.astype(np.int32),
@@ -380,13 +463,10 @@ def _min_cost_paths(links: Links, mask: np.ndarray, config: TrackingConfig) -> l
         [config.start_cost + skip * frame, np.zeros(D), links.cost, skip * (T - 1 - frame)]
     ).astype(np.float64)
     used = np.zeros(u.size, bool)
-    link_key = src * D + dst  # sorted lookup of link edges by (exit node, entry node)
-    key_order = np.argsort(link_key)
-    sorted_keys = link_key[key_order]
     num_nodes = 2 + 2 * D
     # Residual graph: every edge as a forward arc (usable while unused) and a backward arc
-    # (usable once used, cost negated), laid out once in CSR order; an unusable arc weighs
-    # inf, which scipy's Dijkstra skips.
+    # (usable once used, cost negated), sorted by (from, to); each Dijkstra runs on the
+    # usable arcs only, and a path's arcs are found again by their sorted (from, to) key.
     arc_from, arc_to = np.concatenate([u, v]), np.concatenate([v, u])
     arc_edge = np.concatenate([np.arange(u.size), np.arange(u.size)])
     arc_backward = np.repeat([False, True], u.size)
@@ -395,14 +475,15 @@ def _min_cost_paths(links: Links, mask: np.ndarray, config: TrackingConfig) -> l
     arc_from, arc_to, arc_edge, arc_backward, arc_cost = (
         x[order] for x in (arc_from, arc_to, arc_edge, arc_backward, arc_cost)
     )
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(arc_from, minlength=num_nodes))])
-    graph = sparse.csr_matrix((np.zeros(arc_from.size), arc_to, indptr), shape=(num_nodes, num_nodes))
+    arc_key = arc_from * num_nodes + arc_to
     potential = np.zeros(num_nodes, np.float64)  # all costs start >= 0
     absent = skip * T  # a person's cost when no path holds it
     for _ in range(config.max_tracks):
-        usable = used[arc_edge] == arc_backward
-        reduced = arc_cost + potential[arc_from] - potential[arc_to]
-        graph.data = np.where(usable, np.maximum(reduced, 0.0), np.inf)
+        arcs = np.flatnonzero(used[arc_edge] == arc_backward)
+        sub_from, sub_to = arc_from[arcs], arc_to[arcs]
+        reduced = np.maximum(arc_cost[arcs] + potential[sub_from] - potential[sub_to], 0.0)
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(sub_from, minlength=num_nodes))])
+        graph = sparse.csr_matrix((reduced, sub_to, indptr), shape=(num_nodes, num_nodes))
         # Only a path cheaper than the person's absence is wanted: search no farther.
         limit = absent - potential[1] + potential[0]
         dist, pred = dijkstra(graph, indices=0, return_predecessors=True, limit=limit)
@@ -417,8 +498,8 @@ def _min_cost_paths(links: Links, mask: np.ndarray, config: TrackingConfig) -> l
         while nodes[-1] != 0:
             nodes.append(int(pred[nodes[-1]]))
         nodes = np.array(nodes[::-1], np.int64)
-        for p, q in zip(nodes[:-1], nodes[1:]):
-            _flip(used, int(p), int(q), D, sorted_keys, key_order)
+        on_path = arcs[np.searchsorted(arc_key[arcs], nodes[:-1] * num_nodes + nodes[1:])]
+        used[arc_edge[on_path]] ^= True
     # Read the paths off the flow.
     link_used = used[2 * D : 2 * D + src.size]
     successor = np.full(D, -1, np.int64)
@@ -431,30 +512,6 @@ def _min_cost_paths(links: Links, mask: np.ndarray, config: TrackingConfig) -> l
         chain = np.array(chain, np.int64)
         paths.append(np.stack([frame[chain], slot[chain]], 1))
     return paths
-
-
-def _flip(used: np.ndarray, p: int, q: int, D: int, sorted_keys: np.ndarray, key_order: np.ndarray) -> None:
-    """Push one unit of flow along residual edge p -> q (node ids as in :func:`_min_cost_paths`)."""
-    E = sorted_keys.size
-
-    def kind(n: int) -> tuple[str, int]:
-        if n == 0:
-            return "source", -1
-        if n == 1:
-            return "sink", -1
-        return ("entry", n - 2) if n < 2 + D else ("exit", n - 2 - D)
-
-    (kp, dp), (kq, dq) = kind(p), kind(q)
-    if {kp, kq} == {"source", "entry"}:
-        index = dq if kp == "source" else dp
-    elif {kp, kq} == {"entry", "exit"} and dp == dq:
-        index = D + dp
-    elif {kp, kq} == {"exit", "sink"}:
-        index = 2 * D + E + (dp if kp == "exit" else dq)
-    else:  # a link: forward exit(i) -> entry(j), backward entry(j) -> exit(i)
-        i, j = (dp, dq) if kp == "exit" else (dq, dp)
-        index = 2 * D + int(key_order[np.searchsorted(sorted_keys, i * D + j)])
-    used[index] = not used[index]
 
 
 @dataclass(frozen=True)
@@ -577,8 +634,11 @@ def track_people(detections: PaddedDetections, config: TrackingConfig = Tracking
     T = detections.num_frames
     if T == 0 or not detections.mask.any():
         return []
-    links = link_costs(detections, config)
-    paths = _min_cost_paths(links, detections.mask, config)
+    first = config
+    if config.motion_passes and config.first_pass_max_gap < config.max_gap:
+        first = replace(config, max_gap=config.first_pass_max_gap)
+    links = link_costs(detections, first)
+    paths = _min_cost_paths(links, detections.mask, first)
     for _ in range(config.motion_passes):
         if not paths:
             break

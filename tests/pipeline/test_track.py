@@ -176,6 +176,10 @@ def test_zero_people_and_config_errors():
         TrackingConfig(skip_penalty=0)
     with pytest.raises(ValueError, match="gap_cost"):
         TrackingConfig(gap_cost=-1)
+    with pytest.raises(ValueError, match="distance_weight"):
+        TrackingConfig(distance_weight=0)
+    with pytest.raises(ValueError, match="gap_links_per_detection"):
+        TrackingConfig(gap_links_per_detection=0)
 
 
 @pytest.mark.slow
@@ -188,3 +192,50 @@ def test_three_hundred_frames_by_twenty_people():
     tracks = track_people(pad_detections(_frames(frames)), TrackingConfig(max_people=None))
     ids = _identity(tracks, truth)
     assert len(tracks) == 20 and all(len(set(i)) == 1 and len(i) == 300 for i in ids)
+
+
+def test_hidden_persons_track_does_not_borrow_a_neighbours_detection():
+    """Two people walk side by side 20 px apart and each is missed in a different frame.
+
+    B's path could fill its own gap with A's detection (no gap for B, a two-frame gap for
+    A); the distance weight makes the 2 x 20 px detour cost more than the gap it saves.
+    """
+    frames, truth = [], []
+    for t in range(40):
+        people, ids = [], []
+        if t != 21:
+            people.append(_person(100 + 5 * t, 300)), ids.append(0)
+        if t != 20:
+            people.append(_person(120 + 5 * t, 300)), ids.append(1)
+        frames.append(people[::-1] if t % 2 else people)
+        truth.append(ids[::-1] if t % 2 else ids)
+    tracks = track_people(pad_detections(_frames(frames)), TrackingConfig(min_track_length=10))
+    ids = _identity(tracks, truth)
+    assert len(tracks) == 2 and [len(set(i)) for i in ids] == [1, 1]
+    assert sorted(len(i) for i in ids) == [39, 39]
+
+
+def test_long_gap_links_are_pruned_to_the_nearest():
+    """Across a gap only each detection's nearest links (as source or destination) are kept."""
+    rng = np.random.default_rng(2)
+    P = 8
+    frames = [[_person(x, 300) for x in rng.uniform(0, 400, P)] for _ in range(12)]
+    padded = pad_detections(_frames(frames))
+    full = link_costs(padded, TrackingConfig(gap_links_per_detection=None))
+    pruned = link_costs(padded, TrackingConfig(gap_links_per_detection=2))
+    full_step = full.dst_frame - full.src_frame
+    step = pruned.dst_frame - pruned.src_frame
+    assert (full_step == 1).sum() == (step == 1).sum()  # consecutive frames: all kept
+    assert (step > 1).sum() < (full_step > 1).sum()
+    for g in range(2, int(step.max()) + 1):
+        f = full_step == g
+        f_src, f_dst = full.src_frame[f] * P + full.src_det[f], full.dst_frame[f] * P + full.dst_det[f]
+        kept = set()
+        for ids in (f_src, f_dst):
+            for d in np.unique(ids):
+                rows = np.flatnonzero(ids == d)
+                kept.update(rows[np.argsort(full.distance[f][rows], kind="stable")[:2]].tolist())
+        want = {(int(f_src[r]), int(f_dst[r])) for r in kept}
+        k = step == g
+        got = set(zip((pruned.src_frame[k] * P + pruned.src_det[k]).tolist(), (pruned.dst_frame[k] * P + pruned.dst_det[k]).tolist()))
+        assert got == want
