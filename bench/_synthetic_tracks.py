@@ -28,6 +28,7 @@ from models.geometry import axis_angle_to_matrix, matrix_to_axis_angle
 from models.joint_names import COCO17_FLIP_INDEX, COCO17_INDEX
 from optimize.problem import TrackProblem
 from pipeline.synth.motions import BACKGROUND_MOTIONS, HELDOUT_MOTIONS, TUNING_MOTIONS, sample_motion
+from pipeline.synth.noise import ar1_noise, markov_events
 
 IMAGE_SIZE = (640, 360)
 FPS = 25.0
@@ -122,27 +123,10 @@ class SyntheticTrack:
     flipped: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
 
-def _ar1(rng: np.random.Generator, shape: tuple[int, ...], rho: float) -> np.ndarray:
-    out = rng.normal(size=shape)
-    scale = np.sqrt(1.0 - rho * rho)
-    for t in range(1, shape[0]):
-        out[t] = rho * out[t - 1] + scale * out[t]
-    return out
-
-
-def _markov(rng: np.random.Generator, shape: tuple[int, ...], p_on: float, p_off: float) -> np.ndarray:
-    draws = rng.random(shape)
-    state = np.zeros(shape, dtype=bool)
-    for t in range(shape[0]):
-        prev = state[t - 1] if t else np.zeros(shape[1:], dtype=bool)
-        state[t] = np.where(prev, draws[t] >= p_off, draws[t] < p_on)
-    return state
-
-
 def _smooth_noise(rng: np.random.Generator, T: int, scale: float, width: float) -> np.ndarray:
     """(T,) smooth random signal of std ~ scale, correlated over ~width frames."""
     rho = float(np.exp(-1.0 / max(width, 1.0)))
-    return _ar1(rng, (T,), rho) * scale
+    return ar1_noise(rng, (T,), rho) * scale
 
 
 def _rotvec(m: np.ndarray) -> np.ndarray:
@@ -190,7 +174,7 @@ def _detections(rng, keypoints2d: np.ndarray, height_px: float, noise: Detection
     """(T, 17, 3) noisy detections (pixels + confidence) from true keypoints (T, 17, 2)."""
     T = keypoints2d.shape[0]
     sigma = noise.jitter * height_px * OKS_SIGMAS  # (17,)
-    jitter = _ar1(rng, (T, 17, 2), noise.jitter_correlation) * sigma[None, :, None]
+    jitter = ar1_noise(rng, (T, 17, 2), noise.jitter_correlation) * sigma[None, :, None]
     kp = keypoints2d + jitter
     conf = rng.uniform(0.65, 1.0, size=(T, 17))
     outlier = rng.random((T, 17)) < noise.outlier
@@ -223,12 +207,12 @@ def _regressor(rng, body_model, pose: np.ndarray, betas: np.ndarray, keypoints2d
     """
     T = pose.shape[0]
     local = _matrix(pose.reshape(T, 24, 3))
-    err = (_ar1(rng, (T, 23, 3), 0.98) * noise.joint_bias + rng.normal(scale=noise.joint_noise, size=(T, 23, 3)))
+    err = (ar1_noise(rng, (T, 23, 3), 0.98) * noise.joint_bias + rng.normal(scale=noise.joint_noise, size=(T, 23, 3)))
     err *= _JOINT_SCALE[None, :, None]
     local[:, 1:] = _matrix(err) @ local[:, 1:]
     orient_err = rng.normal(scale=noise.orient_noise, size=(T, 3)) * np.array([0.6, 1.5, 0.4])
     local[:, 0] = _matrix(orient_err) @ local[:, 0]
-    flipped = _markov(rng, (T,), noise.flip_on, noise.flip_off)
+    flipped = markov_events(rng, (T,), noise.flip_on, noise.flip_off)
     local[flipped, 0] = _rot_y(np.pi) @ local[flipped, 0]
     init_pose = _rotvec(local).reshape(T, 72)
     init_betas = betas + rng.normal(scale=noise.betas_bias, size=10) + rng.normal(scale=noise.betas_noise, size=(T, 10))

@@ -121,7 +121,7 @@ class RegressorNoise:
     depth_off: float = 0.2
 
 
-def _ar1(rng: np.random.Generator, shape: tuple[int, ...], rho: float) -> np.ndarray:
+def ar1_noise(rng: np.random.Generator, shape: tuple[int, ...], rho: float) -> np.ndarray:
     """Unit-variance AR(1) noise along axis 0."""
     out = rng.normal(size=shape)
     scale = np.sqrt(1.0 - rho * rho)
@@ -130,7 +130,7 @@ def _ar1(rng: np.random.Generator, shape: tuple[int, ...], rho: float) -> np.nda
     return out
 
 
-def _markov(rng: np.random.Generator, shape: tuple[int, ...], p_on: float, p_off: float) -> np.ndarray:
+def markov_events(rng: np.random.Generator, shape: tuple[int, ...], p_on: float, p_off: float) -> np.ndarray:
     """Two-state Markov chains along axis 0 (bool: True while an event lasts)."""
     draws = rng.random(shape)
     state = np.zeros(shape, dtype=bool)
@@ -175,7 +175,7 @@ def simulate_detections(
     vis = truth.visibility
     person_h = _person_height(truth.bbox.astype(np.float64))
     sigma = noise.jitter * person_h[..., None] * COCO_OKS_SIGMAS  # (T, P, 17)
-    jitter = _ar1(rng, (T, P, 17, 2), noise.temporal_correlation)
+    jitter = ar1_noise(rng, (T, P, 17, 2), noise.temporal_correlation)
     detect_draw = rng.random((T, P))
     frame_drop = rng.random(T) < noise.frame_drop_rate
     images = []
@@ -399,13 +399,13 @@ def simulate_regressor(
     T, P = truth.num_frames, truth.num_people
     frame_pos = {int(f): i for i, f in enumerate(truth.frame_index)}
     track_pos = {int(k): i for i, k in enumerate(truth.track_id)}
-    bias = _ar1(rng, (T, P, 23, 3), 0.98) * noise.joint_bias
-    bias += _ar1(rng, (T, P, 23, 3), noise.drift_correlation) * noise.joint_drift
-    orient_drift = _ar1(rng, (T, P, 3), noise.drift_correlation) * noise.orient_noise
+    bias = ar1_noise(rng, (T, P, 23, 3), 0.98) * noise.joint_bias
+    bias += ar1_noise(rng, (T, P, 23, 3), noise.drift_correlation) * noise.joint_drift
+    orient_drift = ar1_noise(rng, (T, P, 3), noise.drift_correlation) * noise.orient_noise
     betas_bias = rng.normal(scale=noise.betas_bias, size=(P, 10))
     scale_bias = rng.normal(scale=noise.scale_noise, size=P)
-    flips = _markov(rng, (T, P), noise.flip_on, noise.flip_off)
-    depth_events = _markov(rng, (T, P, len(_DEPTH_LIMBS)), noise.depth_on, noise.depth_off)
+    flips = markov_events(rng, (T, P), noise.flip_on, noise.flip_off)
+    depth_events = markov_events(rng, (T, P, len(_DEPTH_LIMBS)), noise.depth_on, noise.depth_off)
     anns = coco["annotations"]
     D = len(anns)
     pose = np.zeros((D, 72))
