@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from models.joint_names import SMPL24_FLIP_INDEX, SMPL24_INDEX
-from models.smpl_io import ModelFileError, load_pickle_safely
+from models.smpl_io import ModelFileError, load_npz_safely, load_pickle_safely
 
 logger = logging.getLogger(__name__)
 
@@ -103,11 +103,7 @@ class GMMPrior(nn.Module):
                 "`vid2mesh fit-prior`, or the stand-in (models.standin.ensure_standin)"
             )
         if path.suffix == ".npz":
-            try:
-                with np.load(path, allow_pickle=False) as data:
-                    raw = {k: data[k] for k in data.files}
-            except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-                raise ModelFileError(f"{path}: cannot read as .npz without pickles ({exc})") from exc
+            raw = load_npz_safely(path, "fit a prior with `vid2mesh fit-prior`")
         else:
             raw = load_pickle_safely(path)
         if not isinstance(raw, dict) or not all(k in raw for k in ("means", "covars", "weights")):

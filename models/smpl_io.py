@@ -254,6 +254,19 @@ def _to_plain(value: Any) -> Any:
     return value
 
 
+def load_npz_safely(path: Path, remedy: str) -> dict[str, Any]:
+    """All arrays of an ``.npz`` read with ``allow_pickle=False`` (no pickled object runs).
+
+    Raises:
+        ModelFileError: naming the file, the reason and ``remedy`` (what to do).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise ModelFileError(f"{path}: cannot read as .npz without pickles ({exc}); {remedy}") from exc
+
+
 def load_pickle_safely(path: str | os.PathLike) -> Any:
     """Unpickle ``path`` with :class:`RestrictedUnpickler` and resolve stand-in objects.
 
@@ -351,14 +364,7 @@ def load_smpl_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
             "or create the stand-in with `vid2mesh make-body-model DIR`"
         )
     if path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                raw: dict[str, Any] = {k: data[k] for k in data.files}
-        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-            raise ModelFileError(
-                f"{path}: cannot read as .npz without pickles ({exc}); recreate it with "
-                "`vid2mesh convert-smpl IN.pkl OUT.npz`"
-            ) from exc
+        raw: dict[str, Any] = load_npz_safely(path, "recreate it with `vid2mesh convert-smpl IN.pkl OUT.npz`")
     else:
         raw = load_pickle_safely(path)
         if not isinstance(raw, dict):
