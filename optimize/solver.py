@@ -346,30 +346,31 @@ def lbfgs_batched(
     )
 
 
+def _torchmin_lbfgs(fun, x0: Tensor, settings: SolverSettings):
+    """pytorch-minimize's L-BFGS with strong-Wolfe search on one flat vector ``x0`` (n,)."""
+    from torchmin import minimize  # imported on use: it emits a deprecation warning on import
+
+    return minimize(
+        fun,
+        x0.clone(),
+        method="l-bfgs",
+        max_iter=settings.max_iter,
+        options=dict(history_size=settings.history_size, line_search="strong-wolfe",
+                     gtol=settings.gtol, xtol=settings.ftol),
+    )
+
+
 def lbfgs_summed(objective: BatchedObjective, x0: Tensor, settings: SolverSettings) -> SolverResult:
     """The naive batched approach: torchmin L-BFGS on sum_b f_b (one shared line search).
 
     All problems take the same step size and stop together, when the *sum* meets the
     stopping rule. Kept to measure what that costs (``bench.ba_speed``).
     """
-    from torchmin import minimize
-
     B, n = x0.shape
     all_index = torch.arange(B, device=x0.device)
     if not bool(torch.isfinite(objective(x0.detach(), all_index)).all()):
         return _per_track_fallback(objective, x0, settings)
-    result = minimize(
-        lambda flat: objective(flat.view(B, n), all_index).sum(),
-        x0.detach().reshape(-1).clone(),
-        method="l-bfgs",
-        max_iter=settings.max_iter,
-        options=dict(
-            history_size=settings.history_size,
-            line_search="strong-wolfe",
-            gtol=settings.gtol,
-            xtol=settings.ftol,
-        ),
-    )
+    result = _torchmin_lbfgs(lambda flat: objective(flat.view(B, n), all_index).sum(), x0.detach().reshape(-1), settings)
     x = result.x.detach().view(B, n)
     with torch.no_grad():
         f = objective(x, all_index)
@@ -388,8 +389,6 @@ def lbfgs_per_track(objective: BatchedObjective, x0: Tensor, settings: SolverSet
 
 
 def _per_track_fallback(objective: BatchedObjective, x0: Tensor, settings: SolverSettings) -> SolverResult:
-    from torchmin import minimize
-
     B, n = x0.shape
     xs, fs, its, evs, conv, div = [], [], [], [], [], []
     for b in range(B):
@@ -400,18 +399,7 @@ def _per_track_fallback(objective: BatchedObjective, x0: Tensor, settings: Solve
         if not bool(torch.isfinite(f0).all()):
             xs.append(start[0]); fs.append(f0[0]); its.append(0); evs.append(1); conv.append(False); div.append(True)
             continue
-        result = minimize(
-            lambda flat: objective(flat.view(1, n), index).sum(),
-            start.reshape(-1).clone(),
-            method="l-bfgs",
-            max_iter=settings.max_iter,
-            options=dict(
-                history_size=settings.history_size,
-                line_search="strong-wolfe",
-                gtol=settings.gtol,
-                xtol=settings.ftol,
-            ),
-        )
+        result = _torchmin_lbfgs(lambda flat: objective(flat.view(1, n), index).sum(), start.reshape(-1), settings)
         x = result.x.detach().view(1, n)
         with torch.no_grad():
             f = objective(x, index)

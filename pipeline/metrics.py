@@ -127,7 +127,8 @@ def mpjpe(
 def procrustes_align(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Similarity transform (scale, rotation, translation) of ``pred`` that best fits ``target``.
 
-    Least squares (Umeyama 1991), reflections excluded, float64.
+    Least squares (Umeyama 1991), reflections excluded, float64: the numpy face of
+    :func:`models.geometry.procrustes_align`.
 
     Args:
         pred: (..., N, 3) points.
@@ -137,21 +138,12 @@ def procrustes_align(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
         (..., N, 3) ``pred`` aligned to ``target``.
     """
     pred, target = _check_pair(pred, target, 3, "procrustes_align")
-    mu_p = pred.mean(axis=-2, keepdims=True)
-    mu_t = target.mean(axis=-2, keepdims=True)
-    p = pred - mu_p
-    t = target - mu_t
-    cov = np.swapaxes(t, -1, -2) @ p  # (..., 3, 3) = sum t p^T
-    u, sigma, vt = np.linalg.svd(cov)
-    d = np.sign(np.linalg.det(u @ vt))
-    d = np.where(d == 0, 1.0, d)
-    correction = np.ones(sigma.shape)
-    correction[..., -1] = d
-    rotation = (u * correction[..., None, :]) @ vt
-    var_p = (p**2).sum(axis=(-2, -1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        scale = np.where(var_p > 0, (sigma * correction).sum(axis=-1) / np.maximum(var_p, 1e-300), 1.0)
-    return scale[..., None, None] * p @ np.swapaxes(rotation, -1, -2) + mu_t
+    import torch
+
+    from models.geometry import procrustes_align as procrustes_align_torch
+
+    aligned = procrustes_align_torch(torch.from_numpy(np.ascontiguousarray(pred)), torch.from_numpy(np.ascontiguousarray(target)))
+    return aligned.numpy()
 
 
 def pa_mpjpe(pred: np.ndarray, target: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
