@@ -547,6 +547,13 @@ def _iter_opencv(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iter
             batch = []
             return out
 
+        def check_frame_cap():
+            if produced + len(batch) >= config.max_frames:
+                raise DecodeError(
+                    RejectReason.TOO_LONG,
+                    f"{src.path}: more than max_frames={config.max_frames} frames at {meta.fps:g} fps.",
+                )
+
         while True:
             if time.monotonic() > deadline:
                 raise DecodeError(RejectReason.TIMEOUT, f"decoding {src.path} took more than {config.timeout_s:.0f} s.")
@@ -566,11 +573,7 @@ def _iter_opencv(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iter
             # source frame earlier than (k + 0.5) / fps; match it so both backends agree.
             if previous is not None:
                 while (produced + len(batch) + 0.5) / meta.fps <= now + 1e-9:
-                    if produced + len(batch) >= config.max_frames:
-                        raise DecodeError(
-                            RejectReason.TOO_LONG,
-                            f"{src.path}: more than max_frames={config.max_frames} frames at {meta.fps:g} fps.",
-                        )
+                    check_frame_cap()
                     batch.append(emit(previous))
                     if len(batch) == config.batch_frames:
                         yield flush()
@@ -582,11 +585,7 @@ def _iter_opencv(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iter
             while (produced + len(batch)) / meta.fps < last_time - 0.5 / meta.fps + 1e-9 or (
                 produced + len(batch) == 0
             ):
-                if produced + len(batch) >= config.max_frames:
-                    raise DecodeError(
-                        RejectReason.TOO_LONG,
-                        f"{src.path}: more than max_frames={config.max_frames} frames at {meta.fps:g} fps.",
-                    )
+                check_frame_cap()
                 batch.append(emit(previous))
                 if len(batch) == config.batch_frames:
                     yield flush()
