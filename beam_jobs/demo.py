@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"stats:        {dataset / 'stats.json'}")
     print(f"datasets:     {dataset / 'frames'}  {dataset / 'tracks'}  {dataset / 'rejected'}")
     try:
-        from pipeline.report import ReportConfig, write_report
+        from pipeline.qa.report import ReportConfig, write_report
 
         page = write_report(str(dataset), ReportConfig())
         print(f"report:       {page}")

@@ -32,10 +32,10 @@ from apache_beam.metrics import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from beam_jobs.options import InputOptions, ModelOptions, OptimisationOptions, OutputOptions
-from pipeline import schema
-from pipeline.inputs import InputListing, InputSpec, clip_from_json, clip_to_json, read_inputs
-from pipeline.selection import SelectionConfig
-from pipeline.writer import MANIFESTS, WriterConfig, completed_clips, remove_orphan_shards, write_card
+from pipeline.dataset import schema
+from pipeline.perception.inputs import InputListing, InputSpec, clip_from_json, clip_to_json, read_inputs
+from pipeline.dataset.selection import SelectionConfig
+from pipeline.dataset.writer import MANIFESTS, WriterConfig, completed_clips, remove_orphan_shards, write_card
 from transforms import metrics, storage
 from transforms.model_stages import ModelFiles, ModelPerception, ModelBundleAdjust, resolve_model_files
 from transforms.pipeline import JobSettings, PseudoGroundTruth

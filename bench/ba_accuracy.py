@@ -33,7 +33,7 @@ from models.gmm_prior import GMMPrior
 from models.standin import ensure_standin
 from optimize.bundle_adjust import bundle_adjust
 from optimize.config import BAConfig
-from pipeline.metrics import accel_error, mpjpe, pa_mpjpe
+from pipeline.qa.metrics import accel_error, mpjpe, pa_mpjpe
 
 logger = logging.getLogger(__name__)
 

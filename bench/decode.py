@@ -1,7 +1,7 @@
 """Decoding benchmark: ffmpeg subprocess vs OpenCV, same clip, same output.
 
 Encodes a Kinetics-like clip (H.264, 30 fps, 10 s, 640 x 360 and 1280 x 720) with ffmpeg's
-``testsrc2`` into a temporary folder, decodes it with both backends of ``pipeline.decode``
+``testsrc2`` into a temporary folder, decodes it with both backends of ``pipeline.perception.decode``
 at 25 fps (native size, and resized to a 320-pixel longest side), and reports the best
 wall time of the repeats, decoded frames per second, and the mean absolute pixel
 difference between the backends' frames (they must select the same source frames).
@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from pipeline.decode import DecodeConfig, decode_video
+from pipeline.perception.decode import DecodeConfig, decode_video
 
 
 def _encode(path: str, width: int, height: int, seconds: float) -> None:

@@ -5,7 +5,7 @@ heights (depths) walk across the image with a gait, cross each other (the farthe
 occluded: its detection is lost or its covered keypoints fade), enter and leave the image,
 miss detections at random and in bursts, and false positives appear for a few frames.
 Every detection knows its true person, so the tracker's output is scored with
-``pipeline.metrics.id_switches`` and ``track_purity``.
+``pipeline.qa.metrics.id_switches`` and ``track_purity``.
 
     python -m bench.tracking [--quick] [--sequences N] [--seed S]
 
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.pose_detector import FrameDetections
-from pipeline.metrics import id_switches, track_purity
-from pipeline.track import TrackingConfig, pad_detections, track_people
+from pipeline.qa.metrics import id_switches, track_purity
+from pipeline.perception.track import TrackingConfig, pad_detections, track_people
 
 WIDTH, HEIGHT, FPS = 1280, 720, 25.0
 

@@ -113,7 +113,7 @@ class TrackProblem:
             if got != shape:
                 raise ValueError(
                     f"TrackProblem {self.clip_id}#{self.track_id}: field {name!r} has shape "
-                    f"{got}, expected {shape}; build problems with pipeline.perceive."
+                    f"{got}, expected {shape}; build problems with pipeline.perception.perceive."
                 )
         if T < 1 or P < 1:
             raise ValueError(f"TrackProblem {self.clip_id}#{self.track_id} is empty (T={T}, P={P}).")

@@ -86,7 +86,7 @@ class ClipRef:
 
 @dataclass(frozen=True)
 class PerceptionResult:
-    """What :func:`pipeline.perceive.perceive_clip` returns for one clip.
+    """What :func:`pipeline.perception.perceive.perceive_clip` returns for one clip.
 
     Exactly one of ``problems`` (non-empty) or ``reject_reason`` is meaningful.
 

@@ -11,7 +11,7 @@ import apache_beam as beam
 from apache_beam.utils.shared import Shared
 
 from pipeline.records import TrackFit, TrackProblem
-from pipeline.rows import failed_fit
+from pipeline.dataset.rows import failed_fit
 from transforms import metrics
 from transforms.stages import BundleAdjustStage
 

@@ -205,7 +205,7 @@ def load_body_model(files: ModelFiles):
 
 @dataclass
 class ModelPerception:
-    """:class:`transforms.stages.PerceptionStage` over :func:`pipeline.perceive.perceive_clip`.
+    """:class:`transforms.stages.PerceptionStage` over :func:`pipeline.perception.perceive.perceive_clip`.
 
     Args:
         files: the run's model files.
@@ -233,7 +233,7 @@ class ModelPerception:
     def config(self, local: Callable[[str | None], str | None] = lambda p: p):
         """The PerceptionConfig: overrides, then the model files (``local`` maps a path to
         this machine) and the keypoint mode."""
-        from pipeline.perceive import PerceptionConfig
+        from pipeline.perception.perceive import PerceptionConfig
 
         values = dict(self.overrides)
         values.update(
@@ -254,7 +254,7 @@ class ModelPerception:
         }
 
     def setup(self) -> None:
-        from pipeline.perceive import load_perception_models
+        from pipeline.perception.perceive import load_perception_models
 
         cache = _worker_cache()
         self._device = resolve_device(self.device)
@@ -264,12 +264,12 @@ class ModelPerception:
                     "HMR" if self.files.hmr_checkpoint else "keypoint-only")
 
     def video_rejection(self, clip: ClipRef) -> PerceptionResult | None:
-        from pipeline.inputs import video_rejection
+        from pipeline.perception.inputs import video_rejection
 
         return video_rejection(clip, self._config.decode.timeout_s)
 
     def __call__(self, clip: ClipRef) -> PerceptionResult:
-        from pipeline.perceive import perceive_clip
+        from pipeline.perception.perceive import perceive_clip
 
         return perceive_clip(clip, self._config, self._models)
 

@@ -11,9 +11,9 @@ import traceback
 import apache_beam as beam
 from apache_beam.utils.shared import Shared
 
-from pipeline.inputs import locate_keypoints
+from pipeline.perception.inputs import locate_keypoints
 from pipeline.records import ClipRef, PerceptionResult, RejectReason
-from pipeline.rows import failed_outcome, outcome_from_rejection
+from pipeline.dataset.rows import failed_outcome, outcome_from_rejection
 from transforms import metrics, storage
 from transforms.stages import PerceptionStage
 
@@ -35,7 +35,7 @@ class PerceiveClipFn(beam.DoFn):
 
     * ``headers``: (clip_id, PerceptionResult without problems) of each clip with tracks,
       joined with the fits later;
-    * ``outcomes``: a :class:`pipeline.rows.ClipOutcome` for every rejected or failed clip
+    * ``outcomes``: a :class:`pipeline.dataset.rows.ClipOutcome` for every rejected or failed clip
       (the dead letter: never an exception out of the DoFn for one bad clip).
     """
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 
 import apache_beam as beam
 
-from pipeline import schema
+from pipeline.dataset import schema
 from pipeline.records import PerceptionResult
-from pipeline.rows import outcome_from_rejection
-from pipeline.selection import SelectionConfig
-from pipeline.writer import WriterConfig
+from pipeline.dataset.rows import outcome_from_rejection
+from pipeline.dataset.selection import SelectionConfig
+from pipeline.dataset.writer import WriterConfig
 from transforms import metrics
 from transforms.bundle_adjust import BundleAdjustBatchFn, batch_problems
 from transforms.perceive import HEADERS, OUTCOMES, PerceiveClipFn
@@ -36,7 +36,7 @@ class JobSettings:
         selection: track selection settings.
         writer: output folder and Parquet settings.
         run: run metadata for the schemas (body model, config, code version).
-        frames_mode: "selected", "inliers" or "all" (see ``pipeline.rows.outcome_from_fits``).
+        frames_mode: "selected", "inliers" or "all" (see ``pipeline.dataset.rows.outcome_from_fits``).
         num_buckets: shards of this run (clips are hashed into them).
         batch_max_frames, batch_max_tracks: the BA batching boundary (batches fill up to
             these bounds within a bundle).

@@ -6,8 +6,8 @@ import time
 
 import apache_beam as beam
 
-from pipeline.rows import ClipOutcome, failed_outcome, outcome_from_fits
-from pipeline.selection import SelectionConfig, eligibility, run_threshold
+from pipeline.dataset.rows import ClipOutcome, failed_outcome, outcome_from_fits
+from pipeline.dataset.selection import SelectionConfig, eligibility, run_threshold
 from transforms import metrics
 
 

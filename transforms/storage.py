@@ -13,7 +13,7 @@ import tempfile
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.writer import LocalStorage
+from pipeline.dataset.writer import LocalStorage
 
 
 def is_remote(path: str | None) -> bool:
@@ -21,8 +21,8 @@ def is_remote(path: str | None) -> bool:
 
 
 class BeamStorage:
-    """:class:`pipeline.writer.Storage` over Beam ``FileSystems`` (local disk delegated to
-    :class:`~pipeline.writer.LocalStorage` for atomic ``os.replace`` writes)."""
+    """:class:`pipeline.dataset.writer.Storage` over Beam ``FileSystems`` (local disk delegated to
+    :class:`~pipeline.dataset.writer.LocalStorage` for atomic ``os.replace`` writes)."""
 
     def __init__(self) -> None:
         self._local = LocalStorage()
@@ -62,9 +62,9 @@ class BeamStorage:
 
 
 def list_files(pattern: str) -> list[str]:
-    """Files matching a glob, local or remote (for :func:`pipeline.inputs.read_inputs`)."""
+    """Files matching a glob, local or remote (for :func:`pipeline.perception.inputs.read_inputs`)."""
     if not is_remote(pattern):
-        from pipeline.inputs import local_list_files
+        from pipeline.perception.inputs import local_list_files
 
         return local_list_files(pattern)
     result = FileSystems.match([pattern])[0]

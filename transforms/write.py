@@ -6,8 +6,8 @@ import time
 
 import apache_beam as beam
 
-from pipeline import schema
-from pipeline.writer import WriterConfig, shard_bucket, write_card, write_common_metadata, write_shard
+from pipeline.dataset import schema
+from pipeline.dataset.writer import WriterConfig, shard_bucket, write_card, write_common_metadata, write_shard
 from transforms import metrics
 from transforms.storage import BeamStorage
 

@@ -47,9 +47,9 @@ def _add_body_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from pipeline import schema
-    from pipeline.overlay import OverlayConfig, body_model_for_dataset, render_clip
-    from pipeline.reader import FrameFilter, frames_schema, read_frames
+    from pipeline.dataset import schema
+    from pipeline.qa.overlay import OverlayConfig, body_model_for_dataset, render_clip
+    from pipeline.dataset.reader import FrameFilter, frames_schema, read_frames
 
     metadata = schema.read_metadata(frames_schema(args.output_dir))
     clips = args.clip
@@ -81,7 +81,7 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from pipeline.report import ReportConfig, write_report
+    from pipeline.qa.report import ReportConfig, write_report
 
     config = ReportConfig(thumbnails=args.thumbnails, background=args.background, smpl_model=args.smpl_model,
                           model_cache=args.model_cache, thumbnail_scale=args.thumbnail_scale,

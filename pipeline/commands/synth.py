@@ -88,7 +88,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from pipeline.evaluate import EvaluationConfig, evaluate_corpus, regressor_baseline
+    from pipeline.qa.evaluate import EvaluationConfig, evaluate_corpus, regressor_baseline
 
     config = EvaluationConfig(match_threshold=args.match_threshold, pck_threshold=args.pck_threshold)
     if args.baseline:

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DRIVER = textwrap.dedent("""
     import json, sys
     from beam_jobs import pseudo_gt
-    from pipeline import schema
+    from pipeline.dataset import schema
     from transforms.testing import ScriptedBundleAdjust, ScriptedPerception
     report = pseudo_gt.run(sys.argv[1:], perception=ScriptedPerception(), bundle_adjust=ScriptedBundleAdjust(),
                            body_model=schema.BodyModelInfo("standin", "neutral", "m.pkl", "0" * 64))

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from beam_jobs import pseudo_gt
-from pipeline import schema
+from pipeline.dataset import schema
 from pipeline.records import RejectReason
 
 UNREADABLE = {RejectReason.UNREADABLE, RejectReason.ZERO_FRAMES, RejectReason.NO_VIDEO_STREAM}
@@ -127,7 +127,7 @@ def test_store_crops_adds_decodable_person_crops(corpus, tmp_path):
     """--store_crops: frames/ gains crop_jpeg, a JPEG of the tracked person per detected frame."""
     import numpy as np
 
-    from pipeline.crops import decode_crop
+    from pipeline.perception.crops import decode_crop
 
     root, _ = corpus
     normal = sorted(p for p in root.rglob("*.mp4") if p.stem.count("_") == 2 and "_000" in p.stem)[:1]

@@ -13,7 +13,7 @@ from bench._synthetic_tracks import DetectionNoise, RegressorNoise, make_track
 from optimize.bundle_adjust import PackedTracks, bundle_adjust, make_objective
 from optimize.config import BAConfig
 from optimize.energy import gmm_nll_offset
-from pipeline.metrics import mpjpe
+from pipeline.qa.metrics import mpjpe
 
 CLEAN = DetectionNoise(jitter=0.0, miss_keypoint=0.0, outlier=0.0, body_swap=0.0, limb_swap=0.0,
                        drop_frame=0.0, distractor=False)

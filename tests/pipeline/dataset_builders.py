@@ -1,7 +1,7 @@
 """Small vid2mesh output folders for the reader, overlay, report and HF tests.
 
-The rows go through the real code path (``pipeline.rows.outcome_from_fits`` /
-``outcome_from_rejection`` and ``pipeline.writer.write_shard`` / ``write_card``) from
+The rows go through the real code path (``pipeline.dataset.rows.outcome_from_fits`` /
+``outcome_from_rejection`` and ``pipeline.dataset.writer.write_shard`` / ``write_card``) from
 generated track problems and fits, so no Beam job is needed. Arrays are plausible
 (a skeleton-shaped weak-perspective projection, per-frame errors around a few pixels with
 some outlier frames) but not a body-model fit.
@@ -15,10 +15,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import rows, schema, writer
-from pipeline.crops import CropConfig, crop_person, encode_crop
+from pipeline.dataset import rows, schema, writer
+from pipeline.perception.crops import CropConfig, crop_person, encode_crop
 from pipeline.records import ClipRef, PerceptionResult, RejectReason, TrackFit, TrackProblem
-from pipeline.selection import SelectionConfig, run_threshold
+from pipeline.dataset.selection import SelectionConfig, run_threshold
 
 LABELS = ("dancing", "jumping", "running", "waving")
 REJECT_REASONS = (RejectReason.NO_PERSON, RejectReason.CROWDED, RejectReason.UNREADABLE, RejectReason.FAILED)

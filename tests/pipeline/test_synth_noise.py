@@ -10,7 +10,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from models.joint_names import COCO17_FLIP_INDEX
-from pipeline import metrics
+from pipeline.qa import metrics
 from pipeline.synth.motions import sample_motion
 from pipeline.synth.noise import DetectorNoise, RegressorNoise, simulate_detections, simulate_regressor
 from pipeline.synth.truth import OCCLUDED, VISIBLE, ClipTruth

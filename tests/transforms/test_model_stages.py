@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from pipeline.inputs import clip_from_json, clip_to_json
+from pipeline.perception.inputs import clip_from_json, clip_to_json
 from pipeline.records import ClipRef
 from transforms.model_stages import ModelBundleAdjust, ModelPerception, build_dataclass, resolve_model_files
 
@@ -25,7 +25,7 @@ def test_standin_fallback_is_loud_and_hashed(cache, standin, caplog):
         files = resolve_model_files(cache_dir=cache, keypoints_mode="precomputed")
     assert files.body_model_variant == "standin" and files.body_model.endswith(standin.neutral.name)
     assert "NO --smpl_model GIVEN" in caplog.text and "STAND-IN" in caplog.text
-    from pipeline.schema import file_sha256
+    from pipeline.dataset.schema import file_sha256
 
     assert files.body_model_sha256 == file_sha256(standin.neutral)
     female = resolve_model_files(cache_dir=cache, gender="female")

@@ -11,11 +11,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline import schema
-from pipeline.inputs import InputSpec, read_inputs
+from pipeline.dataset import schema
+from pipeline.perception.inputs import InputSpec, read_inputs
 from pipeline.records import ClipRef, RejectReason
-from pipeline.selection import SelectionConfig
-from pipeline.writer import WriterConfig, completed_clips
+from pipeline.dataset.selection import SelectionConfig
+from pipeline.dataset.writer import WriterConfig, completed_clips
 from transforms import metrics
 from transforms.bundle_adjust import fit_tracks
 from transforms.perceive import HEADERS, OUTCOMES, PerceiveClipFn

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from models.pose_detector import FrameDetections
-from pipeline.decode import DecodeConfig
-from pipeline.perceive import PerceptionConfig, PerceptionModels, load_perception_models, perceive_clip
+from pipeline.perception.decode import DecodeConfig
+from pipeline.perception.perceive import PerceptionConfig, PerceptionModels, load_perception_models, perceive_clip
 from pipeline.records import ClipRef, RejectReason
-from pipeline.track import TrackingConfig
+from pipeline.perception.track import TrackingConfig
 
 W, H, FPS, N = 160, 120, 25, 30
 

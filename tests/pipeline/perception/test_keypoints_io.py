@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from models.joint_names import COCO17_NAMES
-from pipeline.keypoints_io import (
+from pipeline.perception.keypoints_io import (
     BODY25_TO_COCO17,
     COCO18_TO_COCO17,
     OPENPOSE_BODY25_NAMES,
@@ -21,7 +21,7 @@ from pipeline.keypoints_io import (
 )
 from pipeline.records import RejectReason
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "keypoints"
+DATA = Path(__file__).resolve().parents[3] / "tests" / "data" / "keypoints"
 
 
 def test_openpose_maps_are_built_by_name():

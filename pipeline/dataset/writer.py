@@ -31,8 +31,8 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import schema
-from pipeline.rows import ClipOutcome
+from pipeline.dataset import schema
+from pipeline.dataset.rows import ClipOutcome
 
 LOGGER = logging.getLogger(__name__)
 MANIFESTS = "_manifests"

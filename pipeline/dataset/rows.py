@@ -1,7 +1,7 @@
 """Rows of the output datasets: (clip, track problems, fits, selection) -> arrow tables.
 
 One :class:`ClipOutcome` per input clip holds that clip's rows of ``frames/``, ``tracks/``
-and ``rejected/`` as arrow tables in the columns of :mod:`pipeline.schema` (no schema
+and ``rejected/`` as arrow tables in the columns of :mod:`pipeline.dataset.schema` (no schema
 metadata: the writer adds the run's). Arrays go column-wise from numpy to nested
 fixed-size lists, never through Python lists.
 """
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from pipeline import schema
+from pipeline.dataset import schema
 from pipeline.records import ClipRef, PerceptionResult, RejectReason, TrackFit, TrackProblem
-from pipeline.selection import SelectionConfig, TrackReason, TrackSelection, clip_verdict, select_track
+from pipeline.dataset.selection import SelectionConfig, TrackReason, TrackSelection, clip_verdict, select_track
 
 MAX_MESSAGE_CHARS = 4000
 FRAMES_MODES = ("selected", "inliers", "all")
@@ -171,8 +171,8 @@ def frames_table(
     }
     table = _table("frames", columns, n)
     crops = getattr(problem, "crops", None)
-    if crops:  # the run stores person crops (pipeline.crops)
-        from pipeline.crops import crop_column
+    if crops:  # the run stores person crops (pipeline.perception.crops)
+        from pipeline.perception.crops import crop_column
 
         table = table.append_column(schema.CROP_COLUMN.field(), crop_column(crops, T, keep))
     return table
@@ -274,7 +274,7 @@ def outcome_from_fits(
             frame count and people count are used).
         fitted: (problem, fit) of every track of the clip.
         config: selection settings.
-        threshold: the run's E_norm threshold (:func:`pipeline.selection.run_threshold`).
+        threshold: the run's E_norm threshold (:func:`pipeline.dataset.selection.run_threshold`).
         frames_mode: which frames go to ``frames/``: "selected" (every frame of selected
             tracks), "inliers" (inlier frames of selected tracks) or "all" (every frame of
             every track whose fit is ok, with its flags, so a threshold can be re-chosen).

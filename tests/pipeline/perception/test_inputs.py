@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pipeline.inputs import (
+from pipeline.perception.inputs import (
     InputSpec,
     clip_from_video_path,
     keypoint_candidates,

@@ -10,7 +10,7 @@ no network) that answers "can I trust this run, and what did it keep?":
 * the CDF of the per-frame reprojection error, with tau_R;
 * the inlier fraction per track; bundle-adjustment iterations;
 * rejections by reason and track verdicts by reason;
-* thumbnails: overlays of a few kept clips (:mod:`pipeline.overlay`).
+* thumbnails: overlays of a few kept clips (:mod:`pipeline.qa.overlay`).
 
 Everything is read back from the run's ``tracks/``, ``frames/`` and ``rejected/`` datasets
 and its ``stats.json``; the figures are recomputed from the rows, so the report also works
@@ -36,8 +36,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from pipeline import schema
-from pipeline.reader import read_frames
+from pipeline.dataset import schema
+from pipeline.dataset.reader import read_frames
 
 LOGGER = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class RunSummary:
         output: the run's output folder.
         tracks, frames, rejected: the datasets (empty tables when a dataset has no file).
         stats: ``stats.json`` (empty when missing).
-        metadata: decoded schema metadata of the run (``pipeline.schema.read_metadata``).
+        metadata: decoded schema metadata of the run (``pipeline.dataset.schema.read_metadata``).
     """
 
     output: str
@@ -356,7 +356,7 @@ def render_thumbnails(summary: RunSummary, config: ReportConfig, body_model=None
     picks = pick_thumbnail_frames(summary, config.thumbnails)
     if not picks:
         return [], ([] if config.thumbnails <= 0 else ["no kept clip to show"])
-    from pipeline.overlay import OverlayConfig, body_model_for_dataset, overlay_frames
+    from pipeline.qa.overlay import OverlayConfig, body_model_for_dataset, overlay_frames
 
     if body_model is None:
         try:

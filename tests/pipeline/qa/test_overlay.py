@@ -1,4 +1,4 @@
-"""pipeline.overlay and `vid2mesh render`: meshes land on the people, colours, side by side,
+"""pipeline.qa.overlay and `vid2mesh render`: meshes land on the people, colours, side by side,
 MP4 + PNG output, bad input."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import torch
 
 from dataset_builders import build_run_from_truth, drop_init_columns
 from models.joint_names import COCO17_FACE_VERTEX_IDS
-from pipeline import schema
-from pipeline.overlay import (
+from pipeline.dataset import schema
+from pipeline.qa.overlay import (
     OverlayConfig,
     body_model_for_dataset,
     clip_geometry,
@@ -26,7 +26,7 @@ from pipeline.overlay import (
     render_clip,
     track_color,
 )
-from pipeline.reader import FrameFilter, read_frames
+from pipeline.dataset.reader import FrameFilter, read_frames
 from pipeline.synth.truth import ClipTruth
 
 PLAIN = OverlayConfig(alpha=1.0, supersample=1, skeleton=False, detections=False, labels=False)
@@ -134,7 +134,7 @@ def test_render_clip_writes_mp4_and_pngs(truth_run, tmp_path, body_model):
 
 def test_overlay_draws_on_the_decoded_video(truth_run, clip_video, body_model):
     """Frames come from the source video, decoded like the job decoded them."""
-    from pipeline.decode import DecodeConfig, decode_video
+    from pipeline.perception.decode import DecodeConfig, decode_video
 
     _, batches = decode_video(clip_video, DecodeConfig(target_fps=10.0, max_side=160, max_pixels=160 * 120))
     decoded = np.concatenate([b.frames for b in batches])

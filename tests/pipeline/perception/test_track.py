@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from models.pose_detector import FrameDetections
-from pipeline.track import TrackingConfig, link_costs, pad_detections, track_people
-from pipeline.track import _min_cost_paths as min_cost_paths
+from pipeline.perception.track import TrackingConfig, link_costs, pad_detections, track_people
+from pipeline.perception.track import _min_cost_paths as min_cost_paths
 
 OFFSETS = np.stack([np.linspace(-20, 20, 17), np.linspace(-80, 80, 17)], 1)
 

@@ -1,4 +1,4 @@
-"""pipeline.crops: crop geometry, JPEG round trip, per-track selection, the crop_jpeg column."""
+"""pipeline.perception.crops: crop geometry, JPEG round trip, per-track selection, the crop_jpeg column."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline.crops import (
+from pipeline.perception.crops import (
     CROP_COLUMN,
     CropConfig,
     crop_column,

@@ -24,8 +24,8 @@ import numpy as np
 
 from models.pose_detector import FrameDetections, PoseDetector, YoloPoseDetector
 from optimize.problem import TrackProblem
-from pipeline.crops import CropConfig, encode_detection_crops, track_crops
-from pipeline.decode import (
+from pipeline.perception.crops import CropConfig, encode_detection_crops, track_crops
+from pipeline.perception.decode import (
     DecodeConfig,
     DecodeError,
     FrameBatch,
@@ -34,10 +34,10 @@ from pipeline.decode import (
     plan_decode,
     probe_video,
 )
-from pipeline.init import DetectionInit, KeypointInitializer, hmr_initialize, mean_pose_from_params
-from pipeline.keypoints_io import KeypointsError, PrecomputedKeypoints, find_sidecar_keypoints, load_keypoints
+from pipeline.perception.init import DetectionInit, KeypointInitializer, hmr_initialize, mean_pose_from_params
+from pipeline.perception.keypoints_io import KeypointsError, PrecomputedKeypoints, find_sidecar_keypoints, load_keypoints
 from pipeline.records import ClipRef, PerceptionResult, RejectReason
-from pipeline.track import PaddedDetections, Track, TrackingConfig, pad_detections, track_people
+from pipeline.perception.track import PaddedDetections, Track, TrackingConfig, pad_detections, track_people
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ def _filter(found: FrameDetections, config: PerceptionConfig) -> FrameDetections
 
 
 def _source_frames(frame_time: np.ndarray, time_start: float, output_fps: float, source_fps: float) -> np.ndarray:
-    """Source frame shown at each decoded frame (the decoder's rule, see pipeline.decode)."""
+    """Source frame shown at each decoded frame (the decoder's rule, see pipeline.perception.decode)."""
     edge = (time_start + frame_time + 0.5 / output_fps) * source_fps
     return (np.ceil(edge - 1e-6) - 1).astype(np.int64).clip(min=0)
 

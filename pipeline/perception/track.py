@@ -99,7 +99,7 @@ class TrackingConfig:
         skip_penalty: cost of a frame without a kept detection, pixels (paper: 100).
         min_track_length: fewest real detections of a kept track.
         max_people: a clip with more detections than this in any frame is ``crowded``
-            (paper: 6; the rule is applied by ``pipeline.perceive``); None disables it.
+            (paper: 6; the rule is applied by ``pipeline.perception.perceive``); None disables it.
         max_gap: longest run of skipped frames bridged inside one track.
         link_gate: largest link distance between constant-velocity predictions as a
             fraction of the smaller person's height, times sqrt of the frame step (keeps a

@@ -10,7 +10,7 @@ import torch
 
 from models.hmr import CROP_SIZE, crop_camera_to_image, image_camera_to_crop
 from models.pose_detector import FrameDetections
-from pipeline.init import (
+from pipeline.perception.init import (
     FACING_AWAY_ORIENT,
     FACING_CAMERA_ORIENT,
     KeypointInitializer,
@@ -91,7 +91,7 @@ def test_keypoint_initializer_recovers_camera_and_facing(body_model):
 def test_hmr_initialize_batches_every_detection(tmp_path):
     from models.geometry import axis_angle_to_matrix
     from models.hmr import HMR, HMRRegressor, load_mean_params, matrix_to_spin_6d
-    from pipeline.init import hmr_initialize
+    from pipeline.perception.init import hmr_initialize
 
     rot = torch.eye(3).repeat(24, 1, 1)
     rot[0] = axis_angle_to_matrix(torch.tensor([math.pi, 0.0, 0.0]))

@@ -1,4 +1,4 @@
-"""pipeline.reader: sharding over ranks x DataLoader workers, filters, sequence windows, crops."""
+"""pipeline.dataset.reader: sharding over ranks x DataLoader workers, filters, sequence windows, crops."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from dataset_builders import build_run
-from pipeline.crops import decode_crop
-from pipeline.reader import FrameFilter, FramesDataset, SequenceConfig, Unit, assign_units, read_frames
+from pipeline.perception.crops import decode_crop
+from pipeline.dataset.reader import FrameFilter, FramesDataset, SequenceConfig, Unit, assign_units, read_frames
 
 ALL = FrameFilter(selected_only=False)
 

@@ -47,8 +47,8 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from pipeline import schema
-from pipeline.crops import CROP_COLUMN, decode_crop
+from pipeline.dataset import schema
+from pipeline.perception.crops import CROP_COLUMN, decode_crop
 
 LOGGER = logging.getLogger(__name__)
 

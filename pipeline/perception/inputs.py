@@ -432,7 +432,7 @@ def video_rejection(clip: ClipRef, timeout_s: float = 60.0) -> PerceptionResult 
     A cheap ffprobe, used to report a bad video as such (``missing_file``, ``unreadable``,
     ``no_video_stream``) rather than as ``missing_keypoints`` when both are wrong.
     """
-    from pipeline.decode import DecodeError, probe_video
+    from pipeline.perception.decode import DecodeError, probe_video
 
     try:
         probe_video(clip.uri, timeout_s=timeout_s)

@@ -7,7 +7,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from pipeline.decode import DecodeConfig, DecodeError, check_last_frame, decode_video, output_size, plan_decode, probe_video
+from pipeline.perception.decode import DecodeConfig, DecodeError, check_last_frame, decode_video, output_size, plan_decode, probe_video
 from pipeline.records import RejectReason
 
 W, H, SRC_FPS, N = 320, 240, 30, 90

@@ -1,4 +1,4 @@
-"""pipeline.evaluate: matching, pose/tracking metrics and the frames/ Parquet loader."""
+"""pipeline.qa.evaluate: matching, pose/tracking metrics and the frames/ Parquet loader."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.evaluate import (
+from pipeline.qa.evaluate import (
     EvaluationConfig,
     TrackPrediction,
     evaluate,

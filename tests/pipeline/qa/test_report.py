@@ -1,4 +1,4 @@
-"""pipeline.report and `vid2mesh report`: Table 3 counts, plots, thumbnails, a self-contained page."""
+"""pipeline.qa.report and `vid2mesh report`: Table 3 counts, plots, thumbnails, a self-contained page."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from dataset_builders import build_run, build_run_from_truth
-from pipeline.report import ReportConfig, load_summary, pick_thumbnail_frames, render_report, table3, write_report
+from pipeline.qa.report import ReportConfig, load_summary, pick_thumbnail_frames, render_report, table3, write_report
 
 IMAGES = re.compile(r'<img alt="([^"]*)" src="data:image/png;base64,([^"]+)">')
 

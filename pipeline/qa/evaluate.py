@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import metrics
+from pipeline.qa import metrics
 from pipeline.synth.motions import HELDOUT_MOTIONS
 from pipeline.synth.truth import GT_SUFFIX, VISIBLE, ClipTruth
 

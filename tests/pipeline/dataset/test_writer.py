@@ -8,11 +8,11 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import schema
+from pipeline.dataset import schema
 from pipeline.records import ClipRef, PerceptionResult, RejectReason
-from pipeline.rows import outcome_from_fits, outcome_from_rejection
-from pipeline.selection import SelectionConfig
-from pipeline.writer import (
+from pipeline.dataset.rows import outcome_from_fits, outcome_from_rejection
+from pipeline.dataset.selection import SelectionConfig
+from pipeline.dataset.writer import (
     WriterConfig,
     completed_clips,
     dataset_card,

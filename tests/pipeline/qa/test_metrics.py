@@ -1,4 +1,4 @@
-"""pipeline.metrics: known answers, invariances and a reference Procrustes."""
+"""pipeline.qa.metrics: known answers, invariances and a reference Procrustes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from pipeline import metrics
+from pipeline.qa import metrics
 
 
 def _random_joints(rng, shape=(5, 24)):

@@ -35,8 +35,8 @@ import numpy as np
 import pyarrow as pa
 
 from models.joint_names import COCO17_SKELETON
-from pipeline import schema
-from pipeline.reader import FrameFilter, column_to_numpy, frames_schema, read_frames
+from pipeline.dataset import schema
+from pipeline.dataset.reader import FrameFilter, column_to_numpy, frames_schema, read_frames
 from pipeline.synth.render import Mesh, render_meshes
 
 LOGGER = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ def body_model_for_dataset(
     """Load the body model a dataset was fitted with (from its schema metadata).
 
     Args:
-        metadata: :func:`pipeline.schema.read_metadata` of a frames/ schema.
+        metadata: :func:`pipeline.dataset.schema.read_metadata` of a frames/ schema.
         smpl_model: the SMPL file, for datasets fitted with variant "smpl".
         model_cache: cache folder of the generated stand-in (``--model_cache`` of the run;
             default ``$VID2MESH_CACHE`` or ``~/.cache/vid2mesh``), for variant "standin".
@@ -450,7 +450,7 @@ def source_frames(
         FileNotFoundError / ValueError: the video cannot be read (message says to pass
             ``--video`` or ``--background``).
     """
-    from pipeline.decode import DecodeConfig, DecodeError, decode_video
+    from pipeline.perception.decode import DecodeConfig, DecodeError, decode_video
 
     width, height = size
     wanted = sorted(set(int(i) for i in wanted))

@@ -6,10 +6,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline import schema
+from pipeline.dataset import schema
 from pipeline.records import ClipRef, PerceptionResult, RejectReason
-from pipeline.rows import failed_fit, failed_outcome, frames_table, outcome_from_fits, outcome_from_rejection
-from pipeline.selection import SelectionConfig, select_track
+from pipeline.dataset.rows import failed_fit, failed_outcome, frames_table, outcome_from_fits, outcome_from_rejection
+from pipeline.dataset.selection import SelectionConfig, select_track
 from transforms.testing import make_fit, make_problem
 
 CLIP = ClipRef("abc_000010_000020", "/data/train/walk/abc_000010_000020.mp4", "walk", "train")

@@ -154,7 +154,7 @@ TRACKS_COLUMNS: tuple[Column, ...] = (
 
 CROP_COLUMN = Column(
     "crop_jpeg", pa.binary(), (), "JPEG bytes",
-    "Optional (runs with --store_crops): JPEG of the square person crop around the box (pipeline.crops); null on skipped frames.",
+    "Optional (runs with --store_crops): JPEG of the square person crop around the box (pipeline.perception.crops); null on skipped frames.",
 )
 
 REJECTED_COLUMNS: tuple[Column, ...] = (

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dataset_builders import build_run
-from pipeline import schema
+from pipeline.dataset import schema
 
 datasets = pytest.importorskip("datasets")
 
