@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
+
+from beam_jobs.logs import setup_logging
 
 # Modules that each add their subcommands to the parser (see module docstrings).
 COMMAND_MODULES = (
@@ -41,12 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    setup_logging()  # before any command imports Beam: its GCP import notes are dropped
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(args.verbose)
     try:
         result = args.func(args)
     except (FileNotFoundError, ValueError) as exc:

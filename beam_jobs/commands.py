@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
 from beam_jobs import flags as job_options
 
@@ -46,9 +45,9 @@ def _run(args: argparse.Namespace) -> int:
 
     from beam_jobs import pseudo_gt
 
-    # Beam's import may have configured the root logger at WARNING: progress is INFO.
-    logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.INFO)
-    logging.getLogger("apache_beam").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    from beam_jobs.logs import setup_logging
+
+    setup_logging(args.verbose)  # Beam's import may have set the root level to WARNING
     options = PipelineOptions(flags=args.beam_args, **_job_values(args))
     report = pseudo_gt.run(options=options)
     for line in pseudo_gt.summary_lines(report):

@@ -77,9 +77,10 @@ def add_optimisation_arguments(parser) -> None:
 def add_output_arguments(parser) -> None:
     group = parser.add_argument_group("output") if isinstance(parser, argparse.ArgumentParser) else parser
     group.add_argument("--output", help="output folder (local or gs://...): frames/, tracks/, rejected/, README.md, stats.json")
-    group.add_argument("--frames", default="selected", choices=["selected", "inliers", "all"],
-                       help="frames/ rows: every frame of selected tracks (default), their inlier frames only, or "
-                       "every frame of every fitted track with its flags (re-choose a threshold without recomputing)")
+    group.add_argument("--frames", default="eligible", choices=["eligible", "inliers", "all", "selected"],
+                       help="frames/ rows, written as each clip is fitted (before the selection): every frame of "
+                       "the tracks any E_norm threshold could select (eligible), their inlier frames only, or every "
+                       "frame of every fitted track (all); 'selected' is the old name of eligible (default: %(default)s)")
     group.add_argument("--write_all_frames", action="store_true", help="same as --frames all")
     group.add_argument("--store_crops", action="store_true",
                        help="add a crop_jpeg column to frames/: the tracked person's JPEG crop per frame "
@@ -87,6 +88,12 @@ def add_output_arguments(parser) -> None:
     group.add_argument("--crop_size", type=int, default=160, help="side of the stored person crops in pixels")
     group.add_argument("--clips_per_shard", type=int, default=64, help="clips per Parquet shard (about)")
     group.add_argument("--row_group_size", type=int, default=4096, help="rows per Parquet row group")
+    group.add_argument("--progress_seconds", type=float, default=30.0,
+                       help="seconds between progress lines (default: %(default)s)")
+    group.add_argument("--progress_clips", type=int, default=0,
+                       help="also a progress line every N committed clips (default: 0 = every 5%% of the run)")
+    group.add_argument("--ba_heartbeat_seconds", type=float, default=60.0,
+                       help="seconds between 'BA batch running' lines while a batch runs (default: %(default)s)")
     group.add_argument("--overwrite", action="store_true", help="delete what an earlier run wrote under --output first "
                        "(default: resume, skipping the clips already written)")
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import math
 import os
 import sys
 import time
@@ -27,19 +26,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import apache_beam as beam
-from apache_beam.metrics import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from beam_jobs.logs import quiet_gcp_import_noise, setup_logging
+
+quiet_gcp_import_noise()  # before Beam's import logs its GCP notes
+
+import apache_beam as beam  # noqa: E402
+from apache_beam.metrics import MetricsFilter  # noqa: E402
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions  # noqa: E402
 
 from beam_jobs.options import InputOptions, ModelOptions, OptimisationOptions, OutputOptions
 from pipeline.dataset import schema
 from pipeline.perception.inputs import InputListing, InputSpec, clip_from_json, clip_to_json, read_inputs
+from pipeline.dataset.progress import ManifestPoller, ProgressMonitor, format_rate
 from pipeline.dataset.selection import SelectionConfig
+from pipeline.dataset.selection_table import SELECTION, commit_frames_mode, read_selection_summary
 from pipeline.dataset.writer import MANIFESTS, WriterConfig, completed_clips, remove_orphan_shards, write_card
 from transforms import metrics, storage
 from transforms.model_stages import ModelFiles, ModelPerception, ModelBundleAdjust, resolve_model_files
 from transforms.pipeline import JobSettings, PseudoGroundTruth
 from transforms.stages import BundleAdjustStage, PerceptionStage
+from transforms.write import finish_output
 
 LOGGER = logging.getLogger("vid2mesh.run")
 LOCAL_RUNNERS = {None, "", "directrunner", "direct", "fnapirunner", "switchingdirectrunner"}
@@ -93,7 +99,7 @@ def selection_config(opts: OptimisationOptions) -> SelectionConfig:
 
 
 def _frames_mode(out: OutputOptions) -> str:
-    return "all" if out.write_all_frames else out.frames
+    return "all" if out.write_all_frames else commit_frames_mode(out.frames)
 
 
 def build_stages(options: PipelineOptions) -> tuple[PerceptionStage, BundleAdjustStage, ModelFiles]:
@@ -148,7 +154,7 @@ def plan_inputs(options: PipelineOptions) -> tuple[InputListing, InputListing, i
 
 def _clear_output(output: str, beam_storage: storage.BeamStorage) -> None:
     removed = 0
-    for folder in (*schema.DATASETS, MANIFESTS):
+    for folder in (*schema.DATASETS, MANIFESTS, SELECTION):
         for path in beam_storage.list(beam_storage.join(output, folder)):
             beam_storage.delete(path)
             removed += 1
@@ -216,17 +222,19 @@ def run(
     run_meta = dataclasses.replace(run_meta, config=config)
     listing, todo, skipped = plan_inputs(options)
     if todo.num_inputs == 0:
-        LOGGER.info("nothing to do: all %d clips of the input are already written under %s", listing.num_inputs, out.output)
-        stats = write_card(out.output, run_meta, storage.BeamStorage())
+        LOGGER.info("nothing to do: all %d clips of the input are already written under %s; selecting over them",
+                    listing.num_inputs, out.output)
+        stats = finish_output(writer, run_meta, selection, {"input": listing.description})
         return JobReport(out.output, listing.num_inputs, skipped, 0, {}, {}, stats, time.perf_counter() - start, "SKIPPED")
     settings = JobSettings(
         selection=selection, writer=writer, run=run_meta, frames_mode=_frames_mode(out),
-        num_buckets=max(1, math.ceil(todo.num_inputs / max(1, out.clips_per_shard))),
+        clips_per_shard=max(1, out.clips_per_shard),
         batch_max_frames=optim.ba_batch_frames, batch_max_tracks=optim.ba_batch_tracks,
+        heartbeat_s=out.ba_heartbeat_seconds,
         card_extra={"input": listing.description},
     )
-    LOGGER.info("processing %d clips (%d bad input rows) into %s in %d shards", len(todo.clips), len(todo.rejected),
-                out.output, settings.num_buckets)
+    LOGGER.info("processing %d clips (%d bad input rows) into %s; shards of about %d clips are committed as "
+                "their clips are fitted", len(todo.clips), len(todo.rejected), out.output, settings.clips_per_shard)
     runner = local_runner(options)
     if runner is not None:
         LOGGER.info("local run on Beam's FnApiRunner (%s mode, %s workers); nothing is downloaded",
@@ -241,8 +249,13 @@ def run(
         | "Spread" >> beam.Reshuffle()
         | "PseudoGT" >> PseudoGroundTruth(perception, bundle_adjust, settings, todo.rejected)
     )
-    result = pipeline.run()
-    state = result.wait_until_finish()
+    every = out.progress_clips if out.progress_clips > 0 else max(1, todo.num_inputs // 20)
+    monitor = ProgressMonitor(todo.num_inputs, ManifestPoller.starting_now(out.output, storage.BeamStorage()),
+                              interval_s=out.progress_seconds, every_clips=every,
+                              poll_s=1.0 if not storage.is_remote(out.output) else min(30.0, out.progress_seconds))
+    with monitor:
+        result = pipeline.run()
+        state = result.wait_until_finish()
     counters, distributions = job_metrics(result)
     wall = time.perf_counter() - start
     last_run = {
@@ -250,7 +263,9 @@ def run(
         "clips_per_second": round(todo.num_inputs / wall, 4) if wall > 0 else None,
         "counters": counters, "state": str(state),
     }
-    stats = write_card(out.output, run_meta, storage.BeamStorage(), {"input": listing.description, "last_run": last_run})
+    stats = write_card(out.output, run_meta, storage.BeamStorage(),
+                       {"input": listing.description, "last_run": last_run,
+                        "selection": read_selection_summary(out.output, storage.BeamStorage())})
     return JobReport(out.output, listing.num_inputs, skipped, todo.num_inputs, counters, distributions, stats, wall, str(state))
 
 
@@ -285,25 +300,15 @@ def summary_lines(report: JobReport) -> list[str]:
         f"{c.get('clips_failed', 0)} failed; {report.clips_skipped} already written (skipped)",
         f"tracks fitted {c.get('tracks_fitted', 0)}, selected {c.get('tracks_selected', 0)}; frames written "
         f"{c.get('frames_written', 0)} ({c.get('inlier_frames', 0)} inliers)",
-        f"wall {report.wall_seconds:.1f} s, {report.clips_in / max(report.wall_seconds, 1e-9):.2f} clips/s",
+        f"wall {report.wall_seconds:.1f} s, {format_rate(report.clips_in, report.wall_seconds, c.get('frames_written', 0), c.get('tracks_fitted', 0))}",
         f"dataset (all runs): {s.get('clips', 0)} clips, {s.get('clips_kept', 0)} kept, {s.get('clips_rejected', 0)} "
         f"rejected, {s.get('clips_failed', 0)} failed; rejected by reason {s.get('rejected_by_reason', {})}",
     ]
     return lines
 
 
-class _BeamImportNoise(logging.Filter):
-    """Drops Beam's import-time note that the GCP client libraries are absent (irrelevant
-    to local runs; Dataflow images install apache-beam[gcp])."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("apitools not found")
-
-
 def configure_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
-    logging.getLogger().addFilter(_BeamImportNoise())
-    logging.getLogger("apache_beam").setLevel(logging.INFO if verbose else logging.WARNING)
+    setup_logging(verbose)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -281,6 +281,10 @@ def dataset_stats(output: str, storage: Storage | None = None, extra: dict[str, 
         clips.update(manifest["clips"])
         rows.update(manifest["rows"])
         files.update({d: 1 for d in manifest["files"]})
+    from pipeline.dataset.selection_table import read_selection_outcomes  # the selection/ table decides kept
+
+    final = read_selection_outcomes(output, storage) or {}
+    clips = {k: {**v, **final.get(k, {})} for k, v in clips.items()}
     outcomes = Counter(c["outcome"] for c in clips.values())
     reasons = Counter(c["reason"] for c in clips.values() if c["outcome"] != "kept")
     kept_labels = Counter(c["label"] or "(none)" for c in clips.values() if c["outcome"] == "kept")
