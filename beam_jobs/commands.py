@@ -48,6 +48,7 @@ def _run(args: argparse.Namespace) -> int:
     from beam_jobs.logs import setup_logging
 
     setup_logging(args.verbose)  # Beam's import may have set the root level to WARNING
+    pseudo_gt.check_flags(args.beam_args)
     options = PipelineOptions(flags=args.beam_args, **_job_values(args))
     report = pseudo_gt.run(options=options)
     for line in pseudo_gt.summary_lines(report):

@@ -9,7 +9,11 @@ Plain argparse, no Beam import: ``vid2mesh --help`` and the other sub-commands s
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+from collections.abc import Iterable
+
+from pipeline.dataset.selection import SelectionConfig
 
 
 def _json_object(text: str) -> dict:
@@ -53,7 +57,8 @@ def add_model_arguments(parser) -> None:
     group.add_argument("--device", default="auto", help="torch device for perception and bundle adjustment: "
                        "auto (cuda when a GPU is visible), cpu, cuda, cuda:1")
     group.add_argument("--perception_config", type=_json_object, default=None,
-                       help="JSON object of pipeline.perception.perceive.PerceptionConfig overrides, e.g. '{\"target_fps\": 10}'")
+                       help="JSON object of pipeline.perception.perceive.PerceptionConfig overrides, nested by section, "
+                       "e.g. '{\"decode\": {\"target_fps\": 10}}' (default: none)")
 
 
 def add_optimisation_arguments(parser) -> None:
@@ -64,14 +69,17 @@ def add_optimisation_arguments(parser) -> None:
                        help="most frames per bundle-adjustment batch (the batching boundary)")
     group.add_argument("--ba_batch_tracks", type=int, default=256, help="most tracks per bundle-adjustment batch")
     group.add_argument("--selection", default=None, choices=["threshold", "fraction"],
-                       help="keep the best --keep_fraction of the run's eligible tracks (fraction, the default), or "
-                       "tracks with E_norm <= --e_norm_threshold (threshold; the default when that flag is given)")
+                       help="keep the best --keep_fraction of the output's eligible tracks (fraction, the default), or "
+                       "tracks with E_norm <= --e_norm_threshold (threshold; the default when that flag is given); "
+                       "computed at the end over the whole output, again with `vid2mesh select`")
     group.add_argument("--e_norm_threshold", type=float, default=None, help="E_norm bound of --selection threshold "
-                       "(see tracks.e_norm_threshold of an earlier run)")
+                       "(see e_norm_threshold in selection/selection.json of an earlier run) (default: none)")
     group.add_argument("--keep_fraction", type=float, default=None, help="fraction of eligible tracks --selection "
-                       "fraction keeps (default 0.1)")
-    group.add_argument("--min_inlier_fraction", type=float, default=None, help="least inlier frames / detected frames of a kept track")
-    group.add_argument("--min_track_frames", type=int, default=None, help="least detected frames of a kept track")
+                       f"fraction keeps (default: {SelectionConfig.keep_fraction})")
+    group.add_argument("--min_inlier_fraction", type=float, default=None, help="least inlier frames / detected frames of an eligible track "
+                       f"(default: {SelectionConfig.min_inlier_fraction})")
+    group.add_argument("--min_track_frames", type=int, default=None, help="least detected frames of an eligible track "
+                       f"(default: {SelectionConfig.min_frames})")
 
 
 def add_output_arguments(parser) -> None:
@@ -99,3 +107,37 @@ def add_output_arguments(parser) -> None:
 
 
 ADDERS = (add_input_arguments, add_model_arguments, add_optimisation_arguments, add_output_arguments)
+
+
+def job_flag_names() -> set[str]:
+    """Every option string of the job's flags (``--input``, ``--keep_fraction``, ...)."""
+    probe = argparse.ArgumentParser(add_help=False)
+    for add in ADDERS:
+        add(probe)
+    return {o for a in probe._actions for o in a.option_strings}
+
+
+def lookalike_error(unknown: Iterable[str], ours: Iterable[str], other: Iterable[str] = ()) -> str | None:
+    """A message refusing the first unknown flag that looks like one of ours
+    (``--keep-fraction`` for ``--keep_fraction``, a near miss such as ``--keep_fractoin``);
+    None when every unknown flag is someone else's (``other``: Beam's) or unlike ours.
+
+    Args:
+        unknown: the command-line tokens no parser of ours took.
+        ours: our option strings.
+        other: option strings of the flags that pass through (Beam's), never refused.
+    """
+    ours, other = sorted(set(ours)), set(other)
+    for token in unknown:
+        if not token.startswith("--"):
+            continue
+        name = token.split("=", 1)[0]
+        if name in other:
+            continue
+        snake = "--" + name[2:].replace("-", "_").lower()
+        if snake in ours:
+            return f"unknown flag {name}: did you mean {snake}? (the flags are snake_case)"
+        close = difflib.get_close_matches(snake, ours, n=1, cutoff=0.85)
+        if close and snake not in other:
+            return f"unknown flag {name}: did you mean {close[0]}?"
+    return None

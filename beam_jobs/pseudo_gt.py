@@ -197,6 +197,8 @@ def run(
         ValueError / FileNotFoundError: bad flags, missing model files, unreadable input;
             raised before the pipeline starts.
     """
+    if options is None:
+        check_flags(list(argv or []))
     options = options or PipelineOptions(list(argv or []))
     inp, out, optim = options.view_as(InputOptions), options.view_as(OutputOptions), options.view_as(OptimisationOptions)
     if not inp.input:
@@ -267,6 +269,27 @@ def run(
                        {"input": listing.description, "last_run": last_run,
                         "selection": read_selection_summary(out.output, storage.BeamStorage())})
     return JobReport(out.output, listing.num_inputs, skipped, todo.num_inputs, counters, distributions, stats, wall, str(state))
+
+
+def beam_flag_names() -> set[str]:
+    """Option strings of every PipelineOptions class Beam (and this job) registers."""
+    return {f"--{name}" for name in PipelineOptions([]).get_all_options()}
+
+
+def check_flags(argv: Sequence[str]) -> None:
+    """Refuse a flag that looks like one of the job's but is not (``--keep-fraction``):
+    Beam would drop it with a warning and the run would go on with the default.
+
+    Raises:
+        ValueError: naming the flag and the one meant.
+    """
+    from beam_jobs.flags import job_flag_names, lookalike_error
+
+    ours = job_flag_names()
+    unknown = [t for t in argv if t.startswith("--") and t.split("=", 1)[0] not in ours]
+    message = lookalike_error(unknown, ours, beam_flag_names() - ours) if unknown else None
+    if message:
+        raise ValueError(message)
 
 
 def job_metrics(result) -> tuple[dict[str, int], dict[str, dict[str, float]]]:
