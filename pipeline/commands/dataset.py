@@ -66,7 +66,9 @@ def _render(args: argparse.Namespace) -> int:
     body_model = body_model_for_dataset(metadata, args.smpl_model, args.model_cache, check_hash=not args.no_hash_check)
     config = OverlayConfig(alpha=args.alpha, side_by_side=args.side_by_side, scale=args.scale,
                            skeleton=not args.no_skeleton, detections=not args.no_detections)
-    out_dir = args.out or os.path.join(args.output_dir, "renders")
+    remote = "://" in args.output_dir  # MP4s and PNGs are written locally: renders/ here
+    out_dir = args.out or (os.path.join("renders", args.output_dir.rstrip("/").rsplit("/", 1)[-1]) if remote
+                           else os.path.join(args.output_dir, "renders"))
     for clip in clips:
         result = render_clip(
             args.output_dir, clip, out_dir, body_model, config, png=not args.no_png, mp4=not args.no_mp4,
@@ -169,7 +171,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     render.add_argument("--clip", action="append", default=None, help="clip id to render (repeatable; default: the first "
                         "--max_clips clips of frames/)")
     render.add_argument("--max_clips", type=int, default=1, help="clips to render when no --clip is given")
-    render.add_argument("--out", default=None, help="output folder (default OUTPUT_DIR/renders)")
+    render.add_argument("--out", default=None, help="output folder (default OUTPUT_DIR/renders; renders/<name> here "
+                        "for a remote OUTPUT_DIR)")
     render.add_argument("--frames", type=_frame_list, default=None, help="decoded frames: START:STOP[:STEP] or 3,8,12 (default: all)")
     render.add_argument("--tracks", type=_int_list, default=None, help="track ids, e.g. 0,2 (default: all)")
     render.add_argument("--all_tracks", action="store_true", help="also tracks that were not selected (runs with --frames all)")

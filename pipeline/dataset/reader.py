@@ -73,6 +73,7 @@ __all__ = [
     "column_to_numpy",
     "frames_files",
     "frames_schema",
+    "locate_frames",
     "read_frames",
     "read_clips",
     "read_selection",
@@ -277,6 +278,12 @@ def _locate(path, filesystem=None) -> tuple[Any, list[str], str | None]:
     folder = parent(files[0])
     output = parent(folder) if os.path.basename(folder.rstrip("/")) == "frames" else None
     return fs, files, output
+
+
+def locate_frames(path, filesystem=None) -> tuple[Any, list[str], str | None]:
+    """(``pyarrow.fs`` filesystem, frames files inside it, output folder or None) of a
+    path argument of the reader (see :func:`frames_files`)."""
+    return _locate(path, filesystem)
 
 
 def frames_files(path: str | os.PathLike | Sequence[str | os.PathLike], filesystem=None) -> list[str]:
