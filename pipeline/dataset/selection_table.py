@@ -203,11 +203,13 @@ def _committed_tracks(output: str, manifests: Sequence[dict[str, Any]], owners: 
     num_inlier_frames."""
     columns = ["clip_id", "track_id", "e_norm", "selection_reason", "num_inlier_frames"]
     parts = []
+    from pipeline.dataset.writer import manifest_files
+
     for manifest in manifests:
-        name = manifest.get("files", {}).get("tracks")
-        if not name:
+        names = manifest_files(manifest, "tracks")
+        if not names:
             continue
-        table = _read_parquet(storage, storage.join(output, "tracks", name), columns)
+        table = pa.concat_tables([_read_parquet(storage, storage.join(output, "tracks", n), columns) for n in names])
         own = np.array([owners.get(c) == manifest["shard"] for c in table.column("clip_id").to_pylist()], dtype=bool)
         table = table.filter(pa.array(own))
         parts.append(table.append_column("shard", pa.array([manifest["shard"]] * table.num_rows, pa.string())))
