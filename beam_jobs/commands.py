@@ -30,6 +30,9 @@ def register(subparsers) -> None:
     parser.__class__ = _PassThroughParser
     for add in job_options.ADDERS:
         add(parser)
+    parser.add_argument("--dry_run", action="store_true", help="print the options, check the launcher and every "
+                        "path, build the pipeline (on Dataflow: translate the job) and stop before running or "
+                        "submitting it (default: off)")
     parser.set_defaults(func=_run)
 
 
@@ -49,7 +52,7 @@ def _run(args: argparse.Namespace) -> int:
 
     setup_logging(args.verbose)  # Beam's import may have set the root level to WARNING
     pseudo_gt.check_flags(args.beam_args)
-    options = PipelineOptions(flags=args.beam_args, **_job_values(args))
+    options = PipelineOptions(flags=args.beam_args, **_job_values(args), **({"dry_run": True} if args.dry_run else {}))
     report = pseudo_gt.run(options=options)
     for line in pseudo_gt.summary_lines(report):
         print(line)

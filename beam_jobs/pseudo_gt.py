@@ -32,8 +32,9 @@ quiet_gcp_import_noise()  # before Beam's import logs its GCP notes
 
 import apache_beam as beam  # noqa: E402
 from apache_beam.metrics import MetricsFilter  # noqa: E402
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions  # noqa: E402
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions, WorkerOptions  # noqa: E402
 
+from beam_jobs import dataflow  # noqa: E402
 from beam_jobs.options import InputOptions, ModelOptions, OptimisationOptions, OutputOptions
 from pipeline.dataset import schema
 from pipeline.perception.inputs import InputListing, InputSpec, clip_from_json, clip_to_json, read_inputs
@@ -64,7 +65,9 @@ class JobReport:
         distributions: Beam distributions, name -> {count, sum, min, max, mean}.
         stats: the output's stats.json (every run into this output).
         wall_seconds: launcher wall time of the run.
-        state: the pipeline's final state ("DONE", or "SKIPPED" when nothing was left).
+        state: the pipeline's final state ("DONE", "SKIPPED" when nothing was left, or
+            "DRY_RUN": built, validated and not run).
+        dry_run: with ``--dry_run``: the options and what was checked, as lines.
     """
 
     output: str
@@ -76,6 +79,7 @@ class JobReport:
     stats: dict[str, Any]
     wall_seconds: float
     state: str
+    dry_run: tuple[str, ...] = ()
 
 
 def local_runner(options: PipelineOptions):
@@ -123,8 +127,8 @@ def build_stages(options: PipelineOptions) -> tuple[PerceptionStage, BundleAdjus
     return perception, bundle_adjust, files
 
 
-def plan_inputs(options: PipelineOptions) -> tuple[InputListing, InputListing, int]:
-    """Read the input and drop what an earlier run already wrote.
+def plan_inputs(options: PipelineOptions, dry_run: bool = False) -> tuple[InputListing, InputListing, int]:
+    """Read the input and drop what an earlier run already wrote (``dry_run``: delete nothing).
 
     Returns:
         (everything listed, what is left to do, number of clips skipped).
@@ -136,9 +140,10 @@ def plan_inputs(options: PipelineOptions) -> tuple[InputListing, InputListing, i
     )
     LOGGER.info("input: %s", listing.description)
     beam_storage = storage.BeamStorage()
-    if out.overwrite:
+    if out.overwrite and not dry_run:
         _clear_output(out.output, beam_storage)
-    remove_orphan_shards(out.output, beam_storage)
+    if not dry_run:
+        remove_orphan_shards(out.output, beam_storage)
     done = completed_clips(out.output, beam_storage)
     todo = InputListing(
         tuple(c for c in listing.clips if c.clip_id not in done),
@@ -161,7 +166,7 @@ def _clear_output(output: str, beam_storage: storage.BeamStorage) -> None:
     LOGGER.info("--overwrite: removed %d files of an earlier run under %s", removed, output)
 
 
-def write_listing(output: str, todo: InputListing) -> str:
+def write_listing(output: str, todo: InputListing, write: bool = True) -> str:
     """Write the clips of this run as JSON lines under ``<output>/_runs/`` and return the
     path: the pipeline reads them from there (a listing of 300k Kinetics clips is too big
     to embed in a Dataflow job graph), and the file records what the run processed."""
@@ -169,7 +174,8 @@ def write_listing(output: str, todo: InputListing) -> str:
     digest = hashlib.sha256(lines.encode()).hexdigest()[:12]
     beam_storage = storage.BeamStorage()
     path = beam_storage.join(output, "_runs", f"clips-{digest}.jsonl")
-    beam_storage.write_bytes(path, lines.encode())
+    if write:
+        beam_storage.write_bytes(path, lines.encode())
     return path
 
 
@@ -198,8 +204,21 @@ def run(
             raised before the pipeline starts.
     """
     if options is None:
-        check_flags(list(argv or []))
+        argv = ["--dry_run=True" if a == "--dry_run" else a for a in (argv or [])]  # Beam's flag wants a value
+        check_flags(argv)
     options = options or PipelineOptions(list(argv or []))
+    dry_run = str(options.view_as(TestOptions).dry_run).lower() in ("true", "1", "yes")
+    runner_name = options.view_as(StandardOptions).runner
+    if dataflow.is_dataflow(runner_name):
+        dataflow.check_launcher(options.view_as(WorkerOptions).sdk_container_image)
+    checked: list[str] = []
+    if dry_run:
+        values = options.get_all_options(drop_default=True)
+        problems = dataflow.validate_paths(options.get_all_options(), path_exists, dataflow.is_dataflow(runner_name))
+        if problems:
+            raise ValueError("--dry_run found problems: " + "; ".join(problems))
+        checked = ["options:", *("  " + line for line in dataflow.option_lines(values)),
+                   "paths: input, roots, model files, output, temp and staging locations exist or can be written"]
     inp, out, optim = options.view_as(InputOptions), options.view_as(OutputOptions), options.view_as(OptimisationOptions)
     if not inp.input:
         raise ValueError("no --input: pass a glob of videos, a Kinetics CSV (with --video_root) or a manifest")
@@ -222,8 +241,8 @@ def run(
         "input": inp.input,
     }
     run_meta = dataclasses.replace(run_meta, config=config)
-    listing, todo, skipped = plan_inputs(options)
-    if todo.num_inputs == 0:
+    listing, todo, skipped = plan_inputs(options, dry_run)
+    if todo.num_inputs == 0 and not dry_run:
         LOGGER.info("nothing to do: all %d clips of the input are already written under %s; selecting over them",
                     listing.num_inputs, out.output)
         stats = finish_output(writer, run_meta, selection, {"input": listing.description})
@@ -242,15 +261,29 @@ def run(
         LOGGER.info("local run on Beam's FnApiRunner (%s mode, %s workers); nothing is downloaded",
                     options.view_as(beam.options.pipeline_options.DirectOptions).direct_running_mode,
                     options.view_as(beam.options.pipeline_options.DirectOptions).direct_num_workers)
-    listing_file = write_listing(out.output, todo)
+    listing_file = write_listing(out.output, todo, write=not dry_run)
     pipeline = beam.Pipeline(runner=runner, options=options)
     _ = (
         pipeline
-        | "ReadListing" >> beam.io.ReadFromText(listing_file)
+        | "ReadListing" >> beam.io.ReadFromText(listing_file, validate=not dry_run)
         | "ParseClips" >> beam.Map(clip_from_json)
         | "Spread" >> beam.Reshuffle()
         | "PseudoGT" >> PseudoGroundTruth(perception, bundle_adjust, settings, todo.rejected)
     )
+    if dry_run:
+        checked.append(f"pipeline: built for {runner_name or 'the local FnApiRunner'} with {todo.num_inputs} clips "
+                       f"({skipped} already written)")
+        if runner is None:  # Beam's own dry run: the Dataflow job is translated, not submitted
+            result = pipeline.run()
+            job = getattr(result, "job", None)
+            if job is not None:
+                region = options.get_all_options().get("region")
+                checked.append(f"dataflow job: {job.proto.name or '(unnamed)'} in {job.proto.location or region}, "
+                               f"{len(job.proto_pipeline.components.transforms)} transforms; not submitted")
+        for line in checked:
+            LOGGER.info("dry run: %s", line)
+        return JobReport(out.output, listing.num_inputs, skipped, todo.num_inputs, {}, {}, {},
+                         time.perf_counter() - start, "DRY_RUN", tuple(checked))
     every = out.progress_clips if out.progress_clips > 0 else max(1, todo.num_inputs // 20)
     monitor = ProgressMonitor(todo.num_inputs, ManifestPoller.starting_now(out.output, storage.BeamStorage()),
                               interval_s=out.progress_seconds, every_clips=every,
@@ -269,6 +302,11 @@ def run(
                        {"input": listing.description, "last_run": last_run,
                         "selection": read_selection_summary(out.output, storage.BeamStorage())})
     return JobReport(out.output, listing.num_inputs, skipped, todo.num_inputs, counters, distributions, stats, wall, str(state))
+
+
+def path_exists(path: str) -> bool:
+    """An existing file, folder, object or bucket (what ``--dry_run`` checks paths with)."""
+    return storage.exists(path)
 
 
 def beam_flag_names() -> set[str]:
@@ -316,6 +354,8 @@ def job_metrics(result) -> tuple[dict[str, int], dict[str, dict[str, float]]]:
 
 
 def summary_lines(report: JobReport) -> list[str]:
+    if report.state == "DRY_RUN":
+        return [f"dry run: nothing was run or written under {report.output}", *report.dry_run]
     c, s = report.counters, report.stats
     lines = [
         f"output: {report.output}",

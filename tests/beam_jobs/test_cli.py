@@ -92,3 +92,19 @@ def test_no_gcp_import_noise_in_the_entry_points(tmp_path):
     text = result.stdout + result.stderr
     assert result.returncode == 2 and "error" in text
     assert "apitools" not in text and "bigquery_storage" not in text, text[-2000:]
+
+
+def test_gcp_import_notes_are_dropped_whatever_is_installed(capsys):
+    """The filter itself, for launchers with or without apache-beam[gcp] (with it, Beam
+    does not log the notes at all)."""
+    import logging
+
+    from beam_jobs.logs import setup_logging
+
+    setup_logging()
+    logging.getLogger().warning("apitools not found, and bigquery client libraries are not available despite ...")
+    logging.getLogger("apache_beam.io.gcp.bigquery").warning("No module named google.cloud.bigquery_storage_v1. As a result ...")
+    logging.getLogger("vid2mesh.run").warning("a real warning")
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "apitools" not in text and "bigquery_storage_v1" not in text
