@@ -1,54 +1,17 @@
-"""Shard writing: outcomes grouped into deterministic shards (used by tools that write
-outcomes they already hold), and the end of a run: selection and dataset card."""
+"""The end of a run: the selection over the whole output, ``_common_metadata`` and the
+dataset card (shards themselves are written as batches finish: :mod:`transforms.commit`)."""
 
 from __future__ import annotations
-
-import time
 
 import apache_beam as beam
 
 from pipeline.dataset import schema
 from pipeline.dataset.selection import SelectionConfig
 from pipeline.dataset.selection_table import select_output
-from pipeline.dataset.writer import WriterConfig, shard_bucket, write_card, write_common_metadata, write_shard
+from pipeline.dataset.writer import WriterConfig, write_card, write_common_metadata
 from pipeline.records import RejectReason
 from transforms import metrics
 from transforms.storage import BeamStorage
-
-
-class WriteShardFn(beam.DoFn):
-    """(bucket, [ClipOutcome, ...]) -> ShardSummary, after writing the shard's files and
-    then its manifest. A retried bundle writes the same names and bytes again."""
-
-    def __init__(self, config: WriterConfig, run: schema.RunMetadata):
-        self._config = config
-        self._run = run
-
-    def process(self, element):
-        _, outcomes = element
-        start = time.perf_counter()
-        summary = write_shard(list(outcomes), self._config, self._run, BeamStorage())
-        metrics.seconds("write", time.perf_counter() - start)
-        metrics.inc("shards_written")
-        yield summary
-
-
-class WriteShards(beam.PTransform):
-    """ClipOutcomes -> ShardSummaries: ``num_buckets`` shards keyed by a stable hash of the
-    clip id (the shard name is a digest of the clips it holds)."""
-
-    def __init__(self, config: WriterConfig, run: schema.RunMetadata, num_buckets: int):
-        super().__init__()
-        self._config, self._run, self._buckets = config, run, max(1, num_buckets)
-
-    def expand(self, outcomes):
-        buckets = self._buckets
-        return (
-            outcomes
-            | "KeyByShard" >> beam.Map(lambda o: (shard_bucket(o.clip_id, buckets), o))
-            | "GroupShards" >> beam.GroupByKey()
-            | "WriteShard" >> beam.ParDo(WriteShardFn(self._config, self._run))
-        )
 
 
 def finish_output(config: WriterConfig, run: schema.RunMetadata, selection: SelectionConfig | None,
