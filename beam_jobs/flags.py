@@ -94,7 +94,8 @@ def add_output_arguments(parser) -> None:
                        help="add a crop_jpeg column to frames/: the tracked person's JPEG crop per frame "
                             "(box scaled 1.2, square), so a training set is self-contained")
     group.add_argument("--crop_size", type=int, default=160, help="side of the stored person crops in pixels")
-    group.add_argument("--clips_per_shard", type=int, default=64, help="clips per Parquet shard (about)")
+    group.add_argument("--clips_per_shard", type=int, default=64, help="most clips (about) of one bundle-adjustment "
+                       "batch, hence of one committed shard (default: %(default)s)")
     group.add_argument("--row_group_size", type=int, default=4096, help="rows per Parquet row group")
     group.add_argument("--progress_seconds", type=float, default=30.0,
                        help="seconds between progress lines (default: %(default)s)")
