@@ -4,9 +4,9 @@ machine-made COCO-17 keypoints (MediaPipe Pose, ``tests/data/real/make_keypoints
 with the default flags except ``--keypoints precomputed`` (and a temporary model cache).
 
 Measured (2-core x86-64 dev machine, shared, no GPU): 2 tracks of 61 and 83 frames (52 and 57
-detected), 1 selected; joint error on inlier frames median 4.3 px, worst frame 6.6 px; the
-largest hip step between consecutive detected frames 12.5 px (fit) and 15.6 px (detections);
-about 30 s of CPU.
+detected), 1 selected (61 frames written); mean joint error on its inlier frames median
+4.0 px, worst frame 7.7 px (people ~145 px tall); largest hip step between adjacent detected
+frames 8.5 px (fit) and 12.3 px (detections); about 30 s of CPU.
 """
 
 from __future__ import annotations
@@ -109,17 +109,22 @@ def test_real_reprojection_error_on_inlier_frames(real_run):
 
 @pytest.mark.slow
 def test_real_no_hip_jumps(real_run):
-    """No track's hip (fitted, and detected where both hips are seen) moves more than 40 px
-    between consecutive detected frames: no identity switch, no fit snapping elsewhere."""
+    """No written track's hip moves more than 40 px between consecutive detected frames (two
+    adjacent frames that both have the track's detection): the fitted hip (reprojection_2d;
+    no fit snapping elsewhere) and the detected one where both hips are seen (no identity
+    switch). Across a gap of skipped frames a walking person legitimately moves further (this
+    clip: 45 px over 10 frames), so gaps are not compared."""
     _, _, frames = real_run
     for track_id, rows in _by_track(frames).items():
         detected = [r for r in rows if r["has_detection"]]
         assert len(detected) >= 10
-        fitted = np.array([np.asarray(r["reprojection_2d"])[HIPS].mean(0) for r in detected])
-        steps = np.linalg.norm(np.diff(fitted, axis=0), axis=1)
-        assert steps.max() <= MAX_HIP_JUMP_PX, (track_id, detected[int(steps.argmax()) + 1]["frame_index"], steps.max())
-        kp = np.array([np.asarray(r["keypoints_2d"])[HIPS] for r in detected])
-        both = (kp[:, :, 2] > CONFIDENT).all(1)
-        hips = kp[both, :, :2].mean(1)
-        if len(hips) > 1:
-            assert np.linalg.norm(np.diff(hips, axis=0), axis=1).max() <= MAX_HIP_JUMP_PX, track_id
+        pairs = [(a, b) for a, b in zip(detected, detected[1:]) if b["frame_index"] == a["frame_index"] + 1]
+        assert len(pairs) >= 10
+        for a, b in pairs:
+            fit_a, fit_b = (np.asarray(r["reprojection_2d"])[HIPS].mean(0) for r in (a, b))
+            step = float(np.linalg.norm(fit_b - fit_a))
+            assert step <= MAX_HIP_JUMP_PX, f"track {track_id}: fitted hip moves {step:.1f} px into frame {b['frame_index']}"
+            kp_a, kp_b = (np.asarray(r["keypoints_2d"])[HIPS] for r in (a, b))
+            if (kp_a[:, 2] > CONFIDENT).all() and (kp_b[:, 2] > CONFIDENT).all():
+                step = float(np.linalg.norm(kp_b[:, :2].mean(0) - kp_a[:, :2].mean(0)))
+                assert step <= MAX_HIP_JUMP_PX, f"track {track_id}: detected hip moves {step:.1f} px into frame {b['frame_index']}"
