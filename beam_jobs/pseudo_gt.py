@@ -32,6 +32,7 @@ from apache_beam.metrics import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from beam_jobs.options import InputOptions, ModelOptions, OptimisationOptions, OutputOptions
+from beam_jobs.preflight import preflight
 from pipeline.dataset import schema
 from pipeline.perception.inputs import InputListing, InputSpec, clip_from_json, clip_to_json, read_inputs
 from pipeline.dataset.selection import SelectionConfig
@@ -198,11 +199,13 @@ def run(
     if not out.output:
         raise ValueError("no --output: pass the folder to write frames/, tracks/ and rejected/ into")
     start = time.perf_counter()
+    files = None
     if perception is None or bundle_adjust is None:
         perception, bundle_adjust, files = build_stages(options)
         run_meta = run_metadata(files, {})
     else:
         run_meta = schema.RunMetadata(body_model or schema.BodyModelInfo("unknown", "neutral", "", ""), {}, schema.code_version())
+    preflight(out.output, options.view_as(ModelOptions).device, files)  # output, device, model files: exit 2 if bad
     selection = selection_config(optim)
     writer = WriterConfig(out.output, row_group_size=out.row_group_size, store_crops=out.store_crops)
     config = {
