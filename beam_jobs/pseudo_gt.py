@@ -36,7 +36,7 @@ from beam_jobs.preflight import preflight
 from pipeline.dataset import schema
 from pipeline.perception.inputs import InputListing, InputSpec, clip_from_json, clip_to_json, read_inputs
 from pipeline.dataset.selection import SelectionConfig
-from pipeline.dataset.writer import MANIFESTS, WriterConfig, completed_clips, remove_orphan_shards, write_card
+from pipeline.dataset.writer import MANIFESTS, WriterConfig, completed_clips, finish_output, remove_orphan_shards, write_card
 from transforms import metrics, storage
 from transforms.model_stages import ModelFiles, ModelPerception, ModelBundleAdjust, resolve_model_files
 from transforms.pipeline import JobSettings, PseudoGroundTruth
@@ -220,7 +220,7 @@ def run(
     listing, todo, skipped = plan_inputs(options)
     if todo.num_inputs == 0:
         LOGGER.info("nothing to do: all %d clips of the input are already written under %s", listing.num_inputs, out.output)
-        stats = write_card(out.output, run_meta, storage.BeamStorage())
+        stats = finish_output(writer, run_meta, storage.BeamStorage())  # card and any missing _common_metadata
         return JobReport(out.output, listing.num_inputs, skipped, 0, {}, {}, stats, time.perf_counter() - start, "SKIPPED")
     settings = JobSettings(
         selection=selection, writer=writer, run=run_meta, frames_mode=_frames_mode(out),
