@@ -216,21 +216,25 @@ def _boxes_from_keypoints(keypoints: np.ndarray) -> np.ndarray:
     return boxes.astype(np.float32)
 
 
-def _detections(keypoints: np.ndarray, boxes: np.ndarray | None, scores: np.ndarray | None) -> FrameDetections:
-    """Build detections, dropping people without any visible keypoint."""
+def _detections(keypoints: np.ndarray) -> FrameDetections:
+    """The one path from COCO-17 keypoints of one frame to detections, for every format.
+
+    Confidences are clipped to [0, 1] and keypoints at confidence 0 zeroed; people without
+    a seen keypoint are dropped; the box is the extent of the seen keypoints and the score
+    their mean confidence. A COCO file's own ``bbox`` and ``score`` are not used: OpenPose
+    files carry neither, and one detection set must give the same tracks in either format.
+
+    Args:
+        keypoints: (N, 17, 3) pixels + confidence.
+    """
     keypoints = keypoints.astype(np.float32)
     keypoints[..., 2] = np.clip(keypoints[..., 2], 0.0, 1.0)
     keypoints[keypoints[..., 2] <= 0] = 0.0
     keep = (keypoints[..., 2] > 0).any(axis=1)
-    derived = _boxes_from_keypoints(keypoints)
-    if boxes is None:
-        boxes = derived
-    else:
-        boxes = np.where(np.isfinite(boxes).all(1, keepdims=True), boxes, derived)
-    if scores is None:
-        conf = keypoints[..., 2]
-        scores = np.where(keep, conf.sum(1) / np.maximum((conf > 0).sum(1), 1), 0.0)
-    return FrameDetections(keypoints[keep], boxes[keep].astype(np.float32), np.asarray(scores, np.float32)[keep])
+    boxes = _boxes_from_keypoints(keypoints)
+    conf = keypoints[..., 2].astype(np.float64)  # exact sums: no dependence on memory layout or SIMD path
+    scores = np.where(keep, conf.sum(1) / np.maximum((conf > 0).sum(1), 1), 0.0)
+    return FrameDetections(keypoints[keep], boxes[keep].astype(np.float32), scores.astype(np.float32)[keep])
 
 
 def openpose_to_coco17(people: np.ndarray) -> tuple[np.ndarray, str]:
@@ -356,7 +360,7 @@ def load_openpose_folder(folder: str | os.PathLike) -> PrecomputedKeypoints:
             )
         coco, layout = openpose_to_coco17(np.stack(arrays))
         layouts.add(layout)
-        frames[frame] = _detections(coco, None, None)
+        frames[frame] = _detections(coco)
     if not frames:
         raise KeypointsError(
             RejectReason.MISSING_KEYPOINTS, f"OpenPose folder {folder} holds no *_<frame>_keypoints.json file."
@@ -421,7 +425,7 @@ def load_coco_keypoints(path: str | os.PathLike) -> PrecomputedKeypoints:
         raise KeypointsError(
             RejectReason.CORRUPT_KEYPOINTS, f"{path}: no 'annotations' list; not a COCO keypoint file."
         )
-    per_frame: dict[int, list[tuple[np.ndarray, np.ndarray | None, float | None]]] = {}
+    per_frame: dict[int, list[np.ndarray]] = {}
     if isinstance(data, dict):
         for image in data.get("images") or []:
             if isinstance(image, dict) and isinstance(image.get("id"), int):
@@ -448,17 +452,10 @@ def load_coco_keypoints(path: str | os.PathLike) -> PrecomputedKeypoints:
             raise KeypointsError(
                 RejectReason.CORRUPT_KEYPOINTS, f"{path} (frame {frame}), annotation {number}: non-finite keypoints."
             )
-        box = None
-        bbox = annotation.get("bbox")
-        if isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox):
-            x, y, w, h = (float(v) for v in bbox)
-            box = np.array([x, y, x + w, y + h]) if w > 0 and h > 0 else None
-        score = annotation.get("score")
-        score = float(score) if isinstance(score, (int, float)) and math.isfinite(score) else None
-        per_frame.setdefault(frame, []).append((keypoints, box, score))
+        per_frame.setdefault(frame, []).append(keypoints)  # bbox and score: see _detections
     if not per_frame:
         raise KeypointsError(RejectReason.MISSING_KEYPOINTS, f"COCO keypoints file {path} lists no frame.")
-    all_v = [k[:, 2] for people in per_frame.values() for k, _, _ in people]
+    all_v = [k[:, 2] for people in per_frame.values() for k in people]
     flags = _visibility_to_confidence(np.concatenate(all_v)) if all_v else None
     frames: dict[int, FrameDetections] = {}
     offset = 0
@@ -467,15 +464,11 @@ def load_coco_keypoints(path: str | os.PathLike) -> PrecomputedKeypoints:
         if not people:
             frames[frame] = empty_detections()
             continue
-        keypoints = np.stack([k for k, _, _ in people]).astype(np.float32)
+        keypoints = np.stack(people).astype(np.float32)
         n = len(people)
         keypoints[..., 2] = flags[offset : offset + 17 * n].reshape(n, 17)
         offset += 17 * n
-        boxes = np.stack([b if b is not None else np.full(4, np.nan) for _, b, _ in people]).astype(np.float32)
-        scores = None
-        if all(s is not None for _, _, s in people):
-            scores = np.array([s for _, _, s in people], np.float32)
-        frames[frame] = _detections(keypoints, boxes, scores)
+        frames[frame] = _detections(keypoints)
     return PrecomputedKeypoints(str(path), "coco", frames, image_size)
 
 
