@@ -107,23 +107,29 @@ def check_model_files(files: ModelFiles) -> None:
               "a SPIN-format HMR checkpoint, .pt")
 
 
-def preflight(output: str, device: str, files: ModelFiles | None) -> str:
+def preflight(output: str, device: str, files: ModelFiles | None, local_workers: bool = True) -> str:
     """All launcher checks: output, device, model files (``files`` None: stages were given).
 
+    Args:
+        local_workers: the workers run on this machine (the local runner). Otherwise (a
+            Dataflow job with GPU workers launched from a laptop) only the device *name* is
+            checked here, and each worker's ``DoFn.setup`` checks the device itself.
+
     Returns:
-        The resolved device (``auto`` -> ``cuda`` or ``cpu``).
+        The resolved device (``auto`` -> ``cuda`` or ``cpu``; unchanged for remote workers).
 
     Raises:
         PreflightError: the first failed check.
     """
-    from models.device import DeviceError, check_device
+    from models.device import DeviceError, check_device, check_device_name
 
     check_output(output)
     try:
-        resolved = check_device(device)
+        resolved = check_device(device) if local_workers else check_device_name(device)
     except DeviceError as exc:
         raise PreflightError(str(exc)) from None
-    LOGGER.info("preflight: --device %s works (%s)", device, resolved)
+    LOGGER.info("preflight: --device %s %s", device,
+                f"works ({resolved})" if local_workers else "is a device name; the workers check it in setup")
     if files is not None:
         check_model_files(files)
     return resolved

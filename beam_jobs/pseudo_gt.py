@@ -205,7 +205,8 @@ def run(
         run_meta = run_metadata(files, {})
     else:
         run_meta = schema.RunMetadata(body_model or schema.BodyModelInfo("unknown", "neutral", "", ""), {}, schema.code_version())
-    preflight(out.output, options.view_as(ModelOptions).device, files)  # output, device, model files: exit 2 if bad
+    preflight(out.output, options.view_as(ModelOptions).device, files,  # output, device, model files: exit 2 if bad
+              local_workers=(options.view_as(StandardOptions).runner or "").lower() in LOCAL_RUNNERS)
     selection = selection_config(optim)
     writer = WriterConfig(out.output, row_group_size=out.row_group_size, store_crops=out.store_crops)
     config = {

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["DeviceError", "check_device", "resolve_device"]
+__all__ = ["DeviceError", "check_device", "check_device_name", "resolve_device"]
 
 _INSTEAD = "pass --device cpu (or --device auto, which picks a GPU only when one works)"
 
@@ -113,6 +113,25 @@ def _run_probe(device: torch.device) -> None:
         raise RuntimeError("a small conv/linear model gives different outputs than on the CPU")
     if model.fc.weight.grad is None or not torch.isfinite(model.fc.weight.grad).all():
         raise RuntimeError("the backward pass of a small model gave no finite gradient")
+
+
+def check_device_name(device: str) -> str:
+    """Only check that ``device`` names a torch device (for launchers of remote workers,
+    which may lack the workers' GPU); returns it unchanged.
+
+    Raises:
+        DeviceError: not a device name.
+    """
+    name = str(device).strip()
+    if name == "auto":
+        return name
+    try:
+        torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise DeviceError(
+            f"--device {name!r} is not a torch device; pass cpu, cuda, cuda:N (N = GPU index), mps or auto"
+        ) from None
+    return name
 
 
 def check_device(device: str) -> str:

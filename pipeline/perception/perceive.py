@@ -246,7 +246,7 @@ def perceive_clip(clip: ClipRef, config: PerceptionConfig, models: PerceptionMod
 
     Returns:
         :class:`PerceptionResult` with one :class:`TrackProblem` per track, or a
-        ``reject_reason`` (missing_file, unreadable, no_video_stream, zero_frames, too_long,
+        ``reject_reason`` (missing_file, not_a_file, unreadable, no_video_stream, zero_frames, too_long,
         timeout, missing_keypoints, corrupt_keypoints, no_person, crowded, failed).
     """
     seconds = {"decode": 0.0, "detect": 0.0, "track": 0.0, "init": 0.0}

@@ -134,3 +134,22 @@ def test_good_files_pass_and_workers_raise_on_a_bad_device(tmp_path, standin):
     for stage in (ModelPerception(files, device="bogus"), ModelBundleAdjust(files, device="bogus")):
         with pytest.raises(DeviceError, match="bogus"):
             stage.setup()
+
+
+def test_remote_workers_get_only_a_name_check_on_the_launcher(tmp_path):
+    """A Dataflow launcher may lack the workers' GPU: it checks the name, the workers the rest."""
+    assert preflight(str(tmp_path / "out"), "cuda:3", None, local_workers=False) == "cuda:3"
+    with pytest.raises(PreflightError, match="not a torch device"):
+        preflight(str(tmp_path / "out"), "bogus", None, local_workers=False)
+
+
+def test_vid2mesh_run_exits_2_with_one_line(tmp_path, standin, capsys):
+    from beam_jobs.cli import main
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    argv = ["run"] + _base(tmp_path, standin)
+    argv[argv.index("--output") + 1] = str(a_file)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vid2mesh run: error: --output") and len(err.splitlines()) == 1, err
