@@ -118,15 +118,17 @@ def local_glob_entries(pattern: str) -> tuple[list[str], list[str]]:
         pattern = os.path.join(pattern, "**", "*")
     base = _glob_base(pattern) or "."
     unlistable: list[str] = []
-    if os.path.isdir(base):
-        if "**" in pattern:
+    if "**" in pattern:
+        if os.path.isdir(base):
             for _ in os.walk(base, onerror=lambda exc: unlistable.append(exc.filename)):
                 pass
-        else:
-            try:
-                os.scandir(base).close()
-            except OSError:
-                unlistable.append(base)
+    else:  # the folders the last path component is matched in
+        for folder in globlib.glob(os.path.dirname(pattern) or "."):
+            if os.path.isdir(folder):
+                try:
+                    os.scandir(folder).close()
+                except OSError:
+                    unlistable.append(folder)
     entries = sorted(globlib.glob(pattern, recursive=True))
     return entries, sorted({os.path.abspath(str(u)) for u in unlistable if u})
 

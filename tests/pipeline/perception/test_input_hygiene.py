@@ -183,3 +183,19 @@ def test_manifest_nan_inf_bool_and_deep_nesting_are_bad_rows(tmp_path):
     assert all(r.reject_reason == RejectReason.BAD_INPUT_ROW and "m.jsonl:" in r.message for r in listing.rejected)
     messages = " | ".join(r.message for r in listing.rejected)
     assert "finite" in messages and "nested too deeply" in messages and "True" in messages
+
+
+def test_unlistable_folder_matched_by_a_plain_wildcard(tmp_path, monkeypatch):
+    _touch(tmp_path / "a" / "x.mp4")
+    _touch(tmp_path / "b" / "y.mp4")
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path) == str(tmp_path / "b"):
+            raise PermissionError(13, "Permission denied", str(tmp_path / "b"))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    listing = read_inputs(InputSpec(str(tmp_path / "*" / "*.mp4")))
+    assert [os.path.basename(c.uri) for c in listing.clips] == ["x.mp4"]
+    assert [(r.clip.uri, r.reject_reason) for r in listing.rejected] == [(str(tmp_path / "b"), RejectReason.UNREADABLE)]
