@@ -153,3 +153,24 @@ def test_vid2mesh_run_exits_2_with_one_line(tmp_path, standin, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("vid2mesh run: error: --output") and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.slow
+def test_a_device_failing_in_worker_setup_fails_the_job_not_the_clips(tmp_path, standin):
+    """The launcher's check passed (e.g. another machine), the worker's setup fails: the
+    job stops with the device message and no clip is written as failed."""
+    from pipeline.dataset import schema
+    from transforms.model_stages import ModelPerception, resolve_model_files
+    from transforms.testing import ScriptedBundleAdjust
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a1_000001_000011.mp4").write_bytes(b"scripted")
+    files = resolve_model_files(smpl_model=str(standin.neutral), gmm_prior=str(standin.gmm))
+    out = tmp_path / "out"
+    with pytest.raises(Exception, match="bogus"):
+        pseudo_gt.run(["--input", str(corpus), "--output", str(out)], perception=ModelPerception(files, device="bogus"),
+                      bundle_adjust=ScriptedBundleAdjust(),
+                      body_model=schema.BodyModelInfo("standin", "neutral", "x.pkl", "12" * 32))
+    assert not list(out.rglob("*.parquet")), "clips were written although the workers could not start"
+    assert not (out / "_manifests").exists() or not list((out / "_manifests").iterdir())
