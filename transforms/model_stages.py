@@ -110,7 +110,12 @@ def resolve_model_files(
     if smpl_model:
         if not gmm_prior:
             raise FileNotFoundError("--smpl_model needs --gmm_prior: pass the SMPLify GMM pose prior file (.pkl)")
-        return ModelFiles(smpl_model, "smpl", file_sha256(smpl_model), gender, gmm_prior,
+        try:
+            digest = file_sha256(smpl_model)
+        except OSError as exc:  # a permission error: one line naming the flag, not a traceback
+            raise ValueError(f"--smpl_model {smpl_model}: cannot read it ({exc.strerror or exc}); "
+                             "fix its permissions or pass another file") from None
+        return ModelFiles(smpl_model, "smpl", digest, gender, gmm_prior,
                           pose_model=pose_model, hmr_checkpoint=hmr_checkpoint, hmr_mean_params=hmr_mean_params)
     from models.standin import ensure_standin
 

@@ -174,3 +174,31 @@ def test_a_device_failing_in_worker_setup_fails_the_job_not_the_clips(tmp_path, 
                       body_model=schema.BodyModelInfo("standin", "neutral", "x.pkl", "12" * 32))
     assert not list(out.rglob("*.parquet")), "clips were written although the workers could not start"
     assert not (out / "_manifests").exists() or not list((out / "_manifests").iterdir())
+
+
+@pytest.mark.parametrize("flag", ["--pose_model", "--hmr_checkpoint", "--smpl_model", "--gmm_prior"])
+def test_unreadable_model_files_are_one_line_errors(tmp_path, standin, capsys, monkeypatch, flag):
+    """A permission error (simulated: the suite may run as root) names the file, exit 2."""
+    import builtins
+    import shutil
+
+    locked = tmp_path / ("locked.pt" if flag in ("--pose_model", "--hmr_checkpoint") else "locked.pkl")
+    shutil.copy(standin.gmm if flag == "--gmm_prior" else standin.neutral, locked)
+    real_open = builtins.open
+
+    def denied(file, *args, **kwargs):
+        if str(file) == str(locked):
+            raise PermissionError(13, "Permission denied", str(locked))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", denied)
+    argv = _base(tmp_path, standin)
+    if flag in argv:
+        argv[argv.index(flag) + 1] = str(locked)
+    else:
+        argv += [flag, str(locked)]
+    if flag == "--hmr_checkpoint":
+        argv += ["--hmr_mean_params", str(_mean_params(tmp_path / "mean.npz"))]
+    code, err = _main(argv, capsys)
+    assert code == 2 and str(locked) in err and flag in err and "ermission" in err, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
