@@ -90,7 +90,9 @@ def check_model_files(files: ModelFiles) -> None:
 
     body_flag = "--smpl_model" if files.body_model_variant == "smpl" else "stand-in body model"
     _open(body_flag, files.body_model, BodyModel.from_file, "an SMPL model file, .pkl or .npz")
-    _open("--gmm_prior", files.gmm_prior, GMMPrior.from_file, "SMPLify's GMM pose prior, .pkl or .npz")
+    generated_prior = bool(files.standin_cache) and files.gmm_prior.startswith(files.standin_cache)
+    _open("stand-in GMM prior" if generated_prior else "--gmm_prior", files.gmm_prior, GMMPrior.from_file,
+          "SMPLify's GMM pose prior, .pkl or .npz")
     if files.pose_model:
         from models.pose_detector import YoloPoseDetector
 
