@@ -36,6 +36,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from beam_jobs import dataflow  # noqa: E402
 from beam_jobs.options import InputOptions, ModelOptions, OptimisationOptions, OutputOptions
+from beam_jobs.preflight import preflight
 from pipeline.dataset import schema
 from pipeline.perception.inputs import InputListing, InputSpec, clip_from_json, clip_to_json, read_inputs
 from pipeline.dataset.progress import ManifestPoller, ProgressMonitor, format_rate
@@ -46,7 +47,7 @@ from transforms import metrics, storage
 from transforms.model_stages import ModelFiles, ModelPerception, ModelBundleAdjust, resolve_model_files
 from transforms.pipeline import JobSettings, PseudoGroundTruth
 from transforms.stages import BundleAdjustStage, PerceptionStage
-from transforms.write import finish_output
+from transforms.write import finish_run
 
 LOGGER = logging.getLogger("vid2mesh.run")
 LOCAL_RUNNERS = {None, "", "directrunner", "direct", "fnapirunner", "switchingdirectrunner"}
@@ -225,11 +226,25 @@ def run(
     if not out.output:
         raise ValueError("no --output: pass the folder to write frames/, tracks/ and rejected/ into")
     start = time.perf_counter()
+    files = None
     if perception is None or bundle_adjust is None:
         perception, bundle_adjust, files = build_stages(options)
         run_meta = run_metadata(files, {})
     else:
         run_meta = schema.RunMetadata(body_model or schema.BodyModelInfo("unknown", "neutral", "", ""), {}, schema.code_version())
+    if dry_run:  # the same checks without the output's write probe: a dry run writes nothing
+        from beam_jobs.preflight import check_model_files
+        from models.device import check_device_name
+
+        try:
+            check_device_name(options.view_as(ModelOptions).device)
+        except (ValueError, RuntimeError) as exc:  # models.device.DeviceError
+            raise ValueError(f"--dry_run found problems: {exc}") from None
+        if files is not None:
+            check_model_files(files)
+    else:
+        preflight(out.output, options.view_as(ModelOptions).device, files,  # output, device, model files: exit 2 if bad
+                  local_workers=(options.view_as(StandardOptions).runner or "").lower() in LOCAL_RUNNERS)
     selection = selection_config(optim)
     writer = WriterConfig(out.output, row_group_size=out.row_group_size, store_crops=out.store_crops)
     config = {
@@ -245,7 +260,8 @@ def run(
     if todo.num_inputs == 0 and not dry_run:
         LOGGER.info("nothing to do: all %d clips of the input are already written under %s; selecting over them",
                     listing.num_inputs, out.output)
-        stats = finish_output(writer, run_meta, selection, {"input": listing.description})
+        # the selection, _common_metadata and the card (finishing an output a killed run left without them)
+        stats = finish_run(writer, run_meta, selection, {"input": listing.description})
         return JobReport(out.output, listing.num_inputs, skipped, 0, {}, {}, stats, time.perf_counter() - start, "SKIPPED")
     settings = JobSettings(
         selection=selection, writer=writer, run=run_meta, frames_mode=_frames_mode(out),

@@ -14,7 +14,7 @@ from transforms import metrics
 from transforms.storage import BeamStorage
 
 
-def finish_output(config: WriterConfig, run: schema.RunMetadata, selection: SelectionConfig | None,
+def finish_run(config: WriterConfig, run: schema.RunMetadata, selection: SelectionConfig | None,
                   extra: dict | None = None, this_run: set[str] | None = None, storage=None) -> dict:
     """The end of a run: the selection over every committed shard of the output (earlier
     runs included), ``_common_metadata``, ``stats.json`` and ``README.md``; returns the stats.
@@ -59,6 +59,6 @@ class WriteCard(beam.PTransform):
 
         def finish(shards):
             this_run = {clip_id for shard in shards for clip_id in shard.clips}
-            return finish_output(config, run, selection, {**extra, "shards_this_run": len(shards)}, this_run)
+            return finish_run(config, run, selection, {**extra, "shards_this_run": len(shards)}, this_run)
 
         return summaries | "AllShards" >> beam.combiners.ToList() | "WriteCard" >> beam.Map(finish)
