@@ -98,6 +98,23 @@ def _bucket(path: str) -> str:
     return f"{scheme}://{rest.split('/', 1)[0]}/"
 
 
+def _local_output_problem(output: str) -> str | None:
+    """Why a local output folder cannot be created and written (None: it can)."""
+    import os
+
+    path = Path(output).resolve()
+    if path.exists() and not path.is_dir():
+        return "exists and is not a folder"
+    ancestor = path
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"{ancestor} is a file, so the folder cannot be created"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"cannot write in {ancestor}"
+    return None
+
+
 def validate_paths(values: Mapping[str, Any], exists: Callable[[str], bool], dataflow: bool) -> list[str]:
     """Problems with the paths of a run (empty: all fine).
 
@@ -126,8 +143,10 @@ def validate_paths(values: Mapping[str, Any], exists: Callable[[str], bool], dat
             problems.append(f"--output {output} is a local path: Dataflow workers write it; use gs://BUCKET/...")
         elif "://" in output and not exists(_bucket(output)):
             problems.append(f"--output {output}: bucket {_bucket(output)} does not exist or is not readable")
-        elif "://" not in output and not (exists(output) or exists(_parent(output))):
-            problems.append(f"--output {output}: its parent folder {_parent(output)} does not exist")
+        elif "://" not in output:
+            problem = _local_output_problem(output)
+            if problem:
+                problems.append(f"--output {output}: {problem}")
     for name in ("temp_location", "staging_location"):
         path = values.get(name)
         if dataflow and not path and name == "temp_location":

@@ -296,8 +296,6 @@ def run(
                 region = options.get_all_options().get("region")
                 checked.append(f"dataflow job: {job.proto.name or '(unnamed)'} in {job.proto.location or region}, "
                                f"{len(job.proto_pipeline.components.transforms)} transforms; not submitted")
-        for line in checked:
-            LOGGER.info("dry run: %s", line)
         return JobReport(out.output, listing.num_inputs, skipped, todo.num_inputs, {}, {}, {},
                          time.perf_counter() - start, "DRY_RUN", tuple(checked))
     every = out.progress_clips if out.progress_clips > 0 else max(1, todo.num_inputs // 20)

@@ -141,6 +141,10 @@ def test_local_dry_run_builds_and_writes_nothing(tmp_path):
     report = pseudo_gt.run(["--input", str(tmp_path / "corpus"), "--output", str(tmp_path / "out"), "--dry_run"],
                            perception=ScriptedPerception(), bundle_adjust=ScriptedBundleAdjust(), body_model=BODY)
     assert report.state == "DRY_RUN" and report.clips_in == 1 and not (tmp_path / "out").exists()
-    with pytest.raises(ValueError, match="parent folder .* does not exist"):
-        pseudo_gt.run(["--input", str(tmp_path / "corpus"), "--output", str(tmp_path / "no" / "such" / "out"), "--dry_run"],
+    report = pseudo_gt.run(["--input", str(tmp_path / "corpus"), "--output", str(tmp_path / "new" / "out"), "--dry_run"],
+                           perception=ScriptedPerception(), bundle_adjust=ScriptedBundleAdjust(), body_model=BODY)
+    assert report.state == "DRY_RUN" and not (tmp_path / "new").exists()  # a run would create it; a dry run does not
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ValueError, match="afile is a file, so the folder cannot be created"):
+        pseudo_gt.run(["--input", str(tmp_path / "corpus"), "--output", str(tmp_path / "afile" / "out"), "--dry_run"],
                       perception=ScriptedPerception(), bundle_adjust=ScriptedBundleAdjust(), body_model=BODY)
