@@ -2,7 +2,7 @@
 
 Tracks come from a generator of its own (``make_selection_tracks`` below), *not* the one
 the bundle-adjustment weights were calibrated on (``bench._synthetic_tracks``): a 1280 x 720
-frame at 30 fps, people 80-450 px tall (log-uniform), 100-250 frames (quick: 60-90), the
+frame at 30 fps, people 80-450 px tall (log-uniform), 100-200 frames (quick: 60-90), the
 held-out motions only, a panning and zooming camera, heavy-tailed (Laplace) detector
 jitter with a 1 px floor, one or two other people as extra candidates, and four kinds of
 track in equal shares:
@@ -304,7 +304,7 @@ def _print(name: str, r: dict) -> None:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="16 tracks x 60-90 frames, 60 iterations per stage")
-    parser.add_argument("--tracks", type=int, default=None, help="tracks (default 48, quick 16)")
+    parser.add_argument("--tracks", type=int, default=None, help="tracks (default 40, quick 16)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-iter", type=int, default=None, help="L-BFGS iterations per stage (quick: 60)")
     parser.add_argument("--compare", action="store_true", help="also run BAConfig.paper() (pixels, E/length)")
@@ -316,8 +316,8 @@ def main(argv: list[str] | None = None) -> dict:
     from bench.ba_accuracy import load_models
 
     body_model, prior = load_models()
-    num = args.tracks or (16 if args.quick else 48)
-    frames = (60, 90) if args.quick else (100, 250)
+    num = args.tracks or (16 if args.quick else 40)
+    frames = (60, 90) if args.quick else (100, 200)
     start = time.perf_counter()
     tracks = make_selection_tracks(body_model, num, frames, args.seed)
     print(f"{num} tracks, {sum(t.problem.num_frames for t in tracks)} frames, heights "
