@@ -1,7 +1,8 @@
 """Training-data selection after bundle adjustment (paper section 4, extended to every person).
 
 A track is kept when its fit is sound (status ``ok``, long enough, moving, enough inlier
-frames) and its trajectory-normalised energy E_norm passes the run's threshold. The
+frames) and its selection score E_norm (``BAConfig.e_norm``: energy per frame by default,
+the paper's energy per metre of trajectory as an option) passes the run's threshold. The
 threshold is either derived from the run itself (``mode="fraction"``, the default: keep the
 best ``keep_fraction`` of the eligible tracks, as the paper kept about 10 % of Kinetics) or
 fixed (``mode="threshold"``, e.g. the threshold an earlier run recorded). Inlier frames are the fit's own flags
@@ -53,8 +54,10 @@ class SelectionConfig:
     Attributes:
         mode: "fraction" (default: keep the ``keep_fraction`` of eligible tracks with the
             lowest E_norm in the run) or "threshold" (keep E_norm <= ``e_norm_threshold``).
-        e_norm_threshold: E_norm bound of ``threshold`` mode (energy per metre of 3D joint
-            trajectory). Its scale depends on the bundle-adjustment weights, so there is no
+        e_norm_threshold: E_norm bound of ``threshold`` mode (``BAConfig.e_norm``: energy
+            per frame by default, or per metre of 3D joint trajectory with "trajectory"; both
+            in the fit's size-invariant units). Its scale depends on the bundle-adjustment
+            weights, so there is no
             default: take it from an earlier run's ``tracks.e_norm_threshold`` or from the
             E_norm distribution of a ``--frames all`` run.
         keep_fraction: fraction in (0, 1] of eligible tracks ``fraction`` mode keeps (the
