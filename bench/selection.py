@@ -2,7 +2,8 @@
 
 Tracks come from a generator of its own (``make_selection_tracks`` below), *not* the one
 the bundle-adjustment weights were calibrated on (``bench._synthetic_tracks``): a 1280 x 720
-frame at 30 fps, people 80-450 px tall (log-uniform), 100-160 frames (quick: 60-90), the
+frame at 30 fps, people 80-450 px tall (log-uniform inside three bands, 80-150, 150-250
+and 250-450 px, each kind of track in each band equally often), 100-160 frames (quick: 60-90), the
 held-out motions only, a panning and zooming camera, heavy-tailed (Laplace) detector
 jitter with a 1 px floor, one or two other people as extra candidates, and four kinds of
 track in equal shares:
@@ -56,6 +57,7 @@ IMAGE_SIZE = (1280, 720)
 FPS = 30.0
 KINDS = ("clean", "noisy", "swaps", "switch")
 BANDS = ((0, 150), (150, 250), (250, 10_000))
+HEIGHT_STRATA = ((80, 150), (150, 250), (250, 450))  # px, log-uniform inside
 SWITCH_TOLERANCE = 5  # frames
 TARGETS = {"spearman": 0.6, "kept_over_rejected_mpjpe": 0.7, "inlier_ratio_large_over_small": 0.9,
            "switch_recall": 0.9}
@@ -139,7 +141,8 @@ def make_track(body_model, index: int, T: int, seed: int) -> Track:
     kind = KINDS[index % len(KINDS)]
     noise = NOISE[kind]
     W, H = IMAGE_SIZE
-    height = float(np.exp(rng.uniform(np.log(80), np.log(450))))
+    lo, hi = HEIGHT_STRATA[(index // len(KINDS)) % len(HEIGHT_STRATA)]  # every kind in every band
+    height = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
     centre = np.array([rng.uniform(0.3, 0.7) * W, rng.uniform(0.45, 0.6) * H])
     strength = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
     base = RegressorNoise()

@@ -313,7 +313,9 @@ def outcome_from_fits(
     Args:
         header: the clip's perception result (problems may be empty: only its clip,
             frame count and people count are used).
-        fitted: (problem, fit) of every track of the clip.
+        fitted: (problem, fit) of every track of the clip; a fit with status "split"
+            brings its pieces (:func:`pipeline.dataset.selection.expand_pieces`), each a track
+            with its own rows.
         config: selection settings.
         threshold: the run's E_norm threshold (:func:`pipeline.dataset.selection.run_threshold`).
         frames_mode: which frames go to ``frames/``: "selected" (every frame of selected
@@ -330,7 +332,8 @@ def outcome_from_fits(
     frame_tables = []
     inliers = 0
     for problem, fit, selection in verdicts:
-        writes = selection.selected or (frames_mode == "all" and fit.status == "ok")
+        writes = selection.selected or (frames_mode == "all" and fit.status == "ok" and selection.reason not in (
+            TrackReason.DIVERGED, TrackReason.FAILED, TrackReason.SPLIT))
         if writes:
             table = frames_table(clip, problem, fit, selection, inliers_only=frames_mode == "inliers")
             frame_tables.append(table)
