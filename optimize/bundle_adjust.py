@@ -1,6 +1,9 @@
 """Whole-clip bundle adjustment of many person tracks at once.
 
-:func:`bundle_adjust` packs :class:`~optimize.problem.TrackProblem` s into padded,
+:func:`bundle_adjust` puts each :class:`~optimize.problem.TrackProblem` in the solver's
+units (``BAConfig.units``: pixels of the person rescaled to ``reference_height_px``, so
+energies and inliers do not depend on the person's size on screen), cuts tracks at
+identity switches, packs them into padded,
 masked batches (length-sorted, at most ``BAConfig.max_batch_frames`` padded frames per
 solver call), minimises every track's energy with the batched L-BFGS of
 :mod:`optimize.solver`, and unpacks one :class:`~optimize.problem.TrackFit` per problem.
@@ -263,7 +266,8 @@ def bundle_adjust(
                 jobs.append(_Job(i, part, start, 1.0, float("nan"), None, _failed_fit(part, (
                     f"TrackProblem {part.clip_id}#{part.track_id} has no valid person scale (no selected "
                     "detection with an init camera scale s > 0 or with 5 confident keypoints); its "
-                    "reprojection cannot be put in relative units. Check the init camera and keypoints."))))
+                    "reprojection cannot be put in relative units. Check the init camera and keypoints."
+                )).replace(piece_start=start)))
                 continue
             factor = config.reference_height_px / (REFERENCE_BODY_HEIGHT_M * scale) if config.units == "relative" else 1.0
             jobs.append(_Job(i, part, start, factor, scale, _to_solver_units(part, factor, config), None))
