@@ -17,8 +17,8 @@ track in equal shares:
 The init is the HMR-like regressor error model of ``bench._synthetic_tracks``, its
 strength drawn per track (x 0.5 to x 2), so true errors spread within each kind.
 
-Every track is bundle-adjusted with the default :class:`~optimize.config.BAConfig` (its
-iteration budget lowered to 100 per stage, quick 60, to fit a 2-core machine) and
+Every track is bundle-adjusted with the default :class:`~optimize.config.BAConfig` (quick:
+its iteration budget lowered to 60 per stage) and
 selected with the default :class:`~pipeline.dataset.selection.SelectionConfig` (pieces of
 split tracks included); a track's true error is its mean MPJPE (mm, pelvis-aligned) against
 the person whose detection it follows on each frame. Printed: Spearman(E_norm, true MPJPE)
@@ -307,10 +307,10 @@ def _print(name: str, r: dict) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="16 tracks x 60-90 frames, 60 iterations per stage")
-    parser.add_argument("--tracks", type=int, default=None, help="tracks (default 24, quick 16)")
+    parser.add_argument("--quick", action="store_true", help="16 tracks x 60-90 frames, 60 iterations per stage (minutes)")
+    parser.add_argument("--tracks", type=int, default=None, help="tracks (default 48, quick 16)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-iter", type=int, default=None, help="L-BFGS iterations per stage (default 100, quick 60)")
+    parser.add_argument("--max-iter", type=int, default=None, help="L-BFGS iterations per stage (default: BAConfig's, quick 60)")
     parser.add_argument("--compare", action="store_true", help="also run BAConfig.paper() (pixels, E/length)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
@@ -320,14 +320,14 @@ def main(argv: list[str] | None = None) -> dict:
     from bench.ba_accuracy import load_models
 
     body_model, prior = load_models()
-    num = args.tracks or (16 if args.quick else 24)
+    num = args.tracks or (16 if args.quick else 48)
     frames = (60, 90) if args.quick else (100, 160)
     start = time.perf_counter()
     tracks = make_selection_tracks(body_model, num, frames, args.seed)
     print(f"{num} tracks, {sum(t.problem.num_frames for t in tracks)} frames, heights "
           f"{min(t.height_px for t in tracks):.0f}-{max(t.height_px for t in tracks):.0f} px, "
           f"generated in {time.perf_counter() - start:.1f} s", flush=True)
-    overrides = {"max_iter": args.max_iter or (60 if args.quick else 100)}
+    overrides = {"max_iter": args.max_iter or 60} if (args.max_iter or args.quick) else {}
     configs = {"default": BAConfig(**overrides)}
     if args.compare:
         configs["paper"] = BAConfig.paper(**overrides)
