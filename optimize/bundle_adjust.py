@@ -1,6 +1,9 @@
 """Whole-clip bundle adjustment of many person tracks at once.
 
-:func:`bundle_adjust` packs :class:`~optimize.problem.TrackProblem` s into padded,
+:func:`bundle_adjust` puts each :class:`~optimize.problem.TrackProblem` in the solver's
+units (``BAConfig.units``: pixels of the person rescaled to ``reference_height_px``, so
+energies and inliers do not depend on the person's size on screen), cuts tracks at
+identity switches, packs them into padded,
 masked batches (length-sorted, at most ``BAConfig.max_batch_frames`` padded frames per
 solver call), minimises every track's energy with the batched L-BFGS of
 :mod:`optimize.solver`, and unpacks one :class:`~optimize.problem.TrackFit` per problem.
@@ -27,10 +30,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from optimize.config import BAConfig
-from optimize.energy import TERM_NAMES, TrackBatch, energy_terms, gmm_nll_offset
+from optimize.config import REFERENCE_BODY_HEIGHT_M, BAConfig
+from optimize.energy import TERM_NAMES, TrackBatch, energy_terms, gmm_nll_offset, reprojection_penalty
 from optimize.problem import NUM_BETAS, NUM_CAMERA, NUM_POSE, TrackFit, TrackProblem
-from optimize.selection import e_norm, inlier_frames, trajectory_length
+from optimize.selection import (
+    detection_inliers, e_norm, identity_switches, inlier_frames, keypoint_error_px, per_frame_energy,
+    relative_error, track_scale, trajectory_length,
+)
 from optimize.solver import SolverResult, SolverSettings, lbfgs_batched, lbfgs_per_track, lbfgs_summed
 
 logger = logging.getLogger(__name__)
@@ -198,6 +204,9 @@ def _check_problem(problem: TrackProblem) -> str | None:
     return None
 
 
+SPLIT_TRACK_ID_STRIDE = 1000  # piece k (0-based) of track i gets id i + 1000 (k + 1)
+
+
 def bundle_adjust(
     problems: list[TrackProblem],
     body_model,
@@ -206,6 +215,14 @@ def bundle_adjust(
     device: str | torch.device = "cpu",
 ) -> list[TrackFit]:
     """Bundle-adjust every track over its whole clip (paper sections 3.2 and 4).
+
+    Before the fit each track is put in the solver's units (``BAConfig.units``: in
+    "relative" units its pixel inputs are rescaled to a ``reference_height_px`` person),
+    its skipped frames lose their candidates (unless ``match_skipped_frames``), and, with
+    ``split_identity_switches``, a track whose detections jump to another person is cut
+    there and its pieces are fitted as tracks of their own. After the fit the image-space
+    outputs go back to image pixels and each frame gets its quality figures (see
+    :class:`~optimize.problem.TrackFit`).
 
     Args:
         problems: tracks to fit (any lengths; they are batched together).
@@ -218,9 +235,11 @@ def bundle_adjust(
 
     Returns:
         One :class:`TrackFit` per problem, in input order. A problem that cannot be
-        solved has status "failed" (message says why); a track whose energy or
-        parameters stop being finite or explode has status "diverged" and its arrays
-        hold the last finite iterate (never NaN or Inf).
+        solved (invalid arrays, no selected detection, no valid person scale) has status
+        "failed" (message says why); a track whose energy or parameters stop being finite
+        or explode has status "diverged" and its arrays hold the last finite iterate (never
+        NaN or Inf); a track cut at identity switches has status "split" and its
+        ``pieces``.
     """
     config = config or BAConfig()
     dtype = config.torch_dtype
@@ -230,18 +249,135 @@ def bundle_adjust(
     offset = gmm_nll_offset(gmm) if (gmm is not None and config.use_prior and config.w_gmm > 0) else 0.0
 
     fits: list[TrackFit | None] = [None] * len(problems)
-    solvable: list[int] = []
+    jobs: list[_Job] = []
+    switches: dict[int, list[int]] = {}
     for i, problem in enumerate(problems):
         reason = _check_problem(problem)
-        if reason is None:
-            solvable.append(i)
-        else:
+        if reason is not None:
             fits[i] = _failed_fit(problem, reason)
-    for group in _length_batches([problems[i] for i in solvable], config.max_batch_frames):
-        members = [solvable[j] for j in group]
-        for i, fit in zip(members, _solve_batch([problems[i] for i in members], body, gmm, offset, config, device)):
-            fits[i] = fit
+            continue
+        cuts = _identity_switches(problem, config) if config.split_identity_switches else []
+        parts = [(problem, 0)] if not cuts else _pieces(problem, cuts)
+        if cuts:
+            switches[i] = cuts
+        for part, start in parts:
+            scale = track_scale(part.init_camera, part.selected, part.keypoints)
+            if scale is None or not math.isfinite(scale) or scale <= 0:
+                jobs.append(_Job(i, part, start, 1.0, float("nan"), None, _failed_fit(part, (
+                    f"TrackProblem {part.clip_id}#{part.track_id} has no valid person scale (no selected "
+                    "detection with an init camera scale s > 0 or with 5 confident keypoints); its "
+                    "reprojection cannot be put in relative units. Check the init camera and keypoints."
+                )).replace(piece_start=start)))
+                continue
+            factor = config.reference_height_px / (REFERENCE_BODY_HEIGHT_M * scale) if config.units == "relative" else 1.0
+            jobs.append(_Job(i, part, start, factor, scale, _to_solver_units(part, factor, config), None))
+    todo = [j for j, job in enumerate(jobs) if job.fit is None]
+    solver_problems = [jobs[j].solver_problem for j in todo]
+    for group in _length_batches(solver_problems, config.max_batch_frames):
+        members = [todo[g] for g in group]
+        batch = [jobs[j].solver_problem for j in members]
+        for j, fit in zip(members, _solve_batch(batch, body, gmm, offset, config, device)):
+            jobs[j].fit = _finish(fit, jobs[j], config)
+    by_owner: dict[int, list[_Job]] = {}
+    for job in jobs:
+        by_owner.setdefault(job.owner, []).append(job)
+    for i, owned in by_owner.items():
+        if i in switches:
+            fits[i] = _split_fit(problems[i], switches[i], owned)
+        else:
+            fits[i] = owned[0].fit
     return fits  # type: ignore[return-value]
+
+
+class _Job:
+    """One track (or piece) to fit: where it came from and its units."""
+
+    def __init__(self, owner, problem, start, factor, scale, solver_problem, fit):
+        self.owner, self.problem, self.start = owner, problem, start
+        self.factor, self.scale = factor, scale
+        self.solver_problem, self.fit = solver_problem, fit
+
+
+def _identity_switches(problem: TrackProblem, config: BAConfig) -> list[int]:
+    return identity_switches(
+        problem.keypoints, problem.selected, problem.init_camera, problem.fps,
+        config.switch_speed_heights_per_s, config.switch_slack_heights, config.switch_size_ratio,
+        config.switch_persistence, REFERENCE_BODY_HEIGHT_M,
+    )
+
+
+def _pieces(problem: TrackProblem, cuts: list[int]) -> list[tuple[TrackProblem, int]]:
+    """The pieces between identity switches (trimmed to detected frames), with their start."""
+    detected = problem.selected >= 0
+    bounds = [0, *cuts, problem.num_frames]
+    out = []
+    for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        kept = np.flatnonzero(detected[a:b])
+        start, stop = a + int(kept[0]), a + int(kept[-1]) + 1
+        piece_id = problem.track_id + SPLIT_TRACK_ID_STRIDE * (k + 1)
+        out.append((problem.piece(start, stop, piece_id), start))
+    return out
+
+
+def _to_solver_units(problem: TrackProblem, factor: float, config: BAConfig) -> TrackProblem:
+    """The problem in solver units: pixel values x ``factor``; skipped frames without candidates."""
+    candidates = np.array(problem.candidates, dtype=np.float32, copy=True)
+    candidates[..., :2] *= factor
+    keypoints = np.array(problem.keypoints, dtype=np.float32, copy=True)
+    keypoints[..., :2] *= factor
+    camera = np.asarray(problem.init_camera, dtype=np.float32) * np.float32(factor)
+    mask = np.array(problem.candidate_mask, dtype=bool, copy=True)
+    if not config.match_skipped_frames:
+        mask[np.asarray(problem.selected) < 0] = False
+    width, height = problem.image_size
+    return problem.replace(
+        candidates=candidates, keypoints=keypoints, boxes=np.asarray(problem.boxes, np.float32) * np.float32(factor),
+        init_camera=camera, candidate_mask=mask, image_size=(width * factor, height * factor),
+    )
+
+
+def _finish(fit: TrackFit, job: _Job, config: BAConfig) -> TrackFit:
+    """A solver-unit fit -> image-space outputs, per-frame quality, inliers and E_norm."""
+    problem, factor = job.problem, job.factor
+    has = np.asarray(problem.has_detection, bool)
+    own = job.solver_problem.keypoints
+    with torch.no_grad():
+        residual = torch.as_tensor(fit.reprojection, dtype=torch.float64) - torch.as_tensor(own[..., :2], dtype=torch.float64)
+        penalty = reprojection_penalty((residual * residual).sum(-1), config)
+        energy = (torch.as_tensor(own[..., 2], dtype=torch.float64).clamp(0.0, 1.0) * penalty).sum(-1).numpy()
+    detection_energy = np.where(has, energy, np.nan).astype(np.float32)
+    camera = (fit.camera.astype(np.float64) / factor).astype(np.float32)
+    reprojection = (fit.reprojection.astype(np.float64) / factor).astype(np.float32)
+    error_px = np.where(has, keypoint_error_px(reprojection, problem.keypoints), np.nan)
+    error_rel = relative_error(error_px, camera[:, 0], REFERENCE_BODY_HEIGHT_M)
+    if config.use_prior and config.w_gmm > 0 and "gmm" in fit.frame_energies:
+        pose_nll = fit.frame_energies["gmm"].astype(np.float64) / config.w_gmm
+    else:
+        pose_nll = np.full(problem.num_frames, np.nan)
+    total = fit.energies.get("total", math.inf)
+    score = (e_norm(total, fit.trajectory_length) if config.e_norm == "trajectory"
+             else per_frame_energy(total, problem.num_frames))
+    return fit.replace(
+        camera=camera, reprojection=reprojection, inlier=detection_inliers(detection_energy, has, config.tau_r_px),
+        e_norm=score, detection_energy=detection_energy, reprojection_error_px=error_px.astype(np.float32),
+        reprojection_error_rel=error_rel.astype(np.float32), pose_nll=pose_nll.astype(np.float32),
+        unit_scale=float(factor), person_scale=float(job.scale), piece_start=int(job.start),
+    )
+
+
+def _split_fit(problem: TrackProblem, cuts: list[int], jobs: list[_Job]) -> TrackFit:
+    """The parent record of a track cut at identity switches: status "split", its pieces."""
+    frames = [int(problem.frame_index[t]) for t in cuts]
+    pieces = []
+    for k, job in enumerate(jobs):
+        first = int(job.problem.frame_index[0])
+        split = frames[0] if k == 0 else first
+        pieces.append(job.fit.replace(parent_track_id=int(problem.track_id), split_frame=split))
+    ids = ", ".join(str(p.track_id) for p in pieces)
+    message = (f"identity switch at frame(s) {frames}: the detections jump to another person; "
+               f"fitted as {len(pieces)} tracks ({ids})")
+    parent = _failed_fit(problem, message)
+    return parent.replace(status="split", switch_frames=tuple(frames), pieces=tuple(pieces))
 
 
 def _length_batches(problems: list[TrackProblem], max_batch_frames: int) -> list[list[int]]:

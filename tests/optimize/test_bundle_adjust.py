@@ -55,11 +55,12 @@ def test_outputs_are_consistent(body_model, prior):
     assert fit.energies["total"] == pytest.approx(sum(v for k, v in fit.energies.items() if k != "total"), rel=1e-5)
     steps = np.linalg.norm(np.diff(fit.joints3d.astype(np.float64), axis=0), axis=-1).sum()
     assert fit.trajectory_length == pytest.approx(steps, rel=1e-4)
-    assert fit.e_norm == pytest.approx(fit.energies["total"] / fit.trajectory_length, rel=1e-6)
+    assert fit.e_norm == pytest.approx(fit.energies["total"] / T, rel=1e-6)  # default e_norm: E per frame
     projected = fit.camera[:, None, :1] * fit.keypoints3d[..., :2] + fit.camera[:, None, 1:]
     assert np.allclose(projected, fit.reprojection, atol=1e-2)
-    has = track.problem.candidate_mask.any(1)
-    assert np.array_equal(fit.inlier, has & (np.nan_to_num(fit.frame_error, nan=np.inf) < 50.0))
+    has = track.problem.has_detection
+    assert np.array_equal(fit.inlier, has & (np.nan_to_num(fit.detection_energy, nan=np.inf) < 50.0))
+    assert np.isnan(fit.reprojection_error_px[~has]).all() and np.isfinite(fit.reprojection_error_px[has]).all()
     assert 0 < fit.iterations and all(np.isfinite(v).all() for v in fit.frame_energies.values())
 
 
@@ -102,7 +103,9 @@ def test_caps_make_outlier_detections_inert(body_model, prior):
     far[[2, 5], :, :, 0] += 400.0  # two frames whose detection is 400 px off
     silent = base.candidates.copy()
     silent[[2, 5], :, :, 2] = 0.0  # the same frames with zero confidence: no reprojection term
-    with_outliers = bundle_adjust([base.replace(candidates=far)], body_model, prior, config)[0]
+    far_own = base.keypoints.copy()
+    far_own[[2, 5], :, 0] += 400.0  # the track's own detection is the shifted one
+    with_outliers = bundle_adjust([base.replace(candidates=far, keypoints=far_own)], body_model, prior, config)[0]
     without = bundle_adjust([base.replace(candidates=silent)], body_model, prior, config)[0]
     assert np.allclose(with_outliers.pose, without.pose, atol=1e-8)
     assert with_outliers.frame_energies["reprojection"][[2, 5]] == pytest.approx([50.0, 50.0])
