@@ -47,14 +47,18 @@ class PackedTracks:
         batch: :class:`TrackBatch` on the solver's device and dtype.
         x0: (B, 10 + 75 T) starting parameters (solver variables).
         scale_ref: (B,) s_ref, pixels per metre.
+
+    ``pad_frames`` masked frames are added after the longest track (see
+    ``TAIL_PAD_FRAMES``).
     """
 
     def __init__(
-        self, problems: list[TrackProblem], body_model, device, dtype: torch.dtype, keypoint_init_scale: float = 1.0
+        self, problems: list[TrackProblem], body_model, device, dtype: torch.dtype, keypoint_init_scale: float = 1.0,
+        pad_frames: int = 0,
     ):
         self.problems = problems
         B = len(problems)
-        T = max(p.num_frames for p in problems)
+        T = max(p.num_frames for p in problems) + pad_frames
         P = max(p.num_candidates for p in problems)
         frame_mask = np.zeros((B, T), bool)
         candidates = np.zeros((B, T, P, 17, 3), np.float64)
@@ -256,6 +260,17 @@ def _length_batches(problems: list[TrackProblem], max_batch_frames: int) -> list
     return groups
 
 
+def track_total(per_frame: Tensor) -> Tensor:
+    """Per-track sum over frames, (b, T) -> (b,), independent of the padding.
+
+    A float32 sum's rounding depends on the row length, i.e. on the longest track of the
+    batch; summing the same float32 values in float64 and rounding back gives the same
+    value whatever the padding (padded frames hold exact zeros), so a track's objective,
+    and with it every solver decision, does not depend on its batch.
+    """
+    return per_frame.sum(-1, dtype=torch.float64).to(per_frame.dtype)
+
+
 def make_objective(packed: PackedTracks, body_model, prior, config: BAConfig, gmm_offset: float):
     """The per-track objective E_b / T_b as a function of solver variables (b, n) and index (b,)."""
     frames = packed.batch.num_frames.to(packed.x0.dtype)
@@ -267,13 +282,20 @@ def make_objective(packed: PackedTracks, body_model, prior, config: BAConfig, gm
             cache["index"], cache["batch"] = index, packed.batch.select(index)
         pose, betas, camera = packed.decode(x, index)
         terms = energy_terms(pose, betas, camera, cache["batch"], body_model, prior, config, gmm_offset)
-        return terms.total() / frames[index]
+        return track_total(terms.per_frame_total()) / frames[index]
 
     return objective
 
 
+# Every batch gets this many masked frames after its longest track. Vectorised CPU kernels
+# handle the last < 32 values of a tensor in a scalar loop, whose exp/log/sin/cos can round
+# differently (1 ulp) from the vector path; with the padding no real frame of any track is
+# ever in that tail, so a track computes the same bits alone or anywhere in a batch.
+TAIL_PAD_FRAMES = 4
+
 def _solve_batch(problems, body_model, prior, gmm_offset, config, device) -> list[TrackFit]:
-    packed = PackedTracks(problems, body_model, device, config.torch_dtype, config.keypoint_init_scale)
+    packed = PackedTracks(problems, body_model, device, config.torch_dtype, config.keypoint_init_scale,
+                          pad_frames=TAIL_PAD_FRAMES)
     settings = SolverSettings.from_config(config)
     T = packed.num_frames_max
 
