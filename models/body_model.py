@@ -135,6 +135,27 @@ def load_extra_regressor(path: str | os.PathLike) -> tuple[np.ndarray, tuple[str
     return matrix, names or ("",) * matrix.shape[0]
 
 
+class _BroadcastRows(torch.autograd.Function):
+    """``x.expand(shape)`` whose backward sums the broadcast axes in float64.
+
+    The gradient of a per-track quantity (the shaped rest joints) sums over the track's
+    frames; a float32 sum rounds differently with the number of (zero) padded frames,
+    which would make a track's fit depend on the longest track of its batch.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, shape: tuple[int, ...]) -> Tensor:
+        ctx.input_shape = x.shape
+        return x.expand(shape)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        axes = [i for i, (a, b) in enumerate(zip(ctx.input_shape, grad.shape)) if a == 1 and b != 1]
+        if not axes:
+            return grad, None
+        return grad.sum(axes, keepdim=True, dtype=torch.float64).to(grad.dtype), None
+
+
 class BodyModel(nn.Module):
     """SMPL as a pure function of pose and shape (buffers only, no parameters).
 
@@ -362,17 +383,38 @@ class BodyModel(nn.Module):
             acc_rot = up_rot @ acc_rot
         return acc_rot[:, :24], acc_pos[:, :24]
 
+    def _shaped(self, betas: Tensor, batch: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+        """Shaped rest joints (N, 24, 3) and shaped sparse vertices (N, S, 3).
+
+        They depend on the betas only, so they are computed once per distinct betas row:
+        axes along which ``betas`` is broadcast (size 1, or expanded with stride 0, e.g.
+        one shape per track over its T frames) are computed once and expanded, not per frame.
+        """
+        compact = betas.to(self.dtype).expand(batch + betas.shape[-1:])
+        for axis, stride in enumerate(compact.stride()[:-1]):
+            if stride == 0 and compact.shape[axis] > 1:
+                compact = compact.narrow(axis, 0, 1)
+        # products and sums instead of a GEMM: a GEMM's rounding can change with its number
+        # of rows (one track alone vs a batch), an elementwise product and a sum over the 10
+        # betas round the same way in every row
+        coeffs = compact[..., None, None, :]
+        rest = self.joint_template + (coeffs * self.joint_shapedirs).sum(-1)
+        shaped = self.sparse_template + (coeffs * self.sparse_shapedirs).sum(-1)
+        rest = _BroadcastRows.apply(rest, batch + rest.shape[-2:]).reshape(-1, 24, 3)
+        shaped = _BroadcastRows.apply(shaped, batch + shaped.shape[-2:]).reshape(-1, *shaped.shape[-2:])
+        return rest, shaped
+
     def _fast(self, pose: Tensor, betas: Tensor) -> tuple[Tensor, Tensor, tuple[int, ...]]:
         """Posed joints (N, 24, 3) and sparse vertices (N, S, 3)."""
+        given_betas = betas
         pose, betas, batch = self._flatten(pose, betas)
+        rest, shaped = self._shaped(given_betas, batch)
         n = pose.shape[0]
         rot = smplx_rodrigues(pose.reshape(n, 24, 3))
-        rest = self.joint_template + torch.einsum("nb,jdb->njd", betas, self.joint_shapedirs)
         world_rot, world_pos = self._forward_kinematics(rot, rest)
 
         eye = torch.eye(3, dtype=pose.dtype, device=pose.device)
         pose_feature = (rot[:, 1:] - eye).reshape(n, -1)  # (N, 207)
-        shaped = self.sparse_template + torch.einsum("nb,sdb->nsd", betas, self.sparse_shapedirs)
         posed = shaped + (pose_feature @ self.sparse_posedirs).reshape(n, -1, 3)
         # Linear blend skinning with A_j = [R_j | t_j - R_j J_j] (smplx's rel_transforms).
         translation = world_pos - (world_rot @ rest[..., None])[..., 0]  # (N, 24, 3)

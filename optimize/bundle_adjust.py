@@ -248,15 +248,34 @@ def bundle_adjust(
     return fits  # type: ignore[return-value]
 
 
-def _length_batches(problems: list[TrackProblem], max_batch_frames: int) -> list[list[int]]:
-    """Indices grouped longest first so that tracks x longest <= max_batch_frames."""
-    order = sorted(range(len(problems)), key=lambda i: -problems[i].num_frames)
+# Most padded frames a length bucket may hold, as a fraction of its frames (issue 16.5:
+# the tracks of one clip are fitted in length buckets, not padded to the longest).
+MAX_PADDING_FRACTION = 0.05
+
+
+def _length_batches(problems: list[TrackProblem], max_batch_frames: int,
+                    max_padding: float = MAX_PADDING_FRACTION) -> list[list[int]]:
+    """Indices grouped by length, longest first, into solver calls.
+
+    A group takes the next (shorter) track while tracks x longest <= ``max_batch_frames``
+    and the padded frames stay within ``max_padding`` of tracks x longest; otherwise the
+    track starts a new group. (Batching saves per-call overhead only: a fit does not depend
+    on its group.)
+    """
+    order = sorted(range(len(problems)), key=lambda i: (-problems[i].num_frames, i))
     groups: list[list[int]] = []
+    real = 0
     for i in order:
-        if groups and (len(groups[-1]) + 1) * problems[groups[-1][0]].num_frames <= max_batch_frames:
-            groups[-1].append(i)
-        else:
-            groups.append([i])
+        frames = problems[i].num_frames
+        if groups:
+            longest = problems[groups[-1][0]].num_frames
+            padded = (len(groups[-1]) + 1) * longest
+            if padded <= max_batch_frames and padded - (real + frames) <= max_padding * padded:
+                groups[-1].append(i)
+                real += frames
+                continue
+        groups.append([i])
+        real = frames
     return groups
 
 

@@ -50,14 +50,26 @@ def fit_tracks(stage: BundleAdjustStage, problems: Sequence[TrackProblem]) -> li
     return [fits[i] for i in range(len(problems))]
 
 
+def set_torch_threads(threads: int) -> None:
+    """Set torch's intra-op threads of this worker process (0: leave torch's default), logged."""
+    if threads > 0:
+        import torch
+
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        LOGGER.info("bundle-adjustment worker: torch intra-op threads %d", torch.get_num_threads())
+
+
 class BundleAdjustBatchFn(beam.DoFn):
     """list[TrackProblem] -> (clip_id, (problem, fit)) for each track of the batch."""
 
-    def __init__(self, stage: BundleAdjustStage):
+    def __init__(self, stage: BundleAdjustStage, torch_threads: int = 0):
         self._stage = stage
+        self._torch_threads = torch_threads
         self._shared = Shared()
 
     def setup(self):
+        set_torch_threads(self._torch_threads)
         self._loaded = self._shared.acquire(lambda: _Loaded(self._stage), tag=repr(self._stage.describe()))
 
     def process(self, problems: list[TrackProblem]):
@@ -80,12 +92,15 @@ class BundleAdjustBatchFn(beam.DoFn):
 def batch_problems(max_frames: int = 32768, max_tracks: int = 256) -> beam.PTransform:
     """The batching boundary in front of bundle adjustment.
 
-    Batches are as large as the bundle allows, up to ``max_frames`` frames and
-    ``max_tracks`` tracks (min = max batch size: one solver call's fixed cost is large, and
-    the solver splits what does not fit its own memory bound).
+    Batches hold up to ``max_frames`` frames and ``max_tracks`` tracks. Their size is
+    Beam's adaptive one (it grows while a batch takes well under Beam's target duration),
+    so the first tracks are fitted while perception still runs instead of waiting for a full
+    ``max_frames`` batch or the end of the bundle; a fit does not depend on its batch
+    (``optimize.bundle_adjust``), so batch sizes change only the speed. Inside a batch the
+    solver groups tracks by length.
     """
     return beam.BatchElements(
-        min_batch_size=max_frames,
+        min_batch_size=1,
         max_batch_size=max_frames,
         element_size_fn=lambda problem: problem.num_frames,
     ) | "CapTracks" >> beam.FlatMap(lambda batch: [batch[i : i + max_tracks] for i in range(0, len(batch), max_tracks)])

@@ -40,6 +40,8 @@ class JobSettings:
         num_buckets: shards of this run (clips are hashed into them).
         batch_max_frames, batch_max_tracks: the BA batching boundary (batches fill up to
             these bounds within a bundle).
+        torch_threads: torch intra-op threads set in each bundle-adjustment worker (0: leave
+            torch's default).
         card_extra: extra entries for ``stats.json`` (e.g. the input description).
     """
 
@@ -50,6 +52,7 @@ class JobSettings:
     num_buckets: int = 1
     batch_max_frames: int = 32768
     batch_max_tracks: int = 256
+    torch_threads: int = 0
     card_extra: dict = field(default_factory=dict)
 
 
@@ -85,7 +88,7 @@ class PseudoGroundTruth(beam.PTransform):
         fits = (
             perceived.problems
             | "BatchTracks" >> batch_problems(s.batch_max_frames, s.batch_max_tracks)
-            | "BundleAdjust" >> beam.ParDo(BundleAdjustBatchFn(self._bundle_adjust))
+            | "BundleAdjust" >> beam.ParDo(BundleAdjustBatchFn(self._bundle_adjust, s.torch_threads))
         )
         threshold = fits | "RunThreshold" >> RunThreshold(s.selection)
         selected = (

@@ -165,3 +165,23 @@ def test_a_fit_does_not_depend_on_its_batch(body_model, prior):
         for fit in (five[2], eighteen[15], copies[0], copies[2], copies[3]):
             _same_fit(fit, alone)
     assert alone.iterations > 0
+
+
+def test_length_buckets_keep_padding_under_five_percent():
+    from optimize.bundle_adjust import _length_batches
+
+    class _Track:
+        def __init__(self, frames):
+            self.num_frames = frames
+
+    # issue 16.5: 19 tracks of 86-570 frames of one clip were padded to 570 (10,830 padded frames)
+    lengths = [570, 86, 412, 300, 299, 150, 149, 148, 520, 95, 96, 97, 300, 410, 88, 200, 201, 560, 90]
+    groups = _length_batches([_Track(n) for n in lengths], 32768)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    for group in groups:
+        longest = max(lengths[i] for i in group)
+        assert len(group) * longest - sum(lengths[i] for i in group) <= 0.05 * len(group) * longest
+    padded = sum(len(g) * max(lengths[i] for i in g) for g in groups)
+    assert padded - sum(lengths) <= 0.05 * sum(lengths)
+    assert all(len(g) * max(lengths[i] for i in g) <= 1000 for g in _length_batches([_Track(n) for n in lengths], 1000)
+               if len(g) > 1)
