@@ -297,6 +297,16 @@ def job_metrics(result) -> tuple[dict[str, int], dict[str, dict[str, float]]]:
     return counters, distributions
 
 
+def _rate(report: JobReport) -> str:
+    """clips/s, plus tracks/s and fitted frames/s when clips/s would print as 0.00 (long clips)."""
+    wall = max(report.wall_seconds, 1e-9)
+    rate = f"{report.clips_in / wall:.2f} clips/s"
+    if round(report.clips_in / wall, 2) == 0:
+        frames = report.distributions.get("ba_batch_frames", {}).get("sum", 0)
+        rate += f" ({report.counters.get('tracks_fitted', 0) / wall:.3f} tracks/s, {frames / wall:.2f} frames/s fitted)"
+    return rate
+
+
 def summary_lines(report: JobReport) -> list[str]:
     c, s = report.counters, report.stats
     lines = [
@@ -305,7 +315,7 @@ def summary_lines(report: JobReport) -> list[str]:
         f"{c.get('clips_failed', 0)} failed; {report.clips_skipped} already written (skipped)",
         f"tracks fitted {c.get('tracks_fitted', 0)}, selected {c.get('tracks_selected', 0)}; frames written "
         f"{c.get('frames_written', 0)} ({c.get('inlier_frames', 0)} inliers)",
-        f"wall {report.wall_seconds:.1f} s, {report.clips_in / max(report.wall_seconds, 1e-9):.2f} clips/s",
+        f"wall {report.wall_seconds:.1f} s, {_rate(report)}",
         f"dataset (all runs): {s.get('clips', 0)} clips, {s.get('clips_kept', 0)} kept, {s.get('clips_rejected', 0)} "
         f"rejected, {s.get('clips_failed', 0)} failed; rejected by reason {s.get('rejected_by_reason', {})}",
     ]

@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
                              "takes minutes per 250-frame track on a CPU; 0 skips it)")
     parser.add_argument("--max-iter", type=int, default=None,
                         help="lower the iterations per continuation stage (default: production, 300; quick 10)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1; 0: torch's default)")
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--summed", action="store_true", help="also measure torchmin on the summed objective")
     args = parser.parse_args(argv)

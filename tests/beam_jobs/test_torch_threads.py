@@ -28,3 +28,15 @@ def test_worker_sets_torch_threads():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_summary_rate_shows_tracks_and_frames_when_clips_per_second_rounds_to_zero():
+    from beam_jobs.pseudo_gt import JobReport, summary_lines
+
+    def line(clips, seconds):
+        report = JobReport("out", clips, 0, clips, {"tracks_fitted": 19}, {"ba_batch_frames": {"sum": 4689.0}},
+                           {}, seconds, "DONE")
+        return next(text for text in summary_lines(report) if text.startswith("wall"))
+
+    assert line(1, 3900.0) == "wall 3900.0 s, 0.00 clips/s (0.005 tracks/s, 1.20 frames/s fitted)"
+    assert line(7, 29.0) == "wall 29.0 s, 0.24 clips/s"
