@@ -1,9 +1,12 @@
 """Whole-clip bundle adjustment of many person tracks at once.
 
 :func:`bundle_adjust` packs :class:`~optimize.problem.TrackProblem` s into padded,
-masked batches (length-sorted, at most ``BAConfig.max_batch_frames`` padded frames per
-solver call), minimises every track's energy with the batched L-BFGS of
-:mod:`optimize.solver`, and unpacks one :class:`~optimize.problem.TrackFit` per problem.
+masked batches (length buckets with at most 5 % padded frames and at most
+``BAConfig.max_batch_frames`` padded frames per solver call), minimises every track's
+energy with the batched L-BFGS of :mod:`optimize.solver`, and unpacks one
+:class:`~optimize.problem.TrackFit` per problem. A track's fit does not depend on the
+other tracks of its batch, bit for bit on a CPU (see ``track_total`` and
+``TAIL_PAD_FRAMES``; ``docs/bundle_adjustment.md``).
 
 Parameters per track (the paper's 10 + 75 T): betas (10), and per frame the pose (72
 axis-angle) and the camera. Inside the solver the camera is ``(log(s / s_ref),
@@ -37,6 +40,11 @@ logger = logging.getLogger(__name__)
 
 FRAME_PARAMS = NUM_POSE + NUM_CAMERA  # 75
 TRANSLATION_UNIT = 0.2  # metres: solver units of the camera translation
+# Every batch gets this many masked frames after its longest track. Vectorised CPU kernels
+# handle the last < 32 values of a tensor in a scalar loop, whose exp/log/sin/cos can round
+# differently (1 ulp) from the vector path; with the padding no real frame of any track is
+# ever in that tail, so a track computes the same bits alone or anywhere in a batch.
+TAIL_PAD_FRAMES = 4
 
 
 class PackedTracks:
@@ -305,12 +313,6 @@ def make_objective(packed: PackedTracks, body_model, prior, config: BAConfig, gm
 
     return objective
 
-
-# Every batch gets this many masked frames after its longest track. Vectorised CPU kernels
-# handle the last < 32 values of a tensor in a scalar loop, whose exp/log/sin/cos can round
-# differently (1 ulp) from the vector path; with the padding no real frame of any track is
-# ever in that tail, so a track computes the same bits alone or anywhere in a batch.
-TAIL_PAD_FRAMES = 4
 
 def _solve_batch(problems, body_model, prior, gmm_offset, config, device) -> list[TrackFit]:
     packed = PackedTracks(problems, body_model, device, config.torch_dtype, config.keypoint_init_scale,
