@@ -352,7 +352,12 @@ def _solve_batch(problems, body_model, prior, gmm_offset, config, device) -> lis
     with torch.no_grad():
         pose, betas, camera = packed.decode(x)
         terms = energy_terms(pose, betas, camera, packed.batch, body_model, prior, config, gmm_offset)
-        length = trajectory_length(terms.joints3d, packed.batch.frame_mask)
+        # per track on its own frames: a sum over the padded axis would round differently
+        # with the longest track of the batch
+        length = torch.cat([
+            trajectory_length(terms.joints3d[b : b + 1, : p.num_frames], packed.batch.frame_mask[b : b + 1, : p.num_frames])
+            for b, p in enumerate(problems)
+        ])
         per_frame_total = terms.per_frame_total()
         diverged |= ~torch.isfinite(per_frame_total).all(-1)
     return [
