@@ -4,9 +4,12 @@
 units (``BAConfig.units``: pixels of the person rescaled to ``reference_height_px``, so
 energies and inliers do not depend on the person's size on screen), cuts tracks at
 identity switches, packs them into padded,
-masked batches (length-sorted, at most ``BAConfig.max_batch_frames`` padded frames per
-solver call), minimises every track's energy with the batched L-BFGS of
-:mod:`optimize.solver`, and unpacks one :class:`~optimize.problem.TrackFit` per problem.
+masked batches (length buckets with at most 5 % padded frames and at most
+``BAConfig.max_batch_frames`` padded frames per solver call), minimises every track's
+energy with the batched L-BFGS of :mod:`optimize.solver`, and unpacks one
+:class:`~optimize.problem.TrackFit` per problem. A track's fit does not depend on the
+other tracks of its batch, bit for bit on a CPU (see ``track_total`` and
+``TAIL_PAD_FRAMES``; ``docs/bundle_adjustment.md``).
 
 Parameters per track (the paper's 10 + 75 T): betas (10), and per frame the pose (72
 axis-angle) and the camera. Inside the solver the camera is ``(log(s / s_ref),
@@ -43,6 +46,11 @@ logger = logging.getLogger(__name__)
 
 FRAME_PARAMS = NUM_POSE + NUM_CAMERA  # 75
 TRANSLATION_UNIT = 0.2  # metres: solver units of the camera translation
+# Every batch gets this many masked frames after its longest track. Vectorised CPU kernels
+# handle the last < 32 values of a tensor in a scalar loop, whose exp/log/sin/cos can round
+# differently (1 ulp) from the vector path; with the padding no real frame of any track is
+# ever in that tail, so a track computes the same bits alone or anywhere in a batch.
+TAIL_PAD_FRAMES = 4
 
 
 class PackedTracks:
@@ -53,14 +61,18 @@ class PackedTracks:
         batch: :class:`TrackBatch` on the solver's device and dtype.
         x0: (B, 10 + 75 T) starting parameters (solver variables).
         scale_ref: (B,) s_ref, pixels per metre.
+
+    ``pad_frames`` masked frames are added after the longest track (see
+    ``TAIL_PAD_FRAMES``).
     """
 
     def __init__(
-        self, problems: list[TrackProblem], body_model, device, dtype: torch.dtype, keypoint_init_scale: float = 1.0
+        self, problems: list[TrackProblem], body_model, device, dtype: torch.dtype, keypoint_init_scale: float = 1.0,
+        pad_frames: int = 0,
     ):
         self.problems = problems
         B = len(problems)
-        T = max(p.num_frames for p in problems)
+        T = max(p.num_frames for p in problems) + pad_frames
         P = max(p.num_candidates for p in problems)
         frame_mask = np.zeros((B, T), bool)
         candidates = np.zeros((B, T, P, 17, 3), np.float64)
@@ -380,16 +392,46 @@ def _split_fit(problem: TrackProblem, cuts: list[int], jobs: list[_Job]) -> Trac
     return parent.replace(status="split", switch_frames=tuple(frames), pieces=tuple(pieces))
 
 
-def _length_batches(problems: list[TrackProblem], max_batch_frames: int) -> list[list[int]]:
-    """Indices grouped longest first so that tracks x longest <= max_batch_frames."""
-    order = sorted(range(len(problems)), key=lambda i: -problems[i].num_frames)
+# Most padded frames a length bucket may hold, as a fraction of its frames (issue 16.5:
+# the tracks of one clip are fitted in length buckets, not padded to the longest).
+MAX_PADDING_FRACTION = 0.05
+
+
+def _length_batches(problems: list[TrackProblem], max_batch_frames: int,
+                    max_padding: float = MAX_PADDING_FRACTION) -> list[list[int]]:
+    """Indices grouped by length, longest first, into solver calls.
+
+    A group takes the next (shorter) track while tracks x longest <= ``max_batch_frames``
+    and the padded frames stay within ``max_padding`` of tracks x longest; otherwise the
+    track starts a new group. (Batching saves per-call overhead only: a fit does not depend
+    on its group.)
+    """
+    order = sorted(range(len(problems)), key=lambda i: (-problems[i].num_frames, i))
     groups: list[list[int]] = []
+    real = 0
     for i in order:
-        if groups and (len(groups[-1]) + 1) * problems[groups[-1][0]].num_frames <= max_batch_frames:
-            groups[-1].append(i)
-        else:
-            groups.append([i])
+        frames = problems[i].num_frames
+        if groups:
+            longest = problems[groups[-1][0]].num_frames
+            padded = (len(groups[-1]) + 1) * longest
+            if padded <= max_batch_frames and padded - (real + frames) <= max_padding * padded:
+                groups[-1].append(i)
+                real += frames
+                continue
+        groups.append([i])
+        real = frames
     return groups
+
+
+def track_total(per_frame: Tensor) -> Tensor:
+    """Per-track sum over frames, (b, T) -> (b,), independent of the padding.
+
+    A float32 sum's rounding depends on the row length, i.e. on the longest track of the
+    batch; summing the same float32 values in float64 and rounding back gives the same
+    value whatever the padding (padded frames hold exact zeros), so a track's objective,
+    and with it every solver decision, does not depend on its batch.
+    """
+    return per_frame.sum(-1, dtype=torch.float64).to(per_frame.dtype)
 
 
 def make_objective(packed: PackedTracks, body_model, prior, config: BAConfig, gmm_offset: float):
@@ -403,13 +445,14 @@ def make_objective(packed: PackedTracks, body_model, prior, config: BAConfig, gm
             cache["index"], cache["batch"] = index, packed.batch.select(index)
         pose, betas, camera = packed.decode(x, index)
         terms = energy_terms(pose, betas, camera, cache["batch"], body_model, prior, config, gmm_offset)
-        return terms.total() / frames[index]
+        return track_total(terms.per_frame_total()) / frames[index]
 
     return objective
 
 
 def _solve_batch(problems, body_model, prior, gmm_offset, config, device) -> list[TrackFit]:
-    packed = PackedTracks(problems, body_model, device, config.torch_dtype, config.keypoint_init_scale)
+    packed = PackedTracks(problems, body_model, device, config.torch_dtype, config.keypoint_init_scale,
+                          pad_frames=TAIL_PAD_FRAMES)
     settings = SolverSettings.from_config(config)
     T = packed.num_frames_max
 
@@ -445,7 +488,12 @@ def _solve_batch(problems, body_model, prior, gmm_offset, config, device) -> lis
     with torch.no_grad():
         pose, betas, camera = packed.decode(x)
         terms = energy_terms(pose, betas, camera, packed.batch, body_model, prior, config, gmm_offset)
-        length = trajectory_length(terms.joints3d, packed.batch.frame_mask)
+        # per track on its own frames: a sum over the padded axis would round differently
+        # with the longest track of the batch
+        length = torch.cat([
+            trajectory_length(terms.joints3d[b : b + 1, : p.num_frames], packed.batch.frame_mask[b : b + 1, : p.num_frames])
+            for b, p in enumerate(problems)
+        ])
         per_frame_total = terms.per_frame_total()
         diverged |= ~torch.isfinite(per_frame_total).all(-1)
     return [

@@ -143,3 +143,48 @@ def test_reference_solvers_run(body_model, prior, solver):
     problems = [make_track(body_model, "walking", 5, seed=s).problem for s in (20, 21)]
     fits = bundle_adjust(problems, body_model, prior, BAConfig(solver=solver, max_iter=15))
     assert [f.status for f in fits] == ["ok", "ok"]
+
+
+def _same_fit(a, b) -> None:
+    assert a.status == b.status and a.iterations == b.iterations and a.converged == b.converged
+    for name in ("pose", "camera", "betas", "joints3d", "reprojection", "frame_error", "inlier"):
+        assert np.array_equal(getattr(a, name), getattr(b, name), equal_nan=name == "frame_error"), name
+    assert a.energies == b.energies and a.e_norm == b.e_norm
+
+
+@pytest.mark.slow
+def test_a_fit_does_not_depend_on_its_batch(body_model, prior):
+    """Issue 15.2: the same track alone, in a batch of 5 and in a batch of 18, at different
+    positions and beside copies of itself, gets the same parameters bit for bit (float32)."""
+    tracks = [make_track(body_model, ("walking", "boxing", "waving")[i % 3], 5 + (i * 3) % 7, seed=40 + i).problem
+              for i in range(17)]
+    target = make_track(body_model, "squatting", 8, seed=77).problem
+    # a converging and a budget-capped setting: stopping tests and budgets are per track
+    for config in (BAConfig(max_iter=12, tau_r_schedule=(1.0,), ftol=5e-2), BAConfig(max_iter=8)):
+        (alone,) = bundle_adjust([target], body_model, prior, config)
+        five = bundle_adjust(tracks[:2] + [target] + tracks[2:4], body_model, prior, config)
+        eighteen = bundle_adjust(tracks[:15] + [target] + tracks[15:], body_model, prior, config)
+        copies = bundle_adjust([target, tracks[16], target, target], body_model, prior, config)
+        for fit in (five[2], eighteen[15], copies[0], copies[2], copies[3]):
+            _same_fit(fit, alone)
+    assert alone.iterations > 0
+
+
+def test_length_buckets_keep_padding_under_five_percent():
+    from optimize.bundle_adjust import _length_batches
+
+    class _Track:
+        def __init__(self, frames):
+            self.num_frames = frames
+
+    # issue 16.5: 19 tracks of 86-570 frames of one clip were padded to 570 (10,830 padded frames)
+    lengths = [570, 86, 412, 300, 299, 150, 149, 148, 520, 95, 96, 97, 300, 410, 88, 200, 201, 560, 90]
+    groups = _length_batches([_Track(n) for n in lengths], 32768)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    for group in groups:
+        longest = max(lengths[i] for i in group)
+        assert len(group) * longest - sum(lengths[i] for i in group) <= 0.05 * len(group) * longest
+    padded = sum(len(g) * max(lengths[i] for i in g) for g in groups)
+    assert padded - sum(lengths) <= 0.05 * sum(lengths)
+    assert all(len(g) * max(lengths[i] for i in g) <= 1000 for g in _length_batches([_Track(n) for n in lengths], 1000)
+               if len(g) > 1)
