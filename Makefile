@@ -5,6 +5,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
+DATAFLOW_STAMP := $(VENV)/.setup-dataflow-stamp
 # Ultralytics must never phone home; Beam must not fetch its Prism runner.
 export YOLO_OFFLINE := 1
 export YOLO_CONFIG_DIR := $(CURDIR)/.cache/ultralytics
@@ -29,7 +30,8 @@ $(STAMP): pyproject.toml constraints.txt .ci/system-deps.sh
 	@mkdir -p $(YOLO_CONFIG_DIR) $(MPLCONFIGDIR)
 	@touch $(STAMP)
 
-test: setup
+# The tests include the Dataflow launcher's dry run, so they need the launcher's packages too.
+test: setup-dataflow
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --durations=15 tests
 
 demo: setup
@@ -54,10 +56,13 @@ lock:
 # The Dataflow launcher: the project plus apache-beam[gcp] (GCS, the Dataflow client), every
 # package pinned by constraints-dataflow.txt; then the launcher checks its Beam and Python
 # versions against the worker image (docs/dataflow.md).
-setup-dataflow: setup
+setup-dataflow: $(DATAFLOW_STAMP)
+
+$(DATAFLOW_STAMP): $(STAMP) constraints-dataflow.txt
 	$(PY) -m pip install --quiet -c constraints-dataflow.txt -e ".[test,dataflow]"
 	$(PY) -m pip check
 	$(PY) -c "from beam_jobs.dataflow import check_launcher; check_launcher(None); print('launcher ok: Beam and Python match the worker image')"
+	@touch $(DATAFLOW_STAMP)
 
 # Re-resolve the launcher's dependencies against constraints.txt and rewrite
 # constraints-dataflow.txt (commit the result; run after `make lock`).
