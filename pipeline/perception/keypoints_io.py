@@ -9,8 +9,9 @@ Supported inputs (``docs/conventions.md``):
   ``score`` and ``bbox``; a bare list of annotations (the COCO results format) also works.
 
 Both become :class:`models.pose_detector.FrameDetections` per source frame, in COCO-17
-ultralytics order. Frame indices are those of the *source* video; :meth:`PrecomputedKeypoints.
-for_frames` maps them onto decoded frames. Problems are raised as :class:`KeypointsError`
+ultralytics order. Frame indices are those of the *source* video (0 = its first frame, in
+display order); :func:`pipeline.perception.decode.source_frame_index` gives the source frame
+of each decoded frame and :meth:`PrecomputedKeypoints.for_frames` picks those. Problems are raised as :class:`KeypointsError`
 with a :class:`pipeline.records.RejectReason` code and a message naming the file and frame.
 """
 

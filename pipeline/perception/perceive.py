@@ -14,6 +14,7 @@ Bad input never raises: every reason is returned in :class:`pipeline.records.Per
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -33,6 +34,7 @@ from pipeline.perception.decode import (
     decode_video,
     plan_decode,
     probe_video,
+    source_frame_index,
 )
 from pipeline.perception.init import DetectionInit, KeypointInitializer, hmr_initialize, mean_pose_from_params
 from pipeline.perception.keypoints_io import KeypointsError, PrecomputedKeypoints, find_sidecar_keypoints, load_keypoints
@@ -41,7 +43,7 @@ from pipeline.perception.track import PaddedDetections, Track, TrackingConfig, p
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PerceptionConfig", "PerceptionModels", "load_perception_models", "perceive_clip"]
+__all__ = ["PerceptionConfig", "PerceptionModels", "load_perception_models", "perceive_clip", "tracking_at_rate"]
 
 KEYPOINT_SOURCES = ("auto", "detector", "precomputed")
 
@@ -171,10 +173,29 @@ def _filter(found: FrameDetections, config: PerceptionConfig) -> FrameDetections
     return found.select(seen >= config.min_visible_keypoints)
 
 
-def _source_frames(frame_time: np.ndarray, time_start: float, output_fps: float, source_fps: float) -> np.ndarray:
-    """Source frame shown at each decoded frame (the decoder's rule, see pipeline.perception.decode)."""
-    edge = (time_start + frame_time + 0.5 / output_fps) * source_fps
-    return (np.ceil(edge - 1e-6) - 1).astype(np.int64).clip(min=0)
+def tracking_at_rate(tracking: TrackingConfig, fps: float, target_fps: float | None) -> TrackingConfig:
+    """The tracker's frame-count settings at the clip's output rate.
+
+    ``min_track_length``, ``max_gap``, ``first_pass_max_gap`` and ``velocity_window`` are
+    frame counts at ``target_fps``; a source slower than the target is decoded at its own
+    rate (never upsampled), so they are scaled by ``fps / target_fps`` to keep their length
+    in seconds (a 10 fps clip needs 4 detections where a 25 fps one needs 10).
+
+    Args:
+        tracking: the configured settings.
+        fps: the clip's output rate, Hz.
+        target_fps: ``DecodeConfig.target_fps`` (None: no scaling).
+    """
+    if not target_fps or fps >= target_fps:
+        return tracking
+    factor = fps / target_fps
+    return dataclasses.replace(
+        tracking,
+        min_track_length=max(2, math.ceil(tracking.min_track_length * factor - 1e-9)),
+        max_gap=max(1, round(tracking.max_gap * factor)),
+        first_pass_max_gap=max(1, round(tracking.first_pass_max_gap * factor)),
+        velocity_window=max(2, round(tracking.velocity_window * factor)),
+    )
 
 
 def _pad_init(inits: list[DetectionInit], slots: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -306,13 +327,14 @@ def _perceive(clip, config, models, seconds, state) -> list[TrackProblem]:
         batch_iter = iter(batches)
     else:
         tick = time.perf_counter()
-        source = probe_video(clip.uri, config.decode.backend, config.decode.timeout_s)
+        source = probe_video(clip.uri, "auto", config.decode.timeout_s)
         meta = plan_decode(source, config.decode, clip.time_start, clip.time_end, backend="probe")
         check_last_frame(meta)
         seconds["decode"] += time.perf_counter() - tick
         count = meta.expected_frames
         if count is None:
-            count = int(math.floor((precomputed.num_frames / source.fps - meta.time_start) * meta.fps))
+            # Unknown stream length (no ffprobe): up to the last keypoint frame.
+            count = int(math.floor((precomputed.num_frames / source.fps - meta.time_start) * meta.fps + 0.5))
         if count <= 0:
             raise _Reject(RejectReason.ZERO_FRAMES, f"{clip.uri}: the time range holds no frame.")
         index = np.arange(count, dtype=np.int64)
@@ -335,7 +357,7 @@ def _perceive(clip, config, models, seconds, state) -> list[TrackProblem]:
                 break
             tick = time.perf_counter()
             if precomputed is not None:
-                source_index = _source_frames(batch.frame_time, meta.time_start, meta.fps, meta.source.fps)
+                source_index = source_frame_index(meta, batch.frame_index)
                 found = precomputed.for_frames(source_index, scale)
             else:
                 found = models.detector.detect(batch.frames)
@@ -349,7 +371,8 @@ def _perceive(clip, config, models, seconds, state) -> list[TrackProblem]:
                 raise _Reject(
                     RejectReason.CROWDED,
                     f"{clip.uri}: {counts[worst]} people in frame {int(batch.frame_index[worst])}, more than "
-                    f"max_people={max_people}.",
+                    f"max_people={max_people}; to fit crowded clips pass --perception_config "
+                    f"'{{\"tracking\": {{\"max_people\": {counts[worst]}}}}}'.",
                 )
             if models.hmr is not None:
                 tick = time.perf_counter()
@@ -373,13 +396,16 @@ def _perceive(clip, config, models, seconds, state) -> list[TrackProblem]:
 
     tick = time.perf_counter()
     padded = pad_detections(detections)
-    tracks = track_people(padded, config.tracking)
+    tracking = tracking_at_rate(config.tracking, meta.fps, config.decode.target_fps)
+    tracks = track_people(padded, tracking)
     seconds["track"] += time.perf_counter() - tick
     if not tracks:
         raise _Reject(
             RejectReason.NO_PERSON,
-            f"{clip.uri}: no person track with at least {config.tracking.min_track_length} detections "
-            f"({int(padded.mask.sum())} detections in {padded.num_frames} frames).",
+            f"{clip.uri}: no person track with at least min_track_length={config.tracking.min_track_length} "
+            + (f"(= {tracking.min_track_length} at {meta.fps:g} fps) " if tracking is not config.tracking else "")
+            + f"detections ({int(padded.mask.sum())} detections in {padded.num_frames} frames); shorter tracks "
+            f"need --perception_config '{{\"tracking\": {{\"min_track_length\": N}}}}'.",
         )
 
     tick = time.perf_counter()
