@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.dataset import schema
@@ -252,6 +253,68 @@ def completed_clips(output: str, storage: Storage | None = None) -> dict[str, di
     for manifest in read_manifests(output, storage):
         done.update(manifest["clips"])
     return done
+
+
+def failed_clips(output: str, storage: Storage | None = None) -> list[str]:
+    """Sorted ids of the committed clips whose outcome is ``failed`` (a fault of the run,
+    not a verdict on the input: a rerun tries them again)."""
+    return sorted(k for k, v in completed_clips(output, storage).items() if v.get("outcome") == "failed")
+
+
+def retire_clips(
+    output: str,
+    clip_ids: Iterable[str],
+    config: WriterConfig | None = None,
+    storage: Storage | None = None,
+) -> int:
+    """Take clips out of the committed shards so that a run can write them again.
+
+    Each shard holding one of them is rewritten without their rows, in every dataset, under
+    the name of its remaining clips: the new data files first, then the old manifest is
+    deleted, then the new manifest written, then the old data files deleted. A crash at any
+    point leaves no clip committed twice: at worst the shard's other clips are uncommitted
+    and the next run removes the orphan files and processes them again. Launcher only,
+    never while a job writes into ``output``.
+
+    Args:
+        output: the output folder.
+        clip_ids: clips to take out (ids not committed are ignored).
+        config: Parquet settings for the rewritten shards (``output`` is taken from here
+            when given).
+        storage: file access.
+
+    Returns:
+        The number of clips taken out.
+    """
+    storage = storage or LocalStorage()
+    config = config or WriterConfig(output)
+    wanted = set(clip_ids)
+    retired = 0
+    for manifest in read_manifests(output, storage):
+        gone = sorted(wanted & set(manifest["clips"]))
+        if not gone:
+            continue
+        keep = sorted(set(manifest["clips"]) - set(gone))
+        old, new = manifest["shard"], shard_name(keep) if keep else None
+        files: dict[str, str] = {}
+        rows: dict[str, int] = {d: 0 for d in schema.DATASETS}
+        for dataset, file_name in sorted(manifest["files"].items()):
+            table = pq.read_table(pa.BufferReader(storage.read_bytes(storage.join(output, dataset, file_name))))
+            mask = pc.invert(pc.is_in(table.column("clip_id"), value_set=pa.array(gone, pa.string())))
+            table = table.filter(mask)
+            rows[dataset] = table.num_rows
+            if table.num_rows and new is not None:
+                files[dataset] = f"{new}.parquet"
+                storage.write_bytes(storage.join(output, dataset, files[dataset]), parquet_bytes(table, config))
+        storage.delete(storage.join(output, MANIFESTS, f"{old}.json"))
+        if new is not None:
+            summary = ShardSummary(new, {k: manifest["clips"][k] for k in keep}, files, rows)
+            storage.write_bytes(storage.join(output, MANIFESTS, f"{new}.json"),
+                                json.dumps(summary.to_json(), sort_keys=True, indent=1).encode())
+        for dataset, file_name in manifest["files"].items():
+            storage.delete(storage.join(output, dataset, file_name))
+        retired += len(gone)
+    return retired
 
 
 def remove_orphan_shards(output: str, storage: Storage | None = None) -> list[str]:
