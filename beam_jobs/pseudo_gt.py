@@ -31,7 +31,7 @@ import apache_beam as beam
 from apache_beam.metrics import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from beam_jobs.options import InputOptions, ModelOptions, OptimisationOptions, OutputOptions
+from beam_jobs.options import InputOptions, ModelOptions, OptimisationOptions, OutputOptions, check_flags
 from pipeline.dataset import schema
 from pipeline.perception.inputs import InputListing, InputSpec, clip_from_json, clip_to_json, read_inputs
 from pipeline.dataset.selection import SelectionConfig
@@ -221,6 +221,7 @@ def run(
             raised before the pipeline starts.
     """
     options = options or PipelineOptions(list(argv or []))
+    check_flags(options)
     inp, out, optim = options.view_as(InputOptions), options.view_as(OutputOptions), options.view_as(OptimisationOptions)
     if not inp.input:
         raise ValueError("no --input: pass a glob of videos, a Kinetics CSV (with --video_root) or a manifest")

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from optimize.validate import choice, declare_ranges, integer, real, validate_fields
 from pipeline.records import RejectReason
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ class DecodeConfig:
     opencv_max_source_pixels: int = 640 * 480
 
     def __post_init__(self) -> None:
+        validate_fields(self)  # types and ranges: DECODE_RANGES below
         if self.backend not in BACKENDS:
             raise ValueError(f"DecodeConfig.backend={self.backend!r}; use one of {BACKENDS}.")
         if self.target_fps is not None and not self.target_fps > 0:
@@ -102,6 +104,21 @@ class DecodeConfig:
         for name in ("max_side", "max_pixels", "max_frames", "batch_frames", "max_source_pixels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"DecodeConfig.{name} must be >= 1.")
+
+
+DECODE_RANGES = declare_ranges(DecodeConfig, {
+    "target_fps": real(gt=0, le=1000, optional=True),
+    "max_side": integer(ge=8, le=16384),
+    "max_pixels": integer(ge=64),
+    "max_duration_s": real(gt=0),
+    "max_frames": integer(ge=1),
+    "max_source_pixels": integer(ge=1),
+    "timeout_s": real(gt=0),
+    "batch_frames": integer(ge=1, le=4096),
+    "backend": choice(*BACKENDS),
+    "threads": integer(ge=0, le=256),
+    "opencv_max_source_pixels": integer(ge=0),
+})
 
 
 class DecodeError(Exception):

@@ -25,6 +25,7 @@ import numpy as np
 
 from models.pose_detector import FrameDetections, PoseDetector, YoloPoseDetector
 from optimize.problem import TrackProblem
+from optimize.validate import boolean, choice, declare_ranges, integer, real, text, validate_fields
 from pipeline.perception.crops import CropConfig, encode_detection_crops, track_crops
 from pipeline.perception.decode import (
     DecodeConfig,
@@ -91,10 +92,28 @@ class PerceptionConfig:
     crop: CropConfig = field(default_factory=CropConfig)
 
     def __post_init__(self) -> None:
+        validate_fields(self)  # types and ranges: PERCEPTION_RANGES below
         if self.keypoints_source not in KEYPOINT_SOURCES:
             raise ValueError(f"PerceptionConfig.keypoints_source={self.keypoints_source!r}; use one of {KEYPOINT_SOURCES}.")
         if self.hmr_checkpoint is not None and self.smpl_mean_params is None:
             raise ValueError("PerceptionConfig: hmr_checkpoint needs smpl_mean_params (the SPIN mean-parameter .npz).")
+
+
+PERCEPTION_RANGES = declare_ranges(PerceptionConfig, {
+    # decode, tracking and crop are checked by their own classes.
+    "keypoints_source": choice(*KEYPOINT_SOURCES),
+    "detector_weights": text(optional=True),
+    "detector_confidence": real(ge=0, le=1),
+    "detector_iou": real(ge=0, le=1),
+    "detector_image_size": integer(ge=32, le=8192),
+    "detector_batch_size": integer(ge=1),
+    "hmr_checkpoint": text(optional=True),
+    "smpl_mean_params": text(optional=True),
+    "hmr_batch_size": integer(ge=1),
+    "min_keypoint_confidence": real(ge=0, lt=1),
+    "min_visible_keypoints": integer(ge=0, le=17),
+    "store_crops": boolean(),
+})
 
 
 @dataclass
