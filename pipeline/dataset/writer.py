@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -51,6 +52,9 @@ class Storage(Protocol):
     def list(self, folder: str) -> list[str]: ...  # files directly inside folder (full paths)
     def delete(self, path: str) -> None: ...
     def exists(self, path: str) -> bool: ...
+
+
+_TEMPORARY = re.compile(r"\.tmp-[0-9a-f]{8}$")
 
 
 class LocalStorage:
@@ -319,10 +323,17 @@ def retire_clips(
 
 def remove_orphan_shards(output: str, storage: Storage | None = None) -> list[str]:
     """Delete shard files no manifest commits (a run died between writing a data file and
-    its manifest); returns the deleted paths. Run before a job starts, never during one."""
+    its manifest) and half-written temporary files (a writer killed mid-file); returns the
+    deleted paths. Run before a job starts, never during one."""
     storage = storage or LocalStorage()
-    committed = {m["shard"] for m in read_manifests(output, storage)}
     removed = []
+    # Half-written files of a killed writer (LocalStorage's temporary names) go first.
+    for folder in (output, storage.join(output, MANIFESTS), *(storage.join(output, d) for d in schema.DATASETS)):
+        for path in storage.list(folder):
+            if _TEMPORARY.search(os.path.basename(path)):
+                storage.delete(path)
+                removed.append(path)
+    committed = {m["shard"] for m in read_manifests(output, storage)}
     for dataset in schema.DATASETS:
         for path in storage.list(storage.join(output, dataset)):
             base = os.path.basename(path)

@@ -73,6 +73,8 @@ class DecodeConfig:
             rejected as ``too_long``.
         max_source_pixels: largest source frame (width x height) that is decoded at all
             (guards against absurd resolutions); larger sources are ``unreadable``.
+        min_source_side: smallest source width or height, pixels; smaller sources (a 1x1
+            "video") cannot show a person and are ``unreadable``.
         timeout_s: wall-clock bound of the whole decode, seconds (``timeout``).
         batch_frames: frames per yielded :class:`FrameBatch`.
         backend: "auto" (ffprobe metadata, then OpenCV for sources up to
@@ -89,6 +91,7 @@ class DecodeConfig:
     max_duration_s: float = 60.0
     max_frames: int = 1800
     max_source_pixels: int = 4096 * 2304
+    min_source_side: int = 16
     timeout_s: float = 300.0
     batch_frames: int = 32
     backend: str = "auto"
@@ -113,6 +116,7 @@ DECODE_RANGES = declare_ranges(DecodeConfig, {
     "max_duration_s": real(gt=0),
     "max_frames": integer(ge=1),
     "max_source_pixels": integer(ge=1),
+    "min_source_side": integer(ge=1),
     "timeout_s": real(gt=0),
     "batch_frames": integer(ge=1, le=4096),
     "backend": choice(*BACKENDS),
@@ -297,14 +301,20 @@ def _probe_ffprobe(path: str, timeout_s: float) -> SourceInfo:
         raise DecodeError(
             RejectReason.UNREADABLE,
             f"ffprobe cannot read {path}: {detail[-1] if detail else 'unknown error'}; the file is not a video "
-            "or is corrupt.",
+            "or is corrupt: re-download or re-encode it.",
         )
     info = json.loads(done.stdout.decode("utf-8", "replace") or "{}")
     streams = [s for s in info.get("streams", []) if s.get("codec_type") == "video"]
     streams = [s for s in streams if not (s.get("disposition", {}) or {}).get("attached_pic")]
     if not streams:
-        raise DecodeError(RejectReason.NO_VIDEO_STREAM, f"{path} has no video stream (audio-only or data file).")
+        raise DecodeError(RejectReason.NO_VIDEO_STREAM, f"{path} has no video stream (audio-only or data file); give a file with a video stream.")
     stream = streams[0]
+    container = str((info.get("format") or {}).get("format_name", ""))
+    if container.endswith("_pipe") or container == "image2":
+        raise DecodeError(
+            RejectReason.NO_VIDEO_STREAM,
+            f"{path} is a still image ({stream.get('codec_name', container)}), not a video; give a video file.",
+        )
     width, height = int(stream.get("width") or 0), int(stream.get("height") or 0)
     if width <= 0 or height <= 0:
         raise DecodeError(RejectReason.UNREADABLE, f"{path}: video stream has no frame size; the file is corrupt.")
@@ -455,6 +465,17 @@ def source_frame_index(meta: VideoMeta, output_index: np.ndarray) -> np.ndarray:
     return index
 
 
+_DAMAGE = ("Invalid data found", "Error while decoding", "partial file", "Invalid NAL unit", "error reading header")
+
+
+def _damage(stderr: bytes) -> str | None:
+    """The first line of ffmpeg's stderr that reports damaged or missing data, if any."""
+    for line in stderr.decode("utf-8", "replace").splitlines():
+        if any(mark in line for mark in _DAMAGE):
+            return line.strip()
+    return None
+
+
 def check_last_frame(meta: VideoMeta, timeout_s: float = 30.0) -> None:
     """Decode the last source frame the plan needs, to catch truncated files cheaply.
 
@@ -486,13 +507,14 @@ def check_last_frame(meta: VideoMeta, timeout_s: float = 30.0) -> None:
         proc = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired as exc:
         raise DecodeError(RejectReason.TIMEOUT, f"{src.path}: checking the last frame took over {timeout_s:.0f} s.") from exc
-    if proc.returncode != 0 or len(proc.stdout) == 0:
+    damage = _damage(proc.stderr)
+    if proc.returncode != 0 or len(proc.stdout) == 0 or damage:
         total = f"{src.num_frames} frames, " if src.num_frames else ""
         raise DecodeError(
             RejectReason.UNREADABLE,
-            f"{src.path}: cannot decode source frame {last} (at {float(src.frame_time(np.array([last]))[0]):.2f} s) "
-            f"although the container says the video has {total}{src.span_s or 0:.2f} s; the file is probably "
-            "truncated: re-download it.",
+            f"{src.path}: cannot decode source frame {last} intact (at {float(src.frame_time(np.array([last]))[0]):.2f} s) "
+            f"although the container says the video has {total}{src.span_s or 0:.2f} s"
+            + (f" ({damage})" if damage else "") + "; the file is probably truncated: re-download it.",
         )
 
 
@@ -520,6 +542,13 @@ def plan_decode(
             f"{source.path}: source frames are {source.width}x{source.height}, more than max_source_pixels="
             f"{config.max_source_pixels}; to decode it anyway pass --perception_config "
             f"'{{\"decode\": {{\"max_source_pixels\": {source.width * source.height}}}}}'.",
+        )
+    if min(source.width, source.height) < config.min_source_side:
+        raise DecodeError(
+            RejectReason.UNREADABLE,
+            f"{source.path}: source frames are {source.width}x{source.height}, smaller than min_source_side="
+            f"{config.min_source_side} px: too small to show a person; check the file (or pass --perception_config "
+            f"'{{\"decode\": {{\"min_source_side\": {min(source.width, source.height)}}}}}').",
         )
     start = max(0.0, float(time_start or 0.0))
     end = float(time_end) if time_end is not None else None
@@ -629,6 +658,14 @@ def _iter_ffmpeg(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iter
         if timed_out.is_set():
             raise DecodeError(RejectReason.TIMEOUT, f"decoding {src.path} took more than timeout_s={config.timeout_s:g} s; "
                                   f"raise it: --perception_config '{{\"decode\": {{\"timeout_s\": N}}}}'.")
+        stderr.seek(0)
+        damage = _damage(stderr.read())
+        if damage and produced:
+            raise DecodeError(
+                RejectReason.UNREADABLE,
+                f"{src.path}: damaged data after {produced} frames ({damage}); the file is probably truncated: "
+                "re-download it.",
+            )
         if proc.returncode != 0:
             stderr.seek(0)
             detail = stderr.read().decode("utf-8", "replace").strip().splitlines()

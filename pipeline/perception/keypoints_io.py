@@ -303,11 +303,11 @@ def load_coco_keypoints(path: str | os.PathLike) -> PrecomputedKeypoints:
         except (TypeError, ValueError) as exc:
             raise KeypointsError(
                 RejectReason.CORRUPT_KEYPOINTS,
-                f"{path} (frame {frame}), annotation {number}: keypoints must be 51 numbers (17 x (x, y, v)).",
+                f"{path} (frame {frame}), annotation {number}: keypoints must be 51 numbers (17 x (x, y, v)); regenerate the file.",
             ) from exc
         if not np.isfinite(keypoints).all():
             raise KeypointsError(
-                RejectReason.CORRUPT_KEYPOINTS, f"{path} (frame {frame}), annotation {number}: non-finite keypoints."
+                RejectReason.CORRUPT_KEYPOINTS, f"{path} (frame {frame}), annotation {number}: non-finite keypoints; regenerate the file."
             )
         box = None
         bbox = annotation.get("bbox")

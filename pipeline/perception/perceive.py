@@ -411,7 +411,11 @@ def _perceive(clip, config, models, seconds, state) -> list[TrackProblem]:
     if not detections:
         raise _Reject(RejectReason.ZERO_FRAMES, f"{clip.uri}: no frame decoded.")
     if state["max_people"] == 0:
-        raise _Reject(RejectReason.NO_PERSON, f"{clip.uri}: no person detected in {len(detections)} frames.")
+        raise _Reject(
+            RejectReason.NO_PERSON,
+            f"{clip.uri}: no person detected in {len(detections)} frames; check that its keypoints (or the detector) "
+            "see the people in it.",
+        )
 
     tick = time.perf_counter()
     padded = pad_detections(detections)
@@ -423,8 +427,8 @@ def _perceive(clip, config, models, seconds, state) -> list[TrackProblem]:
             RejectReason.NO_PERSON,
             f"{clip.uri}: no person track with at least min_track_length={config.tracking.min_track_length} "
             + (f"(= {tracking.min_track_length} at {meta.fps:g} fps) " if tracking is not config.tracking else "")
-            + f"detections ({int(padded.mask.sum())} detections in {padded.num_frames} frames); shorter tracks "
-            f"need --perception_config '{{\"tracking\": {{\"min_track_length\": N}}}}'.",
+            + f"detections ({int(padded.mask.sum())} detections in {padded.num_frames} frames); to keep shorter tracks pass "
+            f"--perception_config '{{\"tracking\": {{\"min_track_length\": N}}}}'.",
         )
 
     tick = time.perf_counter()
