@@ -53,7 +53,7 @@ def add_model_arguments(parser) -> None:
     group.add_argument("--device", default="auto", help="torch device for perception and bundle adjustment: "
                        "auto (cuda when a GPU is visible), cpu, cuda, cuda:1")
     group.add_argument("--perception_config", type=_json_object, default=None,
-                       help="JSON object of pipeline.perception.perceive.PerceptionConfig overrides, e.g. '{\"target_fps\": 10}'")
+                       help="JSON object of pipeline.perception.perceive.PerceptionConfig overrides, e.g. '{\"decode\": {\"target_fps\": 10}}'")
 
 
 def add_optimisation_arguments(parser) -> None:
