@@ -32,6 +32,7 @@ from apache_beam.metrics import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from beam_jobs.options import InputOptions, ModelOptions, OptimisationOptions, OutputOptions, check_flags
+from beam_jobs.preflight import preflight
 from pipeline.dataset import schema
 from pipeline.perception.inputs import InputListing, InputSpec, clip_from_json, clip_to_json, read_inputs
 from pipeline.dataset.selection import SelectionConfig
@@ -39,6 +40,7 @@ from pipeline.dataset.writer import (
     MANIFESTS,
     WriterConfig,
     completed_clips,
+    finish_output,
     remove_orphan_shards,
     retire_clips,
     write_card,
@@ -228,11 +230,14 @@ def run(
     if not out.output:
         raise ValueError("no --output: pass the folder to write frames/, tracks/ and rejected/ into")
     start = time.perf_counter()
+    files = None
     if perception is None or bundle_adjust is None:
         perception, bundle_adjust, files = build_stages(options)
         run_meta = run_metadata(files, {})
     else:
         run_meta = schema.RunMetadata(body_model or schema.BodyModelInfo("unknown", "neutral", "", ""), {}, schema.code_version())
+    preflight(out.output, options.view_as(ModelOptions).device, files,  # output, device, model files: exit 2 if bad
+              local_workers=(options.view_as(StandardOptions).runner or "").lower() in LOCAL_RUNNERS)
     selection = selection_config(optim)
     writer = WriterConfig(out.output, row_group_size=out.row_group_size, store_crops=out.store_crops)
     config = {
@@ -247,7 +252,7 @@ def run(
     listing, todo, skipped, retried = plan_inputs(options)
     if todo.num_inputs == 0:
         LOGGER.info("nothing to do: all %d clips of the input are already written under %s", listing.num_inputs, out.output)
-        stats = write_card(out.output, run_meta, storage.BeamStorage())
+        stats = finish_output(writer, run_meta, storage.BeamStorage())  # card and any missing _common_metadata
         return JobReport(out.output, listing.num_inputs, skipped, 0, {}, {}, stats, time.perf_counter() - start, "SKIPPED")
     settings = JobSettings(
         selection=selection, writer=writer, run=run_meta, frames_mode=_frames_mode(out),

@@ -40,6 +40,7 @@ __all__ = [
     "IMAGENET_STD",
     "crop_camera_to_image",
     "image_camera_to_crop",
+    "load_checkpoint",
     "load_mean_params",
     "spin_6d_to_matrix",
 ]
@@ -85,15 +86,53 @@ def load_mean_params(path: str | os.PathLike) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"SMPL mean-parameter file {str(path)!r} not found; give the .npz that comes with the HMR checkpoint.")
-    with np.load(path, allow_pickle=False) as data:
+    try:
+        data = np.load(path, allow_pickle=False)
+    except PermissionError as exc:
+        raise ValueError(f"SMPL mean-parameter file {str(path)!r} cannot be read ({exc}); fix its permissions.") from exc
+    except (OSError, ValueError, EOFError) as exc:
+        raise ValueError(
+            f"SMPL mean-parameter file {str(path)!r} is not a plain .npz ({type(exc).__name__}: {exc}); "
+            "give the smpl_mean_params.npz that comes with the HMR checkpoint."
+        ) from exc
+    if not hasattr(data, "files"):
+        raise ValueError(f"SMPL mean-parameter file {str(path)!r} holds one array, not an .npz with pose, shape and cam.")
+    with data:
         expected = {"pose": NPOSE, "shape": 10, "cam": 3}
         out = {}
         for name, size in expected.items():
-            if name not in data.files or data[name].size != size:
-                found = data[name].shape if name in data.files else "missing"
-                raise ValueError(f"{path}: entry {name!r} must hold {size} values, found {found}.")
-            out[name] = data[name].reshape(size).astype(np.float32)
+            try:
+                value = data[name] if name in data.files else None
+            except ValueError as exc:  # an object (pickled) array: refused, not run
+                raise ValueError(f"{path}: entry {name!r} is not a plain numeric array ({exc}).") from exc
+            if value is None or value.size != size or value.dtype.kind not in "fiu":
+                found = f"{value.shape} {value.dtype}" if value is not None else "missing"
+                raise ValueError(f"{path}: entry {name!r} must hold {size} numbers, found {found}.")
+            out[name] = value.reshape(size).astype(np.float32)
     return out
+
+
+def load_checkpoint(path: str | os.PathLike) -> object:
+    """``torch.load(weights_only=True)`` of an HMR checkpoint: tensors and plain containers
+    only, so a pickle that names any other global (``os.system`` ...) is refused unrun.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: unreadable, corrupt or unsafe; the message names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"HMR checkpoint {str(path)!r} not found; give a local SPIN-format .pt file.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except PermissionError as exc:
+        raise ValueError(f"HMR checkpoint {str(path)!r} cannot be read ({exc}); fix its permissions.") from exc
+    except Exception as exc:  # UnpicklingError (unsafe global), RuntimeError (corrupt zip), EOFError, ...
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ValueError(
+            f"HMR checkpoint {str(path)!r} refused: not a weights-only torch checkpoint ({type(exc).__name__}: "
+            f"{first[:300]}); nothing in it was run. Give SPIN's model_checkpoint.pt or a state dict saved with torch.save."
+        ) from exc
 
 
 class HMR(nn.Module):
@@ -212,8 +251,8 @@ class HMRRegressor:
         path = Path(checkpoint)
         if not path.is_file():
             raise FileNotFoundError(f"HMR checkpoint {str(path)!r} not found; give a local SPIN-format .pt file.")
+        state = _state_dict_of(load_checkpoint(path), path)
         model = HMR(load_mean_params(mean_params))
-        state = _state_dict_of(torch.load(path, map_location="cpu", weights_only=True), path)
         result = model.load_state_dict(state, strict=False)
         optional = ("num_batches_tracked", "init_pose", "init_shape", "init_cam")
         missing = [k for k in result.missing_keys if not k.endswith(optional)]

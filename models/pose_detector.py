@@ -7,6 +7,15 @@ a confidence per keypoint, a box and a score (:class:`FrameDetections`).
 :class:`YoloPoseDetector` wraps any ultralytics ``*-pose.pt`` checkpoint the user gives.
 Nothing is ever downloaded: a missing file is a :class:`FileNotFoundError` naming the path,
 and ``YOLO_OFFLINE=1`` is set before ultralytics is imported.
+
+Weights are untrusted input: a ``.pt`` is a pickle, and ultralytics' default loader calls
+``torch.load(weights_only=False)``, which runs whatever the pickle names. This module turns
+on ultralytics' restricted loading (``ULTRALYTICS_SAFE_LOAD=1``: ``torch.load(weights_only=True)``
+against an allow-list of ultralytics' and torch's model classes, and model construction
+without ``eval``) before ultralytics is imported, forces it on if ultralytics was imported
+earlier, and first opens the file itself with the restricted loader
+(:func:`load_yolo_checkpoint`): a file naming any other global is refused with
+:class:`UnsafeWeightsError` naming the file, and nothing of it runs.
 """
 
 from __future__ import annotations
@@ -25,7 +34,85 @@ logger = logging.getLogger(__name__)
 
 NUM_KEYPOINTS = len(COCO17_NAMES)
 
-__all__ = ["FrameDetections", "PoseDetector", "YoloPoseDetector", "empty_detections"]
+__all__ = [
+    "FrameDetections",
+    "PoseDetector",
+    "UnsafeWeightsError",
+    "YoloPoseDetector",
+    "empty_detections",
+    "load_yolo_checkpoint",
+]
+
+
+class UnsafeWeightsError(ValueError):
+    """A weights file that is unsafe or not a loadable checkpoint (nothing of it was executed)."""
+
+
+def _import_ultralytics_safely():
+    """``ultralytics.nn.tasks`` with restricted (``weights_only=True``) loading switched on.
+
+    The flag is read by ultralytics when it is first imported; if that happened before this
+    call (without the flag), the module's copy is switched on here too.
+
+    Raises:
+        RuntimeError: this torch lacks restricted-load support (ultralytics needs torch >= 2.6).
+    """
+    os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    from ultralytics.nn import tasks
+
+    if not tasks._SafeLoad.SUPPORTED:
+        raise RuntimeError("torch lacks weights_only allow-lists (needs torch >= 2.6); YOLO weights cannot be loaded safely")
+    tasks.SAFE_LOAD = True
+    return tasks
+
+
+def load_yolo_checkpoint(weights: str | os.PathLike) -> dict:
+    """Open an ultralytics ``.pt`` checkpoint with the restricted loader only.
+
+    ``torch.load(weights_only=True)`` with ultralytics' allow-list of model classes (zip
+    format) or no extra class at all (legacy format): a pickle naming ``os.system``,
+    ``builtins.exec`` or any class outside the list is refused before it runs.
+
+    Args:
+        weights: path of a local ``.pt`` file.
+
+    Returns:
+        The checkpoint dict (``{"model": nn.Module, ...}``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        UnsafeWeightsError: the file is unsafe, corrupt or not an ultralytics checkpoint.
+    """
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"YOLO pose weights {str(weights)!r} not found; give the path of a local *-pose.pt file "
+            "(vid2mesh never downloads weights)."
+        )
+    if path.suffix != ".pt":
+        raise UnsafeWeightsError(f"YOLO pose weights {str(weights)!r} must be a PyTorch .pt checkpoint.")
+    tasks = _import_ultralytics_safely()
+    try:
+        checkpoint, _ = tasks.torch_safe_load(str(path), safe_only=True)
+    except PermissionError as exc:
+        raise UnsafeWeightsError(f"YOLO pose weights {str(weights)!r} cannot be read ({exc}); fix its permissions.") from exc
+    except Exception as exc:  # UnpicklingError, TypeError, ModuleNotFoundError, RuntimeError, OSError...
+        detail = (str(exc).replace("ERROR ❌️ ", "").splitlines() or [type(exc).__name__])[0]
+        detail = detail.split(" Use an official")[0].split(" Recommended fixes")[0]  # ultralytics' download hints
+        raise UnsafeWeightsError(
+            f"YOLO pose weights {str(weights)!r} refused: not a safely loadable ultralytics checkpoint "
+            f"({type(exc).__name__}: {detail[:300]}); nothing in it was run. Use a *-pose.pt saved by ultralytics "
+            "(YOLO(...).save or training output)."
+        ) from exc
+    model = checkpoint.get("ema") or checkpoint.get("model") if isinstance(checkpoint, dict) else None
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        raise UnsafeWeightsError(
+            f"YOLO pose weights {str(weights)!r} hold no ultralytics model (keys {sorted(checkpoint)[:8] if isinstance(checkpoint, dict) else type(checkpoint).__name__})."
+        )
+    return checkpoint
 
 
 @dataclass(frozen=True)
@@ -108,16 +195,10 @@ class YoloPoseDetector:
         half: bool = False,
     ):
         path = Path(weights)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"YOLO pose weights {str(weights)!r} not found; give the path of a local *-pose.pt file "
-                "(vid2mesh never downloads weights)."
-            )
-        if path.suffix != ".pt":
-            raise ValueError(f"YOLO pose weights {str(weights)!r} must be a PyTorch .pt checkpoint.")
         if not 0.0 <= confidence <= 1.0 or not 0.0 <= iou <= 1.0:
             raise ValueError(f"confidence ({confidence}) and iou ({iou}) must lie in [0, 1].")
-        os.environ.setdefault("YOLO_OFFLINE", "1")
+        load_yolo_checkpoint(path)  # refuses unsafe files before ultralytics' own loader sees them
+        _import_ultralytics_safely()  # and that loader is restricted too
         from ultralytics import YOLO
 
         self.model = YOLO(str(path), task="pose")

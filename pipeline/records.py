@@ -30,6 +30,7 @@ class RejectReason:
     """
 
     MISSING_FILE = "missing_file"
+    NOT_A_FILE = "not_a_file"
     UNREADABLE = "unreadable"
     NO_VIDEO_STREAM = "no_video_stream"
     ZERO_FRAMES = "zero_frames"
@@ -45,9 +46,22 @@ class RejectReason:
     FAILED = "failed"
 
 
+def _seconds_text(value: float) -> str:
+    """``10`` -> ``000010``; ``1.2`` -> ``000001.2`` (microsecond resolution, no trailing zeros)."""
+    micros = int(round(float(value) * 1_000_000))
+    whole, fraction = divmod(micros, 1_000_000)
+    text = f"{whole:06d}"
+    return text if fraction == 0 else f"{text}.{fraction:06d}".rstrip("0")
+
+
 def clip_id_for(youtube_id: str, time_start: float, time_end: float) -> str:
-    """Deterministic clip id, e.g. ``abc123_000010_000020`` (Kinetics file-name style)."""
-    return f"{youtube_id}_{int(round(time_start)):06d}_{int(round(time_end)):06d}"
+    """Deterministic clip id, e.g. ``abc123_000010_000020`` (Kinetics file-name style).
+
+    Whole seconds give Kinetics' file stem; a fractional bound keeps its fraction
+    (``abc_000001.2_000003.4``, microsecond resolution), so distinct ranges of one video
+    never share an id.
+    """
+    return f"{youtube_id}_{_seconds_text(time_start)}_{_seconds_text(time_end)}"
 
 
 def stable_hash(text: str) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 
 from pipeline.records import ClipRef, PerceptionResult, TrackFit, TrackProblem
 from transforms import storage
-from transforms.stages import KEYPOINT_MODES, resolve_device
+from transforms.stages import KEYPOINT_MODES
 
 LOGGER = logging.getLogger(__name__)
 
@@ -110,7 +110,12 @@ def resolve_model_files(
     if smpl_model:
         if not gmm_prior:
             raise FileNotFoundError("--smpl_model needs --gmm_prior: pass the SMPLify GMM pose prior file (.pkl)")
-        return ModelFiles(smpl_model, "smpl", file_sha256(smpl_model), gender, gmm_prior,
+        try:
+            digest = file_sha256(smpl_model)
+        except OSError as exc:  # a permission error: one line naming the flag, not a traceback
+            raise ValueError(f"--smpl_model {smpl_model}: cannot read it ({exc.strerror or exc}); "
+                             "fix its permissions or pass another file") from None
+        return ModelFiles(smpl_model, "smpl", digest, gender, gmm_prior,
                           pose_model=pose_model, hmr_checkpoint=hmr_checkpoint, hmr_mean_params=hmr_mean_params)
     from models.standin import ensure_standin
 
@@ -256,8 +261,10 @@ class ModelPerception:
     def setup(self) -> None:
         from pipeline.perception.perceive import load_perception_models
 
+        from models.device import check_device
+
         cache = _worker_cache()
-        self._device = resolve_device(self.device)
+        self._device = check_device(self.device)  # raises: Beam retries or fails the job, no clip is marked failed
         self._config = self.config(lambda p: _local(p, cache))
         self._models = load_perception_models(self._config, load_body_model(self.files), self._device)
         LOGGER.info("perception models loaded on %s (init: %s)", self._device,
@@ -296,7 +303,9 @@ class ModelBundleAdjust:
     def setup(self) -> None:
         from models.gmm_prior import GMMPrior
 
-        self._device = resolve_device(self.device)
+        from models.device import check_device
+
+        self._device = check_device(self.device)  # raises: Beam retries or fails the job, no clip is marked failed
         self._config = self.config()
         self._body_model = load_body_model(self.files)
         self._prior = GMMPrior.from_file(local_prior_path(self.files))

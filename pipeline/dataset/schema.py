@@ -160,7 +160,7 @@ CROP_COLUMN = Column(
 REJECTED_COLUMNS: tuple[Column, ...] = (
     *_CLIP_COLUMNS,
     Column("outcome", STR, (), "", "rejected (an expected outcome of the data) or failed (an unexpected error)."),
-    Column("reason", STR, (), "", "Reason code (pipeline.records.RejectReason): missing_file, unreadable, no_video_stream, zero_frames, too_long, timeout, missing_keypoints, corrupt_keypoints, no_person, crowded, bad_input_row, no_track_selected, all_tracks_diverged, failed."),
+    Column("reason", STR, (), "", "Reason code (pipeline.records.RejectReason): missing_file, not_a_file, unreadable, no_video_stream, zero_frames, too_long, timeout, missing_keypoints, corrupt_keypoints, no_person, crowded, bad_input_row, no_track_selected, all_tracks_diverged, failed."),
     Column("stage", STR, (), "", "Stage that produced the record: input, perceive, bundle_adjust, select."),
     Column("message", STR, (), "", "Human-readable detail: decoder error, bad CSV line, exception and traceback tail."),
     Column("num_frames", I32, (), "", "Decoded frames (0 if never decoded)."),

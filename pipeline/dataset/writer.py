@@ -232,10 +232,11 @@ def _label(outcome: ClipOutcome) -> str:
     return ""
 
 
-def write_common_metadata(config: WriterConfig, run: schema.RunMetadata, storage: Storage | None = None) -> None:
+def write_common_metadata(config: WriterConfig, run: schema.RunMetadata, storage: Storage | None = None,
+                          datasets: tuple[str, ...] = schema.DATASETS) -> None:
     """Schema-only ``_common_metadata`` file in each dataset folder (readers check it)."""
     storage = storage or LocalStorage()
-    for dataset in schema.DATASETS:
+    for dataset in datasets:
         sink = pa.BufferOutputStream()
         pq.write_metadata(schema.schema_for(dataset, run, crops=config.store_crops), sink)
         storage.write_bytes(storage.join(config.output, dataset, COMMON_METADATA), sink.getvalue().to_pybytes())
@@ -445,3 +446,17 @@ def write_card(output: str, run: schema.RunMetadata, storage: Storage | None = N
     storage.write_bytes(storage.join(output, STATS_FILE), (json.dumps(stats, indent=1, sort_keys=True) + "\n").encode())
     storage.write_bytes(storage.join(output, CARD_FILE), dataset_card(stats, run).encode())
     return stats
+
+
+def finish_output(config: WriterConfig, run: schema.RunMetadata, storage: Storage | None = None,
+                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Complete an output whose shards are all committed: write any missing
+    ``_common_metadata`` file (a run killed after its last manifest leaves none) and the
+    card (``stats.json``, ``README.md``). Returns the stats.
+    """
+    storage = storage or LocalStorage()
+    missing = tuple(d for d in schema.DATASETS if not storage.exists(storage.join(config.output, d, COMMON_METADATA)))
+    if missing:
+        LOGGER.info("writing the missing %s of %s under %s", COMMON_METADATA, ", ".join(missing), config.output)
+        write_common_metadata(config, run, storage, missing)
+    return write_card(config.output, run, storage, extra)

@@ -7,8 +7,16 @@ a :class:`~pipeline.records.PerceptionResult` rejected with ``bad_input_row`` an
 naming the file and line.
 
 Clip ids are deterministic (:func:`pipeline.records.clip_id_for`): from the Kinetics file
-name ``<youtube_id>_<start:06d>_<end:06d>`` or the CSV row; other file names get
-``<stem>-<hash of the path relative to the glob root>``.
+name ``<youtube_id>_<start:06d>_<end:06d>`` or the CSV row (a fractional bound keeps its
+fraction); other file names get ``<stem>-<12 hex of the file's canonical path>`` (local:
+``os.path.realpath``; remote: the URI), so two different files never share an id, whether
+they come from one glob, two globs, a single file or a manifest, and the same file always
+gets the same id. ``ClipRef.uri`` is absolute (or the remote URI).
+
+Every entry a glob lists is accounted for (:func:`local_file_problem`): a dangling symlink
+or a symlink loop is rejected as ``missing_file``, a directory, FIFO, device or socket with
+a video's name as ``not_a_file``, a file or folder that cannot be read (permissions) as
+``unreadable``; each gets a log line and a ``rejected/`` row.
 
 Precomputed keypoints (``docs/conventions.md``): next to the video as ``<stem>.coco.json``
 or ``<stem>_openpose/``; under a keypoints root at ``<root>/<split>/<label>/<stem>.coco.json``
@@ -19,16 +27,22 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
 import glob as globlib
 import io
 import json
+import logging
+import math
 import os
 import re
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from pipeline.records import ClipRef, PerceptionResult, RejectReason, clip_id_for, stable_hash
+
+LOGGER = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
 KINETICS_STEM = re.compile(r"^(?P<youtube_id>.+)_(?P<start>\d{6})_(?P<end>\d{6})$")
@@ -50,8 +64,87 @@ def local_list_files(pattern: str) -> list[str]:
 
 
 def local_read_text(path: str) -> str:
-    with open(path, encoding="utf-8", errors="replace") as handle:
+    """A local text file; a UTF-8 byte-order mark is dropped (``utf-8-sig``)."""
+    with open(path, encoding="utf-8-sig", errors="replace") as handle:
         return handle.read()
+
+
+def local_file_problem(path: str) -> tuple[str, str] | None:
+    """Why a local path is not a readable regular file: ``(reason, message)``, or None.
+
+    Reasons: ``missing_file`` (no such path, dangling symlink, symlink loop),
+    ``not_a_file`` (a directory, FIFO, character/block device or socket), ``unreadable``
+    (permission denied on the file or a folder above it). Remote URIs are not checked (None).
+    """
+    if _is_url(path) and not path.startswith("file://"):
+        return None
+    path = path.removeprefix("file://")
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return RejectReason.MISSING_FILE, (
+                f"{path}: dangling symlink to {os.readlink(path)!r}; fix the link or remove it from the input")
+        return RejectReason.MISSING_FILE, f"{path}: no such file; check the path or remove it from the input"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return RejectReason.MISSING_FILE, f"{path}: symlink loop; fix the link or remove it from the input"
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return RejectReason.UNREADABLE, (
+                f"{path}: permission denied on a folder above the file ({exc.strerror}); fix the permissions")
+        return RejectReason.UNREADABLE, f"{path}: cannot stat ({exc.strerror or exc}); check the file system"
+    mode = info.st_mode
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    for test, kind in kinds:
+        if test(mode):
+            return RejectReason.NOT_A_FILE, (
+                f"{path}: is {kind}, not a video file; remove it from the input or give a regular file")
+    if not stat.S_ISREG(mode):
+        return RejectReason.NOT_A_FILE, f"{path}: not a regular file (mode {oct(mode)}); give a regular video file"
+    if not os.access(path, os.R_OK):
+        return RejectReason.UNREADABLE, (
+            f"{path}: permission denied (mode {oct(stat.S_IMODE(mode))}); make it readable (chmod +r) or remove it")
+    return None
+
+
+def local_glob_entries(pattern: str) -> tuple[list[str], list[str]]:
+    """Every entry a local glob matches (directories, FIFOs, dangling links included), and
+    the folders under its base that could not be listed (permission errors).
+
+    A directory pattern lists everything under it (``<dir>/**/*``).
+    """
+    if os.path.isdir(pattern):
+        pattern = os.path.join(pattern, "**", "*")
+    base = _glob_base(pattern) or "."
+    unlistable: list[str] = []
+    if "**" in pattern:
+        if os.path.isdir(base):
+            for _ in os.walk(base, onerror=lambda exc: unlistable.append(exc.filename)):
+                pass
+    else:  # the folders the last path component is matched in
+        for folder in globlib.glob(os.path.dirname(pattern) or "."):
+            if os.path.isdir(folder):
+                try:
+                    os.scandir(folder).close()
+                except OSError:
+                    unlistable.append(folder)
+    entries = sorted(globlib.glob(pattern, recursive=True))
+    return entries, sorted({os.path.abspath(str(u)) for u in unlistable if u})
+
+
+def absolute_uri(path: str) -> str:
+    """A local path made absolute (``file://`` dropped); a remote URI as it is."""
+    if _is_url(path) and not path.startswith("file://"):
+        return path
+    return os.path.abspath(path.removeprefix("file://"))
+
+
+def canonical_uri(path: str) -> str:
+    """What a clip id hashes: the resolved absolute path (symlinks followed), or the URI."""
+    if _is_url(path) and not path.startswith("file://"):
+        return path
+    return os.path.realpath(path.removeprefix("file://"))
 
 
 def local_exists(path: str) -> bool:
@@ -161,10 +254,14 @@ def clip_from_video_path(path: str, base: str = "") -> ClipRef:
     """A ClipRef for one video file; label and split from a ``<split>/<label>/`` layout.
 
     Args:
-        path: the video's path or URL.
-        base: the folder the run's glob starts at; ids of non-Kinetics names hash the
-            path relative to it so that moving the corpus keeps the ids.
+        path: the video's path or URL (made absolute: ``ClipRef.uri``).
+        base: the folder the run's glob starts at (only decides whether the parent folder
+            is a label). Ids of non-Kinetics names hash the file's canonical path
+            (:func:`canonical_uri`), so different files never share an id.
     """
+    canonical = canonical_uri(path)
+    path = absolute_uri(path)
+    base = absolute_uri(base).rstrip("/") + "/" if base else ""
     stem = _stem(path)
     parts = PurePosixPath(path.replace("\\", "/")).parts
     relative = path[len(base):] if base and path.startswith(base) else path
@@ -176,7 +273,7 @@ def clip_from_video_path(path: str, base: str = "") -> ClipRef:
         clip_id = clip_id_for(match["youtube_id"], int(match["start"]), int(match["end"]))
     else:
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem)[:80] or "clip"
-        clip_id = f"{safe}-{stable_hash(relative.lstrip('/'))[:8]}"
+        clip_id = f"{safe}-{stable_hash(canonical)}"
     return ClipRef(clip_id=clip_id, uri=path, label=label, split=split)
 
 
@@ -186,20 +283,49 @@ def clips_from_glob(pattern: str, list_files: ListFiles = local_list_files, exte
     Files that are not videos by extension are left out when the pattern is a folder or
     ends in a wildcard such as ``*``; a pattern that names them explicitly (``*.txt``) keeps
     them, so the perception stage rejects them with a reason.
+
+    A local pattern is listed here (``list_files`` serves remote ones): every matching
+    entry that is not a readable regular file, and every folder under the pattern that
+    cannot be listed, becomes a rejection (:func:`local_file_problem`) with a log line.
     """
-    files = list_files(pattern)
     ext = os.path.splitext(pattern.replace("\\", "/").rsplit("/", 1)[-1])[1].lower()
     keep_all = bool(ext) and not any(ch in ext for ch in "*?[")
+    rejected: list[PerceptionResult] = []
+    if _is_url(pattern):
+        files = list_files(pattern)
+    else:
+        files, unlistable = local_glob_entries(pattern)
+        for folder in unlistable:
+            message = (f"{folder}: cannot list the folder (permission denied); videos in it are not processed; "
+                       "fix its permissions")
+            LOGGER.warning("input: %s", message)
+            rejected.append(PerceptionResult(
+                clip=ClipRef(clip_id=f"unlistable-{_safe_name(folder)}-{stable_hash(folder)}", uri=folder),
+                reject_reason=RejectReason.UNREADABLE, message=message))
     videos = [f for f in files if keep_all or f.lower().endswith(extensions)]
     videos = [f for f in videos if not _is_sidecar(f)]
-    if not videos:
+    if not videos and not rejected:
         raise FileNotFoundError(
             f"--input {pattern!r} matches no video files ({', '.join(extensions)}); "
             "pass a glob such as 'corpus/**/*.mp4', a Kinetics CSV with --video_root, or a manifest"
         )
     base = _glob_base(pattern) if not os.path.isdir(pattern) else pattern.rstrip("/") + "/"
-    clips = [clip_from_video_path(f, base) for f in videos]
-    return _dedupe(clips, [], f"{len(videos)} videos matching {pattern}")
+    clips = []
+    for path in videos:
+        clip = clip_from_video_path(path, base)
+        problem = None if _is_url(path) else local_file_problem(path)
+        if problem is None:
+            clips.append(clip)
+            continue
+        reason, message = problem
+        LOGGER.warning("input: %s rejected as %s: %s", clip.clip_id, reason, message)
+        rejected.append(PerceptionResult(clip=clip, reject_reason=reason, message=message))
+    return _dedupe(clips, rejected, f"{len(videos)} videos matching {pattern}"
+                   + (f" ({len(rejected)} not readable video files)" if rejected else ""))
+
+
+def _safe_name(path: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", PurePosixPath(path.replace("\\", "/")).name)[:80] or "folder"
 
 
 def _is_sidecar(path: str) -> bool:
@@ -208,9 +334,18 @@ def _is_sidecar(path: str) -> bool:
 
 
 def _dedupe(clips: list[ClipRef], rejected: list[PerceptionResult], description: str) -> InputListing:
-    """Sort by clip id; later duplicates of an id become bad_input_row rejections."""
+    """Sort by clip id; later duplicates of an id become bad_input_row rejections, and a
+    rejection whose id another entry already has gets a ``~dup-`` suffix (ids stay unique)."""
     seen: dict[str, ClipRef] = {}
-    out_rejected = list(rejected)
+    out_rejected = []
+    taken = {c.clip_id for c in clips}
+    for result in rejected:
+        if result.clip.clip_id in taken:
+            clip = result.clip
+            result = dataclasses.replace(
+                result, clip=clip.replace(clip_id=f"{clip.clip_id}~dup-{stable_hash(clip.uri + result.message)[:8]}"))
+        taken.add(result.clip.clip_id)
+        out_rejected.append(result)
     for clip in clips:
         if clip.clip_id in seen:
             dup_id = f"{clip.clip_id}~dup-{stable_hash(clip.uri + repr(clip.extra))[:8]}"
@@ -267,8 +402,9 @@ def clips_from_kinetics_csv(
     except (FileNotFoundError, OSError) as exc:
         raise FileNotFoundError(f"Kinetics CSV {csv_path!r} cannot be read ({exc}); check --input") from exc
     root = video_root or (os.path.dirname(csv_path) if not _is_url(csv_path) else csv_path.rsplit("/", 1)[0])
+    root = absolute_uri(root or ".")
     index = _video_index(root, list_files, extensions)
-    reader = csv.reader(io.StringIO(text))
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")))  # utf-8-sig, whatever read it
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
@@ -296,6 +432,9 @@ def clips_from_kinetics_csv(
             start, end = float(record["time_start"]), float(record["time_end"])
         except ValueError:
             rejected.append(_bad_row(csv_path, line_no, raw, f"time_start/time_end not numbers: {record['time_start']!r}, {record['time_end']!r}"))
+            continue
+        if not (math.isfinite(start) and math.isfinite(end)):
+            rejected.append(_bad_row(csv_path, line_no, raw, f"time_start/time_end must be finite numbers, got {start}, {end}"))
             continue
         if not (start >= 0 and end > start) or end - start > 3600:
             rejected.append(_bad_row(csv_path, line_no, raw, f"bad time range [{start}, {end}] s"))
@@ -327,6 +466,8 @@ def clips_from_manifest(manifest_path: str, read_text: ReadText = local_read_tex
     except (FileNotFoundError, OSError) as exc:
         raise FileNotFoundError(f"manifest {manifest_path!r} cannot be read ({exc}); check --input") from exc
     base = os.path.dirname(manifest_path) if not _is_url(manifest_path) else manifest_path.rsplit("/", 1)[0]
+    base = absolute_uri(base or ".")
+    text = text.removeprefix("\ufeff")
     known = {"uri", "clip_id", "youtube_id", "label", "split", "time_start", "time_end", "keypoints_uri"}
     clips: list[ClipRef] = []
     rejected: list[PerceptionResult] = []
@@ -342,10 +483,9 @@ def clips_from_manifest(manifest_path: str, read_text: ReadText = local_read_tex
                 raise ValueError("missing 'uri'")
             if not _is_url(uri) and not os.path.isabs(uri):
                 uri = _join(base, uri)
-            start = record.get("time_start")
-            end = record.get("time_end")
-            start = None if start is None else float(start)
-            end = None if end is None else float(end)
+            uri = absolute_uri(uri)
+            start = _seconds_field(record, "time_start")
+            end = _seconds_field(record, "time_end")
             if start is not None and (start < 0 or (end is not None and end <= start)):
                 raise ValueError(f"bad time range [{start}, {end}]")
             clip_id = record.get("clip_id")
@@ -372,9 +512,27 @@ def clips_from_manifest(manifest_path: str, read_text: ReadText = local_read_tex
                     extra=extra,
                 )
             )
+        except RecursionError:
+            rejected.append(_bad_row(manifest_path, line_no, line, "JSON nested too deeply; one flat object per line"))
         except (ValueError, TypeError) as exc:
             rejected.append(_bad_row(manifest_path, line_no, line, str(exc)))
     return _dedupe(clips, rejected, f"{len(clips) + len(rejected)} lines of {manifest_path}")
+
+
+def _seconds_field(record: dict, key: str) -> float | None:
+    """A manifest time in seconds: None, or a finite number (bool, NaN and Inf refused)."""
+    value = record.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{key} must be a number of seconds, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{key} must be a number of seconds, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{key} must be a finite number of seconds, got {value!r}")
+    return number
 
 
 def keypoint_candidates(clip: ClipRef, keypoints_root: str | None = None) -> list[str]:
@@ -435,6 +593,9 @@ def video_rejection(clip: ClipRef, timeout_s: float = 60.0) -> PerceptionResult 
     """
     from pipeline.perception.decode import DecodeError, probe_video
 
+    problem = local_file_problem(clip.uri)
+    if problem is not None:
+        return PerceptionResult(clip, reject_reason=problem[0], message=problem[1])
     try:
         probe_video(clip.uri, timeout_s=timeout_s)
     except DecodeError as exc:

@@ -13,6 +13,13 @@ ultralytics order. Frame indices are those of the *source* video (0 = its first 
 display order); :func:`pipeline.perception.decode.source_frame_index` gives the source frame
 of each decoded frame and :meth:`PrecomputedKeypoints.for_frames` picks those. Problems are raised as :class:`KeypointsError`
 with a :class:`pipeline.records.RejectReason` code and a message naming the file and frame.
+
+Sidecars are untrusted input. Before parsing, a file must be a regular, readable file of
+at most :data:`MAX_SIDECAR_BYTES` whose JSON nests at most :data:`MAX_JSON_DEPTH` levels.
+Once the video is probed, :meth:`PrecomputedKeypoints.check_video` requires positive image
+sizes that match the video's (or scale it uniformly), every seen keypoint and box within
+:data:`COORDINATE_MARGIN` frame sizes of the frame, and frame ids inside the video;
+otherwise the clip is ``corrupt_keypoints`` with the field and the value in the message.
 """
 
 from __future__ import annotations
@@ -70,6 +77,16 @@ COCO18_TO_COCO17: tuple[int, ...] = tuple(OPENPOSE_COCO18_NAMES.index(n) for n i
 _LAYOUTS = {25: ("openpose_body25", BODY25_TO_COCO17), 18: ("openpose_coco18", COCO18_TO_COCO17)}
 _OPENPOSE_FILE = re.compile(r"(\d+)_keypoints\.json$")
 
+MAX_SIDECAR_BYTES = 256 * 1024 * 1024
+"""Largest keypoint JSON file read (a 60 s, 30 fps COCO file of 10 people is about 10 MB)."""
+MAX_JSON_DEPTH = 64
+"""Deepest JSON nesting accepted (COCO and OpenPose files nest 3-4 levels)."""
+COORDINATE_MARGIN = 0.5
+"""Seen keypoints and boxes may lie up to this fraction of the frame's width (height)
+left of (above) or right of (below) the frame; detectors extrapolate cut-off limbs a little."""
+FRAME_ID_SLACK = 1
+"""Frame ids may exceed the container's frame count by this many frames (rounding of counts)."""
+
 
 class KeypointsError(Exception):
     """Unusable precomputed keypoints; ``reason`` is a RejectReason code."""
@@ -96,6 +113,62 @@ class PrecomputedKeypoints:
     format: str
     frames: dict[int, FrameDetections]
     image_size: tuple[int, int] | None = None
+
+    def check_video(self, width: int, height: int, num_frames: int | None) -> None:
+        """Check the keypoints against the probed video.
+
+        Args:
+            width, height: the source video's display size, pixels.
+            num_frames: the source's frame count (None when the container does not say).
+
+        Raises:
+            KeypointsError: ``corrupt_keypoints`` naming the field, the value and the bound.
+        """
+        fix = "regenerate the keypoints for this video"
+        if self.image_size is not None:
+            iw, ih = self.image_size
+            if abs((width / iw) / (height / ih) - 1.0) > 0.01:
+                raise KeypointsError(
+                    RejectReason.CORRUPT_KEYPOINTS,
+                    f"{self.source}: image size {iw}x{ih} (images[].width/height) does not match the video's "
+                    f"{width}x{height} (nor scale it uniformly); {fix}.",
+                )
+        else:
+            iw, ih = width, height
+        if num_frames is not None and self.frames and max(self.frames) >= num_frames + FRAME_ID_SLACK:
+            raise KeypointsError(
+                RejectReason.CORRUPT_KEYPOINTS,
+                f"{self.source}: frame id {max(self.frames)} ({'images[].id/image_id' if self.format == 'coco' else 'file name'}) "
+                f"lies past the video's last frame {num_frames - 1}; frame ids are 0-based source frame indices; {fix}.",
+            )
+        lo_x, hi_x = -COORDINATE_MARGIN * iw, (1.0 + COORDINATE_MARGIN) * iw
+        lo_y, hi_y = -COORDINATE_MARGIN * ih, (1.0 + COORDINATE_MARGIN) * ih
+        for frame in sorted(self.frames):
+            found = self.frames[frame]
+            if len(found) == 0:
+                continue
+            seen = found.keypoints[..., 2] > 0
+            x, y = found.keypoints[..., 0], found.keypoints[..., 1]
+            bad = seen & ((x < lo_x) | (x > hi_x) | (y < lo_y) | (y > hi_y))
+            if bad.any():
+                person, joint = (int(v) for v in np.argwhere(bad)[0])
+                raise KeypointsError(
+                    RejectReason.CORRUPT_KEYPOINTS,
+                    f"{self.source} (frame {frame}), person {person}: keypoint {COCO17_NAMES[joint]} at "
+                    f"({float(x[person, joint]):.6g}, {float(y[person, joint]):.6g}) px lies more than "
+                    f"{COORDINATE_MARGIN:g} frame sizes outside the {iw}x{ih} frame; {fix}.",
+                )
+            boxes = found.boxes
+            finite = np.isfinite(boxes).all(1)
+            outside = finite & ((boxes[:, [0, 2]] < lo_x) | (boxes[:, [0, 2]] > hi_x)
+                                | (boxes[:, [1, 3]] < lo_y) | (boxes[:, [1, 3]] > hi_y)).any(1)
+            if outside.any():
+                person = int(np.flatnonzero(outside)[0])
+                raise KeypointsError(
+                    RejectReason.CORRUPT_KEYPOINTS,
+                    f"{self.source} (frame {frame}), person {person}: box {boxes[person].tolist()} lies more than "
+                    f"{COORDINATE_MARGIN:g} frame sizes outside the {iw}x{ih} frame; {fix}.",
+                )
 
     @property
     def num_frames(self) -> int:
@@ -144,21 +217,25 @@ def _boxes_from_keypoints(keypoints: np.ndarray) -> np.ndarray:
     return boxes.astype(np.float32)
 
 
-def _detections(keypoints: np.ndarray, boxes: np.ndarray | None, scores: np.ndarray | None) -> FrameDetections:
-    """Build detections, dropping people without any visible keypoint."""
+def _detections(keypoints: np.ndarray) -> FrameDetections:
+    """The one path from COCO-17 keypoints of one frame to detections, for every format.
+
+    Confidences are clipped to [0, 1] and keypoints at confidence 0 zeroed; people without
+    a seen keypoint are dropped; the box is the extent of the seen keypoints and the score
+    their mean confidence. A COCO file's own ``bbox`` and ``score`` are not used: OpenPose
+    files carry neither, and one detection set must give the same tracks in either format.
+
+    Args:
+        keypoints: (N, 17, 3) pixels + confidence.
+    """
     keypoints = keypoints.astype(np.float32)
     keypoints[..., 2] = np.clip(keypoints[..., 2], 0.0, 1.0)
     keypoints[keypoints[..., 2] <= 0] = 0.0
     keep = (keypoints[..., 2] > 0).any(axis=1)
-    derived = _boxes_from_keypoints(keypoints)
-    if boxes is None:
-        boxes = derived
-    else:
-        boxes = np.where(np.isfinite(boxes).all(1, keepdims=True), boxes, derived)
-    if scores is None:
-        conf = keypoints[..., 2]
-        scores = np.where(keep, conf.sum(1) / np.maximum((conf > 0).sum(1), 1), 0.0)
-    return FrameDetections(keypoints[keep], boxes[keep].astype(np.float32), np.asarray(scores, np.float32)[keep])
+    boxes = _boxes_from_keypoints(keypoints)
+    conf = keypoints[..., 2].astype(np.float64)  # exact sums: no dependence on memory layout or SIMD path
+    scores = np.where(keep, conf.sum(1) / np.maximum((conf > 0).sum(1), 1), 0.0)
+    return FrameDetections(keypoints[keep], boxes[keep].astype(np.float32), scores.astype(np.float32)[keep])
 
 
 def openpose_to_coco17(people: np.ndarray) -> tuple[np.ndarray, str]:
@@ -177,11 +254,54 @@ def openpose_to_coco17(people: np.ndarray) -> tuple[np.ndarray, str]:
     return people[:, list(index), :], name
 
 
+def json_depth(text: str) -> int:
+    """Deepest ``[``/``{`` nesting of a JSON text (brackets inside strings ignored)."""
+    stripped = re.sub(r'"(?:[^"\\]|\\.)*"', '""', text)
+    codes = np.frombuffer(stripped.encode("utf-8", errors="replace"), np.uint8)
+    step = np.isin(codes, (ord("["), ord("{"))).astype(np.int32) - np.isin(codes, (ord("]"), ord("}"))).astype(np.int32)
+    return int(np.cumsum(step).max()) if step.size else 0
+
+
 def _read_json(path: Path, frame: int | None = None):
+    """Parse a keypoint JSON file after checking that it is a readable regular file of at
+    most MAX_SIDECAR_BYTES nesting at most MAX_JSON_DEPTH levels."""
+    import stat as stat_module
+
     where = f"{path}" + (f" (frame {frame})" if frame is not None else "")
     try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+        info = os.stat(path)
+    except PermissionError as exc:
+        raise KeypointsError(RejectReason.UNREADABLE, f"cannot read keypoints {where}: {exc.strerror}; fix the permissions.") from exc
+    except OSError as exc:
+        raise KeypointsError(RejectReason.MISSING_KEYPOINTS, f"cannot stat keypoints {where}: {exc.strerror or exc}.") from exc
+    if not stat_module.S_ISREG(info.st_mode):
+        raise KeypointsError(
+            RejectReason.CORRUPT_KEYPOINTS,
+            f"keypoints {where} is not a regular file (a FIFO, device or socket); give a JSON file.",
+        )
+    if info.st_size > MAX_SIDECAR_BYTES:
+        raise KeypointsError(
+            RejectReason.CORRUPT_KEYPOINTS,
+            f"keypoints {where} is {info.st_size} bytes, more than the {MAX_SIDECAR_BYTES} byte bound "
+            "(pipeline.perception.keypoints_io.MAX_SIDECAR_BYTES); split the clip or regenerate the file.",
+        )
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            text = handle.read()
+        depth = json_depth(text)
+        if depth > MAX_JSON_DEPTH:
+            raise KeypointsError(
+                RejectReason.CORRUPT_KEYPOINTS,
+                f"corrupt keypoints JSON {where}: nested {depth} levels deep, more than {MAX_JSON_DEPTH}; "
+                "regenerate or remove the file.",
+            )
+        return json.loads(text)
+    except PermissionError as exc:
+        raise KeypointsError(RejectReason.UNREADABLE, f"cannot read keypoints {where}: {exc.strerror}; fix the permissions.") from exc
+    except RecursionError as exc:
+        raise KeypointsError(
+            RejectReason.CORRUPT_KEYPOINTS, f"corrupt keypoints JSON {where}: nested too deeply; regenerate or remove the file."
+        ) from exc
     except json.JSONDecodeError as exc:
         raise KeypointsError(
             RejectReason.CORRUPT_KEYPOINTS,
@@ -241,7 +361,7 @@ def load_openpose_folder(folder: str | os.PathLike) -> PrecomputedKeypoints:
             )
         coco, layout = openpose_to_coco17(np.stack(arrays))
         layouts.add(layout)
-        frames[frame] = _detections(coco, None, None)
+        frames[frame] = _detections(coco)
     if not frames:
         raise KeypointsError(
             RejectReason.MISSING_KEYPOINTS, f"OpenPose folder {folder} holds no *_<frame>_keypoints.json file."
@@ -257,6 +377,23 @@ def _visibility_to_confidence(values: np.ndarray) -> np.ndarray:
     if flags:
         return np.select([values == 2.0, values == 1.0], [1.0, 0.5], 0.0)
     return values
+
+
+def _image_size(path: Path, number: int, image: object) -> tuple[int, int] | None:
+    """``images[number]``'s (width, height), None when it gives neither; positive integers."""
+    if not isinstance(image, dict) or ("width" not in image and "height" not in image):
+        return None
+    values = []
+    for field in ("width", "height"):
+        value = image.get(field)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok or value <= 0 or value != int(value):
+            raise KeypointsError(
+                RejectReason.CORRUPT_KEYPOINTS,
+                f"{path}: images[{number}].{field} = {value!r}; image sizes must be positive integers (pixels).",
+            )
+        values.append(int(value))
+    return values[0], values[1]
 
 
 def load_coco_keypoints(path: str | os.PathLike) -> PrecomputedKeypoints:
@@ -275,14 +412,21 @@ def load_coco_keypoints(path: str | os.PathLike) -> PrecomputedKeypoints:
     elif isinstance(data, dict) and isinstance(data.get("annotations"), list):
         annotations = data["annotations"]
         images = data.get("images") or []
-        sizes = {(int(i["width"]), int(i["height"])) for i in images if isinstance(i, dict) and i.get("width")}
-        if len(sizes) == 1:
+        if not isinstance(images, list):
+            raise KeypointsError(RejectReason.CORRUPT_KEYPOINTS, f"{path}: 'images' is not a list.")
+        sizes = {_image_size(path, number, image) for number, image in enumerate(images)} - {None}
+        if len(sizes) > 1:
+            raise KeypointsError(
+                RejectReason.CORRUPT_KEYPOINTS,
+                f"{path}: images[] list {len(sizes)} different sizes {sorted(sizes)[:4]}; one video has one frame size.",
+            )
+        if sizes:
             image_size = sizes.pop()
     else:
         raise KeypointsError(
             RejectReason.CORRUPT_KEYPOINTS, f"{path}: no 'annotations' list; not a COCO keypoint file."
         )
-    per_frame: dict[int, list[tuple[np.ndarray, np.ndarray | None, float | None]]] = {}
+    per_frame: dict[int, list[np.ndarray]] = {}
     if isinstance(data, dict):
         for image in data.get("images") or []:
             if isinstance(image, dict) and isinstance(image.get("id"), int):
@@ -309,17 +453,10 @@ def load_coco_keypoints(path: str | os.PathLike) -> PrecomputedKeypoints:
             raise KeypointsError(
                 RejectReason.CORRUPT_KEYPOINTS, f"{path} (frame {frame}), annotation {number}: non-finite keypoints; regenerate the file."
             )
-        box = None
-        bbox = annotation.get("bbox")
-        if isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox):
-            x, y, w, h = (float(v) for v in bbox)
-            box = np.array([x, y, x + w, y + h]) if w > 0 and h > 0 else None
-        score = annotation.get("score")
-        score = float(score) if isinstance(score, (int, float)) and math.isfinite(score) else None
-        per_frame.setdefault(frame, []).append((keypoints, box, score))
+        per_frame.setdefault(frame, []).append(keypoints)  # bbox and score: see _detections
     if not per_frame:
         raise KeypointsError(RejectReason.MISSING_KEYPOINTS, f"COCO keypoints file {path} lists no frame.")
-    all_v = [k[:, 2] for people in per_frame.values() for k, _, _ in people]
+    all_v = [k[:, 2] for people in per_frame.values() for k in people]
     flags = _visibility_to_confidence(np.concatenate(all_v)) if all_v else None
     frames: dict[int, FrameDetections] = {}
     offset = 0
@@ -328,15 +465,11 @@ def load_coco_keypoints(path: str | os.PathLike) -> PrecomputedKeypoints:
         if not people:
             frames[frame] = empty_detections()
             continue
-        keypoints = np.stack([k for k, _, _ in people]).astype(np.float32)
+        keypoints = np.stack(people).astype(np.float32)
         n = len(people)
         keypoints[..., 2] = flags[offset : offset + 17 * n].reshape(n, 17)
         offset += 17 * n
-        boxes = np.stack([b if b is not None else np.full(4, np.nan) for _, b, _ in people]).astype(np.float32)
-        scores = None
-        if all(s is not None for _, _, s in people):
-            scores = np.array([s for _, _, s in people], np.float32)
-        frames[frame] = _detections(keypoints, boxes, scores)
+        frames[frame] = _detections(keypoints)
     return PrecomputedKeypoints(str(path), "coco", frames, image_size)
 
 
@@ -351,6 +484,11 @@ def load_keypoints(uri: str | os.PathLike) -> PrecomputedKeypoints:
         return load_openpose_folder(path)
     if path.is_file():
         return load_coco_keypoints(path)
+    if path.exists():
+        raise KeypointsError(
+            RejectReason.CORRUPT_KEYPOINTS,
+            f"precomputed keypoints {uri} is not a regular file or folder (a FIFO, device or socket); give a JSON file.",
+        )
     raise KeypointsError(
         RejectReason.MISSING_KEYPOINTS,
         f"precomputed keypoints {uri} not found; give a <stem>{COCO_SUFFIX} file or a <stem>{OPENPOSE_SUFFIX}/ folder.",

@@ -38,6 +38,7 @@ from pipeline.perception.decode import (
     source_frame_index,
 )
 from pipeline.perception.init import DetectionInit, KeypointInitializer, hmr_initialize, mean_pose_from_params
+from pipeline.perception.inputs import local_file_problem
 from pipeline.perception.keypoints_io import KeypointsError, PrecomputedKeypoints, find_sidecar_keypoints, load_keypoints
 from pipeline.records import ClipRef, PerceptionResult, RejectReason
 from pipeline.perception.track import PaddedDetections, Track, TrackingConfig, pad_detections, track_people
@@ -285,7 +286,7 @@ def perceive_clip(clip: ClipRef, config: PerceptionConfig, models: PerceptionMod
 
     Returns:
         :class:`PerceptionResult` with one :class:`TrackProblem` per track, or a
-        ``reject_reason`` (missing_file, unreadable, no_video_stream, zero_frames, too_long,
+        ``reject_reason`` (missing_file, not_a_file, unreadable, no_video_stream, zero_frames, too_long,
         timeout, missing_keypoints, corrupt_keypoints, no_person, crowded, failed).
     """
     seconds = {"decode": 0.0, "detect": 0.0, "track": 0.0, "init": 0.0}
@@ -330,6 +331,9 @@ def _perceive(clip, config, models, seconds, state) -> list[TrackProblem]:
             RejectReason.MISSING_KEYPOINTS,
             f"no precomputed keypoints for {clip.uri} and no detector configured (detector_weights).",
         )
+    problem = local_file_problem(clip.uri)  # dangling links, folders, FIFOs, devices, permissions
+    if problem is not None:
+        raise _Reject(*problem)
     seconds["detect"] += time.perf_counter() - tick
 
     need_frames = precomputed is None or models.hmr is not None or config.store_crops
@@ -364,6 +368,10 @@ def _perceive(clip, config, models, seconds, state) -> list[TrackProblem]:
     state["size"] = (meta.width, meta.height)
     state["fps"] = meta.fps
     if precomputed is not None:
+        source_frames = meta.source.num_frames
+        if source_frames is None and meta.source.duration_s:
+            source_frames = int(math.ceil(meta.source.duration_s * meta.source.fps))
+        precomputed.check_video(meta.source.width, meta.source.height, source_frames)
         base = precomputed.image_size or (meta.source.width, meta.source.height)
         scale = (meta.width / base[0], meta.height / base[1])
 

@@ -52,19 +52,21 @@ def test_coco_file_flags_boxes_scores_and_rescaling():
     assert frame2.keypoints[0, 0, 2] == 0.0  # v = 0: not labelled
     assert frame2.keypoints[0, 1, 2] == 0.5  # v = 1: labelled, occluded
     assert frame2.keypoints[0, 2, 2] == 1.0  # v = 2: visible
-    np.testing.assert_allclose(frame2.boxes[1], [160, 20, 280, 220])
-    np.testing.assert_allclose(frame2.scores, [0.9, 0.9])
+    # The file's bbox (160, 20, 120 x 200) and score (0.9) are not used: boxes are the
+    # extent of the seen keypoints and scores their mean confidence, as for OpenPose.
+    np.testing.assert_allclose(frame2.boxes[1], [177, 40, 252, 190])
+    np.testing.assert_allclose(frame2.scores, [(15 + 0.5) / 16] * 2)
     mapped = found.for_frames(np.array([2, 7]), scale=(0.5, 2.0))
     assert len(mapped[1]) == 0
     np.testing.assert_allclose(mapped[0].keypoints[0, 3, :2], [(20 + 15 + 2) * 0.5, 60 * 2.0])
-    np.testing.assert_allclose(mapped[0].boxes[1], [80, 40, 140, 440])
+    np.testing.assert_allclose(mapped[0].boxes[1], [88.5, 80, 126, 380])
 
 
 def test_coco_results_list_keeps_confidences():
     found = load_keypoints(DATA / "clip_results.coco.json")
     kp = found.frames[0].keypoints[0]
     np.testing.assert_allclose(kp[:, 2], 0.3 + 0.04 * np.arange(17), atol=1e-6)
-    assert found.frames[0].scores[0] == pytest.approx(0.77)
+    assert found.frames[0].scores[0] == pytest.approx(kp[:, 2].mean())  # the file's score (0.77) is not used
 
 
 def test_corrupt_openpose_file_names_file_and_frame(tmp_path):

@@ -1,0 +1,67 @@
+"""The launcher with scripted stages: bad glob entries reach rejected/ and the summary
+(issue 15.3); a resume after a kill between the last manifest and the card writes the card
+and the _common_metadata files (issue 15.6)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from beam_jobs import pseudo_gt
+from pipeline.dataset import schema
+from transforms.testing import ScriptedBundleAdjust, ScriptedPerception
+
+BODY = schema.BodyModelInfo("standin", "neutral", "vid2mesh_standin_neutral.pkl", "12" * 32)
+
+
+def _run(argv):
+    return pseudo_gt.run(argv, perception=ScriptedPerception(), bundle_adjust=ScriptedBundleAdjust(), body_model=BODY)
+
+
+def test_bad_glob_entries_are_rejected_rows_and_counted(tmp_path):
+    corpus = tmp_path / "corpus"
+    (corpus / "walk").mkdir(parents=True)
+    (corpus / "walk" / "a1_000001_000011.mp4").write_bytes(b"scripted")
+    os.symlink(corpus / "nowhere.mp4", corpus / "walk" / "dangling.mp4")
+    (corpus / "walk" / "folder.mp4").mkdir()
+    os.mkfifo(corpus / "walk" / "pipe.mp4")
+    out = tmp_path / "out"
+    report = _run(["--input", str(corpus / "**" / "*.mp4"), "--output", str(out), "--e_norm_threshold", "30",
+                   "--min_inlier_fraction", "0"])
+    assert report.clips_listed == 4
+    c = report.counters
+    assert c["clips_in"] == c.get("clips_kept", 0) + c.get("clips_rejected", 0) + c.get("clips_failed", 0) == 4
+    rejected = ds.dataset(out / "rejected", format="parquet").to_table().to_pylist()
+    reasons = {os.path.basename(r["source_uri"]): r["reason"] for r in rejected}
+    assert reasons["dangling.mp4"] == "missing_file"
+    assert reasons["folder.mp4"] == "not_a_file" and reasons["pipe.mp4"] == "not_a_file"
+    assert report.stats["rejected_by_reason"]["not_a_file"] == 2
+    summary = "\n".join(pseudo_gt.summary_lines(report))
+    assert "4 clips in" in summary and "'not_a_file': 2" in summary
+
+
+def test_resume_after_the_last_manifest_writes_the_card_and_common_metadata(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name in ("a1_000001_000011", "a2_000002_000012"):
+        (corpus / f"{name}.mp4").write_bytes(b"scripted")
+    out = tmp_path / "out"
+    argv = ["--input", str(corpus), "--output", str(out), "--e_norm_threshold", "30", "--min_inlier_fraction", "0"]
+    first = _run(argv)
+    assert first.state == "DONE"
+    finished = {p: p.read_bytes() for p in out.rglob("_common_metadata")}
+    assert len(finished) == len(schema.DATASETS)
+    stats_before = json.loads((out / "stats.json").read_text())
+    # A kill after the last manifest but before the card: none of them are there.
+    for path in [*finished, out / "README.md", out / "stats.json"]:
+        path.unlink()
+    again = _run(argv)
+    assert again.state == "SKIPPED" and again.clips_skipped == 2
+    for path in finished:
+        assert path.exists(), path
+        pq.read_schema(path)  # a readable schema-only Parquet file
+    assert (out / "README.md").exists()
+    assert json.loads((out / "stats.json").read_text())["clips"] == stats_before["clips"] == 2
