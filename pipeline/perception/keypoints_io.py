@@ -390,7 +390,7 @@ def _image_size(path: Path, number: int, image: object) -> tuple[int, int] | Non
         if not ok or value <= 0 or value != int(value):
             raise KeypointsError(
                 RejectReason.CORRUPT_KEYPOINTS,
-                f"{path}: images[{number}].{field} = {value!r}; image sizes must be positive integers (pixels).",
+                f"{path}: images[{number}].{field} = {value!r}; image sizes must be positive integers (pixels): fix or regenerate the file.",
             )
         values.append(int(value))
     return values[0], values[1]

@@ -8,9 +8,9 @@ clip must end with its expected outcome and reason; each message must name the f
 say what to do; clips in = kept + rejected + failed; the job exits 0; no clip takes longer
 than its decode time bound.
 
-Kinds whose listing or sidecar validation lands with issue 15 (dangling symlink, directory
-named ``x.mp4``, implausible coordinates, frame ids past the video, a negative image size)
-carry the issue-15 expectations and are marked xfail(strict=False) until that branch merges.
+The listing and sidecar kinds (dangling symlink, directory named ``x.mp4``, implausible
+coordinates, frame ids past the video, a negative image size) are checked by issue 15's
+validation; the ``later`` flag of :data:`CASES` marks a kind xfail while a fix is pending.
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ from beam_jobs import pseudo_gt
 pytestmark = pytest.mark.slow
 
 TIMEOUT_S = 30.0
-ISSUE15 = pytest.mark.xfail(strict=False, reason="issue 15 listing/sidecar validation lands from the security branch")
+ISSUE15 = pytest.mark.xfail(strict=False, reason="the fix for this kind has not landed yet")
 ACTIONS = ("re-download", "give", "pass", "check", "fix", "regenerate", "remove", "raise", "use ", "set ", "put ",
            "re-encode", "record")  # fmt: skip
 
 R = "rejected"
-# stem -> (outcome, reason, lands with issue 15); reason None for kept clips.
+# stem -> (outcome, reason, later: xfail until a pending fix lands); reason None for kept clips.
 CASES: dict[str, tuple[str, str | None, bool]] = {
     "good0_000000_000001": ("kept", None, False),
     "good1_000000_000001": ("kept", None, False),
@@ -57,16 +57,16 @@ CASES: dict[str, tuple[str, str | None, bool]] = {
     "onepixel": (R, "unreadable", False),
     "huge8000": (R, "unreadable", False),
     "toolong": (R, "too_long", False),
-    "dangling": (R, "missing_file", True),
-    "adirectory": (R, "not_a_file", True),
+    "dangling": (R, "missing_file", False),
+    "adirectory": (R, "not_a_file", False),
     "sidecar_corrupt": (R, "corrupt_keypoints", False),
     "sidecar_empty": (R, "corrupt_keypoints", False),
     "sidecar_nan": (R, "corrupt_keypoints", False),
     "sidecar_length": (R, "corrupt_keypoints", False),
-    "sidecar_negative": (R, "corrupt_keypoints", True),
-    "sidecar_huge": (R, "corrupt_keypoints", True),
-    "sidecar_pastend": (R, "corrupt_keypoints", True),
-    "sidecar_negwidth": (R, "corrupt_keypoints", True),
+    "sidecar_negative": (R, "corrupt_keypoints", False),
+    "sidecar_huge": (R, "corrupt_keypoints", False),
+    "sidecar_pastend": (R, "corrupt_keypoints", False),
+    "sidecar_negwidth": (R, "corrupt_keypoints", False),
     "sidecar_zeroconf": (R, "no_person", False),
     "sidecar_nobody": (R, "no_person", False),
     "crowded": (R, "crowded", False),
@@ -129,7 +129,8 @@ def _build(root: Path) -> dict:
     video_with_sidecar(_expect("moovatend_cut", **bad, reason="unreadable"), base).write_bytes(moov_end[: len(moov_end) * 7 // 10])
     _ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:a", "aac", "-f", "mp4",
             str(folder / f"{_expect('audioonly', **bad, reason='no_video_stream')}.mp4"))  # fmt: skip
-    one = video_with_sidecar(_expect("oneframe", **bad, reason="no_person"), base)
+    first = {**coco, "images": coco["images"][:1], "annotations": [a for a in coco["annotations"] if a["image_id"] == 0]}
+    one = video_with_sidecar(_expect("oneframe", **bad, reason="no_person"), base, first)  # keypoints of frame 0 only
     _ffmpeg("-i", str(base), "-frames:v", "1", "-c:v", "libx264", "-preset", "ultrafast", str(one) + ".tmp.mp4")
     os.replace(str(one) + ".tmp.mp4", one)
     _ffmpeg("-i", str(base), "-frames:v", "1", "-f", "image2", "-c:v", "png", str(root / "still.png"))
@@ -159,8 +160,8 @@ def _build(root: Path) -> dict:
     target = video_with_sidecar(_expect("rotated", "kept"), base, rotated)
     _ffmpeg("-i", str(base), "-c", "copy", "-metadata:s:v:0", "rotate=270", str(target) + ".tmp.mp4")
     os.replace(str(target) + ".tmp.mp4", target)
-    os.symlink(root / "nowhere.mp4", folder / f"{_expect('dangling', **bad, reason='missing_file', issue15=True)}.mp4")
-    (folder / f"{_expect('adirectory', **bad, reason='not_a_file', issue15=True)}.mp4").mkdir()
+    os.symlink(root / "nowhere.mp4", folder / f"{_expect('dangling', **bad, reason='missing_file')}.mp4")
+    (folder / f"{_expect('adirectory', **bad, reason='not_a_file')}.mp4").mkdir()
     # Sidecars (next to a good video).
     video_with_sidecar(_expect("sidecar_corrupt", **bad, reason="corrupt_keypoints"), base, b'{"images": [')
     video_with_sidecar(_expect("sidecar_empty", **bad, reason="corrupt_keypoints"), base, b"")
@@ -176,17 +177,17 @@ def _build(root: Path) -> dict:
         for ann in scaled["annotations"]:
             ann["keypoints"] = [v * factor if j % 3 != 2 else v for j, v in enumerate(ann["keypoints"])]
             ann.pop("bbox", None)
-        video_with_sidecar(_expect(stem, **bad, reason="corrupt_keypoints", issue15=True), base, scaled)
+        video_with_sidecar(_expect(stem, **bad, reason="corrupt_keypoints"), base, scaled)
     late = copy.deepcopy(coco)
     for image in late["images"]:
         image["id"] += 10000
     for ann in late["annotations"]:
         ann["image_id"] += 10000
-    video_with_sidecar(_expect("sidecar_pastend", **bad, reason="corrupt_keypoints", issue15=True), base, late)
+    video_with_sidecar(_expect("sidecar_pastend", **bad, reason="corrupt_keypoints"), base, late)
     negsize = copy.deepcopy(coco)
     for image in negsize["images"]:
         image["width"] = -image["width"]
-    video_with_sidecar(_expect("sidecar_negwidth", **bad, reason="corrupt_keypoints", issue15=True), base, negsize)
+    video_with_sidecar(_expect("sidecar_negwidth", **bad, reason="corrupt_keypoints"), base, negsize)
     zero = copy.deepcopy(coco)
     for ann in zero["annotations"]:
         ann["keypoints"] = [0.0 if j % 3 == 2 else v for j, v in enumerate(ann["keypoints"])]
