@@ -4,7 +4,8 @@ Two backends produce the same frames (RGB uint8, upright, resampled and resized)
 
 * ``ffmpeg``: one ``ffmpeg`` subprocess (seek, ``fps`` + ``scale`` filters, raw RGB on a
   pipe). Measured faster on 720p sources (``bench/decode.py``, ``docs/perception.md``).
-* ``opencv``: ``cv2.VideoCapture`` with the ffmpeg ``fps`` filter's frame choice in Python.
+* ``opencv``: ``cv2.VideoCapture``, each output frame the source frame that
+  :func:`source_frame_index` names (the ffmpeg ``fps`` filter's choice).
   Measured faster on small sources (Kinetics' usual 340p-360p): no subprocess start, no
   pipe copy.
 
@@ -727,10 +728,40 @@ def _iter_opencv(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iter
                         f"range, or raise it: --perception_config '{{\"decode\": {{\"max_frames\": N}}}}'.",
                 )
 
-        while True:
+        def check_deadline():
             if time.monotonic() > deadline:
                 raise DecodeError(RejectReason.TIMEOUT, f"decoding {src.path} took more than timeout_s={config.timeout_s:g} s; "
                                   f"raise it: --perception_config '{{\"decode\": {{\"timeout_s\": N}}}}'.")
+
+        if meta.expected_frames is not None and src.num_frames:
+            # The plan is known: output frame k shows source frame targets[k] (source_frame_index,
+            # the rule the ffmpeg backend's fps filter follows too).
+            targets = source_frame_index(meta, np.arange(meta.expected_frames))
+            k, current = 0, -1
+            while k < targets.size:
+                check_deadline()
+                ok, frame = cap.read()
+                if not ok:
+                    break  # a short file: decode_video's completeness check reports it
+                if current < 0 and meta.time_start > 0:  # where the seek landed
+                    current = _nearest_source_index(src, cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0)
+                else:
+                    current += 1
+                while k < targets.size and targets[k] <= current:
+                    check_frame_cap()
+                    batch.append(emit(frame))
+                    k += 1
+                    if len(batch) == config.batch_frames:
+                        yield flush()
+            if batch:
+                yield flush()
+            if produced == 0:
+                raise DecodeError(RejectReason.ZERO_FRAMES, f"{src.path}: decoding produced no frame.")
+            return
+
+        # Unknown stream length: the same rule on the decoder's timestamps.
+        while True:
+            check_deadline()
             ok, frame = cap.read()
             source_index += 1
             if not ok:
@@ -769,6 +800,13 @@ def _iter_opencv(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iter
             raise DecodeError(RejectReason.ZERO_FRAMES, f"{src.path}: decoding produced no frame.")
     finally:
         cap.release()
+
+
+def _nearest_source_index(src: SourceInfo, stamp: float) -> int:
+    """The source frame presented closest to ``stamp`` (seconds from the first frame)."""
+    if src.frame_times is not None:
+        return int(np.abs(np.asarray(src.frame_times) - stamp).argmin())
+    return int(round(stamp * src.fps))
 
 
 # --------------------------------------------------------------------------- entry point
