@@ -27,7 +27,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     VID2MESH_CACHE=/opt/vid2mesh/cache
 
 WORKDIR /opt/vid2mesh
-COPY pyproject.toml constraints.txt README.md ./
+COPY pyproject.toml constraints.txt constraints-dataflow.txt README.md ./
 COPY models ./models
 COPY optimize ./optimize
 COPY pipeline ./pipeline
@@ -35,10 +35,11 @@ COPY transforms ./transforms
 COPY beam_jobs ./beam_jobs
 COPY bench ./bench
 
-# Exact versions: constraints.txt pins torch/torchvision (CUDA wheels), apache-beam and
-# every transitive dependency; `pip check` fails the build on any conflict.
+# Exact versions: constraints-dataflow.txt (constraints.txt plus the apache-beam[gcp] tree,
+# the launcher's file too) pins torch/torchvision (CUDA wheels), apache-beam and every
+# transitive dependency; `pip check` fails the build on any conflict.
 RUN pip install --no-cache-dir "pip==26.3" \
-    && pip install --no-cache-dir -c constraints.txt ".[dataflow]" \
+    && pip install --no-cache-dir -c constraints-dataflow.txt ".[dataflow]" \
     && pip check \
     && python -c "import apache_beam, torch, models, pipeline, transforms, beam_jobs; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 

@@ -12,7 +12,7 @@ export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export PYTHONDONTWRITEBYTECODE := 1
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup system-deps test demo bench lint clean lock
+.PHONY: setup system-deps test demo bench lint clean lock setup-dataflow lock-dataflow
 setup: $(STAMP)
 
 # System packages (Debian): ffmpeg for decoding/encoding, libGL/glib for OpenCV.
@@ -49,4 +49,20 @@ lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/pip install --quiet "pip==26.3" && .venv-lock/bin/pip install --quiet -e ".[test]"
 	{ head -3 constraints.txt; .venv-lock/bin/pip freeze --exclude-editable; } > constraints.new && mv constraints.new constraints.txt
+	rm -rf .venv-lock
+
+# The Dataflow launcher: the project plus apache-beam[gcp] (GCS, the Dataflow client), every
+# package pinned by constraints-dataflow.txt; then the launcher checks its Beam and Python
+# versions against the worker image (docs/dataflow.md).
+setup-dataflow: setup
+	$(PY) -m pip install --quiet -c constraints-dataflow.txt -e ".[test,dataflow]"
+	$(PY) -m pip check
+	$(PY) -c "from beam_jobs.dataflow import check_launcher; check_launcher(None); print('launcher ok: Beam and Python match the worker image')"
+
+# Re-resolve the launcher's dependencies against constraints.txt and rewrite
+# constraints-dataflow.txt (commit the result; run after `make lock`).
+lock-dataflow:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet "pip==26.3" && .venv-lock/bin/pip install --quiet -c constraints.txt -e ".[test,dataflow]"
+	{ head -3 constraints-dataflow.txt; .venv-lock/bin/pip freeze --exclude-editable; } > constraints-dataflow.new && mv constraints-dataflow.new constraints-dataflow.txt
 	rm -rf .venv-lock

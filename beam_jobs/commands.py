@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
 from beam_jobs import flags as job_options
 
@@ -31,6 +30,9 @@ def register(subparsers) -> None:
     parser.__class__ = _PassThroughParser
     for add in job_options.ADDERS:
         add(parser)
+    parser.add_argument("--dry_run", action="store_true", help="print the options, check the launcher and every "
+                        "path, build the pipeline (on Dataflow: translate the job) and stop before running or "
+                        "submitting it (default: off)")
     parser.set_defaults(func=_run)
 
 
@@ -46,10 +48,11 @@ def _run(args: argparse.Namespace) -> int:
 
     from beam_jobs import pseudo_gt
 
-    # Beam's import may have configured the root logger at WARNING: progress is INFO.
-    logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.INFO)
-    logging.getLogger("apache_beam").setLevel(logging.INFO if args.verbose else logging.WARNING)
-    options = PipelineOptions(flags=args.beam_args, **_job_values(args))
+    from beam_jobs.logs import setup_logging
+
+    setup_logging(args.verbose)  # Beam's import may have set the root level to WARNING
+    pseudo_gt.check_flags(args.beam_args)
+    options = PipelineOptions(flags=args.beam_args, **_job_values(args), **({"dry_run": True} if args.dry_run else {}))
     report = pseudo_gt.run(options=options)
     for line in pseudo_gt.summary_lines(report):
         print(line)

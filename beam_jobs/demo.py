@@ -57,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="local worker processes (multi_processing when > 1)")
     parser.add_argument("--resume", action="store_true", help="keep an earlier demo output and only add missing clips")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
-    logging.getLogger().addFilter(lambda record: not str(record.msg).startswith("apitools not found"))
-    logging.getLogger("apache_beam").setLevel(logging.WARNING)
+    from beam_jobs.logs import setup_logging
+
+    setup_logging()
     os.environ.setdefault("YOLO_OFFLINE", "1")
 
     from beam_jobs import pseudo_gt  # imports Beam (after the logging set-up: quiet)
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         "--perception_config", json.dumps({"decode": {"target_fps": 10}}),
         # A handful of clips: keep the better 60 % of the tracks rather than the paper's 10 %.
         "--selection", "fraction", "--keep_fraction", "0.6",
-        "--frames", "selected",
+        "--frames", "eligible",
         "--clips_per_shard", "4",
     ]
     if not args.resume:

@@ -9,7 +9,11 @@ Plain argparse, no Beam import: ``vid2mesh --help`` and the other sub-commands s
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+from collections.abc import Iterable
+
+from pipeline.dataset.selection import SelectionConfig
 
 
 def _json_object(text: str) -> dict:
@@ -53,7 +57,8 @@ def add_model_arguments(parser) -> None:
     group.add_argument("--device", default="auto", help="torch device for perception and bundle adjustment: "
                        "auto (cuda when a GPU is visible), cpu, cuda, cuda:1")
     group.add_argument("--perception_config", type=_json_object, default=None,
-                       help="JSON object of pipeline.perception.perceive.PerceptionConfig overrides, e.g. '{\"decode\": {\"target_fps\": 10}}'")
+                       help="JSON object of pipeline.perception.perceive.PerceptionConfig overrides, nested by section, "
+                       "e.g. '{\"decode\": {\"target_fps\": 10}}' (default: none)")
 
 
 def add_optimisation_arguments(parser) -> None:
@@ -64,29 +69,40 @@ def add_optimisation_arguments(parser) -> None:
                        help="most frames per bundle-adjustment batch (the batching boundary)")
     group.add_argument("--ba_batch_tracks", type=int, default=256, help="most tracks per bundle-adjustment batch")
     group.add_argument("--selection", default=None, choices=["threshold", "fraction"],
-                       help="keep the best --keep_fraction of the run's eligible tracks (fraction, the default), or "
-                       "tracks with E_norm <= --e_norm_threshold (threshold; the default when that flag is given)")
+                       help="keep the best --keep_fraction of the output's eligible tracks (fraction, the default), or "
+                       "tracks with E_norm <= --e_norm_threshold (threshold; the default when that flag is given); "
+                       "computed at the end over the whole output, again with `vid2mesh select`")
     group.add_argument("--e_norm_threshold", type=float, default=None, help="E_norm bound of --selection threshold "
-                       "(see tracks.e_norm_threshold of an earlier run)")
+                       "(see e_norm_threshold in selection/selection.json of an earlier run) (default: none)")
     group.add_argument("--keep_fraction", type=float, default=None, help="fraction of eligible tracks --selection "
-                       "fraction keeps (default 0.1)")
-    group.add_argument("--min_inlier_fraction", type=float, default=None, help="least inlier frames / detected frames of a kept track")
-    group.add_argument("--min_track_frames", type=int, default=None, help="least detected frames of a kept track")
+                       f"fraction keeps (default: {SelectionConfig.keep_fraction})")
+    group.add_argument("--min_inlier_fraction", type=float, default=None, help="least inlier frames / detected frames of an eligible track "
+                       f"(default: {SelectionConfig.min_inlier_fraction})")
+    group.add_argument("--min_track_frames", type=int, default=None, help="least detected frames of an eligible track "
+                       f"(default: {SelectionConfig.min_frames})")
 
 
 def add_output_arguments(parser) -> None:
     group = parser.add_argument_group("output") if isinstance(parser, argparse.ArgumentParser) else parser
     group.add_argument("--output", help="output folder (local or gs://...): frames/, tracks/, rejected/, README.md, stats.json")
-    group.add_argument("--frames", default="selected", choices=["selected", "inliers", "all"],
-                       help="frames/ rows: every frame of selected tracks (default), their inlier frames only, or "
-                       "every frame of every fitted track with its flags (re-choose a threshold without recomputing)")
+    group.add_argument("--frames", default="eligible", choices=["eligible", "inliers", "all", "selected"],
+                       help="frames/ rows, written as each clip is fitted (before the selection): every frame of "
+                       "the tracks any E_norm threshold could select (eligible), their inlier frames only, or every "
+                       "frame of every fitted track (all); 'selected' is the old name of eligible (default: %(default)s)")
     group.add_argument("--write_all_frames", action="store_true", help="same as --frames all")
     group.add_argument("--store_crops", action="store_true",
                        help="add a crop_jpeg column to frames/: the tracked person's JPEG crop per frame "
                             "(box scaled 1.2, square), so a training set is self-contained")
     group.add_argument("--crop_size", type=int, default=160, help="side of the stored person crops in pixels")
-    group.add_argument("--clips_per_shard", type=int, default=64, help="clips per Parquet shard (about)")
+    group.add_argument("--clips_per_shard", type=int, default=64, help="most clips (about) of one bundle-adjustment "
+                       "batch, hence of one committed shard (default: %(default)s)")
     group.add_argument("--row_group_size", type=int, default=4096, help="rows per Parquet row group")
+    group.add_argument("--progress_seconds", type=float, default=30.0,
+                       help="seconds between progress lines (default: %(default)s)")
+    group.add_argument("--progress_clips", type=int, default=0,
+                       help="also a progress line every N committed clips (default: 0 = every 5%% of the run)")
+    group.add_argument("--ba_heartbeat_seconds", type=float, default=60.0,
+                       help="seconds between 'BA batch running' lines while a batch runs (default: %(default)s)")
     group.add_argument("--overwrite", action="store_true", help="delete what an earlier run wrote under --output first "
                        "(default: resume, skipping the clips already written)")
     group.add_argument("--no_retry_failed", dest="retry_failed", action="store_false", default=True,
@@ -95,3 +111,37 @@ def add_output_arguments(parser) -> None:
 
 
 ADDERS = (add_input_arguments, add_model_arguments, add_optimisation_arguments, add_output_arguments)
+
+
+def job_flag_names() -> set[str]:
+    """Every option string of the job's flags (``--input``, ``--keep_fraction``, ...)."""
+    probe = argparse.ArgumentParser(add_help=False)
+    for add in ADDERS:
+        add(probe)
+    return {o for a in probe._actions for o in a.option_strings}
+
+
+def lookalike_error(unknown: Iterable[str], ours: Iterable[str], other: Iterable[str] = ()) -> str | None:
+    """A message refusing the first unknown flag that looks like one of ours
+    (``--keep-fraction`` for ``--keep_fraction``, a near miss such as ``--keep_fractoin``);
+    None when every unknown flag is someone else's (``other``: Beam's) or unlike ours.
+
+    Args:
+        unknown: the command-line tokens no parser of ours took.
+        ours: our option strings.
+        other: option strings of the flags that pass through (Beam's), never refused.
+    """
+    ours, other = sorted(set(ours)), set(other)
+    for token in unknown:
+        if not token.startswith("--"):
+            continue
+        name = token.split("=", 1)[0]
+        if name in other:
+            continue
+        snake = "--" + name[2:].replace("-", "_").lower()
+        if snake in ours:
+            return f"unknown flag {name}: did you mean {snake}? (the flags are snake_case)"
+        close = difflib.get_close_matches(snake, ours, n=1, cutoff=0.85)
+        if close and snake not in other:
+            return f"unknown flag {name}: did you mean {close[0]}?"
+    return None

@@ -55,7 +55,7 @@ OPTION_CLASSES = (InputOptions, ModelOptions, OptimisationOptions, OutputOptions
 
 
 FLAG_RANGES: dict[str, Range] = {
-    # Every numeric flag (by its dest), checked by check_flags on the launcher before
+    # Every numeric flag (by its dest), checked by check_option_values on the launcher before
     # anything starts; tests/beam_jobs/test_options.py fails on a numeric flag missing here.
     "limit": integer(ge=0),
     "ba_batch_frames": integer(ge=1),
@@ -67,10 +67,13 @@ FLAG_RANGES: dict[str, Range] = {
     "crop_size": integer(ge=16, le=2048),
     "clips_per_shard": integer(ge=1),
     "row_group_size": integer(ge=1),
+    "progress_seconds": real(gt=0),
+    "progress_clips": integer(ge=0),
+    "ba_heartbeat_seconds": real(gt=0),
 }
 
 
-def check_flags(options: PipelineOptions) -> None:
+def check_option_values(options: PipelineOptions) -> None:
     """Type- and range-check every numeric flag of the job.
 
     Raises:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import math
 import os
 import sys
 import time
@@ -27,28 +26,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import apache_beam as beam
-from apache_beam.metrics import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from beam_jobs.logs import quiet_gcp_import_noise, setup_logging
 
-from beam_jobs.options import InputOptions, ModelOptions, OptimisationOptions, OutputOptions, check_flags
+quiet_gcp_import_noise()  # before Beam's import logs its GCP notes
+
+import apache_beam as beam  # noqa: E402
+from apache_beam.metrics import MetricsFilter  # noqa: E402
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions, WorkerOptions  # noqa: E402
+
+from beam_jobs import dataflow  # noqa: E402
+from beam_jobs.options import InputOptions, ModelOptions, OptimisationOptions, OutputOptions, check_option_values
 from beam_jobs.preflight import preflight
 from pipeline.dataset import schema
 from pipeline.perception.inputs import InputListing, InputSpec, clip_from_json, clip_to_json, read_inputs
+from pipeline.dataset.progress import ManifestPoller, ProgressMonitor, format_rate
 from pipeline.dataset.selection import SelectionConfig
-from pipeline.dataset.writer import (
-    MANIFESTS,
-    WriterConfig,
-    completed_clips,
-    finish_output,
-    remove_orphan_shards,
-    retire_clips,
-    write_card,
-)
+from pipeline.dataset.selection_table import SELECTION, commit_frames_mode, read_selection_summary
+from pipeline.dataset.writer import MANIFESTS, WriterConfig, completed_clips, remove_orphan_shards, retire_clips, write_card
 from transforms import metrics, storage
 from transforms.model_stages import ModelFiles, ModelPerception, ModelBundleAdjust, resolve_model_files
 from transforms.pipeline import JobSettings, PseudoGroundTruth
 from transforms.stages import BundleAdjustStage, PerceptionStage
+from transforms.write import finish_run
 
 LOGGER = logging.getLogger("vid2mesh.run")
 LOCAL_RUNNERS = {None, "", "directrunner", "direct", "fnapirunner", "switchingdirectrunner"}
@@ -67,7 +66,9 @@ class JobReport:
         distributions: Beam distributions, name -> {count, sum, min, max, mean}.
         stats: the output's stats.json (every run into this output).
         wall_seconds: launcher wall time of the run.
-        state: the pipeline's final state ("DONE", or "SKIPPED" when nothing was left).
+        state: the pipeline's final state ("DONE", "SKIPPED" when nothing was left, or
+            "DRY_RUN": built, validated and not run).
+        dry_run: with ``--dry_run``: the options and what was checked, as lines.
         failed_retried: clips that had failed in an earlier run and were processed again.
         failed_still_failing: of those, the clips that failed again.
     """
@@ -81,6 +82,7 @@ class JobReport:
     stats: dict[str, Any]
     wall_seconds: float
     state: str
+    dry_run: tuple[str, ...] = ()
     failed_retried: int = 0
     failed_still_failing: int = 0
 
@@ -106,7 +108,7 @@ def selection_config(opts: OptimisationOptions) -> SelectionConfig:
 
 
 def _frames_mode(out: OutputOptions) -> str:
-    return "all" if out.write_all_frames else out.frames
+    return "all" if out.write_all_frames else commit_frames_mode(out.frames)
 
 
 def build_stages(options: PipelineOptions) -> tuple[PerceptionStage, BundleAdjustStage, ModelFiles]:
@@ -130,8 +132,8 @@ def build_stages(options: PipelineOptions) -> tuple[PerceptionStage, BundleAdjus
     return perception, bundle_adjust, files
 
 
-def plan_inputs(options: PipelineOptions) -> tuple[InputListing, InputListing, int, list[str]]:
-    """Read the input and drop what an earlier run already wrote.
+def plan_inputs(options: PipelineOptions, dry_run: bool = False) -> tuple[InputListing, InputListing, int, list[str]]:
+    """Read the input and drop what an earlier run already wrote (``dry_run``: delete nothing).
 
     A clip committed as ``failed`` (a fault of that run: a lost device, out of memory, a
     preempted worker) is not done: unless ``--no_retry_failed`` is given, its rows are taken
@@ -150,15 +152,17 @@ def plan_inputs(options: PipelineOptions) -> tuple[InputListing, InputListing, i
     )
     LOGGER.info("input: %s", listing.description)
     beam_storage = storage.BeamStorage()
-    if out.overwrite:
+    if out.overwrite and not dry_run:
         _clear_output(out.output, beam_storage)
-    remove_orphan_shards(out.output, beam_storage)
+    if not dry_run:
+        remove_orphan_shards(out.output, beam_storage)
     done = completed_clips(out.output, beam_storage)
     listed = {c.clip_id for c in listing.clips} | {r.clip.clip_id for r in listing.rejected}
     failed = sorted(k for k, v in done.items() if v.get("outcome") == "failed" and k in listed)
     if failed and out.retry_failed:
-        writer = WriterConfig(out.output, row_group_size=out.row_group_size, store_crops=out.store_crops)
-        retire_clips(out.output, failed, writer, beam_storage)
+        if not dry_run:
+            writer = WriterConfig(out.output, row_group_size=out.row_group_size, store_crops=out.store_crops)
+            retire_clips(out.output, failed, writer, beam_storage)
         for clip_id in failed:
             done.pop(clip_id)
         LOGGER.info("retry: %d clips failed in an earlier run (a fault of that run, not of the input); processing "
@@ -179,14 +183,14 @@ def plan_inputs(options: PipelineOptions) -> tuple[InputListing, InputListing, i
 
 def _clear_output(output: str, beam_storage: storage.BeamStorage) -> None:
     removed = 0
-    for folder in (*schema.DATASETS, MANIFESTS):
+    for folder in (*schema.DATASETS, MANIFESTS, SELECTION):
         for path in beam_storage.list(beam_storage.join(output, folder)):
             beam_storage.delete(path)
             removed += 1
     LOGGER.info("--overwrite: removed %d files of an earlier run under %s", removed, output)
 
 
-def write_listing(output: str, todo: InputListing) -> str:
+def write_listing(output: str, todo: InputListing, write: bool = True) -> str:
     """Write the clips of this run as JSON lines under ``<output>/_runs/`` and return the
     path: the pipeline reads them from there (a listing of 300k Kinetics clips is too big
     to embed in a Dataflow job graph), and the file records what the run processed."""
@@ -194,7 +198,8 @@ def write_listing(output: str, todo: InputListing) -> str:
     digest = hashlib.sha256(lines.encode()).hexdigest()[:12]
     beam_storage = storage.BeamStorage()
     path = beam_storage.join(output, "_runs", f"clips-{digest}.jsonl")
-    beam_storage.write_bytes(path, lines.encode())
+    if write:
+        beam_storage.write_bytes(path, lines.encode())
     return path
 
 
@@ -222,8 +227,23 @@ def run(
         ValueError / FileNotFoundError: bad flags, missing model files, unreadable input;
             raised before the pipeline starts.
     """
+    if options is None:
+        argv = ["--dry_run=True" if a == "--dry_run" else a for a in (argv or [])]  # Beam's flag wants a value
+        check_flags(argv)
     options = options or PipelineOptions(list(argv or []))
-    check_flags(options)
+    check_option_values(options)  # every numeric flag and config field: type and range
+    dry_run = str(options.view_as(TestOptions).dry_run).lower() in ("true", "1", "yes")
+    runner_name = options.view_as(StandardOptions).runner
+    if dataflow.is_dataflow(runner_name):
+        dataflow.check_launcher(options.view_as(WorkerOptions).sdk_container_image)
+    checked: list[str] = []
+    if dry_run:
+        values = options.get_all_options(drop_default=True)
+        problems = dataflow.validate_paths(options.get_all_options(), path_exists, dataflow.is_dataflow(runner_name))
+        if problems:
+            raise ValueError("--dry_run found problems: " + "; ".join(problems))
+        checked = ["options:", *("  " + line for line in dataflow.option_lines(values)),
+                   "paths: input, roots, model files, output, temp and staging locations exist or can be written"]
     inp, out, optim = options.view_as(InputOptions), options.view_as(OutputOptions), options.view_as(OptimisationOptions)
     if not inp.input:
         raise ValueError("no --input: pass a glob of videos, a Kinetics CSV (with --video_root) or a manifest")
@@ -236,8 +256,19 @@ def run(
         run_meta = run_metadata(files, {})
     else:
         run_meta = schema.RunMetadata(body_model or schema.BodyModelInfo("unknown", "neutral", "", ""), {}, schema.code_version())
-    preflight(out.output, options.view_as(ModelOptions).device, files,  # output, device, model files: exit 2 if bad
-              local_workers=(options.view_as(StandardOptions).runner or "").lower() in LOCAL_RUNNERS)
+    if dry_run:  # the same checks without the output's write probe: a dry run writes nothing
+        from beam_jobs.preflight import check_model_files
+        from models.device import check_device_name
+
+        try:
+            check_device_name(options.view_as(ModelOptions).device)
+        except (ValueError, RuntimeError) as exc:  # models.device.DeviceError
+            raise ValueError(f"--dry_run found problems: {exc}") from None
+        if files is not None:
+            check_model_files(files)
+    else:
+        preflight(out.output, options.view_as(ModelOptions).device, files,  # output, device, model files: exit 2 if bad
+                  local_workers=(options.view_as(StandardOptions).runner or "").lower() in LOCAL_RUNNERS)
     selection = selection_config(optim)
     writer = WriterConfig(out.output, row_group_size=out.row_group_size, store_crops=out.store_crops)
     config = {
@@ -249,35 +280,55 @@ def run(
         "input": inp.input,
     }
     run_meta = dataclasses.replace(run_meta, config=config)
-    listing, todo, skipped, retried = plan_inputs(options)
-    if todo.num_inputs == 0:
-        LOGGER.info("nothing to do: all %d clips of the input are already written under %s", listing.num_inputs, out.output)
-        stats = finish_output(writer, run_meta, storage.BeamStorage())  # card and any missing _common_metadata
+    listing, todo, skipped, retried = plan_inputs(options, dry_run)
+    if todo.num_inputs == 0 and not dry_run:
+        LOGGER.info("nothing to do: all %d clips of the input are already written under %s; selecting over them",
+                    listing.num_inputs, out.output)
+        # the selection, _common_metadata and the card (finishing an output a killed run left without them)
+        stats = finish_run(writer, run_meta, selection, {"input": listing.description})
         return JobReport(out.output, listing.num_inputs, skipped, 0, {}, {}, stats, time.perf_counter() - start, "SKIPPED")
     settings = JobSettings(
         selection=selection, writer=writer, run=run_meta, frames_mode=_frames_mode(out),
-        num_buckets=max(1, math.ceil(todo.num_inputs / max(1, out.clips_per_shard))),
+        clips_per_shard=max(1, out.clips_per_shard),
         batch_max_frames=optim.ba_batch_frames, batch_max_tracks=optim.ba_batch_tracks,
+        heartbeat_s=out.ba_heartbeat_seconds,
         card_extra={"input": listing.description},
     )
-    LOGGER.info("processing %d clips (%d bad input rows) into %s in %d shards", len(todo.clips), len(todo.rejected),
-                out.output, settings.num_buckets)
+    LOGGER.info("processing %d clips (%d bad input rows) into %s; shards of about %d clips are committed as "
+                "their clips are fitted", len(todo.clips), len(todo.rejected), out.output, settings.clips_per_shard)
     runner = local_runner(options)
     if runner is not None:
         LOGGER.info("local run on Beam's FnApiRunner (%s mode, %s workers); nothing is downloaded",
                     options.view_as(beam.options.pipeline_options.DirectOptions).direct_running_mode,
                     options.view_as(beam.options.pipeline_options.DirectOptions).direct_num_workers)
-    listing_file = write_listing(out.output, todo)
+    listing_file = write_listing(out.output, todo, write=not dry_run)
     pipeline = beam.Pipeline(runner=runner, options=options)
     _ = (
         pipeline
-        | "ReadListing" >> beam.io.ReadFromText(listing_file)
+        | "ReadListing" >> beam.io.ReadFromText(listing_file, validate=not dry_run)
         | "ParseClips" >> beam.Map(clip_from_json)
         | "Spread" >> beam.Reshuffle()
         | "PseudoGT" >> PseudoGroundTruth(perception, bundle_adjust, settings, todo.rejected)
     )
-    result = pipeline.run()
-    state = result.wait_until_finish()
+    if dry_run:
+        checked.append(f"pipeline: built for {runner_name or 'the local FnApiRunner'} with {todo.num_inputs} clips "
+                       f"({skipped} already written)")
+        if runner is None:  # Beam's own dry run: the Dataflow job is translated, not submitted
+            result = pipeline.run()
+            job = getattr(result, "job", None)
+            if job is not None:
+                region = options.get_all_options().get("region")
+                checked.append(f"dataflow job: {job.proto.name or '(unnamed)'} in {job.proto.location or region}, "
+                               f"{len(job.proto_pipeline.components.transforms)} transforms; not submitted")
+        return JobReport(out.output, listing.num_inputs, skipped, todo.num_inputs, {}, {}, {},
+                         time.perf_counter() - start, "DRY_RUN", tuple(checked))
+    every = out.progress_clips if out.progress_clips > 0 else max(1, todo.num_inputs // 20)
+    monitor = ProgressMonitor(todo.num_inputs, ManifestPoller.starting_now(out.output, storage.BeamStorage()),
+                              interval_s=out.progress_seconds, every_clips=every,
+                              poll_s=1.0 if not storage.is_remote(out.output) else min(30.0, out.progress_seconds))
+    with monitor:
+        result = pipeline.run()
+        state = result.wait_until_finish()
     counters, distributions = job_metrics(result)
     wall = time.perf_counter() - start
     now = completed_clips(out.output, storage.BeamStorage())
@@ -288,9 +339,37 @@ def run(
         "failed_retried": len(retried), "failed_still_failing": still_failing,
         "counters": counters, "state": str(state),
     }
-    stats = write_card(out.output, run_meta, storage.BeamStorage(), {"input": listing.description, "last_run": last_run})
-    return JobReport(out.output, listing.num_inputs, skipped, todo.num_inputs, counters, distributions, stats, wall,
-                     str(state), len(retried), still_failing)
+    stats = write_card(out.output, run_meta, storage.BeamStorage(),
+                       {"input": listing.description, "last_run": last_run,
+                        "selection": read_selection_summary(out.output, storage.BeamStorage())})
+    return JobReport(out.output, listing.num_inputs, skipped, todo.num_inputs, counters, distributions, stats, wall, str(state),
+                     failed_retried=len(retried), failed_still_failing=still_failing)
+
+
+def path_exists(path: str) -> bool:
+    """An existing file, folder, object or bucket (what ``--dry_run`` checks paths with)."""
+    return storage.exists(path)
+
+
+def beam_flag_names() -> set[str]:
+    """Option strings of every PipelineOptions class Beam (and this job) registers."""
+    return {f"--{name}" for name in PipelineOptions([]).get_all_options()}
+
+
+def check_flags(argv: Sequence[str]) -> None:
+    """Refuse a flag that looks like one of the job's but is not (``--keep-fraction``):
+    Beam would drop it with a warning and the run would go on with the default.
+
+    Raises:
+        ValueError: naming the flag and the one meant.
+    """
+    from beam_jobs.flags import job_flag_names, lookalike_error
+
+    ours = job_flag_names()
+    unknown = [t for t in argv if t.startswith("--") and t.split("=", 1)[0] not in ours]
+    message = lookalike_error(unknown, ours, beam_flag_names() - ours) if unknown else None
+    if message:
+        raise ValueError(message)
 
 
 def job_metrics(result) -> tuple[dict[str, int], dict[str, dict[str, float]]]:
@@ -317,6 +396,8 @@ def job_metrics(result) -> tuple[dict[str, int], dict[str, dict[str, float]]]:
 
 
 def summary_lines(report: JobReport) -> list[str]:
+    if report.state == "DRY_RUN":
+        return [f"dry run: nothing was run or written under {report.output}", *report.dry_run]
     c, s = report.counters, report.stats
     lines = [
         f"output: {report.output}",
@@ -327,25 +408,15 @@ def summary_lines(report: JobReport) -> list[str]:
           if report.failed_retried else []),
         f"tracks fitted {c.get('tracks_fitted', 0)}, selected {c.get('tracks_selected', 0)}; frames written "
         f"{c.get('frames_written', 0)} ({c.get('inlier_frames', 0)} inliers)",
-        f"wall {report.wall_seconds:.1f} s, {report.clips_in / max(report.wall_seconds, 1e-9):.2f} clips/s",
+        f"wall {report.wall_seconds:.1f} s, {format_rate(report.clips_in, report.wall_seconds, c.get('frames_written', 0), c.get('tracks_fitted', 0))}",
         f"dataset (all runs): {s.get('clips', 0)} clips, {s.get('clips_kept', 0)} kept, {s.get('clips_rejected', 0)} "
         f"rejected, {s.get('clips_failed', 0)} failed; rejected by reason {s.get('rejected_by_reason', {})}",
     ]
     return lines
 
 
-class _BeamImportNoise(logging.Filter):
-    """Drops Beam's import-time note that the GCP client libraries are absent (irrelevant
-    to local runs; Dataflow images install apache-beam[gcp])."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("apitools not found")
-
-
 def configure_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
-    logging.getLogger().addFilter(_BeamImportNoise())
-    logging.getLogger("apache_beam").setLevel(logging.INFO if verbose else logging.WARNING)
+    setup_logging(verbose)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

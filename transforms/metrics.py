@@ -5,12 +5,17 @@ Counters (namespace :data:`NAMESPACE`): ``clips_in``, ``clips_decoded``, ``clips
 ``clips_failed``, ``rejected_<reason>`` (one per reason code), ``tracks_found``,
 ``tracks_fitted``, ``tracks_diverged``, ``tracks_failed``, ``tracks_selected``,
 ``frames_decoded``, ``frames_written``, ``inlier_frames``, ``ba_batches``, ``ba_batch_retries``,
-``shards_written``.
+``shards_written``; as clips are committed, ``clips_committed`` and ``clips_pending`` (with an
+eligible track: kept or not is decided by the selection at the end, which then counts
+``clips_kept``, ``tracks_selected``, ``inlier_frames`` and the ``no_track_selected`` rejections).
+
+Gauges: ``ba_batch_tracks_running`` and ``ba_batch_frames_running`` (the batch a worker is
+fitting, 0 between batches), ``clips_committed_last`` (clips of the last committed shard).
 
 Distributions: ``ba_iterations`` (per track), ``ba_batch_tracks``, ``ba_batch_frames``,
 ``track_frames``, and ``ms_<stage>`` wall milliseconds per stage (``ms_decode``, ``ms_detect``,
 ``ms_track``, ``ms_init``, ``ms_perceive`` per clip; ``ms_bundle_adjust`` per batch;
-``ms_select`` per clip; ``ms_write`` per shard).
+``ms_select`` per clip (its rows); ``ms_write`` per shard).
 
 Every input clip ends in exactly one of ``clips_kept``, ``clips_rejected``, ``clips_failed``,
 so they sum to ``clips_in``.

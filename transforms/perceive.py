@@ -86,7 +86,7 @@ class PerceiveClipFn(beam.DoFn):
                 shutil.rmtree(workdir, ignore_errors=True)
         elapsed = time.perf_counter() - start
         metrics.seconds("perceive", elapsed)
-        LOGGER.info("perceived %s: %s, %d frames, %.1f s", clip.clip_id,
+        LOGGER.debug("perceived %s: %s, %d frames, %.1f s", clip.clip_id,
                     f"{len(result.problems)} tracks" if result.ok else f"rejected ({result.reject_reason})",
                     result.num_frames, elapsed)
         for name, value in result.stage_seconds.items():

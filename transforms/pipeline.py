@@ -1,11 +1,15 @@
-"""The job as one composite transform: clips in, shards and a dataset card out.
+"""The job as one composite transform: clips in, committed shards, then the selection and a
+dataset card out.
 
 ::
 
-    ClipRef --PerceiveClipFn--> TrackProblem --BatchElements--> [TrackProblem]
-        --BundleAdjustBatchFn--> (clip_id, (problem, fit)) --CoGroupByKey with headers-->
-        --SelectClipFn(threshold side input)--> ClipOutcome
-    input rejects + perception rejects + outcomes --> WriteShards --> WriteCard
+    ClipRef --PerceiveWholeClipFn--> PerceptionResult | ClipOutcome (rejects)
+        (+ input rejects) --BatchClips--> [work] --FitAndCommitFn--> ShardSummary
+        (BA of the batch, rows, shard + manifest: committed as soon as the batch is fitted)
+    all ShardSummaries --Finish--> selection/ over the whole output, _common_metadata,
+        stats.json, README.md
+
+See :mod:`transforms.commit` for why no GroupByKey stands before the write.
 """
 
 from __future__ import annotations
@@ -16,16 +20,14 @@ from dataclasses import dataclass, field
 import apache_beam as beam
 
 from pipeline.dataset import schema
-from pipeline.records import PerceptionResult
 from pipeline.dataset.rows import outcome_from_rejection
 from pipeline.dataset.selection import SelectionConfig
 from pipeline.dataset.writer import WriterConfig
+from pipeline.records import PerceptionResult
 from transforms import metrics
-from transforms.bundle_adjust import BundleAdjustBatchFn, batch_problems
-from transforms.perceive import HEADERS, OUTCOMES, PerceiveClipFn
-from transforms.select import RunThreshold, SelectClipFn, count_outcome
+from transforms.commit import FitAndCommitFn, PerceiveWholeClipFn, batch_clips
 from transforms.stages import BundleAdjustStage, PerceptionStage
-from transforms.write import WriteCard, WriteShards
+from transforms.write import WriteCard
 
 
 @dataclass(frozen=True)
@@ -36,20 +38,23 @@ class JobSettings:
         selection: track selection settings.
         writer: output folder and Parquet settings.
         run: run metadata for the schemas (body model, config, code version).
-        frames_mode: "selected", "inliers" or "all" (see ``pipeline.dataset.rows.outcome_from_fits``).
-        num_buckets: shards of this run (clips are hashed into them).
+        frames_mode: "eligible" (alias "selected"), "inliers" or "all" (see
+            ``pipeline.dataset.selection_table.commit_outcome``).
+        clips_per_shard: most clips (about) of one batch, hence of one shard.
         batch_max_frames, batch_max_tracks: the BA batching boundary (batches fill up to
-            these bounds within a bundle).
+            these bounds within a bundle; a batch holds whole clips).
+        heartbeat_s: seconds between "BA batch running" lines while a batch runs.
         card_extra: extra entries for ``stats.json`` (e.g. the input description).
     """
 
     selection: SelectionConfig
     writer: WriterConfig
     run: schema.RunMetadata
-    frames_mode: str = "selected"
-    num_buckets: int = 1
+    frames_mode: str = "eligible"
+    clips_per_shard: int = 64
     batch_max_frames: int = 32768
     batch_max_tracks: int = 256
+    heartbeat_s: float = 60.0
     card_extra: dict = field(default_factory=dict)
 
 
@@ -79,32 +84,21 @@ class PseudoGroundTruth(beam.PTransform):
 
     def expand(self, clips):
         s = self._settings
-        perceived = clips | "Perceive" >> beam.ParDo(PerceiveClipFn(self._perception)).with_outputs(
-            HEADERS, OUTCOMES, main="problems"
-        )
-        fits = (
-            perceived.problems
-            | "BatchTracks" >> batch_problems(s.batch_max_frames, s.batch_max_tracks)
-            | "BundleAdjust" >> beam.ParDo(BundleAdjustBatchFn(self._bundle_adjust))
-        )
-        threshold = fits | "RunThreshold" >> RunThreshold(s.selection)
-        selected = (
-            {"headers": perceived[HEADERS], "fits": fits}
-            | "JoinTracks" >> beam.CoGroupByKey()
-            | "Select" >> beam.ParDo(SelectClipFn(s.selection, s.frames_mode), threshold=beam.pvalue.AsSingleton(threshold))
-        )
+        perceived = clips | "Perceive" >> beam.ParDo(PerceiveWholeClipFn(self._perception))
         input_rejects = (
             clips.pipeline
             | "InputRejects" >> beam.Create(self._input_rejects, reshuffle=False)
             | "RejectRows" >> beam.Map(_input_reject_outcome)
         )
-        outcomes = (
-            (input_rejects, perceived[OUTCOMES], selected)
-            | "AllOutcomes" >> beam.Flatten()
-            | "CountOutcomes" >> beam.Map(count_outcome)
+        shards = (
+            (input_rejects, perceived)
+            | "AllClips" >> beam.Flatten()
+            | "BatchClips" >> batch_clips(s.batch_max_frames, s.clips_per_shard)
+            | "FitAndCommit" >> beam.ParDo(FitAndCommitFn(
+                self._bundle_adjust, s.selection, s.frames_mode, s.writer, s.run,
+                s.batch_max_frames, s.batch_max_tracks, s.heartbeat_s))
         )
-        shards = outcomes | "WriteShards" >> WriteShards(s.writer, s.run, s.num_buckets)
-        return shards | "WriteCard" >> WriteCard(s.writer, s.run, s.card_extra)
+        return shards | "Finish" >> WriteCard(s.writer, s.run, s.card_extra, s.selection)
 
 
 def _input_reject_outcome(result: PerceptionResult):

@@ -1,5 +1,6 @@
-"""Dataset subcommands for the people who use a run's output: ``render`` and ``report``.
+"""Dataset subcommands for the people who use a run's output: ``select``, ``render`` and ``report``.
 
+    vid2mesh select OUTPUT_DIR [--keep_fraction 0.1 | --e_norm_threshold X]
     vid2mesh render OUTPUT_DIR [--clip CLIP_ID ...] [--side_by_side] [--out DIR]
     vid2mesh report OUTPUT_DIR [--thumbnails 4]
 
@@ -65,7 +66,9 @@ def _render(args: argparse.Namespace) -> int:
     body_model = body_model_for_dataset(metadata, args.smpl_model, args.model_cache, check_hash=not args.no_hash_check)
     config = OverlayConfig(alpha=args.alpha, side_by_side=args.side_by_side, scale=args.scale,
                            skeleton=not args.no_skeleton, detections=not args.no_detections)
-    out_dir = args.out or os.path.join(args.output_dir, "renders")
+    remote = "://" in args.output_dir  # MP4s and PNGs are written locally: renders/ here
+    out_dir = args.out or (os.path.join("renders", args.output_dir.rstrip("/").rsplit("/", 1)[-1]) if remote
+                           else os.path.join(args.output_dir, "renders"))
     for clip in clips:
         result = render_clip(
             args.output_dir, clip, out_dir, body_model, config, png=not args.no_png, mp4=not args.no_mp4,
@@ -91,8 +94,73 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_metadata_of(output: str, storage, inner: str):
+    """The run metadata recorded in an output's ``_common_metadata`` (for its card)."""
+    import pyarrow.parquet as pq
+
+    from pipeline.dataset import schema
+
+    for dataset in schema.DATASETS:
+        path = storage.join(inner, dataset, "_common_metadata")
+        if storage.exists(path):
+            meta = schema.read_metadata(pq.read_schema(path, filesystem=storage.filesystem))
+            body = meta.get(schema.KEY_BODY_MODEL) or {}
+            info = schema.BodyModelInfo(body.get("variant", "unknown"), body.get("gender", "neutral"),
+                                        body.get("file_name", ""), body.get("sha256", ""))
+            return schema.RunMetadata(info, meta.get(schema.KEY_CONFIG) or {}, meta.get(schema.KEY_CODE_VERSION) or "")
+    raise FileNotFoundError(f"{output} has no */_common_metadata: pass the --output folder of a finished or "
+                            "interrupted `vid2mesh run` (its first shard writes it)")
+
+
+def select_command(args: argparse.Namespace) -> int:
+    """(Re)compute the selection over every committed shard of an output."""
+    import dataclasses
+
+    from pipeline.dataset.fs import ArrowStorage
+    from pipeline.dataset.selection import SelectionConfig
+    from pipeline.dataset.selection_table import select_output
+    from pipeline.dataset.writer import write_card
+
+    storage, inner = ArrowStorage.for_path(args.output_dir)
+    if not storage.exists(storage.join(inner, "_manifests")):
+        raise FileNotFoundError(f"{args.output_dir} has no _manifests/: pass the --output folder of `vid2mesh run`")
+    run = run_metadata_of(args.output_dir, storage, inner)
+    recorded = (run.config or {}).get("selection") or {}
+    mode = args.selection or ("threshold" if args.e_norm_threshold is not None else "fraction")
+    changes = {k: v for k, v in recorded.items() if k in {f.name for f in dataclasses.fields(SelectionConfig)}}
+    changes.update(mode=mode)
+    if args.keep_fraction is not None:
+        changes["keep_fraction"] = args.keep_fraction
+    if args.e_norm_threshold is not None:
+        changes["e_norm_threshold"] = args.e_norm_threshold
+    config = SelectionConfig(**changes)
+    summary = select_output(inner, config, storage)
+    write_card(inner, dataclasses.replace(run, config={**run.config, "selection": dataclasses.asdict(config)}), storage,
+               {"selection": summary.to_json()})
+    threshold = f"{summary.threshold:.4g}" if summary.threshold == summary.threshold else "none (no eligible track)"
+    print(f"selection over {summary.clips} clips of {args.output_dir}: {summary.tracks_selected} of "
+          f"{summary.tracks_eligible} eligible tracks selected (E_norm <= {threshold}); {summary.clips_kept} clips kept, "
+          f"{summary.clips_rejected} rejected, {summary.clips_failed} failed")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``render`` and ``report`` to the CLI."""
+    """Add ``select``, ``render`` and ``report`` to the CLI."""
+    select = subparsers.add_parser(
+        "select", help="(re)compute the track selection over a whole output (no refit)",
+        description="Fits are committed as clips finish; the selection (the best --keep_fraction of the eligible tracks, "
+        "or E_norm <= --e_norm_threshold) is computed over every committed shard of OUTPUT_DIR, across resumed runs, "
+        "into OUTPUT_DIR/selection/ (which readers join), and the card and stats.json are rewritten. "
+        "`vid2mesh run` ends with it; run it again to re-select without refitting.",
+    )
+    select.add_argument("output_dir", help="the --output folder of `vid2mesh run` (local, gs://..., any fsspec URI)")
+    select.add_argument("--selection", default=None, choices=["threshold", "fraction"],
+                        help="fraction (default), or threshold when --e_norm_threshold is given")
+    select.add_argument("--keep_fraction", type=float, default=None,
+                        help="fraction of eligible tracks to keep (default: the run's, else 0.1)")
+    select.add_argument("--e_norm_threshold", type=float, default=None, help="keep tracks with E_norm <= this (default: none)")
+    select.set_defaults(func=select_command)
+
     render = subparsers.add_parser(
         "render", help="overlay fitted meshes and skeletons on the source video (MP4 + PNG frames)",
         description="Draw each track's fitted SMPL mesh (shaded, semi-transparent, one colour per track), fitted "
@@ -103,7 +171,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     render.add_argument("--clip", action="append", default=None, help="clip id to render (repeatable; default: the first "
                         "--max_clips clips of frames/)")
     render.add_argument("--max_clips", type=int, default=1, help="clips to render when no --clip is given")
-    render.add_argument("--out", default=None, help="output folder (default OUTPUT_DIR/renders)")
+    render.add_argument("--out", default=None, help="output folder (default OUTPUT_DIR/renders; renders/<name> here "
+                        "for a remote OUTPUT_DIR)")
     render.add_argument("--frames", type=_frame_list, default=None, help="decoded frames: START:STOP[:STEP] or 3,8,12 (default: all)")
     render.add_argument("--tracks", type=_int_list, default=None, help="track ids, e.g. 0,2 (default: all)")
     render.add_argument("--all_tracks", action="store_true", help="also tracks that were not selected (runs with --frames all)")

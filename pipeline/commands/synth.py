@@ -48,6 +48,8 @@ def register(subparsers) -> None:
         "--baseline", action="store_true", help="evaluate the simulated per-frame regressor (.init.npz), perfectly tracked"
     )
     evaluate.add_argument("--inliers-only", action="store_true", help="only frames flagged inlier")
+    evaluate.add_argument("--selected_only", action="store_true", help="only tracks the selection kept "
+                          "(default: every fitted track of frames/)")
     evaluate.add_argument("--match-threshold", type=float, default=0.25, help="matching gate, fraction of box height")
     evaluate.add_argument("--pck-threshold", type=float, default=0.1, help="PCK threshold, fraction of box size")
     evaluate.add_argument("--body-model", help="body model for --baseline (default: the stand-in)")
@@ -102,7 +104,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         predictions = regressor_baseline(args.corpus, BodyModel.from_file(path))
     else:
         predictions = args.predictions
-    result = evaluate_corpus(args.corpus, predictions, config, inliers_only=args.inliers_only)
+    result = evaluate_corpus(args.corpus, predictions, config, inliers_only=args.inliers_only,
+                             selected_only=args.selected_only)
     print(result.format_table())
     if result.unknown_clips:
         print(f"ignored predictions of {len(result.unknown_clips)} clips without ground truth", file=sys.stderr)

@@ -19,6 +19,17 @@ within each unit. In sequence mode a track belongs to the unit holding its first
 that reader also reads the track's continuation from the following row groups, so no
 window is cut by a row-group boundary or produced twice.
 
+Selection. Fits are committed before the selection is known; the selection over the whole
+output is the small table ``selection/tracks.parquet`` (see
+:mod:`pipeline.dataset.selection_table`). When it exists the reader joins it: a frame's
+``track_selected`` is the table's verdict, ``selected_only`` keeps the selected tracks, and
+rows of a clip's extra copy (a clip committed twice by a retried bundle) are dropped. Without
+it (a run interrupted before its end) the stored flags are used and nothing is selected
+yet: read with ``FrameFilter(selected_only=False)`` or run ``vid2mesh select OUTPUT``.
+
+Filesystems. Paths go through :mod:`pipeline.dataset.fs`: local folders, ``gs://`` and any
+pyarrow or fsspec filesystem (or pass ``filesystem=``).
+
 Filters (:class:`FrameFilter`): selected tracks only, inlier frames only, labels, splits,
 an absolute E_norm bound, and an E_norm quantile computed over the tracks of the dataset
 that pass the other track-level filters (``e_norm_threshold`` holds the bound it gives).
@@ -30,7 +41,6 @@ frames.
 
 from __future__ import annotations
 
-import glob
 import logging
 import math
 import os
@@ -47,7 +57,9 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from pipeline.dataset import fs as vfs
 from pipeline.dataset import schema
+from pipeline.dataset.selection_table import SELECTION, TRACKS_FILE
 from pipeline.perception.crops import CROP_COLUMN, decode_crop
 
 LOGGER = logging.getLogger(__name__)
@@ -61,7 +73,11 @@ __all__ = [
     "column_to_numpy",
     "frames_files",
     "frames_schema",
+    "locate_frames",
     "read_frames",
+    "read_clips",
+    "read_selection",
+    "read_tracks",
 ]
 
 KEY_COLUMNS = ("clip_id", "track_id")
@@ -105,11 +121,15 @@ class FrameFilter:
             if value is not None:
                 object.__setattr__(self, name, tuple(value))
 
-    def track_expression(self, e_norm_bound: float | None = None) -> ds.Expression | None:
-        """Filter on track-level columns (constant within a track)."""
+    def track_expression(self, e_norm_bound: float | None = None, selection: "SelectionJoin | None" = None) -> ds.Expression | None:
+        """Filter on track-level columns (constant within a track); with a ``selection``
+        table, ``selected_only`` pushes down its selected clips (the exact track filter is
+        :meth:`SelectionJoin.apply`)."""
         terms = []
-        if self.selected_only:
+        if self.selected_only and selection is None:
             terms.append(pc.field("track_selected") == True)  # noqa: E712 (arrow expression)
+        elif self.selected_only:
+            terms.append(pc.field("clip_id").isin(selection.selected_clips))
         if self.clip_ids is not None:
             terms.append(pc.field("clip_id").isin(list(self.clip_ids)))
         if self.labels is not None:
@@ -178,44 +198,119 @@ def _and(a: ds.Expression | None, b: ds.Expression | None) -> ds.Expression | No
     return b if a is None else a if b is None else a & b
 
 
-def frames_files(path: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
-    """The Parquet files of a ``frames/`` dataset.
+_SEP = "\x1f"
+
+
+class SelectionJoin:
+    """``selection/tracks.parquet`` of an output, joined onto rows of ``frames/``/``tracks/``.
 
     Args:
-        path: a run's output folder (holding ``frames/``), a ``frames/`` folder, one
-            ``.parquet`` file, or a list of files.
-
-    Returns:
-        Sorted file paths (``_common_metadata`` and temporary files excluded).
-
-    Raises:
-        FileNotFoundError: nothing to read there.
+        table: the selection table (clip_id, track_id, shard, selected, ...).
     """
+
+    def __init__(self, table: pa.Table):
+        self.table = table
+        shard, clip = table.column("shard"), table.column("clip_id")
+        keys = pc.binary_join_element_wise(shard, clip, pc.cast(table.column("track_id"), pa.string()), _SEP)
+        selected = table.column("selected").to_numpy(zero_copy_only=False).astype(bool)
+        self.selected_keys = pc.filter(keys, pa.array(selected)).combine_chunks() if len(keys) else pa.array([], pa.string())
+        self.owner_keys = pc.unique(pc.binary_join_element_wise(shard, clip, _SEP).combine_chunks()) if len(keys) else pa.array([], pa.string())
+        self.clips = pc.unique(clip.combine_chunks()) if len(keys) else pa.array([], pa.string())
+        self.selected_clips = pc.unique(pc.filter(clip, pa.array(selected)).combine_chunks()).to_pylist() if len(keys) else []
+
+    @classmethod
+    def load(cls, filesystem, output: str) -> "SelectionJoin | None":
+        path = vfs.join(filesystem, output, SELECTION, TRACKS_FILE)
+        if not vfs.is_file(filesystem, path):
+            return None
+        with filesystem.open_input_file(path) as handle:
+            return cls(pq.read_table(handle))
+
+    def apply(self, table: pa.Table, shards: pa.Array | pa.ChunkedArray | str, selected_only: bool) -> pa.Table:
+        """Drop copies of clips another shard owns (and unselected tracks when
+        ``selected_only``); set ``track_selected`` (or ``selected``) to the table's verdict.
+        ``table`` must have ``clip_id`` and ``track_id``; ``shards`` is the shard name of
+        each row (or one name for all)."""
+        if table.num_rows == 0:
+            return table
+        clip, track = table.column("clip_id"), pc.cast(table.column("track_id"), pa.string())
+        if isinstance(shards, str):
+            shards = pa.array([shards] * table.num_rows, pa.string())
+        owner = pc.binary_join_element_wise(shards, clip, _SEP)
+        known = pc.is_in(clip, value_set=self.clips)
+        keep = pc.or_(pc.invert(known), pc.is_in(owner, value_set=self.owner_keys))
+        selected = pc.is_in(pc.binary_join_element_wise(shards, clip, track, _SEP), value_set=self.selected_keys)
+        if selected_only:
+            keep = pc.and_(keep, selected)
+        for name in ("track_selected", "selected"):
+            if name in table.column_names:
+                table = table.set_column(table.column_names.index(name), table.schema.field(name), selected)
+        return table.filter(keep)
+
+
+def shard_of(path: str) -> str:
+    """Shard name of a data file (``.../frames/shard-<digest>.parquet`` -> ``shard-<digest>``)."""
+    return os.path.basename(path).split(".")[0]
+
+
+def _locate(path, filesystem=None) -> tuple[Any, list[str], str | None]:
+    """(filesystem, frames files, output folder or None) of a reader path argument."""
     if isinstance(path, (list, tuple)):
-        files = sorted(str(p) for p in path)
+        if not path:
+            raise FileNotFoundError("no frames files given: pass the output folder of `vid2mesh run`, its frames/ folder or Parquet files")
+        fs, _ = vfs.resolve(path[0], filesystem)
+        files = sorted(vfs.resolve(p, filesystem)[1] for p in path)
     else:
-        path = str(path)
-        if os.path.isfile(path):
-            files = [path]
+        fs, inner = vfs.resolve(path, filesystem)
+        if vfs.is_file(fs, inner):
+            files = [inner]
         else:
-            folder = os.path.join(path, "frames") if os.path.isdir(os.path.join(path, "frames")) else path
-            files = sorted(glob.glob(os.path.join(folder, "*.parquet")))
-    missing = [f for f in files if not os.path.isfile(f)]
+            folder = vfs.join(fs, inner, "frames") if vfs.is_dir(fs, vfs.join(fs, inner, "frames")) else inner
+            files = vfs.list_files(fs, folder, ".parquet")
+    missing = [f for f in files if not vfs.is_file(fs, f)]
     if missing:
         raise FileNotFoundError(f"frames file {missing[0]} does not exist")
     if not files:
         raise FileNotFoundError(
             f"no frames/*.parquet under {path}: pass the output folder of `vid2mesh run`, its frames/ folder or Parquet files"
         )
-    return files
+    parent = os.path.dirname if vfs.is_local(fs) else __import__("posixpath").dirname
+    folder = parent(files[0])
+    output = parent(folder) if os.path.basename(folder.rstrip("/")) == "frames" else None
+    return fs, files, output
 
 
-def _dataset_schema(files: list[str]) -> pa.Schema:
+def locate_frames(path, filesystem=None) -> tuple[Any, list[str], str | None]:
+    """(``pyarrow.fs`` filesystem, frames files inside it, output folder or None) of a
+    path argument of the reader (see :func:`frames_files`)."""
+    return _locate(path, filesystem)
+
+
+def frames_files(path: str | os.PathLike | Sequence[str | os.PathLike], filesystem=None) -> list[str]:
+    """The Parquet files of a ``frames/`` dataset.
+
+    Args:
+        path: a run's output folder (holding ``frames/``), a ``frames/`` folder, one
+            ``.parquet`` file, or a list of files; local, a URI (``gs://...``) or a path
+            inside ``filesystem``.
+        filesystem: a ``pyarrow.fs`` or fsspec filesystem the paths are in (None: from the path).
+
+    Returns:
+        Sorted file paths, inside the filesystem (``_common_metadata`` and temporary files
+        excluded).
+
+    Raises:
+        FileNotFoundError: nothing to read there.
+    """
+    return _locate(path, filesystem)[1]
+
+
+def _dataset_schema(files: list[str], filesystem=None) -> pa.Schema:
     """Unified schema of the files (a column missing from a file reads as null); checks
     that they are vid2mesh ``frames`` files of a readable schema version."""
     schemas = []
     for f in files:
-        file_schema = pq.read_schema(f)
+        file_schema = pq.read_schema(f, filesystem=filesystem)
         meta = schema.read_metadata(file_schema)
         if meta.get(schema.KEY_DATASET) != "frames":
             raise ValueError(f"{f} is a vid2mesh {meta.get(schema.KEY_DATASET)!r} file, not frames/; pass the frames/ dataset")
@@ -224,15 +319,73 @@ def _dataset_schema(files: list[str]) -> pa.Schema:
     return unified.with_metadata(schemas[-1].metadata)
 
 
-def frames_schema(path: str | os.PathLike | Sequence[str | os.PathLike]) -> pa.Schema:
+def frames_schema(path: str | os.PathLike | Sequence[str | os.PathLike], filesystem=None) -> pa.Schema:
     """The unified arrow schema (with vid2mesh metadata) of a ``frames/`` dataset."""
-    return _dataset_schema(frames_files(path))
+    fs, files, _ = _locate(path, filesystem)
+    return _dataset_schema(files, fs)
+
+
+def read_selection(output: str | os.PathLike, filesystem=None) -> pa.Table | None:
+    """``selection/tracks.parquet`` of an output folder (None: no selection yet)."""
+    fs, inner = vfs.resolve(output, filesystem)
+    join = SelectionJoin.load(fs, inner)
+    return None if join is None else join.table
+
+
+def read_clips(output: str | os.PathLike, filesystem=None) -> pa.Table:
+    """``selection/clips.parquet``: where every clip of the output ended (kept, rejected
+    with a reason, failed), after the selection.
+
+    Raises:
+        FileNotFoundError: no selection yet (run ``vid2mesh select OUTPUT``).
+    """
+    from pipeline.dataset.selection_table import CLIPS_FILE
+
+    fs, inner = vfs.resolve(output, filesystem)
+    path = vfs.join(fs, inner, SELECTION, CLIPS_FILE)
+    if not vfs.is_file(fs, path):
+        raise FileNotFoundError(f"{output} has no {SELECTION}/{CLIPS_FILE}: run `vid2mesh select {output}` first")
+    with fs.open_input_file(path) as handle:
+        return pq.read_table(handle)
+
+
+def read_tracks(output: str | os.PathLike, columns: Sequence[str] | None = None, filesystem=None) -> pa.Table:
+    """``tracks/`` of an output with the final selection: ``selected``,
+    ``selection_reason`` and ``e_norm_threshold`` from ``selection/tracks.parquet`` (the
+    committed rows say ``eligible`` until the selection ran), copies of a clip committed
+    twice dropped. Without a selection table the committed rows are returned as they are."""
+    fs, inner = vfs.resolve(output, filesystem)
+    files = vfs.list_files(fs, vfs.join(fs, inner, "tracks"), ".parquet")
+    if not files:
+        raise FileNotFoundError(f"no tracks/*.parquet under {output}: pass the output folder of `vid2mesh run`")
+    wanted = list(columns) if columns else None
+    read = None if wanted is None else list(dict.fromkeys([*wanted, "clip_id", "track_id"]))
+    data = ds.dataset(files, format="parquet", filesystem=fs)
+    table = data.to_table(columns=[*(read or data.schema.names), "__filename"])
+    shards = pa.array([shard_of(f) for f in table.column("__filename").to_pylist()], pa.string())
+    table = table.drop_columns(["__filename"])
+    join = SelectionJoin.load(fs, inner)
+    if join is not None:
+        table = join.apply(table, shards, selected_only=False)
+        verdicts = join.table.select(["clip_id", "track_id", "selection_reason", "e_norm_threshold"])
+        for name in ("selection_reason", "e_norm_threshold"):
+            if name in table.column_names:
+                lookup = {(c, t): v for c, t, v in zip(verdicts.column("clip_id").to_pylist(), verdicts.column("track_id").to_pylist(),
+                                                      verdicts.column(name).to_pylist())}
+                current = table.column(name).to_pylist()
+                values = [lookup.get((c, t), v) for c, t, v in zip(table.column("clip_id").to_pylist(),
+                                                                  table.column("track_id").to_pylist(), current)]
+                table = table.set_column(table.column_names.index(name), table.schema.field(name),
+                                         pa.array(values, table.schema.field(name).type))
+    table = table.sort_by([("clip_id", "ascending"), ("track_id", "ascending")])
+    return table.select(wanted) if wanted else table
 
 
 def read_frames(
     path: str | os.PathLike | Sequence[str | os.PathLike],
     columns: Sequence[str] | None = None,
     filter: FrameFilter = FrameFilter(selected_only=False),
+    filesystem=None,
 ) -> pa.Table:
     """The (filtered) ``frames/`` rows as one arrow table, for analysis (not training).
 
@@ -240,19 +393,34 @@ def read_frames(
         path: as for :func:`frames_files`.
         columns: columns to read (None: all).
         filter: rows to keep (default: every row).
+        filesystem: as for :func:`frames_files`.
     """
-    files = frames_files(path)
-    data = ds.dataset(files, format="parquet", schema=_dataset_schema(files))
-    bound = _quantile_bound(data, filter)
-    expr = _and(filter.track_expression(bound), filter.frame_expression())
-    return data.to_table(columns=list(columns) if columns else None, filter=expr)
+    fs, files, output = _locate(path, filesystem)
+    file_schema = _dataset_schema(files, fs)
+    data = ds.dataset(files, format="parquet", schema=file_schema, filesystem=fs)
+    join = SelectionJoin.load(fs, output) if output is not None else None
+    bound = _quantile_bound(data, filter, join)
+    expr = _and(filter.track_expression(bound, join), filter.frame_expression())
+    if join is None:
+        return data.to_table(columns=list(columns) if columns else None, filter=expr)
+    wanted = list(columns) if columns else list(file_schema.names)
+    read = list(dict.fromkeys([*wanted, "clip_id", "track_id"]))
+    table = data.to_table(columns=[*read, "__filename"], filter=expr)
+    shards = pa.array([shard_of(f) for f in table.column("__filename").to_pylist()], pa.string())
+    table = join.apply(table.drop_columns(["__filename"]), shards, filter.selected_only)
+    return table.select(wanted)
 
 
-def _quantile_bound(data: ds.Dataset, filter: FrameFilter) -> float | None:
+def _quantile_bound(data: ds.Dataset, filter: FrameFilter, join: SelectionJoin | None = None) -> float | None:
     """The E_norm value at ``filter.e_norm_quantile`` over distinct tracks (None: no quantile)."""
     if filter.e_norm_quantile is None:
         return None
-    tracks = data.to_table(columns=["clip_id", "track_id", "e_norm"], filter=filter.track_expression())
+    if join is None:
+        tracks = data.to_table(columns=["clip_id", "track_id", "e_norm"], filter=filter.track_expression())
+    else:
+        tracks = data.to_table(columns=["clip_id", "track_id", "e_norm", "__filename"], filter=filter.track_expression(None, join))
+        shards = pa.array([shard_of(f) for f in tracks.column("__filename").to_pylist()], pa.string())
+        tracks = join.apply(tracks.drop_columns(["__filename"]), shards, filter.selected_only)
     if tracks.num_rows == 0:
         return -math.inf
     per_track = tracks.group_by(["clip_id", "track_id"]).aggregate([("e_norm", "min")])
@@ -320,6 +488,8 @@ class FramesDataset(IterableDataset):
         shuffle: permute units per epoch and rows (windows) within a unit.
         seed: seed of the shuffle (same on every rank).
         decode_crops: decode ``crop_jpeg`` into ``crop`` (3, S, S) uint8 tensors.
+        filesystem: a ``pyarrow.fs`` or fsspec filesystem holding ``path`` (None: from
+            the path: local, ``gs://...``, any fsspec URI).
 
     Sample keys (frame mode): every requested column; arrays as tensors of the column's
     shape and dtype (float32, float64, int32, bool), scalars as 0-d tensors, text as str.
@@ -338,14 +508,19 @@ class FramesDataset(IterableDataset):
         shuffle: bool = False,
         seed: int = 0,
         decode_crops: bool = True,
+        filesystem=None,
     ) -> None:
         super().__init__()
         if (rank is None) != (world_size is None):
             raise ValueError("pass both rank and world_size, or neither (then torch.distributed decides)")
         if world_size is not None and not 0 <= rank < world_size:
             raise ValueError(f"rank={rank} is not in [0, world_size={world_size})")
-        self.files = frames_files(path)
-        self.schema = _dataset_schema(self.files)
+        self.filesystem, self.files, self.output = _locate(path, filesystem)
+        self.schema = _dataset_schema(self.files, self.filesystem)
+        self.selection = SelectionJoin.load(self.filesystem, self.output) if self.output is not None else None
+        if self.selection is None and filter.selected_only:
+            LOGGER.warning("%s has no selection/ table yet (an interrupted run?): nothing is selected; read with "
+                           "FrameFilter(selected_only=False) or run `vid2mesh select OUTPUT`", path)
         self.metadata = schema.read_metadata(self.schema)
         self.filter = filter
         self.sequence = sequence
@@ -365,7 +540,7 @@ class FramesDataset(IterableDataset):
             self._check_values("label", filter.labels)
         if filter.splits is not None:
             self._check_values("split", filter.splits)
-        self.e_norm_threshold = _quantile_bound(self.dataset, filter)
+        self.e_norm_threshold = _quantile_bound(self.dataset, filter, self.selection)
 
     # ----------------------------------------------------------------- set-up helpers
 
@@ -378,13 +553,14 @@ class FramesDataset(IterableDataset):
     @property
     def dataset(self) -> ds.Dataset:
         if self._data is None:
-            self._data = ds.dataset(self.files, format="parquet", schema=self.schema)
+            self._data = ds.dataset(self.files, format="parquet", schema=self.schema, filesystem=self.filesystem)
         return self._data
 
     def _list_units(self) -> list[Unit]:
         units = []
         for path in self.files:
-            meta = pq.ParquetFile(path).metadata
+            with self.filesystem.open_input_file(path) as handle:
+                meta = pq.ParquetFile(handle).metadata
             for rg in range(meta.num_row_groups):
                 units.append(Unit(path, rg, meta.row_group(rg).num_rows, meta.num_row_groups))
         return units
@@ -427,9 +603,16 @@ class FramesDataset(IterableDataset):
 
     # ----------------------------------------------------------------- reading
 
-    def _read(self, unit: Unit, row_groups: list[int], columns: list[str], expr: ds.Expression | None) -> pa.Table:
+    def _read(self, unit: Unit, row_groups: list[int], columns: list[str], expr: ds.Expression | None,
+              select: bool = False) -> pa.Table:
+        """Rows of ``row_groups`` of the unit's file; ``select``: join the selection table
+        (drop copies, ``selected_only``, ``track_selected`` from the table)."""
         fragment = self._fragment(unit.path)
-        return fragment.subset(row_group_ids=row_groups).to_table(schema=self.schema, columns=columns, filter=expr)
+        if not select or self.selection is None:
+            return fragment.subset(row_group_ids=row_groups).to_table(schema=self.schema, columns=columns, filter=expr)
+        read = list(dict.fromkeys([*columns, *KEY_COLUMNS]))
+        table = fragment.subset(row_group_ids=row_groups).to_table(schema=self.schema, columns=read, filter=expr)
+        return self.selection.apply(table, shard_of(unit.path), self.filter.selected_only).select(columns)
 
     def _fragment(self, path: str) -> ds.ParquetFileFragment:
         fragments = self.__dict__.get("_fragments")
@@ -488,8 +671,8 @@ class FramesDataset(IterableDataset):
         return self.__dict__["_crop_shape_cache"]
 
     def _frame_samples(self, unit: Unit, rng: np.random.Generator | None) -> Iterator[dict[str, Any]]:
-        expr = _and(self.filter.track_expression(self.e_norm_threshold), self.filter.frame_expression())
-        table = self._read(unit, [unit.row_group], self.columns, expr)
+        expr = _and(self.filter.track_expression(self.e_norm_threshold, self.selection), self.filter.frame_expression())
+        table = self._read(unit, [unit.row_group], self.columns, expr, select=True)
         if table.num_rows == 0:
             return
         columns = self._tensors(table)
@@ -519,15 +702,15 @@ class FramesDataset(IterableDataset):
                 break
             row_group += 1
         columns = list(dict.fromkeys([*self.columns, *KEY_COLUMNS, "frame_index", "inlier"]))
-        expr = self.filter.track_expression(self.e_norm_threshold)
+        expr = self.filter.track_expression(self.e_norm_threshold, self.selection)
         if self.filter.detected_only:
             expr = _and(expr, pc.field("has_detection") == True)  # noqa: E712
-        own = self._read(unit, [unit.row_group], columns, expr)
+        own = self._read(unit, [unit.row_group], columns, expr, select=True)
         if skip is not None:
             own = own.filter(~((pc.field("clip_id") == skip[0]) & (pc.field("track_id") == skip[1])))
         parts = [own]
         if extension and last != skip:
-            more = self._read(unit, extension, columns, expr)
+            more = self._read(unit, extension, columns, expr, select=True)
             parts.append(more.filter((pc.field("clip_id") == last[0]) & (pc.field("track_id") == last[1])))
         table = pa.concat_tables(parts)
         return table.sort_by([("clip_id", "ascending"), ("track_id", "ascending"), ("frame_index", "ascending")])

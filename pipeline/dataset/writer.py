@@ -198,9 +198,12 @@ def write_shard(
         target = schema.schema_for(dataset, run, crops=config.store_crops)
         tables = [_conform(t, target) for t in tables]
         table = _sorted(pa.concat_tables(tables), dataset).replace_schema_metadata(target.metadata)
-        file_name = f"{name}.parquet"
-        storage.write_bytes(storage.join(config.output, dataset, file_name), parquet_bytes(table, config))
-        files[dataset] = file_name
+        names = []
+        for split, part in _split_parts(table):  # one file per source split: HF splits follow it
+            file_name = f"{name}.{split}.parquet"
+            storage.write_bytes(storage.join(config.output, dataset, file_name), parquet_bytes(part, config))
+            names.append(file_name)
+        files[dataset] = names
     clips = {
         o.clip_id: {
             "outcome": o.outcome, "reason": o.reason, "stage": o.stage,
@@ -213,6 +216,34 @@ def write_shard(
     storage.write_bytes(storage.join(config.output, MANIFESTS, f"{name}.json"),
                         json.dumps(summary.to_json(), sort_keys=True, indent=1).encode())
     return summary
+
+
+UNSPLIT = "unsplit"
+
+
+def split_file_tag(split: str | None) -> str:
+    """The part of a shard file name that names its rows' source split (``train``,
+    ``val``, ...; ``unsplit`` when the input had none; other characters become ``-``)."""
+    text = "".join(c if c.isalnum() or c in "_-" else "-" for c in (split or "").strip())
+    return text or UNSPLIT
+
+
+def _split_parts(table: pa.Table) -> list[tuple[str, pa.Table]]:
+    """(split tag, rows of that split) in tag order (rows keep their order)."""
+    splits = [split_file_tag(v) for v in table.column("split").to_pylist()]
+    tags = sorted(set(splits))
+    if len(tags) == 1:
+        return [(tags[0], table)]
+    import numpy as np
+
+    values = np.array(splits, dtype=object)
+    return [(tag, table.filter(pa.array(values == tag))) for tag in tags]
+
+
+def manifest_files(manifest: dict[str, Any], dataset: str) -> list[str]:
+    """File names of ``dataset`` a manifest commits (a name or a list of names)."""
+    value = manifest.get("files", {}).get(dataset)
+    return [] if not value else [value] if isinstance(value, str) else list(value)
 
 
 def _conform(table: pa.Table, target: pa.Schema) -> pa.Table:
@@ -352,10 +383,17 @@ def dataset_stats(output: str, storage: Storage | None = None, extra: dict[str, 
     clips: dict[str, dict[str, Any]] = {}
     rows = Counter()
     files = Counter()
+    splits: dict[str, set[str]] = {}
     for manifest in manifests:
         clips.update(manifest["clips"])
         rows.update(manifest["rows"])
         files.update({d: 1 for d in manifest["files"]})
+        for d in manifest["files"]:
+            splits.setdefault(d, set()).update(f.split(".")[1] for f in manifest_files(manifest, d) if f.count(".") == 2)
+    from pipeline.dataset.selection_table import read_selection_outcomes  # the selection/ table decides kept
+
+    final = read_selection_outcomes(output, storage) or {}
+    clips = {k: {**v, **final.get(k, {})} for k, v in clips.items()}
     outcomes = Counter(c["outcome"] for c in clips.values())
     reasons = Counter(c["reason"] for c in clips.values() if c["outcome"] != "kept")
     kept_labels = Counter(c["label"] or "(none)" for c in clips.values() if c["outcome"] == "kept")
@@ -372,6 +410,7 @@ def dataset_stats(output: str, storage: Storage | None = None, extra: dict[str, 
         "inlier_frames_selected": sum(c["inlier_frames"] for c in clips.values()),
         "rows": {d: rows.get(d, 0) for d in schema.DATASETS},
         "files": {d: files.get(d, 0) for d in schema.DATASETS},
+        "splits": {d: sorted(splits.get(d, ())) for d in schema.DATASETS},
         "shards": len(manifests),
         "kept_clips_per_label": dict(sorted(kept_labels.items())),
     }
@@ -380,16 +419,78 @@ def dataset_stats(output: str, storage: Storage | None = None, extra: dict[str, 
     return stats
 
 
-def dataset_card(stats: dict[str, Any], run: schema.RunMetadata) -> str:
-    """README.md of the output: YAML front matter with HF ``configs:`` and the counts."""
-    configs = []
-    for dataset in schema.DATASETS:
-        if stats["files"].get(dataset):
-            configs.append(
-                f"- config_name: {dataset}\n  data_files:\n  - split: train\n    path: {dataset}/*.parquet"
-                + ("\n  default: true" if dataset == "frames" else "")
-            )
-    front = "---\nconfigs:\n" + "\n".join(configs) + "\ntags:\n- 3d-human-pose\n- smpl\n- pseudo-ground-truth\n---\n" if configs else ""
+HF_SPLIT_NAMES = {"val": "validation", "valid": "validation", "validate": "validation"}
+CITATION = """@inproceedings{arnab2019exploiting,
+  title     = {Exploiting Temporal Context for {3D} Human Pose Estimation in the Wild},
+  author    = {Arnab, Anurag and Doersch, Carl and Zisserman, Andrew},
+  booktitle = {IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year      = {2019}
+}"""
+
+
+def size_category(n: int) -> str:
+    """HuggingFace ``size_categories`` value of a row count."""
+    for bound, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+                        (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")):
+        if n < bound:
+            return name
+    return "1B<n<10B"
+
+
+def _yaml_feature(value: dict[str, Any]) -> Any:
+    """HF features JSON (``{"_type": "List", ...}``) -> the card's YAML form
+    (``{"list": "float32", "length": 3}``, as ``datasets`` writes it)."""
+    kind = value.get("_type")
+    if kind == "Value":
+        return value["dtype"]
+    if kind in ("List", "LargeList", "Sequence"):
+        inner = value.get("feature")
+        out: dict[str, Any] = {"list": _yaml_feature(inner) if isinstance(inner, dict) and "_type" in inner
+                               else [{"name": k, **_yaml_entry(v)} for k, v in inner.items()]}
+        if value.get("length", -1) not in (-1, None):
+            out["length"] = value["length"]
+        return out
+    return {"dtype": kind}
+
+
+def _yaml_entry(value: dict[str, Any]) -> dict[str, Any]:
+    converted = _yaml_feature(value)
+    return {"dtype": converted} if isinstance(converted, str) else converted
+
+
+def hf_card_metadata(stats: dict[str, Any], features: dict[str, dict[str, Any]] | None = None) -> str:
+    """The YAML front matter of the card: licence placeholder, task and size categories,
+    ``configs`` with one HF split per source split (``val`` -> ``validation``), the
+    features of each config, and tags. JSON values are valid YAML."""
+    lines = ["---", "license: other", "license_name: fill-in-the-licence-of-your-videos-and-body-model",
+             "license_link: LICENSE", "pretty_name: vid2mesh pseudo-ground-truth SMPL fits",
+             "task_categories:", "- keypoint-detection", "- image-to-3d",
+             "size_categories:", f"- {size_category(int(stats.get('rows', {}).get('frames', 0)))}",
+             "tags:", "- 3d-human-pose", "- smpl", "- human-mesh-recovery", "- pseudo-ground-truth", "configs:"]
+    configs = [d for d in schema.DATASETS if stats["files"].get(d)]
+    for dataset in configs:
+        lines += [f"- config_name: {dataset}", "  data_files:"]
+        for tag in stats.get("splits", {}).get(dataset) or []:
+            lines += [f"  - split: {HF_SPLIT_NAMES.get(tag, tag)}", f"    path: {dataset}/*.{tag}.parquet"]
+        if not (stats.get("splits", {}).get(dataset)):
+            lines += ["  - split: train", f"    path: {dataset}/*.parquet"]
+        if dataset == "frames":
+            lines.append("  default: true")
+    if features:
+        lines.append("dataset_info:")
+        for dataset in configs:
+            lines += [f"- config_name: {dataset}", "  features:"]
+            lines += [f"  - {json.dumps({'name': name, **_yaml_entry(value)})}" for name, value in features[dataset].items()]
+    lines.append("---")
+    return "\n".join(lines) + "\n" if configs else ""
+
+
+def dataset_card(stats: dict[str, Any], run: schema.RunMetadata, features: dict[str, dict[str, Any]] | None = None) -> str:
+    """README.md of the output: the HF metadata block (:func:`hf_card_metadata`), the counts,
+    how to load it and the citation. ``features``: dataset -> HF features JSON (default:
+    the schema's)."""
+    features = features or {d: schema.hf_features(d) for d in schema.DATASETS}
+    front = hf_card_metadata(stats, features)
     body = run.body_model
     reasons = "\n".join(f"| {r} | {n} |" for r, n in stats["rejected_by_reason"].items()) or "| (none) | 0 |"
     labels = "\n".join(f"| {label} | {n} |" for label, n in stats["kept_clips_per_label"].items()) or "| (none) | 0 |"
@@ -433,9 +534,39 @@ Load with HuggingFace `datasets`:
 ```python
 import datasets
 frames = datasets.load_dataset("parquet", data_files="frames/*.parquet", split="train").with_format("numpy")
-# or, from this folder: datasets.load_dataset("<this folder>", "frames", split="train")
+# or, from this folder, one HF split per source split (train, validation, ...; unsplit when unknown):
+# datasets.load_dataset("<this folder>", "frames")
+```
+
+Which tracks are selected is in `selection/tracks.parquet` (the whole-output selection;
+join it on `clip_id, track_id`, or read with vid2mesh's `FramesDataset`).
+
+Licence: fill in `license` above with the terms of the source videos and of the body model
+(SMPL's licence forbids redistribution of fits made with it without permission).
+
+Citation of the method:
+
+```bibtex
+{CITATION}
 ```
 """
+
+
+def _written_features(output: str, storage: Storage) -> dict[str, dict[str, Any]]:
+    """HF features of each dataset as its ``_common_metadata`` records them (the run's
+    optional columns included), else the schema's."""
+    features = {}
+    for dataset in schema.DATASETS:
+        features[dataset] = schema.hf_features(dataset)
+        path = storage.join(output, dataset, COMMON_METADATA)
+        try:
+            if storage.exists(path):
+                meta = pq.read_schema(pa.BufferReader(storage.read_bytes(path))).metadata or {}
+                hf = json.loads(meta.get(schema.KEY_HUGGINGFACE.encode(), b"{}"))
+                features[dataset] = hf.get("info", {}).get("features") or features[dataset]
+        except (OSError, ValueError, pa.ArrowException):
+            pass
+    return features
 
 
 def write_card(output: str, run: schema.RunMetadata, storage: Storage | None = None,
@@ -444,7 +575,7 @@ def write_card(output: str, run: schema.RunMetadata, storage: Storage | None = N
     storage = storage or LocalStorage()
     stats = dataset_stats(output, storage, extra)
     storage.write_bytes(storage.join(output, STATS_FILE), (json.dumps(stats, indent=1, sort_keys=True) + "\n").encode())
-    storage.write_bytes(storage.join(output, CARD_FILE), dataset_card(stats, run).encode())
+    storage.write_bytes(storage.join(output, CARD_FILE), dataset_card(stats, run, _written_features(output, storage)).encode())
     return stats
 
 

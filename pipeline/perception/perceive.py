@@ -308,7 +308,7 @@ def perceive_clip(clip: ClipRef, config: PerceptionConfig, models: PerceptionMod
         problems = _perceive(clip, config, models, seconds, state)
         return result(problems=tuple(problems))
     except (_Reject, DecodeError, KeypointsError) as exc:
-        logger.info("clip %s rejected: %s (%s)", clip.clip_id, exc.reason, exc.message)
+        logger.debug("clip %s rejected: %s (%s)", clip.clip_id, exc.reason, exc.message)
         return result(reject_reason=exc.reason, message=exc.message)
     except Exception as exc:  # an unexpected error is recorded, never raised per clip
         logger.error("clip %s failed: %s", clip.clip_id, traceback.format_exc())
@@ -451,7 +451,7 @@ def _perceive(clip, config, models, seconds, state) -> list[TrackProblem]:
         ]
     init = _pad_init(inits, padded.mask.shape[1])
     seconds["init"] += time.perf_counter() - tick
-    logger.info(
+    logger.debug(
         "clip %s: %d frames, %d tracks, init=%s", clip.clip_id, padded.num_frames, len(tracks), models.init_source
     )
     frame_time = np.concatenate(times)

@@ -375,26 +375,45 @@ def _column(table, names: tuple[str, ...], shape: tuple[int, ...], required: boo
     return flat.reshape(len(table), *shape)
 
 
-def load_predictions(path: str | os.PathLike, inliers_only: bool = False) -> list[TrackPrediction]:
-    """Read predicted tracks from a job's ``frames/`` Parquet dataset.
+def load_predictions(path: str | os.PathLike, inliers_only: bool = False, selected_only: bool = False,
+                     filesystem=None) -> list[TrackPrediction]:
+    """Read predicted tracks from a job's ``frames/`` Parquet dataset (through
+    :mod:`pipeline.dataset.reader`: local, ``gs://``, any pyarrow/fsspec filesystem; the
+    run's ``selection/`` joined).
 
     Args:
         path: the job output folder (containing ``frames/``) or the ``frames/`` folder.
         inliers_only: keep only rows with ``inlier`` True (when the column exists).
+        selected_only: keep only the tracks the selection kept (default: every fitted
+            track of frames/).
+        filesystem: a ``pyarrow.fs`` or fsspec filesystem holding ``path``.
 
     Returns:
         One :class:`TrackPrediction` per (clip_id, track_id), frames sorted.
     """
+    import pyarrow as pa
     import pyarrow.dataset as ds
 
-    root = Path(path)
-    frames_dir = root / "frames" if (root / "frames").is_dir() else root
-    if not frames_dir.exists():
-        raise FileNotFoundError(f"predictions {os.fspath(path)!r} not found; pass the job output folder or its frames/ folder")
-    dataset = ds.dataset(str(frames_dir), format="parquet", exclude_invalid_files=True)
+    from pipeline.dataset.reader import SelectionJoin, locate_frames, shard_of
+
+    try:
+        fs, files, output = locate_frames(path, filesystem)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"predictions {os.fspath(path)!r} not found; pass the job output folder or its frames/ folder "
+                                f"({exc})") from exc
+    dataset = ds.dataset(files, format="parquet", filesystem=fs)
     wanted = ["clip_id", "track_id", "frame_index"] + [n for names in _COLUMNS.values() for n in names] + ["inlier"]
-    table = dataset.to_table(columns=[c for c in wanted if c in dataset.schema.names])
-    source = str(frames_dir)
+    columns = [c for c in wanted if c in dataset.schema.names]
+    join = SelectionJoin.load(fs, output) if output is not None else None
+    if join is not None and {"clip_id", "track_id"} <= set(columns):
+        table = dataset.to_table(columns=[*columns, "__filename"])
+        shards = pa.array([shard_of(f) for f in table.column("__filename").to_pylist()], pa.string())
+        table = join.apply(table.drop_columns(["__filename"]), shards, selected_only)
+    elif selected_only and "track_selected" in dataset.schema.names:
+        table = dataset.to_table(columns=columns, filter=ds.field("track_selected") == True)  # noqa: E712
+    else:
+        table = dataset.to_table(columns=columns)
+    source = os.fspath(path)
     for name in ("clip_id", "track_id", "frame_index"):
         if name not in table.column_names:
             raise ValueError(f"{source}: no column {name!r}; is this a vid2mesh frames/ dataset?")
@@ -482,8 +501,10 @@ def evaluate_corpus(
     predictions: str | os.PathLike | list[TrackPrediction],
     config: EvaluationConfig = EvaluationConfig(),
     inliers_only: bool = False,
+    selected_only: bool = False,
 ) -> EvaluationResult:
     """Evaluate a job's ``frames/`` output (or given tracks) against a synthetic corpus."""
     truths = {clip_id: ClipTruth.load(path) for clip_id, path in find_ground_truth(corpus_dir).items()}
-    tracks = predictions if isinstance(predictions, list) else load_predictions(predictions, inliers_only=inliers_only)
+    tracks = predictions if isinstance(predictions, list) else load_predictions(
+        predictions, inliers_only=inliers_only, selected_only=selected_only)
     return evaluate(truths, tracks, config)

@@ -458,7 +458,25 @@ def source_frames(
         for index in wanted:
             yield index, np.full((height, width, 3), 96, np.uint8), "background"
         return
-    if not uri or ("://" not in uri and not os.path.isfile(uri)):
+    if uri and "://" in uri:  # a remote video (gs://, any fsspec URI): decode a local copy
+        import shutil
+        import tempfile
+
+        from pipeline.dataset import fs as vfs
+
+        folder = tempfile.mkdtemp(prefix="vid2mesh-render-")
+        try:
+            filesystem, inner = vfs.resolve(uri)
+            if not vfs.is_file(filesystem, inner):
+                raise FileNotFoundError(f"source video {uri!r} does not exist; pass --video PATH (a local copy) or --background")
+            local = os.path.join(folder, os.path.basename(inner) or "video")
+            with filesystem.open_input_stream(inner) as src, open(local, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            yield from source_frames(local, size, fps, wanted, time_start, time_end, background)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return
+    if not uri or not os.path.isfile(uri):
         raise FileNotFoundError(
             f"source video {uri!r} is not a local file; pass --video PATH (a local copy) or --background to draw on grey"
         )

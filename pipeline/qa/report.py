@@ -36,8 +36,9 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from pipeline.dataset import fs as vfs
 from pipeline.dataset import schema
-from pipeline.dataset.reader import read_frames
+from pipeline.dataset.reader import read_clips, read_frames, read_tracks
 
 LOGGER = logging.getLogger(__name__)
 
@@ -91,42 +92,66 @@ class RunSummary:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def _read_dataset(output: str, dataset: str, columns: list[str] | None = None) -> pa.Table:
-    folder = os.path.join(output, dataset)
-    files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".parquet")) if os.path.isdir(folder) else []
+def _read_dataset(output: str, dataset: str, columns: list[str] | None = None, filesystem=None) -> pa.Table:
+    fs, inner = vfs.resolve(output, filesystem)
+    files = vfs.list_files(fs, vfs.join(fs, inner, dataset), ".parquet")
     target = schema.schema_for(dataset)
     if not files:
         empty = target.empty_table()
         return empty.select(columns) if columns else empty
-    data = ds.dataset(files, format="parquet")
+    data = ds.dataset(files, format="parquet", filesystem=fs)
     return data.to_table(columns=columns)
 
 
-def load_summary(output: str) -> RunSummary:
-    """Read what the report needs from a run's output folder.
+def _rejected_with_selection(output: str, rejected: pa.Table, filesystem=None) -> pa.Table:
+    """``rejected/`` plus a row per clip the selection rejected at the end
+    (``no_track_selected``: not in ``rejected/``, which is written as clips are fitted)."""
+    try:
+        clips = read_clips(output, filesystem)
+    except FileNotFoundError:
+        return rejected
+    present = set(rejected.column("clip_id").to_pylist())
+    extra = [r for r in clips.to_pylist() if r["outcome"] != "kept" and r["clip_id"] not in present]
+    if not extra:
+        return rejected
+    target = rejected.schema
+    columns = {}
+    for f in target:
+        values = [r.get(f.name) for r in extra]
+        columns[f.name] = pa.array(values if f.name in clips.column_names else [None] * len(extra), f.type)
+    return pa.concat_tables([rejected, pa.table(columns, schema=target)])
+
+
+def load_summary(output: str, filesystem=None) -> RunSummary:
+    """Read what the report needs from a run's output folder (local, ``gs://...``, any
+    pyarrow/fsspec filesystem; see :mod:`pipeline.dataset.fs`). ``tracks`` carries the
+    final selection (``selection/``), ``rejected`` the clips the selection rejected too.
 
     Raises:
         FileNotFoundError: the folder holds none of tracks/, rejected/ or frames/.
     """
-    if not any(os.path.isdir(os.path.join(output, d)) for d in schema.DATASETS):
+    fs, inner = vfs.resolve(output, filesystem)
+    if not any(vfs.is_dir(fs, vfs.join(fs, inner, d)) for d in schema.DATASETS):
         raise FileNotFoundError(f"{output} holds no frames/, tracks/ or rejected/ folder: pass the --output folder of `vid2mesh run`")
-    tracks = _read_dataset(output, "tracks")
-    rejected = _read_dataset(output, "rejected")
     try:
-        frames = read_frames(output, columns=_FRAME_COLUMNS)
+        tracks = read_tracks(inner, filesystem=fs)
+    except FileNotFoundError:
+        tracks = schema.schema_for("tracks").empty_table()
+    rejected = _rejected_with_selection(inner, _read_dataset(inner, "rejected", filesystem=fs), fs)
+    try:
+        frames = read_frames(inner, columns=_FRAME_COLUMNS, filesystem=fs)
     except FileNotFoundError:
         frames = schema.schema_for("frames").empty_table().select(_FRAME_COLUMNS)
     metadata: dict[str, Any] = {}
     for dataset in ("frames", "tracks", "rejected"):
-        common = os.path.join(output, dataset, "_common_metadata")
-        folder = os.path.join(output, dataset)
-        candidates = [common] if os.path.isfile(common) else sorted(
-            os.path.join(folder, f) for f in (os.listdir(folder) if os.path.isdir(folder) else []) if f.endswith(".parquet"))
+        folder = vfs.join(fs, inner, dataset)
+        common = vfs.join(fs, folder, "_common_metadata")
+        candidates = [common] if vfs.is_file(fs, common) else vfs.list_files(fs, folder, ".parquet")
         if candidates:
-            metadata = schema.read_metadata(pq.read_schema(candidates[0]))
+            metadata = schema.read_metadata(pq.read_schema(candidates[0], filesystem=fs))
             break
-    stats_path = os.path.join(output, "stats.json")
-    stats = json.loads(open(stats_path).read()) if os.path.isfile(stats_path) else {}
+    stats_path = vfs.join(fs, inner, "stats.json")
+    stats = json.loads(vfs.read_bytes(fs, stats_path)) if vfs.is_file(fs, stats_path) else {}
     return RunSummary(output, tracks, frames, rejected, stats, metadata)
 
 
@@ -428,7 +453,7 @@ def render_report(summary: RunSummary, config: ReportConfig = ReportConfig(), bo
     tau_r = _config_value(meta, "bundle_adjust", "tau_r_px")
     tau_r = float(tau_r) if isinstance(tau_r, (int, float)) else 50.0
     min_fraction = _config_value(meta, "selection", "min_inlier_fraction")
-    parts = [f"<h1>vid2mesh dataset report</h1><p class='meta'>{html.escape(os.path.abspath(summary.output))}<br>"
+    parts = [f"<h1>vid2mesh dataset report</h1><p class='meta'>{html.escape(summary.output if '://' in summary.output else os.path.abspath(summary.output))}<br>"
              f"schema {html.escape(str(meta.get(schema.KEY_SCHEMA_VERSION, '?')))} &middot; "
              f"{html.escape(str(meta.get(schema.KEY_CODE_VERSION, '')))} &middot; body model "
              f"{html.escape(str(body.get('variant', '?')))} ({html.escape(str(body.get('gender', '')))}, "
@@ -500,10 +525,9 @@ def write_report(output: str, config: ReportConfig = ReportConfig(), path: str |
     """Write ``OUTPUT_DIR/report.html`` (or ``path``); returns the path written."""
     summary = load_summary(output)
     page = render_report(summary, config, body_model)
-    target = path or os.path.join(output, REPORT_FILE)
-    tmp = f"{target}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(page)
-    os.replace(tmp, target)
+    fs, inner = vfs.resolve(path or output)
+    target = inner if path else vfs.join(fs, inner, REPORT_FILE)
+    vfs.write_bytes(fs, target, page.encode("utf-8"))
+    target = path or (target if vfs.is_local(fs) else f"{output.rstrip('/')}/{REPORT_FILE}")
     LOGGER.info("wrote %s (%d KB)", target, len(page) // 1024)
     return target

@@ -31,5 +31,5 @@ def test_dockerfile_essentials():
     text = (ROOT / "Dockerfile").read_text()
     assert "COPY --from=beam_sdk /opt/apache/beam /opt/apache/beam" in text
     assert 'ENTRYPOINT ["/opt/apache/beam/boot"]' in text
-    assert "-c constraints.txt" in text and "pip check" in text
+    assert "-c constraints-dataflow.txt" in text and "pip check" in text  # the launcher's pins too
     assert "apache/beam_python3.11_sdk:${BEAM_VERSION}" in text and "ARG BEAM_VERSION=2.77.0" in text

@@ -16,6 +16,7 @@ import pytest
 
 from beam_jobs import pseudo_gt
 from pipeline.dataset import schema
+from pipeline.dataset.reader import FrameFilter, read_clips, read_frames, read_tracks
 from pipeline.records import RejectReason
 
 UNREADABLE = {RejectReason.UNREADABLE, RejectReason.ZERO_FRAMES, RejectReason.NO_VIDEO_STREAM}
@@ -81,15 +82,17 @@ def test_job_end_to_end(corpus, tmp_path):
     assert report.distributions["ba_iterations"]["count"] == c["tracks_fitted"]
     assert report.distributions["ms_bundle_adjust"]["count"] == c["ba_batches"]
 
-    frames = ds.dataset(out / "frames", format="parquet").to_table()
-    tracks = ds.dataset(out / "tracks", format="parquet").to_table()
+    committed = ds.dataset(out / "frames", format="parquet").to_table()
+    frames = read_frames(out, filter=FrameFilter())  # the selected tracks' frames (selection/ joined)
+    tracks = read_tracks(out)
     rejected = ds.dataset(out / "rejected", format="parquet").to_table()
+    clips = read_clips(out)
     kept_ids = set(tracks.filter(tracks["selected"]).column("clip_id").to_pylist())
-    rejected_ids = rejected.column("clip_id").to_pylist()
+    rejected_ids = [r["clip_id"] for r in clips.to_pylist() if r["outcome"] != "kept"]
     assert len(kept_ids) == kept and len(rejected_ids) == n_rejected + n_failed == len(set(rejected_ids))
-    assert not kept_ids & set(rejected_ids)
-    assert frames.num_rows == c["frames_written"] and set(frames.column("clip_id").to_pylist()) == kept_ids
-    reasons = dict(zip(rejected_ids, rejected.column("reason").to_pylist()))
+    assert not kept_ids & set(rejected_ids) and set(rejected.column("clip_id").to_pylist()) <= set(rejected_ids)
+    assert committed.num_rows == c["frames_written"] and set(frames.column("clip_id").to_pylist()) == kept_ids
+    reasons = {r["clip_id"]: r["reason"] for r in clips.to_pylist()}
     assert reasons["nokeypoints_000000_000001"] == RejectReason.MISSING_KEYPOINTS
     assert reasons["notthere_000000_000001"] == RejectReason.MISSING_FILE
     assert reasons["nobody_000000_000001"] == RejectReason.NO_PERSON and c["clips_no_person"] == 1

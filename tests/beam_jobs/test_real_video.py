@@ -14,11 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pyarrow.dataset as ds
 import pytest
 
 from beam_jobs import pseudo_gt
 from models.joint_names import COCO17_INDEX
+from pipeline.dataset.reader import FrameFilter, read_frames, read_tracks
 from pipeline.perception.keypoints_io import load_keypoints
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "real"
@@ -38,8 +38,8 @@ def real_run(tmp_path_factory):
     argv = ["--input", str(VIDEO), "--output", str(root / "out"), "--keypoints", "precomputed",
             "--model_cache", str(root / "cache")]
     report = pseudo_gt.run(argv)
-    tracks = ds.dataset(root / "out" / "tracks", format="parquet").to_table().to_pylist()
-    frames = ds.dataset(root / "out" / "frames", format="parquet").to_table()
+    tracks = read_tracks(root / "out").to_pylist()  # with the selection of the whole output (selection/)
+    frames = read_frames(root / "out", filter=FrameFilter())  # the selected tracks' frames
     return report, tracks, frames.sort_by([("track_id", "ascending"), ("frame_index", "ascending")]).to_pylist()
 
 

@@ -15,6 +15,7 @@ from pipeline.dataset import schema
 from pipeline.perception.inputs import InputSpec, read_inputs
 from pipeline.records import ClipRef, RejectReason
 from pipeline.dataset.selection import SelectionConfig
+from pipeline.dataset.reader import FrameFilter, read_clips, read_frames, read_tracks
 from pipeline.dataset.writer import WriterConfig, completed_clips
 from transforms import metrics
 from transforms.bundle_adjust import fit_tracks
@@ -41,8 +42,10 @@ def corpus(tmp_path):
     return root
 
 
-def _run(listing, output, selection=SelectionConfig(mode="threshold", e_norm_threshold=25.0, min_inlier_fraction=0.0), buckets=3, frames_mode="selected"):
-    settings = JobSettings(selection, WriterConfig(str(output)), RUN, frames_mode=frames_mode, num_buckets=buckets)
+def _run(listing, output, selection=SelectionConfig(mode="threshold", e_norm_threshold=25.0, min_inlier_fraction=0.0),
+         clips_per_shard=3, frames_mode="eligible"):
+    settings = JobSettings(selection, WriterConfig(str(output)), RUN, frames_mode=frames_mode, clips_per_shard=clips_per_shard,
+                           batch_max_frames=90)
     pipeline = beam.Pipeline(runner=FnApiRunner(), options=PipelineOptions([]))
     stats = (pipeline | beam.Create(listing.clips)
              | PseudoGroundTruth(ScriptedPerception(), ScriptedBundleAdjust(), settings, listing.rejected))
@@ -70,21 +73,25 @@ def test_every_clip_accounted_for_and_metrics(corpus, tmp_path):
     assert dist.count == counters["tracks_fitted"] and dist.min == 17
     assert result.metrics().query(MetricsFilter().with_name("ms_perceive"))["distributions"][0].committed.count == 9  # all but the one that raised
 
-    tracks = ds.dataset(out / "tracks", format="parquet").to_table()
+    assert counters["shards_written"] >= 3  # committed batch by batch, not once at the end
+    tracks = read_tracks(out)
+    clips = read_clips(out)
     rejected = ds.dataset(out / "rejected", format="parquet").to_table()
-    frames = ds.dataset(out / "frames", format="parquet").to_table()
     kept_ids = set(tracks.filter(tracks["selected"]).column("clip_id").to_pylist())
-    rejected_ids = rejected.column("clip_id").to_pylist()
-    assert len(kept_ids) == kept and len(rejected_ids) == len(set(rejected_ids))
-    assert kept_ids.isdisjoint(rejected_ids) and len(kept_ids) + len(rejected_ids) == 11
-    assert set(frames.column("clip_id").to_pylist()) == kept_ids
-    assert frames.num_rows == counters["frames_written"]
-    reasons = dict(zip(rejected.column("clip_id").to_pylist(), rejected.column("reason").to_pylist()))
+    ledger = dict(zip(clips.column("clip_id").to_pylist(), clips.column("outcome").to_pylist()))
+    assert len(ledger) == 11 and {c for c, o in ledger.items() if o == "kept"} == kept_ids and len(kept_ids) == kept
+    rejected_ids = [c for c, o in ledger.items() if o != "kept"]
+    assert set(rejected.column("clip_id").to_pylist()) <= set(rejected_ids)  # + no_track_selected, decided at the end
+    committed = ds.dataset(out / "frames", format="parquet").to_table()
+    assert committed.num_rows == counters["frames_written"]
+    assert set(read_frames(out, columns=["clip_id"], filter=FrameFilter()).column("clip_id").to_pylist()) == kept_ids
+    reasons = dict(zip(clips.column("clip_id").to_pylist(), clips.column("reason").to_pylist()))
     assert reasons["crowded_000000_000010"] == RejectReason.CROWDED
     assert reasons["explode_000000_000010"] == RejectReason.FAILED
     messages = dict(zip(rejected.column("clip_id").to_pylist(), rejected.column("message").to_pylist()))
     assert "scripted failure" in messages["explode_000000_000010"]
     assert set(completed_clips(str(out))) == kept_ids | set(rejected_ids)
+    assert counters.get("rejected_no_track_selected", 0) == sum(r == RejectReason.NO_TRACK_SELECTED for r in reasons.values())
 
     # The same clips again into the same output: identical files, nothing duplicated.
     before = {p: p.read_bytes() for p in out.rglob("*.parquet")}
@@ -129,11 +136,11 @@ def test_fraction_selection_over_the_run(corpus, tmp_path):
     out = tmp_path / "out"
     counters, _ = _run(listing, out, SelectionConfig(mode="fraction", keep_fraction=0.34, min_inlier_fraction=0.0),
                        frames_mode="all")
-    tracks = ds.dataset(out / "tracks", format="parquet").to_table().to_pylist()
+    tracks = read_tracks(out).to_pylist()
     eligible = sorted(t["e_norm"] for t in tracks)
     assert sum(t["selected"] for t in tracks) == counters["tracks_selected"] == -(-len(eligible) * 34 // 100)
     threshold = {t["e_norm_threshold"] for t in tracks}
     assert len(threshold) == 1 and threshold.pop() == eligible[counters["tracks_selected"] - 1]
-    frames = ds.dataset(out / "frames", format="parquet").to_table()
+    frames = read_frames(out)
     assert frames.num_rows == sum(t["num_frames"] for t in tracks)  # --frames all
     assert set(frames.column("track_selected").to_pylist()) == {True, False}

@@ -65,7 +65,26 @@ def test_array_columns_have_their_shapes(run, tmp_path):
 
 
 def test_dataset_card_configs_load_the_output_folder(run, tmp_path):
-    frames = datasets.load_dataset(run.output, "frames", split="train", cache_dir=str(tmp_path / "hf"))
-    rejected = datasets.load_dataset(run.output, "rejected", split="train", cache_dir=str(tmp_path / "hf"))
-    assert len(frames) == run.stats["rows"]["frames"] and len(rejected) == run.stats["rows"]["rejected"]
-    assert frames.features["pose"] == datasets.List(datasets.Value("float32"), length=72)
+    frames = datasets.load_dataset(run.output, "frames", cache_dir=str(tmp_path / "hf"))
+    rejected = datasets.load_dataset(run.output, "rejected", cache_dir=str(tmp_path / "hf"))
+    assert sum(map(len, frames.values())) == run.stats["rows"]["frames"]
+    assert sum(map(len, rejected.values())) == run.stats["rows"]["rejected"]
+    # HF splits follow the source (Kinetics) split column: no val row in train.
+    hf_name = {"train": "train", "val": "validation", "test": "test", "": "unsplit"}
+    for name, part in frames.items():
+        assert {hf_name[s] for s in part.unique("split")} == {name}
+    assert frames["train"].features["pose"] == datasets.List(datasets.Value("float32"), length=72)
+
+
+def test_dataset_card_metadata_block(run):
+    from huggingface_hub import DatasetCard
+
+    card = DatasetCard.load(f"{run.output}/README.md")
+    data = card.data.to_dict()
+    assert data["license"] == "other" and data["license_name"].startswith("fill-in")
+    assert data["task_categories"] and data["size_categories"] == ["n<1K"]
+    assert {c["config_name"] for c in data["configs"]} == set(schema.DATASETS)
+    infos = datasets.info.DatasetInfosDict.from_dataset_card_data(card.data)
+    for dataset in schema.DATASETS:
+        assert infos[dataset].features == datasets.Features.from_dict(schema.hf_features(dataset, crops=dataset == "frames"))
+    assert "@inproceedings{arnab2019" in card.text

@@ -47,7 +47,7 @@ def test_write_and_read_back_with_metadata(tmp_path):
     summary = write_shard(outcomes, config, RUN)
     assert summary.name == shard_name(["a_000000_000010", "b_000000_000010", "c_000000_000010"])
     assert summary.rows == {"frames": 20, "tracks": 4, "rejected": 1}
-    frames_file = tmp_path / "frames" / f"{summary.name}.parquet"
+    frames_file = tmp_path / "frames" / f"{summary.name}.train.parquet"  # one file per source split
     meta = pq.read_metadata(frames_file)
     assert meta.num_row_groups == 3  # 20 rows in groups of 8
     assert meta.row_group(0).column(0).compression == "ZSTD"
@@ -113,8 +113,8 @@ def test_card_and_stats(tmp_path):
     assert stats["files"] == {"frames": 1, "tracks": 1, "rejected": 2} and stats["input"] == "test"
     assert json.loads((tmp_path / "stats.json").read_text()) == stats
     card = (tmp_path / "README.md").read_text()
-    assert card.startswith("---\nconfigs:\n- config_name: frames")
-    assert "path: tracks/*.parquet" in card and "| clips kept | 1 |" in card and "stand-in" in card
+    assert card.startswith("---\nlicense: other\n") and "configs:\n- config_name: frames" in card
+    assert "path: tracks/*.train.parquet" in card and "size_categories:\n- n<1K" in card and "@inproceedings{arnab2019" in card and "| clips kept | 1 |" in card and "stand-in" in card
     assert schema.read_metadata(pq.read_schema(tmp_path / "rejected" / "_common_metadata"))["vid2mesh.dataset"] == "rejected"
     # Datasets without files get no config (load_dataset would fail on an empty glob).
     no_frames = dataset_card({**stats, "files": {"frames": 0, "tracks": 1, "rejected": 1}}, RUN)
@@ -145,11 +145,11 @@ def test_store_crops_adds_a_nullable_jpeg_column(tmp_path):
     kept = outcome_from_fits(header, [(with_crops, make_fit(with_crops, 1.0)), (without, make_fit(without, 2.0))], CONFIG, 10.0)
     config = WriterConfig(str(tmp_path), store_crops=True)
     summary = write_shard([kept, _kept("b_000000_000010")], config, RUN)
-    table = pq.read_table(tmp_path / "frames" / f"{summary.name}.parquet")
+    table = pq.read_table(tmp_path / "frames" / f"{summary.name}.train.parquet")
     assert table.schema.field("crop_jpeg").type == schema.CROP_COLUMN.type
     crops = [c for c, clip_id in zip(table.column("crop_jpeg").to_pylist(), table.column("clip_id").to_pylist())
              if clip_id == "a_000000_000010"]
     assert crops[0] == b"\xff\xd8jpeg0" and crops[5] is None and crops[10:] == [None] * 10
     # A run without crops drops nothing else and has no crop column.
     plain = write_shard([kept], WriterConfig(str(tmp_path / "plain")), RUN)
-    assert "crop_jpeg" not in pq.read_schema(tmp_path / "plain" / "frames" / f"{plain.name}.parquet").names
+    assert "crop_jpeg" not in pq.read_schema(tmp_path / "plain" / "frames" / f"{plain.name}.train.parquet").names

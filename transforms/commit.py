@@ -1,0 +1,197 @@
+"""Commit as you go: clips batched whole, bundle-adjusted, and written in the same step.
+
+::
+
+    ClipRef --PerceiveWholeClipFn--> PerceptionResult (with its tracks) | ClipOutcome (reject)
+        --BatchClips (BatchElements by frames, at most ~clips_per_shard clips)--> [work]
+        --FitAndCommitFn--> ShardSummary   (BA of the batch's tracks, rows, shard + manifest)
+
+No GroupByKey stands between perception, bundle adjustment and the write, so a batch's fits
+reach storage as soon as the batch is fitted (in batch mode a GroupByKey would hold every
+result until all clips were fitted). A batch never splits a clip, so each clip's rows are
+in exactly one shard, committed by its manifest; the selection comes after, over the whole
+output (:mod:`pipeline.dataset.selection_table`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.utils.shared import Shared
+
+from pipeline.dataset import schema
+from pipeline.dataset.progress import ba_batch
+from pipeline.dataset.rows import ClipOutcome
+from pipeline.dataset.selection import SelectionConfig
+from pipeline.dataset.selection_table import PENDING, commit_outcome
+from pipeline.dataset.writer import WriterConfig, write_shard
+from pipeline.records import PerceptionResult, TrackProblem
+from transforms import metrics
+from transforms.bundle_adjust import fit_tracks
+from transforms.perceive import HEADERS, PerceiveClipFn
+from transforms.stages import BundleAdjustStage
+from transforms.storage import BeamStorage
+
+LOGGER = logging.getLogger("vid2mesh.clips")
+
+
+class PerceiveWholeClipFn(PerceiveClipFn):
+    """ClipRef -> one element per clip: its PerceptionResult with every track problem, or
+    the ClipOutcome of a rejected or failed clip (same stage, same dead letter as
+    :class:`transforms.perceive.PerceiveClipFn`)."""
+
+    def process(self, clip):
+        problems, header = [], None
+        for item in super().process(clip):
+            if isinstance(item, beam.pvalue.TaggedOutput):
+                if item.tag == HEADERS:
+                    header = item.value[1]
+                else:
+                    yield item.value  # a ClipOutcome
+            else:
+                problems.append(item)
+        if header is not None:
+            yield dataclasses.replace(header, problems=tuple(problems))
+
+
+def work_frames(item) -> int:
+    """Frames of a clip's tracks (0 for a rejected clip)."""
+    if isinstance(item, PerceptionResult):
+        return sum(p.num_frames for p in item.problems)
+    return 0
+
+
+def batch_clips(max_frames: int, max_clips: int) -> beam.PTransform:
+    """Whole clips into batches of about ``max_frames`` track frames and at most about
+    ``max_clips`` clips (each clip weighs at least ``max_frames / max_clips``)."""
+    floor = max(1, max_frames // max(1, max_clips))
+    return beam.BatchElements(
+        min_batch_size=max_frames, max_batch_size=max_frames,
+        element_size_fn=lambda item: max(floor, work_frames(item)),
+    )
+
+
+def _chunks(problems: list[TrackProblem], max_frames: int, max_tracks: int) -> list[list[TrackProblem]]:
+    chunks, current, frames = [], [], 0
+    for p in problems:
+        if current and (len(current) >= max_tracks or frames + p.num_frames > max_frames):
+            chunks.append(current)
+            current, frames = [], 0
+        current.append(p)
+        frames += p.num_frames
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+class _Loaded:
+    def __init__(self, stage):
+        stage.setup()
+        self.stage = stage
+
+
+def _clip_line(outcome: ClipOutcome) -> str:
+    if outcome.outcome == PENDING:
+        return (f"clip {outcome.clip_id}: fitted {outcome.num_tracks} tracks, committed "
+                f"({outcome.num_frames_written} frames; selection at the end)")
+    table = outcome.rejected
+    message = ""
+    if table is not None and table.num_rows:
+        message = str(table.column("message")[0].as_py() or "").strip().splitlines()
+        message = message[-1][:200] if message else ""
+    return f"clip {outcome.clip_id}: {outcome.outcome} ({outcome.reason}, stage {outcome.stage})" + (f": {message}" if message else "")
+
+
+def count_commit(outcome: ClipOutcome) -> None:
+    """Commit-time counters: pending clips wait for the selection; rejected and failed are final."""
+    metrics.inc("clips_committed")
+    if outcome.outcome == PENDING:
+        metrics.inc("clips_pending")
+    else:
+        metrics.inc(f"clips_{outcome.outcome}")
+        metrics.inc(f"rejected_{outcome.reason}")
+    metrics.inc("frames_written", outcome.num_frames_written)
+
+
+class FitAndCommitFn(beam.DoFn):
+    """[PerceptionResult | ClipOutcome] -> ShardSummary: bundle-adjust the batch's tracks
+    (in chunks of at most ``max_frames`` frames and ``max_tracks`` tracks), build every
+    clip's rows and write them as one committed shard.
+
+    Also the Beam gauges ``ba_batch_tracks_running``, ``ba_batch_frames_running`` (the batch
+    in progress; 0 when idle) and ``clips_committed_last`` (clips of the last shard).
+    """
+
+    def __init__(self, stage: BundleAdjustStage, selection: SelectionConfig, frames_mode: str, writer: WriterConfig,
+                 run: schema.RunMetadata, max_frames: int, max_tracks: int, heartbeat_s: float = 60.0):
+        self._stage = stage
+        self._selection = selection
+        self._frames_mode = frames_mode
+        self._writer = writer
+        self._run = run
+        self._max_frames = max_frames
+        self._max_tracks = max_tracks
+        self._heartbeat_s = heartbeat_s
+        self._shared = Shared()
+
+    def setup(self):
+        self._loaded = self._shared.acquire(lambda: _Loaded(self._stage), tag=repr(self._stage.describe()))
+        self._gauge_tracks = Metrics.gauge(metrics.NAMESPACE, "ba_batch_tracks_running")
+        self._gauge_frames = Metrics.gauge(metrics.NAMESPACE, "ba_batch_frames_running")
+
+    def _fit(self, problems: list[TrackProblem]) -> list:
+        fits = []
+        for chunk in _chunks(problems, self._max_frames, self._max_tracks):
+            frames = sum(p.num_frames for p in chunk)
+            self._gauge_tracks.set(len(chunk))
+            self._gauge_frames.set(frames)
+            start = time.perf_counter()
+            with ba_batch(len(chunk), frames, self._heartbeat_s):
+                chunk_fits = fit_tracks(self._loaded.stage, chunk)
+            elapsed = time.perf_counter() - start
+            LOGGER.info("BA batch done: %d tracks, %d frames in %.1f s: %d ok", len(chunk), frames, elapsed,
+                        sum(f.status == "ok" for f in chunk_fits))
+            self._gauge_tracks.set(0)
+            self._gauge_frames.set(0)
+            metrics.seconds("bundle_adjust", elapsed)
+            metrics.inc("ba_batches")
+            metrics.observe("ba_batch_tracks", len(chunk))
+            metrics.observe("ba_batch_frames", frames)
+            for fit in chunk_fits:
+                metrics.inc(f"tracks_{'fitted' if fit.status == 'ok' else fit.status}")
+                if fit.status == "ok":
+                    metrics.observe("ba_iterations", fit.iterations)
+            fits += chunk_fits
+        return fits
+
+    def process(self, batch):
+        results = [item for item in batch if isinstance(item, PerceptionResult)]
+        outcomes = [item for item in batch if not isinstance(item, PerceptionResult)]
+        problems = [p for r in results for p in r.problems]
+        fits = self._fit(problems) if problems else []
+        by_clip: dict[str, list] = {}
+        for problem, fit in zip(problems, fits):
+            by_clip.setdefault(problem.clip_id, []).append((problem, fit))
+        for result in results:
+            start = time.perf_counter()
+            fitted = by_clip.get(result.clip.clip_id, [])
+            outcome = commit_outcome(result, fitted, self._selection, self._frames_mode)
+            metrics.seconds("select", time.perf_counter() - start)
+            if any(fit.status == "ok" for _, fit in fitted):
+                metrics.inc("clips_fitted")
+            outcomes.append(outcome)
+        if not outcomes:
+            return
+        start = time.perf_counter()
+        summary = write_shard(outcomes, self._writer, self._run, BeamStorage())
+        metrics.seconds("write", time.perf_counter() - start)
+        metrics.inc("shards_written")
+        Metrics.gauge(metrics.NAMESPACE, "clips_committed_last").set(len(outcomes))
+        for outcome in sorted(outcomes, key=lambda o: o.clip_id):
+            count_commit(outcome)
+            LOGGER.info("%s", _clip_line(outcome))
+        yield summary
