@@ -332,23 +332,31 @@ def retire_clips(
             continue
         keep = sorted(set(manifest["clips"]) - set(gone))
         old, new = manifest["shard"], shard_name(keep) if keep else None
-        files: dict[str, str] = {}
+        files: dict[str, list[str]] = {}
         rows: dict[str, int] = {d: 0 for d in schema.DATASETS}
-        for dataset, file_name in sorted(manifest["files"].items()):
-            table = pq.read_table(pa.BufferReader(storage.read_bytes(storage.join(output, dataset, file_name))))
+        for dataset in schema.DATASETS:
+            tables = [pq.read_table(pa.BufferReader(storage.read_bytes(storage.join(output, dataset, name))))
+                      for name in manifest_files(manifest, dataset)]
+            if not tables:
+                continue
+            table = pa.concat_tables(tables)
             mask = pc.invert(pc.is_in(table.column("clip_id"), value_set=pa.array(gone, pa.string())))
             table = table.filter(mask)
             rows[dataset] = table.num_rows
             if table.num_rows and new is not None:
-                files[dataset] = f"{new}.parquet"
-                storage.write_bytes(storage.join(output, dataset, files[dataset]), parquet_bytes(table, config))
+                files[dataset] = []
+                for split, part in _split_parts(table):  # the same one-file-per-split layout
+                    name = f"{new}.{split}.parquet"
+                    storage.write_bytes(storage.join(output, dataset, name), parquet_bytes(part, config))
+                    files[dataset].append(name)
         storage.delete(storage.join(output, MANIFESTS, f"{old}.json"))
         if new is not None:
             summary = ShardSummary(new, {k: manifest["clips"][k] for k in keep}, files, rows)
             storage.write_bytes(storage.join(output, MANIFESTS, f"{new}.json"),
                                 json.dumps(summary.to_json(), sort_keys=True, indent=1).encode())
-        for dataset, file_name in manifest["files"].items():
-            storage.delete(storage.join(output, dataset, file_name))
+        for dataset in schema.DATASETS:
+            for name in manifest_files(manifest, dataset):
+                storage.delete(storage.join(output, dataset, name))
         retired += len(gone)
     return retired
 

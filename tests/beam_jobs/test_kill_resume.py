@@ -82,10 +82,10 @@ def _kill_after_first_commit(corpus: Path, out: Path, tmp: Path) -> int:
 
 
 def _assert_no_orphans(out: Path) -> None:
-    committed = {f"{m['shard']}.parquet" for m in read_manifests(str(out))}
+    committed = {m["shard"] for m in read_manifests(str(out))}
     for dataset in schema.DATASETS:
-        names = {p.name for p in (out / dataset).iterdir()}
-        assert names - {"_common_metadata"} <= committed, f"orphan files in {dataset}/: {names - committed}"
+        names = {p.name.split(".")[0] for p in (out / dataset).iterdir()} - {"_common_metadata"}
+        assert names <= committed, f"orphan files in {dataset}/: {names - committed}"
     assert not [p for p in out.rglob("*") if ".tmp" in p.name], "temporary files left behind"
     ids = [c for m in read_manifests(str(out)) for c in m["clips"]]
     assert len(ids) == len(set(ids)) == NUM_CLIPS
