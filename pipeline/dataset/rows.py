@@ -260,7 +260,7 @@ def failed_outcome(clip: ClipRef, stage: str, message: str) -> ClipOutcome:
     return ClipOutcome(clip.clip_id, "failed", RejectReason.FAILED, stage, rejected=table)
 
 
-def _bound_note(fit: TrackFit, verdict: TrackSelection, config: SelectionConfig) -> str:
+def bound_note(fit: TrackFit, verdict: TrackSelection, config: SelectionConfig) -> str:
     """The bound (option and value) behind a track's selection reason, for messages."""
     reason = verdict.reason
     if reason == TrackReason.E_NORM_ABOVE_THRESHOLD:
@@ -319,7 +319,7 @@ def outcome_from_fits(
     rejected = None
     if outcome != "kept":
         messages = "; ".join(
-            f"track {f.track_id}: {v.reason}" + _bound_note(f, v, config)
+            f"track {f.track_id}: {v.reason}" + bound_note(f, v, config)
             + (f" ({truncate_message(f.message, 300)})" if f.message and v.reason in (TrackReason.FAILED, TrackReason.DIVERGED) else "")
             for _, f, v in verdicts
         )
