@@ -234,7 +234,7 @@ FLAGS = ["--keypoints", "precomputed", "--e_norm_threshold", "1e9", "--min_inlie
 
 class _Lines(logging.Handler):
     def __init__(self):
-        super().__init__(logging.INFO)
+        super().__init__(logging.DEBUG)
         self.lines: list[str] = []
 
     def emit(self, record):
@@ -248,7 +248,7 @@ def _run(argv: list[str]) -> tuple[int, list[dict], list[dict], dict, dict[str, 
     logger = logging.getLogger("transforms.perceive")
     level = logger.level
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.DEBUG)  # the per-clip "perceived <clip>: ..., <s> s" lines
     try:
         code = pseudo_gt.main(argv)
     finally:
@@ -259,6 +259,11 @@ def _run(argv: list[str]) -> tuple[int, list[dict], list[dict], dict, dict[str, 
     tracks_dir = out / "tracks"
     tracks = ds.dataset(str(tracks_dir), format="parquet").to_table().to_pylist() if any(tracks_dir.glob("*.parquet")) else []
     stats = json.loads((out / "stats.json").read_text())
+    ledger = out / "selection" / "clips.parquet"  # where every clip ends (commit as you go)
+    if ledger.exists():
+        outcomes = {r["clip_id"]: r for r in ds.dataset(str(ledger), format="parquet").to_table().to_pylist()}
+        for row in tracks:
+            row["selected"] = outcomes.get(row["clip_id"], {}).get("outcome") == "kept"
     seconds = {}
     for line in handler.lines:
         match = re.match(r"perceived (\S+): .*, ([0-9.]+) s$", line)
