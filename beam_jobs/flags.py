@@ -68,6 +68,9 @@ def add_optimisation_arguments(parser) -> None:
     group.add_argument("--ba_batch_frames", type=int, default=32768,
                        help="most frames per bundle-adjustment batch (the batching boundary)")
     group.add_argument("--ba_batch_tracks", type=int, default=256, help="most tracks per bundle-adjustment batch")
+    group.add_argument("--torch_threads", type=int, default=0,
+                       help="torch intra-op threads per worker process (0: CPU cores / worker processes, at least 1); "
+                       "logged at start-up")
     group.add_argument("--selection", default=None, choices=["threshold", "fraction"],
                        help="keep the best --keep_fraction of the output's eligible tracks (fraction, the default), or "
                        "tracks with E_norm <= --e_norm_threshold (threshold; the default when that flag is given); "

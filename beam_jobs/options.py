@@ -60,6 +60,7 @@ FLAG_RANGES: dict[str, Range] = {
     "limit": integer(ge=0),
     "ba_batch_frames": integer(ge=1),
     "ba_batch_tracks": integer(ge=1),
+    "torch_threads": integer(ge=0),
     "e_norm_threshold": real(ge=0, optional=True),
     "keep_fraction": real(gt=0, le=1, optional=True),
     "min_inlier_fraction": real(ge=0, le=1, optional=True),

@@ -9,7 +9,7 @@ pelvis-aligned) and the acceleration error (mm/frame^2), averaged over all frame
 Default weights were calibrated on the *tuning* motions (``--split tuning``,
 ``--calibrate``); the figures to quote are on the *held-out* motions (the default).
 
-    python -m bench.ba_accuracy [--quick] [--split heldout|tuning] [--calibrate]
+    python -m bench.ba_accuracy [--quick] [--split heldout|tuning] [--units relative|pixels] [--calibrate]
 
 The last output line is a JSON object.
 """
@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     parser.add_argument("--max-iter", type=int, default=None, help="L-BFGS iterations per stage (quick: 40)")
+    parser.add_argument("--units", default="relative", choices=("relative", "pixels"),
+                        help="BAConfig.units (pixels: the paper's image pixels)")
     parser.add_argument("--calibrate", action="store_true", help="search the weights on the tuning split")
     parser.add_argument("--rounds", type=int, default=1, help="coordinate-search rounds (--calibrate)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
@@ -155,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
     split = "tuning" if args.calibrate else args.split
     seed = args.seed + (1 if split == "heldout" else 0)  # held-out tracks never share seeds with tuning
     tracks = make_tracks(body_model, split, num_tracks, num_frames, seed=seed)
-    overrides = {"dtype": args.dtype}
+    overrides = {"dtype": args.dtype, "units": args.units}
     if args.max_iter or args.quick:
         overrides["max_iter"] = args.max_iter or 40
     base = BAConfig(**overrides)

@@ -135,6 +135,43 @@ def load_extra_regressor(path: str | os.PathLike) -> tuple[np.ndarray, tuple[str
     return matrix, names or ("",) * matrix.shape[0]
 
 
+def _left_jacobian_so3(axis_angle: Tensor) -> Tensor:
+    """Left Jacobian of SO(3), (..., 3) -> (..., 3, 3): d exp([w]_x) = [J_l(w) dw]_x exp([w]_x).
+
+    ``J_l = I + (1 - cos t) / t^2 [w]_x + (t - sin t) / t^3 [w]_x^2``, t = |w| (series near 0).
+    """
+    angle2 = (axis_angle * axis_angle).sum(-1)[..., None, None]
+    small = angle2 < 1e-6
+    safe2 = torch.where(small, torch.ones_like(angle2), angle2)
+    angle = torch.sqrt(safe2)
+    first = torch.where(small, 0.5 - angle2 / 24.0, (1.0 - torch.cos(angle)) / safe2)
+    second = torch.where(small, 1.0 / 6.0 - angle2 / 120.0, (angle - torch.sin(angle)) / (safe2 * angle))
+    k = skew(axis_angle)
+    eye = torch.eye(3, dtype=axis_angle.dtype, device=axis_angle.device)
+    return eye + first * k + second * (k @ k)
+
+
+class _BroadcastRows(torch.autograd.Function):
+    """``x.expand(shape)`` whose backward sums the broadcast axes in float64.
+
+    The gradient of a per-track quantity (the shaped rest joints) sums over the track's
+    frames; a float32 sum rounds differently with the number of (zero) padded frames,
+    which would make a track's fit depend on the longest track of its batch.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, shape: tuple[int, ...]) -> Tensor:
+        ctx.input_shape = x.shape
+        return x.expand(shape)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        axes = [i for i, (a, b) in enumerate(zip(ctx.input_shape, grad.shape)) if a == 1 and b != 1]
+        if not axes:
+            return grad, None
+        return grad.sum(axes, keepdim=True, dtype=torch.float64).to(grad.dtype), None
+
+
 class BodyModel(nn.Module):
     """SMPL as a pure function of pose and shape (buffers only, no parameters).
 
@@ -362,17 +399,38 @@ class BodyModel(nn.Module):
             acc_rot = up_rot @ acc_rot
         return acc_rot[:, :24], acc_pos[:, :24]
 
+    def _shaped(self, betas: Tensor, batch: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+        """Shaped rest joints (N, 24, 3) and shaped sparse vertices (N, S, 3).
+
+        They depend on the betas only, so they are computed once per distinct betas row:
+        axes along which ``betas`` is broadcast (size 1, or expanded with stride 0, e.g.
+        one shape per track over its T frames) are computed once and expanded, not per frame.
+        """
+        compact = betas.to(self.dtype).expand(batch + betas.shape[-1:])
+        for axis, stride in enumerate(compact.stride()[:-1]):
+            if stride == 0 and compact.shape[axis] > 1:
+                compact = compact.narrow(axis, 0, 1)
+        # products and sums instead of a GEMM: a GEMM's rounding can change with its number
+        # of rows (one track alone vs a batch), an elementwise product and a sum over the 10
+        # betas round the same way in every row
+        coeffs = compact[..., None, None, :]
+        rest = self.joint_template + (coeffs * self.joint_shapedirs).sum(-1)
+        shaped = self.sparse_template + (coeffs * self.sparse_shapedirs).sum(-1)
+        rest = _BroadcastRows.apply(rest, batch + rest.shape[-2:]).reshape(-1, 24, 3)
+        shaped = _BroadcastRows.apply(shaped, batch + shaped.shape[-2:]).reshape(-1, *shaped.shape[-2:])
+        return rest, shaped
+
     def _fast(self, pose: Tensor, betas: Tensor) -> tuple[Tensor, Tensor, tuple[int, ...]]:
         """Posed joints (N, 24, 3) and sparse vertices (N, S, 3)."""
+        given_betas = betas
         pose, betas, batch = self._flatten(pose, betas)
+        rest, shaped = self._shaped(given_betas, batch)
         n = pose.shape[0]
         rot = smplx_rodrigues(pose.reshape(n, 24, 3))
-        rest = self.joint_template + torch.einsum("nb,jdb->njd", betas, self.joint_shapedirs)
         world_rot, world_pos = self._forward_kinematics(rot, rest)
 
         eye = torch.eye(3, dtype=pose.dtype, device=pose.device)
         pose_feature = (rot[:, 1:] - eye).reshape(n, -1)  # (N, 207)
-        shaped = self.sparse_template + torch.einsum("nb,sdb->nsd", betas, self.sparse_shapedirs)
         posed = shaped + (pose_feature @ self.sparse_posedirs).reshape(n, -1, 3)
         # Linear blend skinning with A_j = [R_j | t_j - R_j J_j] (smplx's rel_transforms).
         translation = world_pos - (world_rot @ rest[..., None])[..., 0]  # (N, 24, 3)
@@ -426,6 +484,100 @@ class BodyModel(nn.Module):
         joints, sparse, batch = self._fast(pose, betas)
         keypoints = self._keypoints_from(joints, sparse)
         return joints.reshape(batch + (24, 3)), keypoints.reshape(batch + (17, 3))
+
+    def jacobians(self, pose: Tensor, betas: Tensor) -> dict[str, Tensor]:
+        """Joints, keypoints and their analytic Jacobians w.r.t. pose and betas (for
+        Gauss-Newton; no autograd).
+
+        A point X carried by joint a's subtree moves with a's local rotation as
+        ``dX / d theta_a = -[X - p_a]_x W_parent(a) J_l(theta_a)`` (J_l: the left Jacobian
+        of SO(3), p_a: a's posed position); rest joints are linear in the betas. Face
+        vertices add their skinning weights and pose blend shapes. Exact for the exact
+        Rodrigues map; smplx's (used by the forward pass) perturbs the angle by 1e-8 rad,
+        so the two differ by about 1e-8 relative.
+
+        Args:
+            pose: (N, 72) axis-angle, radians.
+            betas: (N, 10).
+
+        Returns:
+            {"joints": (N, 24, 3), "keypoints": (N, 17, 3), "joints_pose": (N, 24, 3, 72),
+            "joints_betas": (N, 24, 3, 10), "keypoints_pose": (N, 17, 3, 72),
+            "keypoints_betas": (N, 17, 3, 10)}, metres (per radian, per unit beta).
+        """
+        pose, betas, _ = self._flatten(pose, betas)
+        n = pose.shape[0]
+        theta = pose.reshape(n, 24, 3)
+        rot = smplx_rodrigues(theta)
+        rest = self.joint_template + torch.einsum("nb,jdb->njd", betas, self.joint_shapedirs)
+        world_rot, world_pos = self._forward_kinematics(rot, rest)
+        eye = torch.eye(3, dtype=pose.dtype, device=pose.device)
+        parent_rot = torch.where(self.fk_has_parent[None, :, :, None] > 0, world_rot[:, self.fk_parent], eye)
+        gain = parent_rot @ _left_jacobian_so3(theta)  # (N, 24, 3, 3): W_parent(a) J_l(theta_a)
+        ancestors = self._ancestor_matrix.to(pose.dtype)  # (24 j, 24 a): a is j or above it
+
+        def rigid(points: Tensor, weights: Tensor) -> Tensor:
+            """d points / d pose for points (N, P, 24, 3) carried by each joint j with weights (P, 24)."""
+            carried = torch.einsum("pj,ja,npjd->npad", weights, ancestors, points)
+            mass = weights @ ancestors  # (P, 24)
+            lever = carried - mass[None, :, :, None] * world_pos[:, None]  # (N, P, 24 a, 3)
+            blocks = -skew(lever) @ gain[:, None]  # (N, P, 24, 3, 3)
+            return blocks.permute(0, 1, 3, 2, 4).reshape(n, points.shape[1], 3, 72)
+
+        one_hot = torch.eye(24, dtype=pose.dtype, device=pose.device)
+        joints_pose = rigid(world_pos[:, :, None].expand(n, 24, 24, 3), one_hot)
+        # rest joints: p_j = sum over a above or at j of W_parent(a) (S_a - S_parent(a)) beta + ...
+        shape_step = self.joint_shapedirs - self.joint_shapedirs[self.fk_parent] * self.fk_has_parent[..., None]
+        steps = parent_rot @ shape_step  # (N, 24, 3, 10)
+        joints_betas = torch.einsum("ja,nadb->njdb", ancestors, steps)
+
+        # sparse vertices: v = sum_j w_vj (W_j (posed_v - rest_j) + p_j)
+        pose_feature = (rot[:, 1:] - eye).reshape(n, -1)
+        shaped = self.sparse_template + torch.einsum("nb,sdb->nsd", betas, self.sparse_shapedirs)
+        posed = shaped + (pose_feature @ self.sparse_posedirs).reshape(n, -1, 3)
+        carried = (world_rot[:, None] @ (posed[:, :, None] - rest[:, None])[..., None])[..., 0] + world_pos[:, None]
+        verts = torch.einsum("sj,nsjd->nsd", self.sparse_weights, carried)
+        verts_pose = rigid(carried, self.sparse_weights)
+        blend_rot = torch.einsum("sj,njab->nsab", self.sparse_weights, world_rot)  # (N, S, 3, 3)
+        # pose blend shapes: d (R_a - I) / d theta_a,k = [J_l e_k]_x R_a, a = 1..23
+        d_rot = skew(_left_jacobian_so3(theta)[:, 1:].transpose(-1, -2)) @ rot[:, 1:, None]  # (N, 23, 3 k, 3, 3)
+        directions = self.sparse_posedirs.reshape(23, 9, -1, 3)  # (23 a, 9 mn, S, 3)
+        d_posed = torch.einsum("nakm,amsd->nsdak", d_rot.reshape(n, 23, 3, 9), directions)  # (N, S, 3, 23, 3)
+        verts_pose = verts_pose.clone()
+        verts_pose[..., 3:] += (blend_rot @ d_posed.reshape(n, -1, 3, 69)).reshape(n, -1, 3, 69)
+        verts_betas = (
+            blend_rot @ self.sparse_shapedirs
+            - torch.einsum("sj,njdb->nsdb", self.sparse_weights, world_rot @ self.joint_shapedirs)
+            + torch.einsum("sj,njdb->nsdb", self.sparse_weights, joints_betas)
+        )
+
+        def keypoints_of(joint_values: Tensor, sparse_values: Tensor) -> Tensor:
+            parts = [joint_values, sparse_values[:, self.face_slots]]
+            if self.num_extra_joints:
+                parts.append(torch.einsum("es,ns...->ne...", self.extra_regressor, sparse_values))
+            return torch.cat(parts, dim=1)[:, self.keypoint_gather]
+
+        return {
+            "joints": world_pos,
+            "keypoints": keypoints_of(world_pos, verts),
+            "joints_pose": joints_pose,
+            "joints_betas": joints_betas,
+            "keypoints_pose": keypoints_of(joints_pose, verts_pose),
+            "keypoints_betas": keypoints_of(joints_betas, verts_betas),
+        }
+
+    @property
+    def _ancestor_matrix(self) -> Tensor:
+        """(24, 24) 1 where joint a (column) is joint j (row) or one of its ancestors."""
+        matrix = torch.zeros(24, 24, device=self.fk_parent.device)
+        for j in range(24):
+            a = j
+            while True:
+                matrix[j, a] = 1.0
+                if a == 0:
+                    break
+                a = SMPL24_PARENTS[a]
+        return matrix
 
     def extra_joints(self, pose: Tensor, betas: Tensor) -> Tensor:
         """Joints of the extra regressor (fast path: only its support vertices are skinned).

@@ -92,6 +92,14 @@ class GMMPrior(nn.Module):
         self.register_buffer("weights", torch.as_tensor(weights).to(dtype))
         self.register_buffer("precision_cholesky", torch.as_tensor(prec_chol).to(dtype))
         self.register_buffer("log_norm", torch.as_tensor(log_norm).to(dtype))  # (K,)
+        # The NLL as one GEMM (component_log_likelihood): [L_1 .. L_K] (69, K * 69) and
+        # mu_k^T L_k flattened (K * 69,), precomputed in float64.
+        stacked = np.concatenate(list(prec_chol), axis=1)
+        self.register_buffer("stacked_precision_cholesky", torch.as_tensor(stacked).to(dtype), persistent=False)
+        self.register_buffer(
+            "whitened_means", torch.as_tensor(np.einsum("ki,kij->kj", means, prec_chol).reshape(-1)).to(dtype),
+            persistent=False,
+        )
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, *, dtype: torch.dtype = torch.float32) -> GMMPrior:
@@ -132,8 +140,10 @@ class GMMPrior(nn.Module):
                 f"pose_body must have shape (..., {POSE_BODY_DIM}) (SMPL pose without the global "
                 f"orientation), got {tuple(pose_body.shape)}"
             )
-        diff = pose_body.to(self.means.dtype)[..., None, :] - self.means  # (..., K, 69)
-        whitened = torch.einsum("...ki,kij->...kj", diff, self.precision_cholesky)
+        # L_k^T (x - mu_k) for all k as one GEMM: x @ [L_1 .. L_K] - [mu_k^T L_k]_k.
+        x = pose_body.to(self.means.dtype)
+        whitened = x.reshape(-1, POSE_BODY_DIM) @ self.stacked_precision_cholesky - self.whitened_means
+        whitened = whitened.reshape(*x.shape[:-1], self.num_components, POSE_BODY_DIM)
         return self.log_norm - 0.5 * (whitened * whitened).sum(-1)
 
     def nll(self, pose_body: Tensor) -> Tensor:

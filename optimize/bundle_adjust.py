@@ -1,9 +1,15 @@
 """Whole-clip bundle adjustment of many person tracks at once.
 
-:func:`bundle_adjust` packs :class:`~optimize.problem.TrackProblem` s into padded,
-masked batches (length-sorted, at most ``BAConfig.max_batch_frames`` padded frames per
-solver call), minimises every track's energy with the batched L-BFGS of
-:mod:`optimize.solver`, and unpacks one :class:`~optimize.problem.TrackFit` per problem.
+:func:`bundle_adjust` puts each :class:`~optimize.problem.TrackProblem` in the solver's
+units (``BAConfig.units``: pixels of the person rescaled to ``reference_height_px``, so
+energies and inliers do not depend on the person's size on screen), cuts tracks at
+identity switches, packs them into padded,
+masked batches (length buckets with at most 5 % padded frames and at most
+``BAConfig.max_batch_frames`` padded frames per solver call), minimises every track's
+energy with the batched L-BFGS of :mod:`optimize.solver`, and unpacks one
+:class:`~optimize.problem.TrackFit` per problem. A track's fit does not depend on the
+other tracks of its batch, bit for bit on a CPU (see ``track_total`` and
+``TAIL_PAD_FRAMES``; ``docs/bundle_adjustment.md``).
 
 Parameters per track (the paper's 10 + 75 T): betas (10), and per frame the pose (72
 axis-angle) and the camera. Inside the solver the camera is ``(log(s / s_ref),
@@ -27,16 +33,24 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from optimize.config import BAConfig
-from optimize.energy import TERM_NAMES, TrackBatch, energy_terms, gmm_nll_offset
+from optimize.config import REFERENCE_BODY_HEIGHT_M, BAConfig
+from optimize.energy import TERM_NAMES, TrackBatch, energy_terms, gmm_nll_offset, reprojection_penalty
 from optimize.problem import NUM_BETAS, NUM_CAMERA, NUM_POSE, TrackFit, TrackProblem
-from optimize.selection import e_norm, inlier_frames, trajectory_length
+from optimize.selection import (
+    detection_inliers, e_norm, identity_switches, inlier_frames, keypoint_error_px, per_frame_energy,
+    relative_error, track_scale, trajectory_length,
+)
 from optimize.solver import SolverResult, SolverSettings, lbfgs_batched, lbfgs_per_track, lbfgs_summed
 
 logger = logging.getLogger(__name__)
 
 FRAME_PARAMS = NUM_POSE + NUM_CAMERA  # 75
 TRANSLATION_UNIT = 0.2  # metres: solver units of the camera translation
+# Every batch gets this many masked frames after its longest track. Vectorised CPU kernels
+# handle the last < 32 values of a tensor in a scalar loop, whose exp/log/sin/cos can round
+# differently (1 ulp) from the vector path; with the padding no real frame of any track is
+# ever in that tail, so a track computes the same bits alone or anywhere in a batch.
+TAIL_PAD_FRAMES = 4
 
 
 class PackedTracks:
@@ -47,14 +61,18 @@ class PackedTracks:
         batch: :class:`TrackBatch` on the solver's device and dtype.
         x0: (B, 10 + 75 T) starting parameters (solver variables).
         scale_ref: (B,) s_ref, pixels per metre.
+
+    ``pad_frames`` masked frames are added after the longest track (see
+    ``TAIL_PAD_FRAMES``).
     """
 
     def __init__(
-        self, problems: list[TrackProblem], body_model, device, dtype: torch.dtype, keypoint_init_scale: float = 1.0
+        self, problems: list[TrackProblem], body_model, device, dtype: torch.dtype, keypoint_init_scale: float = 1.0,
+        pad_frames: int = 0,
     ):
         self.problems = problems
         B = len(problems)
-        T = max(p.num_frames for p in problems)
+        T = max(p.num_frames for p in problems) + pad_frames
         P = max(p.num_candidates for p in problems)
         frame_mask = np.zeros((B, T), bool)
         candidates = np.zeros((B, T, P, 17, 3), np.float64)
@@ -198,6 +216,9 @@ def _check_problem(problem: TrackProblem) -> str | None:
     return None
 
 
+SPLIT_TRACK_ID_STRIDE = 1000  # piece k (0-based) of track i gets id i + 1000 (k + 1)
+
+
 def bundle_adjust(
     problems: list[TrackProblem],
     body_model,
@@ -206,6 +227,14 @@ def bundle_adjust(
     device: str | torch.device = "cpu",
 ) -> list[TrackFit]:
     """Bundle-adjust every track over its whole clip (paper sections 3.2 and 4).
+
+    Before the fit each track is put in the solver's units (``BAConfig.units``: in
+    "relative" units its pixel inputs are rescaled to a ``reference_height_px`` person),
+    its skipped frames lose their candidates (unless ``match_skipped_frames``), and, with
+    ``split_identity_switches``, a track whose detections jump to another person is cut
+    there and its pieces are fitted as tracks of their own. After the fit the image-space
+    outputs go back to image pixels and each frame gets its quality figures (see
+    :class:`~optimize.problem.TrackFit`).
 
     Args:
         problems: tracks to fit (any lengths; they are batched together).
@@ -218,9 +247,11 @@ def bundle_adjust(
 
     Returns:
         One :class:`TrackFit` per problem, in input order. A problem that cannot be
-        solved has status "failed" (message says why); a track whose energy or
-        parameters stop being finite or explode has status "diverged" and its arrays
-        hold the last finite iterate (never NaN or Inf).
+        solved (invalid arrays, no selected detection, no valid person scale) has status
+        "failed" (message says why); a track whose energy or parameters stop being finite
+        or explode has status "diverged" and its arrays hold the last finite iterate (never
+        NaN or Inf); a track cut at identity switches has status "split" and its
+        ``pieces``.
     """
     config = config or BAConfig()
     dtype = config.torch_dtype
@@ -230,30 +261,177 @@ def bundle_adjust(
     offset = gmm_nll_offset(gmm) if (gmm is not None and config.use_prior and config.w_gmm > 0) else 0.0
 
     fits: list[TrackFit | None] = [None] * len(problems)
-    solvable: list[int] = []
+    jobs: list[_Job] = []
+    switches: dict[int, list[int]] = {}
     for i, problem in enumerate(problems):
         reason = _check_problem(problem)
-        if reason is None:
-            solvable.append(i)
-        else:
+        if reason is not None:
             fits[i] = _failed_fit(problem, reason)
-    for group in _length_batches([problems[i] for i in solvable], config.max_batch_frames):
-        members = [solvable[j] for j in group]
-        for i, fit in zip(members, _solve_batch([problems[i] for i in members], body, gmm, offset, config, device)):
-            fits[i] = fit
+            continue
+        cuts = _identity_switches(problem, config) if config.split_identity_switches else []
+        parts = [(problem, 0)] if not cuts else _pieces(problem, cuts)
+        if cuts:
+            switches[i] = cuts
+        for part, start in parts:
+            scale = track_scale(part.init_camera, part.selected, part.keypoints)
+            if scale is None or not math.isfinite(scale) or scale <= 0:
+                jobs.append(_Job(i, part, start, 1.0, float("nan"), None, _failed_fit(part, (
+                    f"TrackProblem {part.clip_id}#{part.track_id} has no valid person scale (no selected "
+                    "detection with an init camera scale s > 0 or with 5 confident keypoints); its "
+                    "reprojection cannot be put in relative units. Check the init camera and keypoints."
+                )).replace(piece_start=start)))
+                continue
+            factor = config.reference_height_px / (REFERENCE_BODY_HEIGHT_M * scale) if config.units == "relative" else 1.0
+            jobs.append(_Job(i, part, start, factor, scale, _to_solver_units(part, factor, config), None))
+    todo = [j for j, job in enumerate(jobs) if job.fit is None]
+    solver_problems = [jobs[j].solver_problem for j in todo]
+    for group in _length_batches(solver_problems, config.max_batch_frames):
+        members = [todo[g] for g in group]
+        batch = [jobs[j].solver_problem for j in members]
+        for j, fit in zip(members, _solve_batch(batch, body, gmm, offset, config, device)):
+            jobs[j].fit = _finish(fit, jobs[j], config)
+    by_owner: dict[int, list[_Job]] = {}
+    for job in jobs:
+        by_owner.setdefault(job.owner, []).append(job)
+    for i, owned in by_owner.items():
+        if i in switches:
+            fits[i] = _split_fit(problems[i], switches[i], owned)
+        else:
+            fits[i] = owned[0].fit
     return fits  # type: ignore[return-value]
 
 
-def _length_batches(problems: list[TrackProblem], max_batch_frames: int) -> list[list[int]]:
-    """Indices grouped longest first so that tracks x longest <= max_batch_frames."""
-    order = sorted(range(len(problems)), key=lambda i: -problems[i].num_frames)
+class _Job:
+    """One track (or piece) to fit: where it came from and its units."""
+
+    def __init__(self, owner, problem, start, factor, scale, solver_problem, fit):
+        self.owner, self.problem, self.start = owner, problem, start
+        self.factor, self.scale = factor, scale
+        self.solver_problem, self.fit = solver_problem, fit
+
+
+def _identity_switches(problem: TrackProblem, config: BAConfig) -> list[int]:
+    return identity_switches(
+        problem.keypoints, problem.selected, problem.init_camera, problem.fps,
+        config.switch_speed_heights_per_s, config.switch_slack_heights, config.switch_size_ratio,
+        config.switch_persistence, REFERENCE_BODY_HEIGHT_M,
+    )
+
+
+def _pieces(problem: TrackProblem, cuts: list[int]) -> list[tuple[TrackProblem, int]]:
+    """The pieces between identity switches (trimmed to detected frames), with their start."""
+    detected = problem.selected >= 0
+    bounds = [0, *cuts, problem.num_frames]
+    out = []
+    for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        kept = np.flatnonzero(detected[a:b])
+        start, stop = a + int(kept[0]), a + int(kept[-1]) + 1
+        piece_id = problem.track_id + SPLIT_TRACK_ID_STRIDE * (k + 1)
+        out.append((problem.piece(start, stop, piece_id), start))
+    return out
+
+
+def _to_solver_units(problem: TrackProblem, factor: float, config: BAConfig) -> TrackProblem:
+    """The problem in solver units: pixel values x ``factor``; skipped frames without candidates."""
+    candidates = np.array(problem.candidates, dtype=np.float32, copy=True)
+    candidates[..., :2] *= factor
+    keypoints = np.array(problem.keypoints, dtype=np.float32, copy=True)
+    keypoints[..., :2] *= factor
+    camera = np.asarray(problem.init_camera, dtype=np.float32) * np.float32(factor)
+    mask = np.array(problem.candidate_mask, dtype=bool, copy=True)
+    if not config.match_skipped_frames:
+        mask[np.asarray(problem.selected) < 0] = False
+    width, height = problem.image_size
+    return problem.replace(
+        candidates=candidates, keypoints=keypoints, boxes=np.asarray(problem.boxes, np.float32) * np.float32(factor),
+        init_camera=camera, candidate_mask=mask, image_size=(width * factor, height * factor),
+    )
+
+
+def _finish(fit: TrackFit, job: _Job, config: BAConfig) -> TrackFit:
+    """A solver-unit fit -> image-space outputs, per-frame quality, inliers and E_norm."""
+    problem, factor = job.problem, job.factor
+    has = np.asarray(problem.has_detection, bool)
+    own = job.solver_problem.keypoints
+    with torch.no_grad():
+        residual = torch.as_tensor(fit.reprojection, dtype=torch.float64) - torch.as_tensor(own[..., :2], dtype=torch.float64)
+        penalty = reprojection_penalty((residual * residual).sum(-1), config)
+        energy = (torch.as_tensor(own[..., 2], dtype=torch.float64).clamp(0.0, 1.0) * penalty).sum(-1).numpy()
+    detection_energy = np.where(has, energy, np.nan).astype(np.float32)
+    camera = (fit.camera.astype(np.float64) / factor).astype(np.float32)
+    reprojection = (fit.reprojection.astype(np.float64) / factor).astype(np.float32)
+    error_px = np.where(has, keypoint_error_px(reprojection, problem.keypoints), np.nan)
+    error_rel = relative_error(error_px, camera[:, 0], REFERENCE_BODY_HEIGHT_M)
+    if config.use_prior and config.w_gmm > 0 and "gmm" in fit.frame_energies:
+        pose_nll = fit.frame_energies["gmm"].astype(np.float64) / config.w_gmm
+    else:
+        pose_nll = np.full(problem.num_frames, np.nan)
+    total = fit.energies.get("total", math.inf)
+    score = (e_norm(total, fit.trajectory_length) if config.e_norm == "trajectory"
+             else per_frame_energy(total, problem.num_frames))
+    return fit.replace(
+        camera=camera, reprojection=reprojection, inlier=detection_inliers(detection_energy, has, config.tau_r_px),
+        e_norm=score, detection_energy=detection_energy, reprojection_error_px=error_px.astype(np.float32),
+        reprojection_error_rel=error_rel.astype(np.float32), pose_nll=pose_nll.astype(np.float32),
+        unit_scale=float(factor), person_scale=float(job.scale), piece_start=int(job.start),
+    )
+
+
+def _split_fit(problem: TrackProblem, cuts: list[int], jobs: list[_Job]) -> TrackFit:
+    """The parent record of a track cut at identity switches: status "split", its pieces."""
+    frames = [int(problem.frame_index[t]) for t in cuts]
+    pieces = []
+    for k, job in enumerate(jobs):
+        first = int(job.problem.frame_index[0])
+        split = frames[0] if k == 0 else first
+        pieces.append(job.fit.replace(parent_track_id=int(problem.track_id), split_frame=split))
+    ids = ", ".join(str(p.track_id) for p in pieces)
+    message = (f"identity switch at frame(s) {frames}: the detections jump to another person; "
+               f"fitted as {len(pieces)} tracks ({ids})")
+    parent = _failed_fit(problem, message)
+    return parent.replace(status="split", switch_frames=tuple(frames), pieces=tuple(pieces))
+
+
+# Most padded frames a length bucket may hold, as a fraction of its frames (issue 16.5:
+# the tracks of one clip are fitted in length buckets, not padded to the longest).
+MAX_PADDING_FRACTION = 0.05
+
+
+def _length_batches(problems: list[TrackProblem], max_batch_frames: int,
+                    max_padding: float = MAX_PADDING_FRACTION) -> list[list[int]]:
+    """Indices grouped by length, longest first, into solver calls.
+
+    A group takes the next (shorter) track while tracks x longest <= ``max_batch_frames``
+    and the padded frames stay within ``max_padding`` of tracks x longest; otherwise the
+    track starts a new group. (Batching saves per-call overhead only: a fit does not depend
+    on its group.)
+    """
+    order = sorted(range(len(problems)), key=lambda i: (-problems[i].num_frames, i))
     groups: list[list[int]] = []
+    real = 0
     for i in order:
-        if groups and (len(groups[-1]) + 1) * problems[groups[-1][0]].num_frames <= max_batch_frames:
-            groups[-1].append(i)
-        else:
-            groups.append([i])
+        frames = problems[i].num_frames
+        if groups:
+            longest = problems[groups[-1][0]].num_frames
+            padded = (len(groups[-1]) + 1) * longest
+            if padded <= max_batch_frames and padded - (real + frames) <= max_padding * padded:
+                groups[-1].append(i)
+                real += frames
+                continue
+        groups.append([i])
+        real = frames
     return groups
+
+
+def track_total(per_frame: Tensor) -> Tensor:
+    """Per-track sum over frames, (b, T) -> (b,), independent of the padding.
+
+    A float32 sum's rounding depends on the row length, i.e. on the longest track of the
+    batch; summing the same float32 values in float64 and rounding back gives the same
+    value whatever the padding (padded frames hold exact zeros), so a track's objective,
+    and with it every solver decision, does not depend on its batch.
+    """
+    return per_frame.sum(-1, dtype=torch.float64).to(per_frame.dtype)
 
 
 def make_objective(packed: PackedTracks, body_model, prior, config: BAConfig, gmm_offset: float):
@@ -267,13 +445,14 @@ def make_objective(packed: PackedTracks, body_model, prior, config: BAConfig, gm
             cache["index"], cache["batch"] = index, packed.batch.select(index)
         pose, betas, camera = packed.decode(x, index)
         terms = energy_terms(pose, betas, camera, cache["batch"], body_model, prior, config, gmm_offset)
-        return terms.total() / frames[index]
+        return track_total(terms.per_frame_total()) / frames[index]
 
     return objective
 
 
 def _solve_batch(problems, body_model, prior, gmm_offset, config, device) -> list[TrackFit]:
-    packed = PackedTracks(problems, body_model, device, config.torch_dtype, config.keypoint_init_scale)
+    packed = PackedTracks(problems, body_model, device, config.torch_dtype, config.keypoint_init_scale,
+                          pad_frames=TAIL_PAD_FRAMES)
     settings = SolverSettings.from_config(config)
     T = packed.num_frames_max
 
@@ -309,7 +488,12 @@ def _solve_batch(problems, body_model, prior, gmm_offset, config, device) -> lis
     with torch.no_grad():
         pose, betas, camera = packed.decode(x)
         terms = energy_terms(pose, betas, camera, packed.batch, body_model, prior, config, gmm_offset)
-        length = trajectory_length(terms.joints3d, packed.batch.frame_mask)
+        # per track on its own frames: a sum over the padded axis would round differently
+        # with the longest track of the batch
+        length = torch.cat([
+            trajectory_length(terms.joints3d[b : b + 1, : p.num_frames], packed.batch.frame_mask[b : b + 1, : p.num_frames])
+            for b, p in enumerate(problems)
+        ])
         per_frame_total = terms.per_frame_total()
         diverged |= ~torch.isfinite(per_frame_total).all(-1)
     return [

@@ -2,7 +2,10 @@
 
 Every number the objective or the solver uses lives in :class:`BAConfig` (a frozen
 dataclass; derive variants with :meth:`BAConfig.replace`). Units are in the field names:
-``_px`` pixels of the decoded frame, ``_m`` metres. The defaults are calibrated on the
+``_m`` metres, ``_px`` pixels: *reference pixels* with ``units="relative"`` (the default:
+each track's pixel inputs are rescaled so that the person is ``reference_height_px`` tall,
+so a value means the same fraction of the body for a 80 px and a 450 px person), image
+pixels of the decoded frame with ``units="pixels"`` (the paper's). The defaults are calibrated on the
 tuning motions of ``bench.ba_accuracy`` (see ``docs/bundle_adjustment.md``).
 
 The energy (paper sections 3.2 and 4), summed over the frames t of a track::
@@ -26,6 +29,9 @@ from optimize.validate import boolean, choice, declare_ranges, integer, real, se
 
 REPROJECTION_LOSSES = ("hinge", "huber")
 SOLVERS = ("batched", "summed", "per_track")
+UNITS = ("relative", "pixels")
+E_NORM_MODES = ("per_frame", "trajectory")
+REFERENCE_BODY_HEIGHT_M = 1.7  # metres: a person's height in units of the camera scale s (px/m)
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,36 @@ class BAConfig:
     """Weights, caps, robust-loss settings, term switches and solver settings.
 
     Attributes:
+        units: "relative" (default) or "pixels". In "relative" units every pixel-valued
+            input of a track (detections, init camera s, tx, ty, image size) is multiplied
+            by ``reference_height_px / (1.7 m x s_track)`` before the fit, with s_track the
+            track's median init camera scale (px/m) over its detected frames, so the
+            ``_px`` values below apply to a person ``reference_height_px`` tall and E,
+            E_norm and the inlier test do not change when the video is zoomed. "pixels"
+            is the paper's (image pixels).
+        reference_height_px: the person height (pixels, a 1.7 m body) at which the
+            ``_px`` values hold in "relative" units. 200 px: about the middle of the
+            heights the weights were calibrated on (150-280 px) and of a person in a
+            340p Kinetics clip, where the paper set its 5 px / 50 px.
+        e_norm: the selection score of a track: "per_frame" (default, E / T: mean energy
+            per frame) or "trajectory" (the paper's eq. 11, E / trajectory length in
+            metres). See docs/bundle_adjustment.md for the measured ranking of both.
+        match_skipped_frames: False (default): on a frame where the tracker kept no
+            detection for the track, E_R and the init term are off (the fit there is
+            regularised by the temporal and prior terms, i.e. towards the track) instead of
+            taking the minimum over the other people's detections. True: the paper's min
+            over all candidates on every frame.
+        split_identity_switches: detect frames where the track's detections jump to another
+            person (``optimize.selection.identity_switches``) and fit the pieces as tracks
+            of their own.
+        switch_speed_heights_per_s: fastest plausible torso motion in the image, person
+            heights per second (4 ~ 7 m/s for a 1.7 m person).
+        switch_slack_heights: allowance for detector noise on the torso centre, heights.
+        switch_size_ratio: a persistent change of the person's scale by more than this
+            factor between consecutive detected frames is a switch too.
+        switch_persistence: detected frames after a jump that must stay with the new
+            position (a shorter excursion is a tracker slip, handled by the min over
+            candidates, not a switch).
         reprojection_loss: "hinge" (in the wild: 0 below ``hinge_margin_px``, L1 above)
             or "huber" (controlled setting), applied to each keypoint's pixel error norm.
         huber_delta_px: width of the quadratic zone of the Huber reprojection loss, px.
@@ -86,6 +122,16 @@ class BAConfig:
         dtype: "float32" (default) or "float64".
     """
 
+    units: str = "relative"
+    reference_height_px: float = 200.0
+    e_norm: str = "per_frame"
+    match_skipped_frames: bool = False
+    split_identity_switches: bool = True
+    switch_speed_heights_per_s: float = 4.0
+    switch_slack_heights: float = 0.25
+    switch_size_ratio: float = 1.5
+    switch_persistence: int = 3
+
     reprojection_loss: str = "hinge"
     huber_delta_px: float = 5.0
     hinge_margin_px: float = 5.0
@@ -133,6 +179,12 @@ class BAConfig:
             raise ValueError(
                 f"BAConfig.reprojection_loss={self.reprojection_loss!r}; use one of {REPROJECTION_LOSSES}."
             )
+        if self.units not in UNITS:
+            raise ValueError(f"BAConfig.units={self.units!r}; use one of {UNITS}.")
+        if self.e_norm not in E_NORM_MODES:
+            raise ValueError(f"BAConfig.e_norm={self.e_norm!r}; use one of {E_NORM_MODES}.")
+        if not self.switch_size_ratio > 1:
+            raise ValueError(f"BAConfig.switch_size_ratio={self.switch_size_ratio!r} must be > 1.")
         if self.solver not in SOLVERS:
             raise ValueError(f"BAConfig.solver={self.solver!r}; use one of {SOLVERS}.")
         if self.dtype not in ("float32", "float64"):
@@ -140,7 +192,8 @@ class BAConfig:
         positive = (
             "huber_delta_px", "hinge_smoothing_px", "tau_r_px", "tau_i", "temporal_3d_delta_m",
             "temporal_2d_delta_px", "temporal_camera_delta_px", "camera_translation_cap",
-            "init_delta_m", "init_betas_delta", "max_abs_pose_rad",
+            "init_delta_m", "init_betas_delta", "max_abs_pose_rad", "reference_height_px",
+            "switch_speed_heights_per_s", "switch_slack_heights",
         )
         for name in positive:
             if not getattr(self, name) > 0:
@@ -152,7 +205,8 @@ class BAConfig:
         for name in non_negative:
             if not getattr(self, name) >= 0:
                 raise ValueError(f"BAConfig.{name}={getattr(self, name)!r} must be >= 0.")
-        for name in ("max_iter", "max_eval", "history_size", "line_search_max_evals", "max_batch_frames"):
+        for name in ("max_iter", "max_eval", "history_size", "line_search_max_evals", "max_batch_frames",
+                     "switch_persistence"):
             if getattr(self, name) < 1:
                 raise ValueError(f"BAConfig.{name}={getattr(self, name)!r} must be >= 1.")
         if not self.tau_r_schedule or self.tau_r_schedule[-1] != 1.0 or min(self.tau_r_schedule) <= 0:
@@ -168,6 +222,13 @@ class BAConfig:
 
     def replace(self, **changes) -> "BAConfig":
         return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def paper(cls, **changes) -> "BAConfig":
+        """The paper's units and selection: image pixels, E / trajectory length, the min over
+        every candidate on skipped frames, no identity-switch splitting."""
+        return cls(**{**dict(units="pixels", e_norm="trajectory", match_skipped_frames=True,
+                             split_identity_switches=False), **changes})
 
     @classmethod
     def ablation(cls, terms: str, **changes) -> "BAConfig":
@@ -222,4 +283,13 @@ BA_RANGES = declare_ranges(BAConfig, {
     "max_abs_pose_rad": real(gt=0),
     "max_batch_frames": integer(ge=1),
     "dtype": choice("float32", "float64"),
+    "units": choice(*UNITS),
+    "reference_height_px": real(gt=0),
+    "e_norm": choice(*E_NORM_MODES),
+    "match_skipped_frames": boolean(),
+    "split_identity_switches": boolean(),
+    "switch_speed_heights_per_s": real(gt=0),
+    "switch_slack_heights": real(gt=0),
+    "switch_size_ratio": real(gt=1),
+    "switch_persistence": integer(ge=1),
 })

@@ -239,8 +239,17 @@ class EnergyTerms:
     keypoints2d: Tensor
 
     def per_frame_total(self) -> Tensor:
-        """(B, T) sum of all terms."""
-        return torch.stack(list(self.terms.values()), 0).sum(0)
+        """(B, T) sum of all terms, added one term after the other.
+
+        Elementwise adds in a fixed order round the same way for every frame; a reduction
+        over a stacked axis may not (vectorised lanes and the scalar tail differ), which
+        made a track's energy depend on its position in the batch.
+        """
+        values = list(self.terms.values())
+        total = values[0]
+        for value in values[1:]:
+            total = total + value
+        return total
 
     def total(self) -> Tensor:
         """(B,) E per track."""

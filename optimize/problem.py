@@ -125,15 +125,42 @@ class TrackProblem:
     def replace(self, **changes) -> "TrackProblem":
         return dataclasses.replace(self, **changes)
 
+    def piece(self, start: int, stop: int, track_id: int) -> "TrackProblem":
+        """Frames ``start:stop`` of this track as a track of its own (identity-switch pieces).
+
+        Args:
+            start, stop: frame positions (0-based, along T) of the piece, stop exclusive.
+            track_id: the piece's id (unique within the clip).
+        """
+        if not 0 <= start < stop <= self.num_frames:
+            raise ValueError(f"TrackProblem {self.clip_id}#{self.track_id}: piece {start}:{stop} out of 0:{self.num_frames}")
+        cut = slice(start, stop)
+        return dataclasses.replace(
+            self, track_id=int(track_id), frame_index=self.frame_index[cut], frame_time=self.frame_time[cut],
+            selected=self.selected[cut], keypoints=self.keypoints[cut], boxes=self.boxes[cut],
+            candidates=self.candidates[cut], candidate_mask=self.candidate_mask[cut], init_pose=self.init_pose[cut],
+            init_betas=self.init_betas[cut], init_camera=self.init_camera[cut],
+            meta={**self.meta, "parent_track_id": str(self.track_id)}, crops=tuple(self.crops[cut]) if self.crops else (),
+        )
+
 
 @dataclass(frozen=True)
 class TrackFit:
     """The bundle-adjusted result for one :class:`TrackProblem`.
 
+    Units: with ``BAConfig.units == "relative"`` (the default) the solver works in
+    *reference pixels* (image pixels x ``unit_scale``: the person rescaled to
+    ``BAConfig.reference_height_px``); the image-space arrays here (``camera``,
+    ``reprojection``, ``reprojection_error_px``) are converted back to image pixels, while
+    the energies (``frame_error``, ``detection_energy``, ``frame_energies``, ``energies``,
+    ``e_norm``) stay in the solver's units, so they do not depend on the person's size.
+
     Attributes:
         clip_id, track_id: copied from the problem.
-        status: "ok", "diverged" (NaN/Inf or exploding energy: never written as data) or
-            "failed" (exception; ``message`` says why).
+        status: "ok", "diverged" (NaN/Inf or exploding energy: never written as data),
+            "failed" (exception; ``message`` says why) or "split" (an identity switch was
+            found: the track was cut and its ``pieces`` fitted instead; its own arrays are
+            zeros and never written as frames).
         betas: (10,) float32 shape, shared by all frames.
         pose: (T, 72) float32 axis-angle pose per frame (radians).
         camera: (T, 3) float32 weak-perspective camera per frame (s px/m, tx px, ty px).
@@ -142,18 +169,39 @@ class TrackFit:
         keypoints3d: (T, 17, 3) float32 COCO-17 joints as seen from SMPL, metres.
         reprojection: (T, 17, 2) float32 projected COCO-17 keypoints, pixels.
         frame_error: (T,) float32 per-frame reprojection energy before the tau_R cap
-            (min over candidates of sum_i w_i rho(x_i - x_det,i)), pixels; NaN on frames
-            with no candidate detection (null in Parquet).
+            (min over candidates of sum_i w_i rho(x_i - x_det,i)), solver pixels; NaN on
+            frames with no candidate detection (null in Parquet).
         matched_candidate: (T,) int32 candidate index achieving that minimum (-1: none).
-        inlier: (T,) bool, frame_error < tau_R on a frame with at least one candidate
-            detection (E_R takes its minimum over all candidates, not only the tracked one).
+        inlier: (T,) bool, the track has its own detection on the frame and
+            ``detection_energy < tau_R`` (never True on a skipped frame, so inlier frames
+            <= detected frames).
         frame_energies: mapping term name -> (T,) float32 per-frame energy of the term.
         energies: mapping term name -> float total of each term; "total" is E.
         trajectory_length: sum over t, i of ||X_i^t - X_i^{t-1}|| in metres.
-        e_norm: E / trajectory_length (inf when the length is 0).
+        e_norm: the track's selection score (``BAConfig.e_norm``: E / trajectory_length,
+            the paper's, or E / T); inf when undefined (a still track, no frame).
         iterations: L-BFGS iterations this track took.
         converged: True when the track met its own stopping criterion.
         message: free text (failure reason, solver notes).
+        detection_energy: (T,) float32 robust reprojection energy against the track's own
+            detection, sum_i w_i rho(x_i - x_det,i), solver pixels; NaN on skipped frames.
+        reprojection_error_px: (T,) float32 confidence-weighted mean distance between the
+            projected and the track's own detected keypoints, image pixels; NaN on skipped
+            frames.
+        reprojection_error_rel: (T,) float32 ``reprojection_error_px`` divided by the
+            fitted person's height in the frame (camera s x 1.7 m); NaN on skipped frames.
+        pose_nll: (T,) float32 GMM negative log-likelihood of the body pose minus its
+            minimum over the mixture means (nats; 0 = the most likely pose); NaN when the
+            fit ran without a prior.
+        unit_scale: solver pixels per image pixel of this track (1 in ``pixels`` units).
+        person_scale: the track's scale used for the units, pixels per metre (median init
+            camera s over detected frames).
+        parent_track_id: -1, or the id of the track this piece was cut from.
+        split_frame: -1, or (on a piece) the ``frame_index`` of the identity switch that
+            starts it (its first frame), or (first piece) the switch that ends it.
+        piece_start: position (along the parent's T) of a piece's first frame; 0 otherwise.
+        switch_frames: on a "split" parent, the ``frame_index`` of each identity switch.
+        pieces: on a "split" parent, the pieces' fits (each a full TrackFit).
     """
 
     clip_id: str
@@ -175,6 +223,17 @@ class TrackFit:
     iterations: int
     converged: bool
     message: str = ""
+    detection_energy: np.ndarray | None = None
+    reprojection_error_px: np.ndarray | None = None
+    reprojection_error_rel: np.ndarray | None = None
+    pose_nll: np.ndarray | None = None
+    unit_scale: float = 1.0
+    person_scale: float = float("nan")
+    parent_track_id: int = -1
+    split_frame: int = -1
+    piece_start: int = 0
+    switch_frames: tuple[int, ...] = ()
+    pieces: tuple["TrackFit", ...] = ()
 
     @property
     def num_frames(self) -> int:

@@ -91,6 +91,17 @@ def _evaluate(objective: BatchedObjective, x: Tensor, index: Tensor) -> tuple[Te
     return f, g
 
 
+def _dot(a: Tensor, b: Tensor) -> Tensor:
+    """Row-wise dot product (b, n) x (b, n) -> (b,), accumulated in float64.
+
+    Padded problems carry trailing zeros; a float32 sum's rounding depends on the row
+    length (and so on the longest track of the batch), a float64 sum of the same float32
+    products rounds back to the same float32 value whatever the padding (to 1 in ~1e9),
+    which keeps every track's iterates independent of its batch (tests check bit equality).
+    """
+    return (a * b).sum(-1, dtype=torch.float64).to(a.dtype)
+
+
 def _cubic_minimum(t1: Tensor, f1: Tensor, g1: Tensor, t2: Tensor, f2: Tensor, g2: Tensor,
                    lo: Tensor, hi: Tensor) -> Tensor:
     """Minimiser of the cubic through (t1, f1, g1), (t2, f2, g2), clipped to [lo, hi].
@@ -116,13 +127,13 @@ def _two_loop(g: Tensor, S: Tensor, Y: Tensor, rho: Tensor, h_diag: Tensor) -> T
     m = S.shape[1]
     alpha = []
     for i in reversed(range(m)):
-        a = rho[:, i] * (S[:, i] * q).sum(-1)
+        a = rho[:, i] * _dot(S[:, i], q)
         q = q - a[:, None] * Y[:, i]
         alpha.append(a)
     alpha.reverse()
     r = q * h_diag[:, None]
     for i in range(m):
-        beta = rho[:, i] * (Y[:, i] * r).sum(-1)
+        beta = rho[:, i] * _dot(Y[:, i], r)
         r = r + (alpha[i] - beta)[:, None] * S[:, i]
     return r
 
@@ -166,9 +177,9 @@ def lbfgs_batched(
     h_diag = torch.ones(B, dtype=dt, device=dev)
 
     d = -g
-    gtd0 = (g * d).sum(-1)
+    gtd0 = _dot(g, d)
     # The first step is scaled like torch's: min(1, 1 / |g|_1).
-    t = torch.clamp(g.abs().sum(-1).reciprocal(), max=1.0)
+    t = torch.clamp(_dot(g.abs(), torch.ones_like(g)).reciprocal(), max=1.0)
     t = torch.where(torch.isfinite(t), t, torch.ones_like(t))
     converged |= active & (gtd0 > -s.xtol)
     active &= ~converged
@@ -194,7 +205,7 @@ def lbfgs_batched(
         g_new = torch.zeros_like(g)
         g_new[index] = g_sub
         evaluations += active.long()
-        gtd_new = (g_new * d).sum(-1)
+        gtd_new = _dot(g_new, d)
         d_norm = d.abs().amax(-1)
 
         armijo_fail = f_new > f + s.c1 * t * gtd0
@@ -282,13 +293,13 @@ def lbfgs_batched(
         step = t_lo[:, None] * d
         x_new = where(done, x + step, x)
         y = g_lo - g
-        ys = (y * step).sum(-1)
+        ys = _dot(y, step)
         update = done & (ys > _CURVATURE_EPS)
         if bool(update.any()):
             S = where(update, torch.cat([S[:, 1:], step[:, None]], 1), S)
             Y = where(update, torch.cat([Y[:, 1:], y[:, None]], 1), Y)
             rho = where(update, torch.cat([rho[:, 1:], (1.0 / ys)[:, None]], 1), rho)
-            h_diag = torch.where(update, ys / (y * y).sum(-1), h_diag)
+            h_diag = torch.where(update, ys / _dot(y, y), h_diag)
         f_change = (f_lo - f).abs()
         max_step = step.abs().amax(-1)
         x = x_new
@@ -311,7 +322,7 @@ def lbfgs_batched(
         restart = done & active
         if bool(restart.any()):
             d_new = _two_loop(g, S, Y, rho, h_diag)
-            gtd = (g * d_new).sum(-1)
+            gtd = _dot(g, d_new)
             not_descent = restart & (gtd > -s.xtol)
             if bool(not_descent.any()):
                 # A stale history: forget it and take steepest descent.
@@ -320,7 +331,7 @@ def lbfgs_batched(
                 rho = where(not_descent, torch.zeros_like(rho), rho)
                 h_diag = torch.where(not_descent, torch.ones_like(h_diag), h_diag)
                 d_new = where(not_descent, -g, d_new)
-                gtd = torch.where(not_descent, -(g * g).sum(-1), gtd)
+                gtd = torch.where(not_descent, -_dot(g, g), gtd)
                 stuck = not_descent & (gtd > -s.xtol)
                 converged |= stuck
                 active &= ~stuck

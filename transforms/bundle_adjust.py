@@ -1,14 +1,12 @@
-"""Batching boundary and the batched bundle-adjustment DoFn."""
+"""Bundle adjustment inside the Beam job: fitting a batch with per-track fallback, and the
+workers' torch thread count (the DoFn that batches and commits is :mod:`transforms.commit`)."""
 
 from __future__ import annotations
 
 import logging
-import time
 import traceback
 from collections.abc import Sequence
 
-import apache_beam as beam
-from apache_beam.utils.shared import Shared
 
 from pipeline.records import TrackFit, TrackProblem
 from pipeline.dataset.rows import failed_fit
@@ -50,42 +48,11 @@ def fit_tracks(stage: BundleAdjustStage, problems: Sequence[TrackProblem]) -> li
     return [fits[i] for i in range(len(problems))]
 
 
-class BundleAdjustBatchFn(beam.DoFn):
-    """list[TrackProblem] -> (clip_id, (problem, fit)) for each track of the batch."""
+def set_torch_threads(threads: int) -> None:
+    """Set torch's intra-op threads of this worker process (0: leave torch's default), logged."""
+    if threads > 0:
+        import torch
 
-    def __init__(self, stage: BundleAdjustStage):
-        self._stage = stage
-        self._shared = Shared()
-
-    def setup(self):
-        self._loaded = self._shared.acquire(lambda: _Loaded(self._stage), tag=repr(self._stage.describe()))
-
-    def process(self, problems: list[TrackProblem]):
-        start = time.perf_counter()
-        fits = fit_tracks(self._loaded.stage, problems)
-        elapsed = time.perf_counter() - start
-        metrics.seconds("bundle_adjust", elapsed)
-        LOGGER.info("bundle-adjusted %d tracks (%d frames) in %.1f s: %d ok", len(problems),
-                    sum(p.num_frames for p in problems), elapsed, sum(f.status == "ok" for f in fits))
-        metrics.inc("ba_batches")
-        metrics.observe("ba_batch_tracks", len(problems))
-        metrics.observe("ba_batch_frames", sum(p.num_frames for p in problems))
-        for problem, fit in zip(problems, fits):
-            metrics.inc(f"tracks_{'fitted' if fit.status == 'ok' else fit.status}")
-            if fit.status == "ok":
-                metrics.observe("ba_iterations", fit.iterations)
-            yield problem.clip_id, (problem, fit)
-
-
-def batch_problems(max_frames: int = 32768, max_tracks: int = 256) -> beam.PTransform:
-    """The batching boundary in front of bundle adjustment.
-
-    Batches are as large as the bundle allows, up to ``max_frames`` frames and
-    ``max_tracks`` tracks (min = max batch size: one solver call's fixed cost is large, and
-    the solver splits what does not fit its own memory bound).
-    """
-    return beam.BatchElements(
-        min_batch_size=max_frames,
-        max_batch_size=max_frames,
-        element_size_fn=lambda problem: problem.num_frames,
-    ) | "CapTracks" >> beam.FlatMap(lambda batch: [batch[i : i + max_tracks] for i in range(0, len(batch), max_tracks)])
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        LOGGER.info("bundle-adjustment worker: torch intra-op threads %d", torch.get_num_threads())

@@ -31,7 +31,7 @@ from pipeline.dataset.selection_table import PENDING, commit_outcome
 from pipeline.dataset.writer import WriterConfig, write_shard
 from pipeline.records import PerceptionResult, TrackProblem
 from transforms import metrics
-from transforms.bundle_adjust import fit_tracks
+from transforms.bundle_adjust import fit_tracks, set_torch_threads
 from transforms.perceive import HEADERS, PerceiveClipFn
 from transforms.stages import BundleAdjustStage
 from transforms.storage import BeamStorage
@@ -127,7 +127,8 @@ class FitAndCommitFn(beam.DoFn):
     """
 
     def __init__(self, stage: BundleAdjustStage, selection: SelectionConfig, frames_mode: str, writer: WriterConfig,
-                 run: schema.RunMetadata, max_frames: int, max_tracks: int, heartbeat_s: float = 60.0):
+                 run: schema.RunMetadata, max_frames: int, max_tracks: int, heartbeat_s: float = 60.0,
+                 torch_threads: int = 0):
         self._stage = stage
         self._selection = selection
         self._frames_mode = frames_mode
@@ -136,9 +137,11 @@ class FitAndCommitFn(beam.DoFn):
         self._max_frames = max_frames
         self._max_tracks = max_tracks
         self._heartbeat_s = heartbeat_s
+        self._torch_threads = torch_threads
         self._shared = Shared()
 
     def setup(self):
+        set_torch_threads(self._torch_threads)
         self._loaded = self._shared.acquire(lambda: _Loaded(self._stage), tag=repr(self._stage.describe()))
         self._gauge_tracks = Metrics.gauge(metrics.NAMESPACE, "ba_batch_tracks_running")
         self._gauge_frames = Metrics.gauge(metrics.NAMESPACE, "ba_batch_frames_running")

@@ -44,6 +44,8 @@ class JobSettings:
         batch_max_frames, batch_max_tracks: the BA batching boundary (batches fill up to
             these bounds within a bundle; a batch holds whole clips).
         heartbeat_s: seconds between "BA batch running" lines while a batch runs.
+        torch_threads: torch intra-op threads set in each bundle-adjustment worker (0: leave
+            torch's default).
         card_extra: extra entries for ``stats.json`` (e.g. the input description).
     """
 
@@ -55,6 +57,7 @@ class JobSettings:
     batch_max_frames: int = 32768
     batch_max_tracks: int = 256
     heartbeat_s: float = 60.0
+    torch_threads: int = 0
     card_extra: dict = field(default_factory=dict)
 
 
@@ -96,7 +99,7 @@ class PseudoGroundTruth(beam.PTransform):
             | "BatchClips" >> batch_clips(s.batch_max_frames, s.clips_per_shard)
             | "FitAndCommit" >> beam.ParDo(FitAndCommitFn(
                 self._bundle_adjust, s.selection, s.frames_mode, s.writer, s.run,
-                s.batch_max_frames, s.batch_max_tracks, s.heartbeat_s))
+                s.batch_max_frames, s.batch_max_tracks, s.heartbeat_s, s.torch_threads))
         )
         return shards | "Finish" >> WriteCard(s.writer, s.run, s.card_extra, s.selection)
 

@@ -93,7 +93,8 @@ def format_rate(clips: int, seconds: float, frames: int = 0, tracks: int = 0) ->
     rate = clips / seconds
     if round(rate, 2) > 0 or (not frames and not tracks):
         return f"{rate:.2f} clips/s"
-    return f"{rate:.4f} clips/s ({frames / seconds:.1f} frames/s, {tracks / seconds:.2f} tracks/s)"
+    # three significant figures: a 19-track clip fitted in an hour is 0.00528 tracks/s, not 0.00
+    return f"{rate:.3g} clips/s ({frames / seconds:.3g} frames/s, {tracks / seconds:.3g} tracks/s)"
 
 
 @dataclass

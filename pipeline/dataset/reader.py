@@ -96,7 +96,7 @@ class FrameFilter:
         clip_ids: keep these clips only (None: all).
         labels: keep these action labels only (None: all).
         splits: keep these source splits only (None: all).
-        max_e_norm: keep tracks with ``e_norm`` <= this bound (1/m).
+        max_e_norm: keep tracks with ``e_norm`` <= this bound (energy per frame by default; tracks.e_norm).
         e_norm_quantile: keep tracks whose ``e_norm`` is at most this quantile (in (0, 1])
             of the ``e_norm`` of the dataset's tracks that pass the other track-level
             filters (0.5 = the better half of the tracks).

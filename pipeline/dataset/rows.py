@@ -15,9 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from optimize.selection import joint_acceleration, keypoint_error_px, orientation_change, relative_error
 from pipeline.dataset import schema
 from pipeline.records import ClipRef, PerceptionResult, RejectReason, TrackFit, TrackProblem
-from pipeline.dataset.selection import SelectionConfig, TrackReason, TrackSelection, clip_verdict, select_track
+from pipeline.dataset.selection import (
+    SelectionConfig, TrackReason, TrackSelection, clip_verdict, expand_pieces, select_track,
+)
 
 MAX_MESSAGE_CHARS = 4000
 FRAMES_MODES = ("selected", "inliers", "all")
@@ -120,6 +123,41 @@ def _init_columns(problem: TrackProblem, keep: np.ndarray) -> dict[str, np.ndarr
     return out
 
 
+def _per_frame(fit: TrackFit, name: str, T: int) -> np.ndarray:
+    """(T,) float32 per-frame array ``name`` of the fit, NaN when the fit does not carry it."""
+    value = getattr(fit, name, None)
+    if value is None or np.asarray(value).shape != (T,):
+        return np.full(T, np.nan, np.float32)
+    return np.asarray(value, dtype=np.float32)
+
+
+def frame_quality(problem: TrackProblem, fit: TrackFit) -> dict[str, np.ndarray]:
+    """Per-frame quality columns of ``frames/`` (each (T,)), see :mod:`pipeline.dataset.schema`.
+
+    The pixel error is recomputed from the fit's reprojection and the track's own detection
+    when the fit does not carry it; it is NaN on frames without the track's own detection.
+    """
+    T = problem.num_frames
+    has = np.asarray(problem.has_detection, dtype=bool)
+    error_px = _per_frame(fit, "reprojection_error_px", T)
+    if not np.isfinite(error_px[has]).any() and has.any():
+        error_px = keypoint_error_px(fit.reprojection, problem.keypoints).astype(np.float32)
+    error_px = np.where(has, error_px, np.nan).astype(np.float32)
+    error_rel = _per_frame(fit, "reprojection_error_rel", T)
+    if not np.isfinite(error_rel[has]).any() and has.any():
+        error_rel = relative_error(error_px, np.asarray(fit.camera)[:, 0]).astype(np.float32)
+    return {
+        "reprojection_error": error_px,
+        "reprojection_error_rel": np.where(has, error_rel, np.nan).astype(np.float32),
+        "reprojection_energy": np.where(has, _per_frame(fit, "detection_energy", T), np.nan).astype(np.float32),
+        "inlier": np.asarray(fit.inlier, dtype=bool) & has,
+        "interpolated": ~has,
+        "pose_nll": _per_frame(fit, "pose_nll", T),
+        "joint_acceleration": joint_acceleration(fit.joints3d, problem.fps).astype(np.float32),
+        "orientation_change": orientation_change(fit.pose).astype(np.float32),
+    }
+
+
 def frames_table(
     clip: ClipRef,
     problem: TrackProblem,
@@ -141,7 +179,8 @@ def frames_table(
     T = problem.num_frames
     if fit.num_frames != T:
         raise ValueError(f"track {clip.clip_id}#{fit.track_id}: fit has {fit.num_frames} frames, problem {T}")
-    keep = np.asarray(fit.inlier, dtype=bool) if inliers_only else np.ones(T, dtype=bool)
+    quality = frame_quality(problem, fit)
+    keep = quality["inlier"] if inliers_only else np.ones(T, dtype=bool)
     n = int(keep.sum())
     width, height = problem.image_size
     columns = {
@@ -161,9 +200,8 @@ def frames_table(
         "joints_3d": np.asarray(fit.joints3d, dtype=np.float32)[keep],
         "keypoints_3d": np.asarray(fit.keypoints3d, dtype=np.float32)[keep],
         "reprojection_2d": np.asarray(fit.reprojection, dtype=np.float32)[keep],
-        "reprojection_error": np.asarray(fit.frame_error, dtype=np.float32)[keep],
+        **{name: values[keep] for name, values in quality.items()},
         "matched_candidate": np.asarray(fit.matched_candidate, dtype=np.int32)[keep],
-        "inlier": np.asarray(fit.inlier, dtype=bool)[keep],
         "track_selected": bool(selection.selected),
         "e_norm": float(fit.e_norm),
         **_init_columns(problem, keep),
@@ -207,6 +245,9 @@ def tracks_table(clip: ClipRef, fitted: Sequence[tuple[TrackProblem, TrackFit, T
             "selection_reason": selection.reason,
             "e_norm_threshold": selection.threshold,
             "init_source": problem.init_source,
+            "person_scale": float(getattr(fit, "person_scale", float("nan"))),
+            "parent_track_id": int(getattr(fit, "parent_track_id", -1)),
+            "split_frame": int(getattr(fit, "split_frame", -1)),
             "message": truncate_message(fit.message),
         }
         for name, value in values.items():
@@ -290,7 +331,9 @@ def outcome_from_fits(
     Args:
         header: the clip's perception result (problems may be empty: only its clip,
             frame count and people count are used).
-        fitted: (problem, fit) of every track of the clip.
+        fitted: (problem, fit) of every track of the clip; a fit with status "split"
+            brings its pieces (:func:`pipeline.dataset.selection.expand_pieces`), each a track
+            with its own rows.
         config: selection settings.
         threshold: the run's E_norm threshold (:func:`pipeline.dataset.selection.run_threshold`).
         frames_mode: which frames go to ``frames/``: "selected" (every frame of selected
@@ -302,11 +345,13 @@ def outcome_from_fits(
     clip = header.clip
     if not fitted:
         return failed_outcome(clip, "bundle_adjust", f"clip {clip.clip_id}: no track reached bundle adjustment")
-    verdicts = [(p, f, select_track(p, f, config, threshold)) for p, f in sorted(fitted, key=lambda pf: pf[1].track_id)]
+    expanded = [pf for problem, fit in fitted for pf in expand_pieces(problem, fit)]
+    verdicts = [(p, f, select_track(p, f, config, threshold)) for p, f in sorted(expanded, key=lambda pf: pf[1].track_id)]
     frame_tables = []
     inliers = 0
     for problem, fit, selection in verdicts:
-        writes = selection.selected or (frames_mode == "all" and selection.reason not in (TrackReason.DIVERGED, TrackReason.FAILED))
+        writes = selection.selected or (frames_mode == "all" and fit.status == "ok" and selection.reason not in (
+            TrackReason.DIVERGED, TrackReason.FAILED, TrackReason.SPLIT))
         if writes:
             table = frames_table(clip, problem, fit, selection, inliers_only=frames_mode == "inliers")
             frame_tables.append(table)

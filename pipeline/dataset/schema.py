@@ -34,7 +34,7 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.1.0"
+SCHEMA_VERSION = "1.2.0"
 DATASETS = ("frames", "tracks", "rejected")
 
 # Metadata keys (bytes in the arrow schema).
@@ -115,11 +115,17 @@ FRAMES_COLUMNS: tuple[Column, ...] = (
     Column("joints_3d", _fixed(F32, NUM_SMPL_JOINTS, 3), (NUM_SMPL_JOINTS, 3), "m", "SMPL-24 joints after global orientation, body frame x right, y down, z away from the camera, no translation.", "smpl24"),
     Column("keypoints_3d", _fixed(F32, NUM_COCO, 3), (NUM_COCO, 3), "m", "COCO-17 keypoints as seen from the fitted SMPL body, same frame as joints_3d.", "coco17"),
     Column("reprojection_2d", _fixed(F32, NUM_COCO, 2), (NUM_COCO, 2), "px", "keypoints_3d projected with camera: where the fit lands in the image.", "coco17"),
-    Column("reprojection_error", F32, (), "px", "Per-frame reprojection energy before the tau_R cap: min over candidate detections of sum_i w_i rho(x_i - x_det,i)."),
-    Column("matched_candidate", I32, (), "", "Index of the candidate detection achieving reprojection_error (-1: none)."),
-    Column("inlier", BOOL, (), "", "Inlier frame: had a detection and reprojection_error < tau_R (paper section 4)."),
+    Column("reprojection_error", F32, (), "px", "Reprojection error in image pixels: confidence-weighted mean over keypoints of the distance between reprojection_2d and the track's own keypoints_2d; NaN where the track has no detection (interpolated frames)."),
+    Column("reprojection_error_rel", F32, (), "fraction of body height", "reprojection_error divided by the fitted person's height in the frame (camera s x 1.7 m): the same figure for a 80 px and a 450 px person; NaN on interpolated frames."),
+    Column("reprojection_energy", F32, (), "reference px", "Robust reprojection energy against the track's own detection, sum_i w_i rho(x_i - x_det,i) (hinge or Huber of bundle adjustment), in the fit's units: pixels of a person rescaled to BAConfig.reference_height_px (units relative, the default) or image pixels (units pixels); NaN on interpolated frames."),
+    Column("matched_candidate", I32, (), "", "Index of the candidate detection the E_R minimum matched (-1: none)."),
+    Column("inlier", BOOL, (), "", "Inlier frame: the track has its own detection on the frame and reprojection_energy < tau_R (paper section 4, in the fit's size-invariant units); never true on an interpolated frame."),
+    Column("interpolated", BOOL, (), "", "The tracker kept no detection for the track on this frame: the fit there is regularised towards the track by the temporal and prior terms only (the negation of has_detection)."),
+    Column("pose_nll", F32, (), "nats", "GMM pose-prior negative log-likelihood of the body pose minus its minimum over the mixture means (0 = the most likely pose); above 250 the pose is outside the prior's support (every ground-truth pose of the motion library scores below 245; docs/bundle_adjustment.md); NaN without a prior."),
+    Column("joint_acceleration", F32, (), "m/s^2", "Largest 3D joint acceleration |X^{t+1} - 2 X^t + X^{t-1}| x fps^2 over the 24 joints (body frame); above 400 is beyond human limits (ground-truth motions: 99th percentile 214, max 377); NaN on the track's first and last frame."),
+    Column("orientation_change", F32, (), "rad", "Angle between this frame's and the previous frame's global orientation; above pi/2 = a front/back flip (ground-truth motions: max 0.15; 0 on the first frame)."),
     Column("track_selected", BOOL, (), "", "The track passed selection: false as committed (the selection comes after); readers join selection/tracks.parquet for the final value."),
-    Column("e_norm", F64, (), "1/m", "The track's trajectory-normalised energy E_norm (repeated on each frame), for filtering."),
+    Column("e_norm", F64, (), "energy/frame", "The track's selection score E_norm (repeated on each frame), for filtering; see tracks.e_norm."),
     Column("init_pose", _fixed(F32, NUM_POSE), (NUM_POSE,), "rad", "Per-frame initial SMPL pose of the tracked detection (HMR or keypoint init) before bundle adjustment; NaN on skipped frames.", "smpl24"),
     Column("init_betas", _fixed(F32, NUM_BETAS), (NUM_BETAS,), "", "Per-frame initial SMPL shape of the tracked detection; NaN on skipped frames."),
     Column("init_camera", _fixed(F32, 3), (3,), "px/m, px, px", "Per-frame initial weak-perspective camera of the tracked detection; NaN on skipped frames."),
@@ -129,10 +135,10 @@ FRAMES_COLUMNS: tuple[Column, ...] = (
 TRACKS_COLUMNS: tuple[Column, ...] = (
     *_CLIP_COLUMNS,
     Column("track_id", I32, (), "", "0-based person track within the clip."),
-    Column("fit_status", STR, (), "", "Bundle-adjustment outcome: ok, diverged (never written as frames) or failed."),
+    Column("fit_status", STR, (), "", "Bundle-adjustment outcome: ok, diverged (never written as frames), failed, or split (identity switches found: the track's pieces were fitted as tracks of their own, ids track_id + 1000 k)."),
     Column("num_frames", I32, (), "", "Frames of the track (first to last frame it was seen, skipped frames included)."),
     Column("num_detected_frames", I32, (), "", "Frames where the tracker kept a detection."),
-    Column("num_inlier_frames", I32, (), "", "Inlier frames after bundle adjustment."),
+    Column("num_inlier_frames", I32, (), "", "Inlier frames after bundle adjustment (frames with the track's own detection only, so <= num_detected_frames)."),
     Column("first_frame", I32, (), "", "frame_index of the track's first frame."),
     Column("last_frame", I32, (), "", "frame_index of the track's last frame."),
     Column("fps", F32, (), "Hz", "Frame rate of the decoded frames."),
@@ -141,14 +147,17 @@ TRACKS_COLUMNS: tuple[Column, ...] = (
     Column("energy", F64, (), "", "Total bundle-adjustment energy E = E_R + E_T + E_P at the solution."),
     Column("energy_terms", pa.list_(pa.struct([("term", STR), ("value", F64)])), (-1,), "", "Each energy term's total at the solution (term name, value); terms as named by optimize.bundle_adjust."),
     Column("trajectory_length", F64, (), "m", "Sum over frames and joints of the 3D joint displacement norm(X_i^t - X_i^{t-1}) (trajectory length)."),
-    Column("e_norm", F64, (), "1/m", "E / trajectory_length (paper eq. 11); inf when the track does not move."),
+    Column("e_norm", F64, (), "energy/frame", "Selection score, BAConfig.e_norm: per_frame (default) E / num_frames, the mean energy per frame in the fit's size-invariant units; trajectory (the paper's eq. 11) E / trajectory_length, energy per metre; inf when undefined."),
     Column("iterations", I32, (), "", "L-BFGS iterations the track took."),
     Column("converged", BOOL, (), "", "The track met its own stopping criterion."),
     Column("betas", _fixed(F32, NUM_BETAS), (NUM_BETAS,), "", "Fitted SMPL shape of the track."),
     Column("selected", BOOL, (), "", "The track passed selection: false as committed; final in selection/tracks.parquet (the reader joins it)."),
-    Column("selection_reason", STR, (), "", "As committed: eligible, or why no threshold can select the track (too_few_inliers, too_short, not_moving, diverged, failed); after the selection (selection/tracks.parquet): selected, e_norm_above_threshold or below_best_fraction for eligible tracks."),
-    Column("e_norm_threshold", F64, (), "1/m", "NaN as committed; the E_norm threshold the selection used is in selection/tracks.parquet (fixed, or derived from the kept fraction of the whole output)."),
+    Column("selection_reason", STR, (), "", "As committed: eligible, or why no threshold can select the track (too_few_inliers, too_short, not_moving, diverged, failed, split: cut at identity switches, its pieces have rows; identity_switch: a piece too short to keep); after the selection (selection/tracks.parquet): selected, e_norm_above_threshold or below_best_fraction for eligible tracks."),
+    Column("e_norm_threshold", F64, (), "energy/frame", "NaN as committed; the E_norm threshold the selection used is in selection/tracks.parquet (fixed, or derived from the kept fraction of the whole output)."),
     Column("init_source", STR, (), "", "Initialiser of the fit: hmr or keypoints."),
+    Column("person_scale", F64, (), "px/m", "The track's scale that sets its units: median init camera s over detected frames (a 1.7 m person is 1.7 x person_scale px tall); NaN when unknown."),
+    Column("parent_track_id", I32, (), "", "-1, or for a piece of a track cut at identity switches the track_id of that track (fit_status split)."),
+    Column("split_frame", I32, (), "", "-1, or for a piece the frame_index of the identity switch that starts it (the first piece: the switch that ends it)."),
     Column("message", STR, (), "", "Solver notes or failure reason."),
 )
 

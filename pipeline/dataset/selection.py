@@ -1,11 +1,18 @@
 """Training-data selection after bundle adjustment (paper section 4, extended to every person).
 
 A track is kept when its fit is sound (status ``ok``, long enough, moving, enough inlier
-frames) and its trajectory-normalised energy E_norm passes the run's threshold. The
+frames) and its selection score E_norm (``BAConfig.e_norm``: energy per frame by default,
+the paper's energy per metre of trajectory as an option) passes the run's threshold. The
 threshold is either derived from the run itself (``mode="fraction"``, the default: keep the
 best ``keep_fraction`` of the eligible tracks, as the paper kept about 10 % of Kinetics) or
-fixed (``mode="threshold"``, e.g. the threshold an earlier run recorded). Inlier frames are the fit's own flags (reprojection energy
-below tau_R on a frame with a detection).
+fixed (``mode="threshold"``, e.g. the threshold an earlier run recorded). Inlier frames are the fit's own flags
+(the track's own detection on the frame and its reprojection energy below tau_R, in the
+fit's size-invariant units), so inlier frames <= detected frames.
+
+A track that bundle adjustment cut at identity switches (status ``split``) is never
+selected itself (reason ``split``); :func:`expand_pieces` gives its pieces, which are
+selected like any track, except that a piece with fewer than ``min_frames`` detected frames
+is rejected as ``identity_switch``.
 
 A clip is *kept* when at least one of its tracks is selected; otherwise it is rejected
 with ``no_track_selected``, or ``all_tracks_diverged`` when no track fitted soundly, or
@@ -36,6 +43,8 @@ class TrackReason:
     NOT_MOVING = "not_moving"
     DIVERGED = "diverged"
     FAILED = "failed"
+    SPLIT = "split"  # the track was cut at identity switches; its pieces have rows of their own
+    IDENTITY_SWITCH = "identity_switch"  # a piece between identity switches too short to keep
 
 
 @dataclass(frozen=True)
@@ -45,8 +54,10 @@ class SelectionConfig:
     Attributes:
         mode: "fraction" (default: keep the ``keep_fraction`` of eligible tracks with the
             lowest E_norm in the run) or "threshold" (keep E_norm <= ``e_norm_threshold``).
-        e_norm_threshold: E_norm bound of ``threshold`` mode (energy per metre of 3D joint
-            trajectory). Its scale depends on the bundle-adjustment weights, so there is no
+        e_norm_threshold: E_norm bound of ``threshold`` mode (``BAConfig.e_norm``: energy
+            per frame by default, or per metre of 3D joint trajectory with "trajectory"; both
+            in the fit's size-invariant units). Its scale depends on the bundle-adjustment
+            weights, so there is no
             default: take it from an earlier run's ``tracks.e_norm_threshold`` or from the
             E_norm distribution of a ``--frames all`` run.
         keep_fraction: fraction in (0, 1] of eligible tracks ``fraction`` mode keeps (the
@@ -98,8 +109,23 @@ class TrackSelection:
     num_inlier_frames: int
 
 
+def expand_pieces(problem: TrackProblem, fit: TrackFit) -> list[tuple[TrackProblem, TrackFit]]:
+    """(problem, fit), then one (piece problem, piece fit) per piece of a track cut at identity
+    switches (``fit.status == "split"``); pure, so any stage that selects can call it.
+
+    Selection of a run should see the pieces: ``[pf for p, f in fitted for pf in expand_pieces(p, f)]``.
+    """
+    out = [(problem, fit)]
+    for piece in getattr(fit, "pieces", ()) or ():
+        sub = problem.piece(piece.piece_start, piece.piece_start + piece.num_frames, piece.track_id)
+        out.append((sub, piece))
+    return out
+
+
 def eligibility(problem: TrackProblem, fit: TrackFit, config: SelectionConfig) -> str | None:
     """The reason a track cannot be selected whatever the threshold, or None if eligible."""
+    if fit.status == "split":
+        return TrackReason.SPLIT
     if fit.status == "failed":
         return TrackReason.FAILED
     # A fit with non-finite numbers is never written as data, whatever its status says.
@@ -107,10 +133,10 @@ def eligibility(problem: TrackProblem, fit: TrackFit, config: SelectionConfig) -
         return TrackReason.DIVERGED
     detected = int(problem.has_detection.sum())
     if detected < config.min_frames:
-        return TrackReason.TOO_SHORT
+        return TrackReason.IDENTITY_SWITCH if getattr(fit, "parent_track_id", -1) >= 0 else TrackReason.TOO_SHORT
     if not fit.trajectory_length >= config.min_trajectory_length_m or not math.isfinite(fit.e_norm):
         return TrackReason.NOT_MOVING
-    inliers = int(np.asarray(fit.inlier, dtype=bool).sum())
+    inliers = int((np.asarray(fit.inlier, dtype=bool) & problem.has_detection).sum())
     if detected == 0 or inliers / detected < config.min_inlier_fraction:
         return TrackReason.TOO_FEW_INLIERS
     return None
@@ -139,7 +165,8 @@ def run_threshold(e_norms: Sequence[float], config: SelectionConfig) -> float:
 def select_track(problem: TrackProblem, fit: TrackFit, config: SelectionConfig, threshold: float) -> TrackSelection:
     """Apply the eligibility checks and the run's E_norm threshold to one track."""
     detected = int(problem.has_detection.sum())
-    inliers = int(np.asarray(fit.inlier, dtype=bool).sum()) if fit.status == "ok" else 0
+    # an inlier is a frame with the track's own detection (fits made before that rule too)
+    inliers = int((np.asarray(fit.inlier, dtype=bool) & problem.has_detection).sum()) if fit.status == "ok" else 0
     reason = eligibility(problem, fit, config)
     if reason is None:
         if math.isfinite(threshold) and fit.e_norm <= threshold:
@@ -159,6 +186,7 @@ def clip_verdict(selections: Sequence[TrackSelection]) -> tuple[str, str | None]
     """
     if any(s.selected for s in selections):
         return "kept", None
+    selections = [s for s in selections if s.reason != TrackReason.SPLIT]  # its pieces speak for it
     if selections and all(s.reason == TrackReason.FAILED for s in selections):
         return "failed", RejectReason.FAILED
     if selections and all(s.reason in (TrackReason.FAILED, TrackReason.DIVERGED) for s in selections):

@@ -46,7 +46,7 @@ from pipeline.dataset import schema
 from pipeline.dataset.rows import (
     ClipOutcome, bound_note, failed_outcome, frames_table, rejected_table, tracks_table, truncate_message,
 )
-from pipeline.dataset.selection import SelectionConfig, TrackReason, clip_verdict, run_threshold, select_track
+from pipeline.dataset.selection import SelectionConfig, TrackReason, clip_verdict, expand_pieces, run_threshold, select_track
 from pipeline.records import PerceptionResult, RejectReason, TrackFit, TrackProblem
 
 LOGGER = logging.getLogger(__name__)
@@ -115,11 +115,13 @@ def commit_outcome(
     clip = header.clip
     if not fitted:
         return failed_outcome(clip, "bundle_adjust", f"clip {clip.clip_id}: no track reached bundle adjustment")
-    verdicts = [(p, f, _pending(p, f, config)) for p, f in sorted(fitted, key=lambda pf: pf[1].track_id)]
+    # a track cut at identity switches brings its pieces, each a track with rows of its own
+    expanded = [pf for problem, fit in fitted for pf in expand_pieces(problem, fit)]
+    verdicts = [(p, f, _pending(p, f, config)) for p, f in sorted(expanded, key=lambda pf: pf[1].track_id)]
     frame_tables = []
     for problem, fit, verdict in verdicts:
         eligible = verdict.reason == ELIGIBLE
-        if eligible or (frames_mode == "all" and fit.status == "ok" and verdict.reason not in (TrackReason.DIVERGED, TrackReason.FAILED)):
+        if eligible or (frames_mode == "all" and fit.status == "ok" and verdict.reason not in (TrackReason.DIVERGED, TrackReason.FAILED, TrackReason.SPLIT)):
             frame_tables.append(frames_table(clip, problem, fit, verdict, inliers_only=frames_mode == "inliers"))
     frames = pa.concat_tables(frame_tables, promote_options="default") if frame_tables else None
     tracks = tracks_table(clip, verdicts)

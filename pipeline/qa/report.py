@@ -278,8 +278,14 @@ def plot_labels(tracks: pa.Table, rejected: pa.Table) -> bytes:
     return _png(fig)
 
 
-def plot_reprojection_cdf(frames: pa.Table, tau_r: float | None) -> bytes:
-    """CDF of the per-frame reprojection error of frames with a detection."""
+def plot_reprojection_cdf(frames: pa.Table, tau_r: float | None = None) -> bytes:
+    """CDF of the per-frame reprojection error (pixels) of frames with the track's own detection.
+
+    ``reprojection_error`` is a pixel distance; tau_R bounds a robust energy in the fit's
+    reference pixels (``reprojection_energy``), a different unit, so it is not drawn here
+    (``tau_r`` is accepted for compatibility and ignored).
+    """
+    del tau_r
     title = "Reprojection error per frame"
     detected = _np(frames, "has_detection").astype(bool)
     error = _np(frames, "reprojection_error").astype(np.float64)
@@ -293,12 +299,10 @@ def plot_reprojection_cdf(frames: pa.Table, tau_r: float | None) -> bytes:
         if mask.any():
             values = np.sort(error[mask])
             ax.step(values, np.arange(1, values.size + 1) / values.size, where="post", color=color, label=f"{name} ({values.size} frames)")
-    if tau_r is not None:
-        ax.axvline(tau_r, color="#d73027", linestyle="--", label=f"tau_R = {tau_r:g} px")
     upper = np.percentile(error[usable], 99)
-    ax.set_xlim(0, max(upper, (tau_r or 0) * 1.5, 1e-6))
+    ax.set_xlim(0, max(upper, 1e-6))
     ax.set_ylim(0, 1.01)
-    ax.set_xlabel("reprojection error (px, before the tau_R cap)")
+    ax.set_xlabel("reprojection error (px, mean over keypoints vs the track's detection)")
     ax.set_ylabel("fraction of frames")
     ax.set_title(title)
     ax.legend(frameon=False, loc="lower right")
@@ -475,8 +479,9 @@ def render_report(summary: RunSummary, config: ReportConfig = ReportConfig(), bo
         ],
     ))
     parts.append(f"<p class='meta'>Frames are those of the selected person tracks, first to last frame seen "
-                 f"({counts['tracks_selected']} of {counts['tracks_fitted']} fitted tracks selected); inliers have a "
-                 f"reprojection error below tau_R = {tau_r:g} px. The paper selected whole videos by E_norm; "
+                 f"({counts['tracks_selected']} of {counts['tracks_fitted']} fitted tracks selected); inliers have the track's own "
+                 f"detection and a reprojection energy below tau_R = {tau_r:g} (reference px: pixels of a person "
+                 "rescaled to BAConfig.reference_height_px). The paper selected whole videos by E_norm; "
                  "vid2mesh selects every person track.</p>")
     stats = summary.stats
     if stats:

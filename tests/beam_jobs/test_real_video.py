@@ -75,12 +75,6 @@ def test_real_clip_is_kept(real_run):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 16 item 1 (inliers by definition): today a skipped frame (no detection of the "
-    "track) is flagged inlier when the fit lands near any detection, so num_inlier_frames > "
-    "num_detected_frames (measured 58 > 57 and 55 > 52)",
-)
 def test_real_inliers_are_detected_frames(real_run):
     _, tracks, frames = real_run
     for t in tracks:

@@ -42,6 +42,11 @@ def memory_output(local_output):
     memory.rm(name, recursive=True)
 
 
+def _same(a, b) -> bool:
+    """Tables equal row for row, NaN equal to NaN (pyarrow's equals says NaN != NaN)."""
+    return a.schema.equals(b.schema) and repr(a.to_pylist()) == repr(b.to_pylist())
+
+
 def _keys(rows):
     return sorted((r["clip_id"], int(r["track_id"]), int(r["frame_index"])) for r in rows)
 
@@ -56,8 +61,8 @@ def test_reader_on_fsspec_memory_and_subtree_filesystems(local_output, memory_ou
     assert _keys(FramesDataset("out", columns=columns, filesystem=subtree)) == _keys(local)
     # Sequence mode and the analysis helpers too.
     assert read_frames(memory_output, filter=FrameFilter()).num_rows == len(local)
-    assert read_tracks(memory_output).equals(read_tracks(local_output))
-    assert read_clips(memory_output).equals(read_clips(local_output))
+    assert _same(read_tracks(memory_output), read_tracks(local_output))
+    assert _same(read_clips(memory_output), read_clips(local_output))
 
 
 @pytest.mark.slow
@@ -78,3 +83,4 @@ def test_report_evaluate_and_select_on_a_memory_filesystem(local_output, memory_
     tracks = read_tracks(memory_output)
     assert sum(tracks.column("selected").to_pylist()) == sum(r == "eligible" or r in ("selected", "below_best_fraction")
                                                              for r in read_tracks(local_output).column("selection_reason").to_pylist())
+

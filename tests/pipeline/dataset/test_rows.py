@@ -102,3 +102,42 @@ def test_rejection_outcomes():
     assert failed.outcome == "failed" and len(failed.rejected.to_pylist()[0]["message"]) <= 4000
     with pytest.raises(ValueError, match="was not rejected"):
         outcome_from_rejection(_header())
+
+
+def test_quality_columns_have_their_units_and_inliers_stay_on_detections():
+    problem = make_problem(CLIP.clip_id, 0, 12, seed=3)
+    fit = make_fit(problem, 2.0)
+    shifted = problem.keypoints[..., :2] + np.array([3.0, 4.0], np.float32)  # 5 px off everywhere
+    fit = fit.replace(reprojection=shifted, inlier=np.ones(12, bool))  # a fit that claims every frame
+    table = frames_table(CLIP, problem, fit, select_track(problem, fit, CONFIG, 10.0))
+    has = problem.has_detection
+    error = np.array(table.column("reprojection_error").to_pylist(), dtype=np.float64)
+    np.testing.assert_allclose(error[has], 5.0, rtol=1e-5)
+    assert np.isnan(error[~has]).all()
+    rel = np.array(table.column("reprojection_error_rel").to_pylist(), dtype=np.float64)
+    np.testing.assert_allclose(rel[has], 5.0 / (fit.camera[has, 0] * 1.7), rtol=1e-5)
+    assert table.column("interpolated").to_pylist() == (~has).tolist()
+    assert table.column("inlier").to_pylist() == has.tolist()  # never on a skipped frame
+    assert np.isfinite(np.array(table.column("orientation_change").to_pylist(), dtype=np.float64)).all()
+    accel = np.array(table.column("joint_acceleration").to_pylist(), dtype=np.float64)
+    assert np.isnan(accel[[0, -1]]).all() and (accel[1:-1] >= 0).all()
+    tracks = outcome_from_fits(_header(), [(problem, fit)], CONFIG, 10.0).tracks.to_pylist()
+    assert tracks[0]["num_inlier_frames"] <= tracks[0]["num_detected_frames"]
+    assert tracks[0]["parent_track_id"] == -1 and tracks[0]["split_frame"] == -1
+
+
+def test_split_track_writes_its_pieces_with_their_parent():
+    problem = make_problem(CLIP.clip_id, 2, 20, seed=4)
+    pieces = []
+    for k, (start, stop) in enumerate(((0, 12), (12, 20))):
+        sub = problem.piece(start, stop, 2 + 1000 * (k + 1))
+        pieces.append(make_fit(sub, 2.0 + k).replace(parent_track_id=2, split_frame=int(problem.frame_index[12]),
+                                                     piece_start=start))
+    parent = failed_fit(problem, "identity switch").replace(status="split", switch_frames=(12,), pieces=tuple(pieces))
+    outcome = outcome_from_fits(_header(), [(problem, parent)], CONFIG, 10.0)
+    tracks = {r["track_id"]: r for r in outcome.tracks.to_pylist()}
+    assert tracks[2]["fit_status"] == "split" and tracks[2]["selection_reason"] == "split" and not tracks[2]["selected"]
+    assert tracks[1002]["parent_track_id"] == tracks[2002]["parent_track_id"] == 2
+    assert tracks[1002]["num_frames"] == 12 and tracks[2002]["first_frame"] == int(problem.frame_index[12])
+    assert outcome.outcome == "kept"
+    assert set(outcome.frames.column("track_id").to_pylist()) == {1002, 2002}

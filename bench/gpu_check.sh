@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Every GPU figure of the project in one prepared run, under 5 minutes on an H100/H200-class GPU.
+#
+#   bash bench/gpu_check.sh [OUT_DIR]      # default OUT_DIR: $OUT, else ./gpu_check_out
+#
+# Runs, each under its own time limit (the limits add up to 290 s):
+#   standin      generates the stand-in body model and prior once (CPU)               30 s
+#   body_model   fast joints path vs smplx on the GPU (batch 250, fwd + bwd)          40 s
+#   ba_speed     bundle adjustment, production BAConfig, 64 tracks x 250 frames,
+#                naive reference on 1 track, t1000/t250 and a 1,175-frame track     140 s
+#                (target of issue 14: >= 10,000 frames/s for 64 x 250)
+#   ba_accuracy  held-out accuracy table on the GPU (must match the CPU figures)      80 s
+# Each writes OUT_DIR/<name>.log and its JSON last line to OUT_DIR/<name>.json; the summary
+# (one line per benchmark with its exit status) goes to stdout and OUT_DIR/summary.txt.
+# Needs a Python with the project's dependencies ($PYTHON, default: python) run from the
+# repository root; nothing is downloaded (the stand-in models are generated).
+set -u
+OUT_DIR=${1:-${OUT:-gpu_check_out}}
+PY=${PYTHON:-python}
+mkdir -p "$OUT_DIR"
+export PYTHONPATH=${PYTHONPATH:-$PWD} YOLO_OFFLINE=1 MPLCONFIGDIR=${MPLCONFIGDIR:-$PWD/.cache/matplotlib}
+export VID2MESH_STANDIN_DIR=${VID2MESH_STANDIN_DIR:-$OUT_DIR/standin}
+
+summary="$OUT_DIR/summary.txt"
+: > "$summary"
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 || echo "nvidia-smi unavailable"
+  "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())'
+} | tee -a "$summary"
+
+run() {
+  local name=$1 limit=$2
+  shift 2
+  local start=$SECONDS
+  timeout "$limit" "$PY" -m "$@" > "$OUT_DIR/$name.log" 2>&1
+  local rc=$?
+  tail -n 1 "$OUT_DIR/$name.log" > "$OUT_DIR/$name.json"
+  echo "$name: exit $rc in $((SECONDS - start)) s (limit $limit s): python -m $*" | tee -a "$summary"
+}
+
+start=$SECONDS
+timeout 30 "$PY" -c 'import sys; from models.standin import ensure_standin; ensure_standin(sys.argv[1])' "$VID2MESH_STANDIN_DIR" \
+  > "$OUT_DIR/standin.log" 2>&1
+echo "standin: exit $? in $((SECONDS - start)) s (limit 30 s)" | tee -a "$summary"
+run body_model 40 bench.body_model --device cuda --quick --cache-dir "$VID2MESH_STANDIN_DIR"
+run ba_speed 140 bench.ba_speed --device cuda --tracks 64 --frames 250 --baseline-tracks 1 --threads 0
+run ba_accuracy 80 bench.ba_accuracy --device cuda
