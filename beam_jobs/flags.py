@@ -108,6 +108,9 @@ def add_output_arguments(parser) -> None:
                        help="seconds between 'BA batch running' lines while a batch runs (default: %(default)s)")
     group.add_argument("--overwrite", action="store_true", help="delete what an earlier run wrote under --output first "
                        "(default: resume, skipping the clips already written)")
+    group.add_argument("--no_retry_failed", dest="retry_failed", action="store_false", default=True,
+                       help="on resume, keep the clips an earlier run marked failed as they are (default: process "
+                       "them again and replace their rows; rejected clips are never redone)")
 
 
 ADDERS = (add_input_arguments, add_model_arguments, add_optimisation_arguments, add_output_arguments)

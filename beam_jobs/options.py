@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from optimize.validate import Range, integer, real
 from beam_jobs.flags import (
     ADDERS,
     add_input_arguments,
@@ -51,3 +52,64 @@ class OutputOptions(PipelineOptions):
 
 
 OPTION_CLASSES = (InputOptions, ModelOptions, OptimisationOptions, OutputOptions)
+
+
+FLAG_RANGES: dict[str, Range] = {
+    # Every numeric flag (by its dest), checked by check_option_values on the launcher before
+    # anything starts; tests/beam_jobs/test_options.py fails on a numeric flag missing here.
+    "limit": integer(ge=0),
+    "ba_batch_frames": integer(ge=1),
+    "ba_batch_tracks": integer(ge=1),
+    "torch_threads": integer(ge=0),
+    "e_norm_threshold": real(ge=0, optional=True),
+    "keep_fraction": real(gt=0, le=1, optional=True),
+    "min_inlier_fraction": real(ge=0, le=1, optional=True),
+    "min_track_frames": integer(ge=1, optional=True),
+    "crop_size": integer(ge=16, le=2048),
+    "clips_per_shard": integer(ge=1),
+    "row_group_size": integer(ge=1),
+    "progress_seconds": real(gt=0),
+    "progress_clips": integer(ge=0),
+    "ba_heartbeat_seconds": real(gt=0),
+}
+
+
+def check_option_values(options: PipelineOptions) -> None:
+    """Type- and range-check every numeric flag of the job.
+
+    Raises:
+        ValueError: ``--clips_per_shard 0: must be an integer >= 1``.
+    """
+    for cls in OPTION_CLASSES:
+        view = options.view_as(cls)
+        for dest, rule in FLAG_RANGES.items():
+            if not hasattr(view, dest):
+                continue
+            value = getattr(view, dest)
+            if not rule.accepts(value):
+                raise ValueError(f"--{dest} {value!r}: must be {rule.describe().replace(' (or null)', '')}")
+    check_config_overrides(options)
+
+
+# PerceptionConfig fields the job sets from its own flags (--keypoints, --pose_model, ...).
+_SET_BY_FLAGS = ("keypoints_source", "detector_weights", "hmr_checkpoint", "smpl_mean_params")
+
+
+def check_config_overrides(options: PipelineOptions) -> None:
+    """Build ``BAConfig`` and ``PerceptionConfig`` from ``--ba_config`` / ``--perception_config``
+    once, so a bad field stops the launcher at once with the field, value and range (see
+    :mod:`optimize.validate`), before any model file is touched.
+
+    Raises:
+        ValueError: ``--ba_config: BAConfig.max_iter=1.5 (float): must be an integer >= 1``.
+    """
+    from optimize.config import BAConfig
+    from pipeline.perception.perceive import PerceptionConfig
+    from transforms.model_stages import build_dataclass
+
+    ba = options.view_as(OptimisationOptions).ba_config or {}
+    build_dataclass(BAConfig, dict(ba), "--ba_config")
+    perception = dict(options.view_as(ModelOptions).perception_config or {})
+    for name in _SET_BY_FLAGS:
+        perception.pop(name, None)
+    build_dataclass(PerceptionConfig, perception, "--perception_config")

@@ -35,14 +35,14 @@ from apache_beam.metrics import MetricsFilter  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions, WorkerOptions  # noqa: E402
 
 from beam_jobs import dataflow  # noqa: E402
-from beam_jobs.options import InputOptions, ModelOptions, OptimisationOptions, OutputOptions
+from beam_jobs.options import InputOptions, ModelOptions, OptimisationOptions, OutputOptions, check_option_values
 from beam_jobs.preflight import preflight
 from pipeline.dataset import schema
 from pipeline.perception.inputs import InputListing, InputSpec, clip_from_json, clip_to_json, read_inputs
 from pipeline.dataset.progress import ManifestPoller, ProgressMonitor, format_rate
 from pipeline.dataset.selection import SelectionConfig
 from pipeline.dataset.selection_table import SELECTION, commit_frames_mode, read_selection_summary
-from pipeline.dataset.writer import MANIFESTS, WriterConfig, completed_clips, remove_orphan_shards, write_card
+from pipeline.dataset.writer import MANIFESTS, WriterConfig, completed_clips, remove_orphan_shards, retire_clips, write_card
 from transforms import metrics, storage
 from transforms.model_stages import ModelFiles, ModelPerception, ModelBundleAdjust, resolve_model_files
 from transforms.pipeline import JobSettings, PseudoGroundTruth
@@ -69,6 +69,8 @@ class JobReport:
         state: the pipeline's final state ("DONE", "SKIPPED" when nothing was left, or
             "DRY_RUN": built, validated and not run).
         dry_run: with ``--dry_run``: the options and what was checked, as lines.
+        failed_retried: clips that had failed in an earlier run and were processed again.
+        failed_still_failing: of those, the clips that failed again.
     """
 
     output: str
@@ -81,6 +83,8 @@ class JobReport:
     wall_seconds: float
     state: str
     dry_run: tuple[str, ...] = ()
+    failed_retried: int = 0
+    failed_still_failing: int = 0
 
 
 def local_runner(options: PipelineOptions):
@@ -147,11 +151,18 @@ def build_stages(options: PipelineOptions) -> tuple[PerceptionStage, BundleAdjus
     return perception, bundle_adjust, files
 
 
-def plan_inputs(options: PipelineOptions, dry_run: bool = False) -> tuple[InputListing, InputListing, int]:
+def plan_inputs(options: PipelineOptions, dry_run: bool = False) -> tuple[InputListing, InputListing, int, list[str]]:
     """Read the input and drop what an earlier run already wrote (``dry_run``: delete nothing).
 
+    A clip committed as ``failed`` (a fault of that run: a lost device, out of memory, a
+    preempted worker) is not done: unless ``--no_retry_failed`` is given, its rows are taken
+    out of the committed shards (:func:`pipeline.dataset.writer.retire_clips`) and it is
+    processed again, so its new rows replace the old ones. ``rejected`` is a verdict on the
+    input and stays.
+
     Returns:
-        (everything listed, what is left to do, number of clips skipped).
+        (everything listed, what is left to do, number of clips skipped, ids of the failed
+        clips of earlier runs that this run retries).
     """
     inp, out = options.view_as(InputOptions), options.view_as(OutputOptions)
     listing = read_inputs(
@@ -165,6 +176,18 @@ def plan_inputs(options: PipelineOptions, dry_run: bool = False) -> tuple[InputL
     if not dry_run:
         remove_orphan_shards(out.output, beam_storage)
     done = completed_clips(out.output, beam_storage)
+    listed = {c.clip_id for c in listing.clips} | {r.clip.clip_id for r in listing.rejected}
+    failed = sorted(k for k, v in done.items() if v.get("outcome") == "failed" and k in listed)
+    if failed and out.retry_failed:
+        if not dry_run:
+            writer = WriterConfig(out.output, row_group_size=out.row_group_size, store_crops=out.store_crops)
+            retire_clips(out.output, failed, writer, beam_storage)
+        for clip_id in failed:
+            done.pop(clip_id)
+        LOGGER.info("retry: %d clips failed in an earlier run (a fault of that run, not of the input); processing "
+                    "them again and replacing their rows (pass --no_retry_failed to keep them as failed)", len(failed))
+    elif failed:
+        LOGGER.info("--no_retry_failed: keeping %d failed clips of an earlier run as they are", len(failed))
     todo = InputListing(
         tuple(c for c in listing.clips if c.clip_id not in done),
         tuple(r for r in listing.rejected if r.clip.clip_id not in done),
@@ -174,7 +197,7 @@ def plan_inputs(options: PipelineOptions, dry_run: bool = False) -> tuple[InputL
     if skipped:
         LOGGER.info("resume: %d of %d clips are already written under %s; skipping them (pass --overwrite to redo)",
                     skipped, listing.num_inputs, out.output)
-    return listing, todo, skipped
+    return listing, todo, skipped, failed if out.retry_failed else []
 
 
 def _clear_output(output: str, beam_storage: storage.BeamStorage) -> None:
@@ -227,6 +250,7 @@ def run(
         argv = ["--dry_run=True" if a == "--dry_run" else a for a in (argv or [])]  # Beam's flag wants a value
         check_flags(argv)
     options = options or PipelineOptions(list(argv or []))
+    check_option_values(options)  # every numeric flag and config field: type and range
     dry_run = str(options.view_as(TestOptions).dry_run).lower() in ("true", "1", "yes")
     runner_name = options.view_as(StandardOptions).runner
     if dataflow.is_dataflow(runner_name):
@@ -275,7 +299,7 @@ def run(
         "input": inp.input,
     }
     run_meta = dataclasses.replace(run_meta, config=config)
-    listing, todo, skipped = plan_inputs(options, dry_run)
+    listing, todo, skipped, retried = plan_inputs(options, dry_run)
     if todo.num_inputs == 0 and not dry_run:
         LOGGER.info("nothing to do: all %d clips of the input are already written under %s; selecting over them",
                     listing.num_inputs, out.output)
@@ -327,15 +351,19 @@ def run(
         state = result.wait_until_finish()
     counters, distributions = job_metrics(result)
     wall = time.perf_counter() - start
+    now = completed_clips(out.output, storage.BeamStorage())
+    still_failing = sum(1 for k in retried if now.get(k, {}).get("outcome") == "failed")
     last_run = {
         "clips_in": todo.num_inputs, "clips_skipped": skipped, "wall_seconds": round(wall, 2),
         "clips_per_second": round(todo.num_inputs / wall, 4) if wall > 0 else None,
+        "failed_retried": len(retried), "failed_still_failing": still_failing,
         "counters": counters, "state": str(state),
     }
     stats = write_card(out.output, run_meta, storage.BeamStorage(),
                        {"input": listing.description, "last_run": last_run,
                         "selection": read_selection_summary(out.output, storage.BeamStorage())})
-    return JobReport(out.output, listing.num_inputs, skipped, todo.num_inputs, counters, distributions, stats, wall, str(state))
+    return JobReport(out.output, listing.num_inputs, skipped, todo.num_inputs, counters, distributions, stats, wall, str(state),
+                     failed_retried=len(retried), failed_still_failing=still_failing)
 
 
 def path_exists(path: str) -> bool:
@@ -395,6 +423,9 @@ def summary_lines(report: JobReport) -> list[str]:
         f"output: {report.output}",
         f"this run: {report.clips_in} clips in -> {c.get('clips_kept', 0)} kept, {c.get('clips_rejected', 0)} rejected, "
         f"{c.get('clips_failed', 0)} failed; {report.clips_skipped} already written (skipped)",
+        *([f"retried {report.failed_retried} clips that failed in an earlier run: "
+           f"{report.failed_retried - report.failed_still_failing} done now, {report.failed_still_failing} still fail"]
+          if report.failed_retried else []),
         f"tracks fitted {c.get('tracks_fitted', 0)}, selected {c.get('tracks_selected', 0)}; frames written "
         f"{c.get('frames_written', 0)} ({c.get('inlier_frames', 0)} inliers)",
         f"wall {report.wall_seconds:.1f} s, {format_rate(report.clips_in, report.wall_seconds, c.get('frames_written', 0), c.get('tracks_fitted', 0))}",

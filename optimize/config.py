@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
+from optimize.validate import boolean, choice, declare_ranges, integer, real, sequence, validate_fields
+
 REPROJECTION_LOSSES = ("hinge", "huber")
 SOLVERS = ("batched", "summed", "per_track")
 UNITS = ("relative", "pixels")
@@ -172,6 +174,7 @@ class BAConfig:
     dtype: str = "float32"
 
     def __post_init__(self) -> None:
+        validate_fields(self)  # types and ranges: BA_RANGES below
         if self.reprojection_loss not in REPROJECTION_LOSSES:
             raise ValueError(
                 f"BAConfig.reprojection_loss={self.reprojection_loss!r}; use one of {REPROJECTION_LOSSES}."
@@ -238,3 +241,55 @@ class BAConfig:
         if terms not in rows:
             raise ValueError(f"BAConfig.ablation({terms!r}): use one of {sorted(rows)}.")
         return cls(**{**rows[terms], **changes})
+
+
+BA_RANGES = declare_ranges(BAConfig, {
+    # Types and ranges of every BAConfig field, checked by optimize.validate on construction
+    # (a --ba_config override that breaks one fails on the launcher, naming field and range).
+    "reprojection_loss": choice(*REPROJECTION_LOSSES),
+    "huber_delta_px": real(gt=0),
+    "hinge_margin_px": real(ge=0),
+    "hinge_smoothing_px": real(gt=0),
+    "tau_r_px": real(gt=0),
+    "tau_i": real(gt=0),
+    "w_reprojection": real(ge=0),
+    "w_temporal_3d": real(ge=0),
+    "temporal_3d_delta_m": real(gt=0),
+    "w_temporal_2d": real(ge=0),
+    "temporal_2d_delta_px": real(gt=0),
+    "w_temporal_camera": real(ge=0),
+    "temporal_camera_delta_px": real(gt=0),
+    "camera_translation_cap": real(gt=0),
+    "w_gmm": real(ge=0),
+    "w_init": real(ge=0),
+    "keypoint_init_scale": real(ge=0),
+    "w_init_betas": real(ge=0),
+    "init_delta_m": real(gt=0),
+    "init_betas_delta": real(gt=0),
+    "use_reprojection": boolean(),
+    "use_temporal": boolean(),
+    "use_prior": boolean(),
+    "tau_r_schedule": sequence(real(gt=0)),
+    "solver": choice(*SOLVERS),
+    "max_iter": integer(ge=1),
+    "max_eval": integer(ge=1),
+    "history_size": integer(ge=1),
+    "line_search_max_evals": integer(ge=1),
+    "c1": real(gt=0, lt=1),
+    "c2": real(gt=0, lt=1),
+    "ftol": real(ge=0),
+    "xtol": real(ge=0),
+    "gtol": real(ge=0),
+    "max_abs_pose_rad": real(gt=0),
+    "max_batch_frames": integer(ge=1),
+    "dtype": choice("float32", "float64"),
+    "units": choice(*UNITS),
+    "reference_height_px": real(gt=0),
+    "e_norm": choice(*E_NORM_MODES),
+    "match_skipped_frames": boolean(),
+    "split_identity_switches": boolean(),
+    "switch_speed_heights_per_s": real(gt=0),
+    "switch_slack_heights": real(gt=0),
+    "switch_size_ratio": real(gt=1),
+    "switch_persistence": integer(ge=1),
+})

@@ -301,6 +301,24 @@ def failed_outcome(clip: ClipRef, stage: str, message: str) -> ClipOutcome:
     return ClipOutcome(clip.clip_id, "failed", RejectReason.FAILED, stage, rejected=table)
 
 
+def bound_note(fit: TrackFit, verdict: TrackSelection, config: SelectionConfig) -> str:
+    """The bound (option and value) behind a track's selection reason, for messages."""
+    reason = verdict.reason
+    if reason == TrackReason.E_NORM_ABOVE_THRESHOLD:
+        return f" (E_norm {fit.e_norm:.4g} > --e_norm_threshold {verdict.threshold:.4g})"
+    if reason == TrackReason.BELOW_BEST_FRACTION:
+        return (f" (E_norm {fit.e_norm:.4g} > {verdict.threshold:.4g}, the run's best --keep_fraction "
+                f"{config.keep_fraction:g}; raise it or pass --e_norm_threshold)")
+    if reason == TrackReason.TOO_SHORT:
+        return f" ({verdict.num_detected_frames} detected frames < --min_track_frames {config.min_frames})"
+    if reason == TrackReason.TOO_FEW_INLIERS:
+        return (f" ({verdict.num_inlier_frames} of {verdict.num_detected_frames} frames inliers < "
+                f"--min_inlier_fraction {config.min_inlier_fraction:g})")
+    if reason == TrackReason.NOT_MOVING:
+        return f" (trajectory {fit.trajectory_length:.3g} m < {config.min_trajectory_length_m:g} m)"
+    return ""
+
+
 def outcome_from_fits(
     header: PerceptionResult,
     fitted: Sequence[tuple[TrackProblem, TrackFit]],
@@ -346,7 +364,7 @@ def outcome_from_fits(
     rejected = None
     if outcome != "kept":
         messages = "; ".join(
-            f"track {f.track_id}: {v.reason}" + (f" (E_norm {f.e_norm:.4g} > {v.threshold:.4g})" if v.reason == TrackReason.E_NORM_ABOVE_THRESHOLD else "")
+            f"track {f.track_id}: {v.reason}" + bound_note(f, v, config)
             + (f" ({truncate_message(f.message, 300)})" if f.message and v.reason in (TrackReason.FAILED, TrackReason.DIVERGED) else "")
             for _, f, v in verdicts
         )

@@ -43,7 +43,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.dataset import schema
-from pipeline.dataset.rows import ClipOutcome, failed_outcome, frames_table, rejected_table, tracks_table, truncate_message
+from pipeline.dataset.rows import (
+    ClipOutcome, bound_note, failed_outcome, frames_table, rejected_table, tracks_table, truncate_message,
+)
 from pipeline.dataset.selection import SelectionConfig, TrackReason, clip_verdict, expand_pieces, run_threshold, select_track
 from pipeline.records import PerceptionResult, RejectReason, TrackFit, TrackProblem
 
@@ -131,7 +133,7 @@ def commit_outcome(
         outcome, reason = clip_verdict([v for _, _, v in verdicts])
         stage = "bundle_adjust" if outcome == "failed" or reason == RejectReason.ALL_TRACKS_DIVERGED else "select"
         messages = "; ".join(
-            f"track {f.track_id}: {v.reason}"
+            f"track {f.track_id}: {v.reason}" + bound_note(f, v, config)
             + (f" ({truncate_message(f.message, 300)})" if f.message and v.reason in (TrackReason.FAILED, TrackReason.DIVERGED) else "")
             for _, f, v in verdicts
         )

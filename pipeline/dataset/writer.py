@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.dataset import schema
@@ -50,6 +52,9 @@ class Storage(Protocol):
     def list(self, folder: str) -> list[str]: ...  # files directly inside folder (full paths)
     def delete(self, path: str) -> None: ...
     def exists(self, path: str) -> bool: ...
+
+
+_TEMPORARY = re.compile(r"\.tmp-[0-9a-f]{8}$")
 
 
 class LocalStorage:
@@ -286,12 +291,89 @@ def completed_clips(output: str, storage: Storage | None = None) -> dict[str, di
     return done
 
 
+def failed_clips(output: str, storage: Storage | None = None) -> list[str]:
+    """Sorted ids of the committed clips whose outcome is ``failed`` (a fault of the run,
+    not a verdict on the input: a rerun tries them again)."""
+    return sorted(k for k, v in completed_clips(output, storage).items() if v.get("outcome") == "failed")
+
+
+def retire_clips(
+    output: str,
+    clip_ids: Iterable[str],
+    config: WriterConfig | None = None,
+    storage: Storage | None = None,
+) -> int:
+    """Take clips out of the committed shards so that a run can write them again.
+
+    Each shard holding one of them is rewritten without their rows, in every dataset, under
+    the name of its remaining clips: the new data files first, then the old manifest is
+    deleted, then the new manifest written, then the old data files deleted. A crash at any
+    point leaves no clip committed twice: at worst the shard's other clips are uncommitted
+    and the next run removes the orphan files and processes them again. Launcher only,
+    never while a job writes into ``output``.
+
+    Args:
+        output: the output folder.
+        clip_ids: clips to take out (ids not committed are ignored).
+        config: Parquet settings for the rewritten shards (``output`` is taken from here
+            when given).
+        storage: file access.
+
+    Returns:
+        The number of clips taken out.
+    """
+    storage = storage or LocalStorage()
+    config = config or WriterConfig(output)
+    wanted = set(clip_ids)
+    retired = 0
+    for manifest in read_manifests(output, storage):
+        gone = sorted(wanted & set(manifest["clips"]))
+        if not gone:
+            continue
+        keep = sorted(set(manifest["clips"]) - set(gone))
+        old, new = manifest["shard"], shard_name(keep) if keep else None
+        files: dict[str, list[str]] = {}
+        rows: dict[str, int] = {d: 0 for d in schema.DATASETS}
+        for dataset in schema.DATASETS:
+            tables = [pq.read_table(pa.BufferReader(storage.read_bytes(storage.join(output, dataset, name))))
+                      for name in manifest_files(manifest, dataset)]
+            if not tables:
+                continue
+            table = pa.concat_tables(tables)
+            mask = pc.invert(pc.is_in(table.column("clip_id"), value_set=pa.array(gone, pa.string())))
+            table = table.filter(mask)
+            rows[dataset] = table.num_rows
+            if table.num_rows and new is not None:
+                files[dataset] = []
+                for split, part in _split_parts(table):  # the same one-file-per-split layout
+                    name = f"{new}.{split}.parquet"
+                    storage.write_bytes(storage.join(output, dataset, name), parquet_bytes(part, config))
+                    files[dataset].append(name)
+        storage.delete(storage.join(output, MANIFESTS, f"{old}.json"))
+        if new is not None:
+            summary = ShardSummary(new, {k: manifest["clips"][k] for k in keep}, files, rows)
+            storage.write_bytes(storage.join(output, MANIFESTS, f"{new}.json"),
+                                json.dumps(summary.to_json(), sort_keys=True, indent=1).encode())
+        for dataset in schema.DATASETS:
+            for name in manifest_files(manifest, dataset):
+                storage.delete(storage.join(output, dataset, name))
+        retired += len(gone)
+    return retired
+
+
 def remove_orphan_shards(output: str, storage: Storage | None = None) -> list[str]:
     """Delete shard files no manifest commits (a run died between writing a data file and
-    its manifest); returns the deleted paths. Run before a job starts, never during one."""
+    its manifest) and half-written temporary files (a writer killed mid-file); returns the
+    deleted paths. Run before a job starts, never during one."""
     storage = storage or LocalStorage()
-    committed = {m["shard"] for m in read_manifests(output, storage)}
     removed = []
+    # Half-written files of a killed writer (LocalStorage's temporary names) go first.
+    for folder in (output, storage.join(output, MANIFESTS), *(storage.join(output, d) for d in schema.DATASETS)):
+        for path in storage.list(folder):
+            if _TEMPORARY.search(os.path.basename(path)):
+                storage.delete(path)
+                removed.append(path)
+    committed = {m["shard"] for m in read_manifests(output, storage)}
     for dataset in schema.DATASETS:
         for path in storage.list(storage.join(output, dataset)):
             base = os.path.basename(path)

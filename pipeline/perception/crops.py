@@ -26,6 +26,8 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
+from optimize.validate import declare_ranges, integer, real, validate_fields
+
 __all__ = [
     "CROP_COLUMN",
     "CropConfig",
@@ -59,12 +61,20 @@ class CropConfig:
     quality: int = 90
 
     def __post_init__(self) -> None:
+        validate_fields(self)  # types and ranges: CROP_RANGES below
         if not 8 <= self.size <= 2048:
             raise ValueError(f"CropConfig.size={self.size}: use a crop side between 8 and 2048 pixels")
         if not self.scale > 0:
             raise ValueError(f"CropConfig.scale={self.scale}: must be > 0 (1.2 adds HMR's margin)")
         if not 1 <= self.quality <= 100:
             raise ValueError(f"CropConfig.quality={self.quality}: JPEG quality must be in [1, 100]")
+
+
+CROP_RANGES = declare_ranges(CropConfig, {
+    "size": integer(ge=8, le=2048),
+    "scale": real(gt=0, le=10),
+    "quality": integer(ge=1, le=100),
+})
 
 
 def crop_square(box: np.ndarray, scale: float = 1.2) -> np.ndarray:

@@ -4,7 +4,8 @@ Two backends produce the same frames (RGB uint8, upright, resampled and resized)
 
 * ``ffmpeg``: one ``ffmpeg`` subprocess (seek, ``fps`` + ``scale`` filters, raw RGB on a
   pipe). Measured faster on 720p sources (``bench/decode.py``, ``docs/perception.md``).
-* ``opencv``: ``cv2.VideoCapture`` with the ffmpeg ``fps`` filter's frame choice in Python.
+* ``opencv``: ``cv2.VideoCapture``, each output frame the source frame that
+  :func:`source_frame_index` names (the ffmpeg ``fps`` filter's choice).
   Measured faster on small sources (Kinetics' usual 340p-360p): no subprocess start, no
   pipe copy.
 
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from optimize.validate import choice, declare_ranges, integer, real, validate_fields
 from pipeline.records import RejectReason
 
 logger = logging.getLogger(__name__)
@@ -44,9 +46,11 @@ __all__ = [
     "FrameBatch",
     "SourceInfo",
     "VideoMeta",
+    "check_last_frame",
     "decode_video",
     "plan_decode",
     "probe_video",
+    "source_frame_index",
 ]
 
 BACKENDS = ("auto", "ffmpeg", "opencv")
@@ -57,14 +61,21 @@ class DecodeConfig:
     """Bounds and output format of decoding.
 
     Attributes:
-        target_fps: output frame rate, Hz; None keeps the source rate.
+        target_fps: highest output frame rate, Hz: the output rate is
+            ``min(source rate, target_fps)`` (a slower source is never upsampled by
+            duplicating frames); None keeps the source rate.
         max_side: longest side of the output frames, pixels (never upscaled).
         max_pixels: most pixels (width x height) of one output frame.
-        max_duration_s: longest clip (after the time range) that is decoded; longer clips
-            are rejected as ``too_long``.
-        max_frames: most output frames; a clip producing more is rejected as ``too_long``.
+        max_duration_s: longest clip (after the time range) that is decoded, seconds, at
+            ``target_fps``; for a source slower than ``target_fps`` the bound scales by
+            ``target_fps / output rate`` so that it allows the same number of output frames
+            (the work is per frame). Longer clips are rejected as ``too_long``.
+        max_frames: most output frames (at the output rate); a clip producing more is
+            rejected as ``too_long``.
         max_source_pixels: largest source frame (width x height) that is decoded at all
             (guards against absurd resolutions); larger sources are ``unreadable``.
+        min_source_side: smallest source width or height, pixels; smaller sources (a 1x1
+            "video") cannot show a person and are ``unreadable``.
         timeout_s: wall-clock bound of the whole decode, seconds (``timeout``).
         batch_frames: frames per yielded :class:`FrameBatch`.
         backend: "auto" (ffprobe metadata, then OpenCV for sources up to
@@ -81,6 +92,7 @@ class DecodeConfig:
     max_duration_s: float = 60.0
     max_frames: int = 1800
     max_source_pixels: int = 4096 * 2304
+    min_source_side: int = 16
     timeout_s: float = 300.0
     batch_frames: int = 32
     backend: str = "auto"
@@ -88,6 +100,7 @@ class DecodeConfig:
     opencv_max_source_pixels: int = 640 * 480
 
     def __post_init__(self) -> None:
+        validate_fields(self)  # types and ranges: DECODE_RANGES below
         if self.backend not in BACKENDS:
             raise ValueError(f"DecodeConfig.backend={self.backend!r}; use one of {BACKENDS}.")
         if self.target_fps is not None and not self.target_fps > 0:
@@ -95,6 +108,22 @@ class DecodeConfig:
         for name in ("max_side", "max_pixels", "max_frames", "batch_frames", "max_source_pixels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"DecodeConfig.{name} must be >= 1.")
+
+
+DECODE_RANGES = declare_ranges(DecodeConfig, {
+    "target_fps": real(gt=0, le=1000, optional=True),
+    "max_side": integer(ge=8, le=16384),
+    "max_pixels": integer(ge=64),
+    "max_duration_s": real(gt=0),
+    "max_frames": integer(ge=1),
+    "max_source_pixels": integer(ge=1),
+    "min_source_side": integer(ge=1),
+    "timeout_s": real(gt=0),
+    "batch_frames": integer(ge=1, le=4096),
+    "backend": choice(*BACKENDS),
+    "threads": integer(ge=0, le=256),
+    "opencv_max_source_pixels": integer(ge=0),
+})
 
 
 class DecodeError(Exception):
@@ -119,6 +148,13 @@ class SourceInfo:
         rotation: display rotation in degrees as stored in the container, in [0, 360);
             decoded frames are always delivered upright.
         codec: codec name.
+        start_time_s: presentation time of the first frame in the container, seconds
+            (often 0; e.g. 1.4 in MPEG-TS). Every other time here and in
+            :class:`VideoMeta` counts from that first frame, as ``ffmpeg -ss`` and the
+            decoders do.
+        frame_times: for variable-frame-rate streams only, the (num_frames,) presentation
+            times of the frames in display order, seconds from the first frame; None for
+            a constant rate (frame j is at j / fps).
     """
 
     path: str
@@ -129,6 +165,28 @@ class SourceInfo:
     duration_s: float | None
     rotation: int
     codec: str
+    start_time_s: float = 0.0
+    frame_times: tuple[float, ...] | None = None
+
+    @property
+    def span_s(self) -> float | None:
+        """Seconds from the first frame to the end of the last one (None when unknown):
+        ``num_frames / fps`` for a constant rate, the last frame time plus one mean
+        interval for a variable rate, else the container's duration."""
+        if self.frame_times is not None and len(self.frame_times) > 0:
+            n = len(self.frame_times)
+            step = self.frame_times[-1] / (n - 1) if n > 1 else 1.0 / self.fps
+            return float(self.frame_times[-1] + step)
+        if self.num_frames:
+            return self.num_frames / self.fps
+        return self.duration_s
+
+    def frame_time(self, index: np.ndarray) -> np.ndarray:
+        """Presentation time, seconds from the first frame, of source frames ``index`` (F,)."""
+        index = np.asarray(index, np.int64)
+        if self.frame_times is not None:
+            return np.asarray(self.frame_times, np.float64)[index]
+        return index / self.fps
 
 
 @dataclass(frozen=True)
@@ -137,12 +195,13 @@ class VideoMeta:
 
     Attributes:
         source: the probed source stream.
-        fps: output frame rate, Hz.
+        fps: output frame rate, Hz (``min(source rate, target_fps)``).
         width, height: output frame size, pixels.
-        time_start: source second of output frame 0.
+        time_start: source second (from the first frame) where output frame 0 starts.
         time_end: source second where the output ends (None: end of stream).
-        expected_frames: output frames implied by the duration (None when unknown); the
-            actual count is what the iterator yields.
+        expected_frames: output frames of the plan (None when the length is unknown):
+            ``floor(duration x fps + 0.5)``, what ffmpeg's ``fps`` filter produces and the
+            decoders yield for an intact file.
         backend: the backend that decodes ("ffmpeg" or "opencv").
     """
 
@@ -243,28 +302,45 @@ def _probe_ffprobe(path: str, timeout_s: float) -> SourceInfo:
         raise DecodeError(
             RejectReason.UNREADABLE,
             f"ffprobe cannot read {path}: {detail[-1] if detail else 'unknown error'}; the file is not a video "
-            "or is corrupt.",
+            "or is corrupt: re-download or re-encode it.",
         )
     info = json.loads(done.stdout.decode("utf-8", "replace") or "{}")
     streams = [s for s in info.get("streams", []) if s.get("codec_type") == "video"]
     streams = [s for s in streams if not (s.get("disposition", {}) or {}).get("attached_pic")]
     if not streams:
-        raise DecodeError(RejectReason.NO_VIDEO_STREAM, f"{path} has no video stream (audio-only or data file).")
+        raise DecodeError(RejectReason.NO_VIDEO_STREAM, f"{path} has no video stream (audio-only or data file); give a file with a video stream.")
     stream = streams[0]
+    container = str((info.get("format") or {}).get("format_name", ""))
+    if container.endswith("_pipe") or container == "image2":
+        raise DecodeError(
+            RejectReason.NO_VIDEO_STREAM,
+            f"{path} is a still image ({stream.get('codec_name', container)}), not a video; give a video file.",
+        )
     width, height = int(stream.get("width") or 0), int(stream.get("height") or 0)
     if width <= 0 or height <= 0:
         raise DecodeError(RejectReason.UNREADABLE, f"{path}: video stream has no frame size; the file is corrupt.")
     rotation = _rotation_of(stream)
     if rotation in (90, 270):
         width, height = height, width
-    fps = _ratio(stream.get("avg_frame_rate")) or _ratio(stream.get("r_frame_rate"))
+    avg_rate, real_rate = _ratio(stream.get("avg_frame_rate")), _ratio(stream.get("r_frame_rate"))
+    fps = avg_rate or real_rate
     duration = _ratio(stream.get("duration")) or _ratio((info.get("format") or {}).get("duration")) or None
     nb = stream.get("nb_frames")
     num_frames = int(nb) if nb not in (None, "", "N/A") and str(nb).isdigit() else None
-    if num_frames is None and duration and fps:
-        num_frames = int(round(duration * fps))
+    start_time = _ratio(stream.get("start_time"))
+    frame_times = None
     if not fps or fps <= 0 or fps > 1000:
         raise DecodeError(RejectReason.UNREADABLE, f"{path}: video stream has no usable frame rate ({fps}).")
+    if num_frames is None or (real_rate and abs(real_rate - avg_rate) > 0.01 * real_rate):
+        # No frame count in the header (Matroska/WebM) or a variable rate: list the packet
+        # times (reads the container only, no decoding).
+        times = _packet_times(path, timeout_s)
+        if times.size:
+            num_frames = int(times.size)
+            start_time = float(times[0])
+            times = times - times[0]
+            if np.abs(times - np.arange(times.size) / fps).max() > 0.25 / fps:
+                frame_times = tuple(float(t) for t in times)  # variable rate: keep each time
     return SourceInfo(
         path=path,
         width=width,
@@ -274,7 +350,26 @@ def _probe_ffprobe(path: str, timeout_s: float) -> SourceInfo:
         duration_s=float(duration) if duration else None,
         rotation=rotation,
         codec=str(stream.get("codec_name", "")),
+        start_time_s=float(start_time),
+        frame_times=frame_times,
     )
+
+
+def _packet_times(path: str, timeout_s: float) -> np.ndarray:
+    """Sorted presentation times (s) of the first video stream's packets (= frames)."""
+    cmd = ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time",
+           "-of", "csv=p=0", path]
+    try:
+        done = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise DecodeError(RejectReason.TIMEOUT, f"ffprobe of {path} took more than {timeout_s:.0f} s.") from exc
+    values = []
+    for line in done.stdout.decode("ascii", "replace").split():
+        try:
+            values.append(float(line.strip().rstrip(",")))
+        except ValueError:
+            continue  # a packet without a timestamp
+    return np.sort(np.asarray(values, np.float64))
 
 
 def _probe_opencv(path: str) -> SourceInfo:
@@ -341,34 +436,86 @@ def probe_video(uri: str, backend: str = "auto", timeout_s: float = 60.0) -> Sou
 # --------------------------------------------------------------------------- planning
 
 
+def source_frame_index(meta: VideoMeta, output_index: np.ndarray) -> np.ndarray:
+    """The source frame each output frame shows: the one rule of frame timing.
+
+    Output frame k covers source time ``time_start + k / fps`` and shows the last source
+    frame presented before ``time_start + (k + 0.5) / fps`` (ffmpeg's ``fps`` filter with
+    ``round=near``; the OpenCV backend makes the same choice). Times count from the first
+    frame of the stream (a non-zero container start time is subtracted, as ffmpeg does);
+    a variable-frame-rate stream uses its listed frame times (``SourceInfo.frame_times``).
+    Decoding, the last-frame check and precomputed keypoints (whose frame ids are source
+    frame indices) all go through this function.
+
+    Args:
+        meta: the decode plan.
+        output_index: (F,) output frame indices (0 = first frame of the clip).
+
+    Returns:
+        (F,) int64 source frame indices, in [0, num_frames - 1] when the count is known.
+    """
+    src = meta.source
+    edge = meta.time_start + (np.asarray(output_index, np.float64) + 0.5) / meta.fps
+    if src.frame_times is not None:
+        index = np.searchsorted(np.asarray(src.frame_times, np.float64), edge - 1e-9, side="left") - 1
+    else:
+        index = np.ceil(edge * src.fps - 1e-6) - 1
+    index = np.asarray(index, np.int64).clip(min=0)
+    if src.num_frames:
+        index = index.clip(max=src.num_frames - 1)
+    return index
+
+
+_DAMAGE = ("Invalid data found", "Error while decoding", "partial file", "Invalid NAL unit", "error reading header")
+
+
+def _damage(stderr: bytes) -> str | None:
+    """The first line of ffmpeg's stderr that reports damaged or missing data, if any."""
+    for line in stderr.decode("utf-8", "replace").splitlines():
+        if any(mark in line for mark in _DAMAGE):
+            return line.strip()
+    return None
+
+
 def check_last_frame(meta: VideoMeta, timeout_s: float = 30.0) -> None:
-    """Decode the last frame of the plan, to catch truncated files cheaply.
+    """Decode the last source frame the plan needs, to catch truncated files cheaply.
 
     Used when a clip's frames are not otherwise decoded (precomputed keypoints and the
     keypoint-only initialiser): a file whose header survived but whose data was cut off
-    probes fine, yet cannot deliver its last frames. Costs one seek and the decode of one
-    group of pictures with ffmpeg (OpenCV's seek returns a stale frame instead of failing,
-    so it is used only where ffmpeg is missing).
+    probes fine, yet cannot deliver its last frames. The frame looked for is
+    :func:`source_frame_index` of the last output frame, so the check never asks for a time
+    past the end of the stream whatever the source and output rates. Costs one seek and
+    the decode of one group of pictures with ffmpeg (OpenCV's seek returns a stale frame
+    instead of failing, so it is used only where ffmpeg is missing).
 
     Raises:
         DecodeError: ``unreadable`` when the frame cannot be decoded, ``timeout`` when the
             check takes longer than ``timeout_s``.
     """
-    end = meta.time_end if meta.time_end is not None else meta.source.duration_s
-    if end is None or meta.expected_frames is None or meta.expected_frames <= 0 or not _have_ffmpeg():
+    if meta.expected_frames is None or meta.expected_frames <= 0 or not _have_ffmpeg():
         return  # nothing to check against, or no ffmpeg to check with
-    last_time = max(0.0, meta.time_start + (meta.expected_frames - 1) / meta.fps)
-    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-ss", f"{last_time:.3f}", "-i", meta.source.path,
-           "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-"]
+    src = meta.source
+    last = int(source_frame_index(meta, np.array([meta.expected_frames - 1]))[0])
+    # Seek half a frame before it: ffmpeg's accurate seek drops every frame presented
+    # earlier than the seek point, so the first frame out is frame `last` or nothing.
+    if last > 0:
+        seek = float(src.frame_time(np.array([last - 1, last])).mean())
+    else:
+        seek = 0.0
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-ss", f"{seek:.6f}", "-i", src.path,
+           "-map", "0:v:0", "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-"]
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise DecodeError(RejectReason.TIMEOUT, f"{meta.source.path}: checking the last frame took over {timeout_s:.0f} s.") from exc
-    if proc.returncode != 0 or len(proc.stdout) == 0:
+        raise DecodeError(RejectReason.TIMEOUT, f"{src.path}: checking the last frame took over {timeout_s:.0f} s.") from exc
+    damage = _damage(proc.stderr)
+    if proc.returncode != 0 or len(proc.stdout) == 0 or damage:
+        total = f"{src.num_frames} frames, " if src.num_frames else ""
         raise DecodeError(
             RejectReason.UNREADABLE,
-            f"{meta.source.path}: cannot decode the frame at {last_time:.2f} s although the container "
-            f"says the video lasts {end:.2f} s; the file is probably truncated: re-download it.",
+            f"{src.path}: cannot decode source frame {last} intact (at {float(src.frame_time(np.array([last]))[0]):.2f} s) "
+            f"although the container says the video has {total}{src.span_s or 0:.2f} s"
+            + (f" ({damage})" if damage else "") + "; the file is probably truncated: re-download it.",
         )
 
 
@@ -393,35 +540,51 @@ def plan_decode(
     if source.width * source.height > config.max_source_pixels:
         raise DecodeError(
             RejectReason.UNREADABLE,
-            f"{source.path}: source frames are {source.width}x{source.height}, more than "
-            f"max_source_pixels={config.max_source_pixels}; raise the bound to decode it.",
+            f"{source.path}: source frames are {source.width}x{source.height}, more than max_source_pixels="
+            f"{config.max_source_pixels}; to decode it anyway pass --perception_config "
+            f"'{{\"decode\": {{\"max_source_pixels\": {source.width * source.height}}}}}'.",
+        )
+    if min(source.width, source.height) < config.min_source_side:
+        raise DecodeError(
+            RejectReason.UNREADABLE,
+            f"{source.path}: source frames are {source.width}x{source.height}, smaller than min_source_side="
+            f"{config.min_source_side} px: too small to show a person; check the file (or pass --perception_config "
+            f"'{{\"decode\": {{\"min_source_side\": {min(source.width, source.height)}}}}}').",
         )
     start = max(0.0, float(time_start or 0.0))
     end = float(time_end) if time_end is not None else None
     if end is not None and end <= start:
-        raise DecodeError(RejectReason.ZERO_FRAMES, f"{source.path}: empty time range [{start}, {end}] s.")
-    stream_end = source.duration_s
+        raise DecodeError(RejectReason.ZERO_FRAMES, f"{source.path}: empty time range [{start}, {end}] s; fix the clip's times.")
+    stream_end = source.span_s
     if stream_end is not None:
         if start >= stream_end:
             raise DecodeError(
                 RejectReason.ZERO_FRAMES,
-                f"{source.path}: time_start {start:.2f} s is past the end of the video ({stream_end:.2f} s).",
+                f"{source.path}: time_start {start:.2f} s is past the end of the video ({stream_end:.2f} s); "
+                "fix the clip's times.",
             )
         end = min(end, stream_end) if end is not None else None
     duration = (end if end is not None else stream_end) - start if (end is not None or stream_end) else None
-    if duration is not None and duration > config.max_duration_s + 1e-6:
+    fps = min(float(config.target_fps), source.fps) if config.target_fps else source.fps
+    max_duration = config.max_duration_s
+    if config.target_fps and fps < config.target_fps:
+        max_duration *= config.target_fps / fps  # the same frame budget at the slower rate
+    if duration is not None and duration > max_duration + 1e-6:
         raise DecodeError(
             RejectReason.TOO_LONG,
-            f"{source.path}: clip lasts {duration:.1f} s, more than max_duration_s={config.max_duration_s:.0f}; "
-            "give a time range or raise the bound.",
+            f"{source.path}: clip lasts {duration:.1f} s, more than max_duration_s={config.max_duration_s:g}"
+            + (f" (x {config.target_fps:g}/{fps:g} fps = {max_duration:.1f} s at this source's rate)"
+               if max_duration != config.max_duration_s else "")
+            + f"; give a time range, or pass --perception_config '{{\"decode\": {{\"max_duration_s\": "
+            f"{math.ceil(duration * config.max_duration_s / max_duration)}}}}}'.",
         )
-    fps = float(config.target_fps) if config.target_fps else source.fps
-    expected = int(round(duration * fps)) if duration is not None else None
+    expected = int(math.floor(duration * fps + 0.5 + 1e-6)) if duration is not None else None
     if expected is not None and expected > config.max_frames:
         raise DecodeError(
             RejectReason.TOO_LONG,
             f"{source.path}: clip would give {expected} frames at {fps:g} fps, more than "
-            f"max_frames={config.max_frames}.",
+            f"max_frames={config.max_frames}; give a time range, or pass --perception_config "
+            f"'{{\"decode\": {{\"max_frames\": {expected}}}}}' (or a lower target_fps).",
         )
     width, height = output_size(source.width, source.height, config.max_side, config.max_pixels)
     return VideoMeta(
@@ -447,7 +610,7 @@ def _iter_ffmpeg(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iter
     cmd += ["-i", src.path]
     if meta.time_end is not None:
         cmd += ["-t", f"{meta.time_end - meta.time_start:.6f}"]
-    filters = [f"fps=fps={meta.fps:.6f}"]
+    filters = [f"fps=fps={meta.fps:.9f}"]
     if (meta.width, meta.height) != (src.width, src.height):
         filters.append(f"scale={meta.width}:{meta.height}:flags=area")
     cmd += ["-map", "0:v:0", "-an", "-sn", "-vf", ",".join(filters), "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
@@ -484,7 +647,8 @@ def _iter_ffmpeg(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iter
                 if produced + got > config.max_frames:
                     raise DecodeError(
                         RejectReason.TOO_LONG,
-                        f"{src.path}: more than max_frames={config.max_frames} frames at {meta.fps:g} fps.",
+                        f"{src.path}: more than max_frames={config.max_frames} frames at {meta.fps:g} fps; give a time "
+                        f"range, or raise it: --perception_config '{{\"decode\": {{\"max_frames\": N}}}}'.",
                     )
                 index = np.arange(produced, produced + got, dtype=np.int64)
                 yield FrameBatch(batch[:got], index, index / meta.fps)
@@ -493,7 +657,16 @@ def _iter_ffmpeg(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iter
                 break
         proc.wait()
         if timed_out.is_set():
-            raise DecodeError(RejectReason.TIMEOUT, f"decoding {src.path} took more than {config.timeout_s:.0f} s.")
+            raise DecodeError(RejectReason.TIMEOUT, f"decoding {src.path} took more than timeout_s={config.timeout_s:g} s; "
+                                  f"raise it: --perception_config '{{\"decode\": {{\"timeout_s\": N}}}}'.")
+        stderr.seek(0)
+        damage = _damage(stderr.read())
+        if damage and produced:
+            raise DecodeError(
+                RejectReason.UNREADABLE,
+                f"{src.path}: damaged data after {produced} frames ({damage}); the file is probably truncated: "
+                "re-download it.",
+            )
         if proc.returncode != 0:
             stderr.seek(0)
             detail = stderr.read().decode("utf-8", "replace").strip().splitlines()
@@ -551,12 +724,44 @@ def _iter_opencv(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iter
             if produced + len(batch) >= config.max_frames:
                 raise DecodeError(
                     RejectReason.TOO_LONG,
-                    f"{src.path}: more than max_frames={config.max_frames} frames at {meta.fps:g} fps.",
+                    f"{src.path}: more than max_frames={config.max_frames} frames at {meta.fps:g} fps; give a time "
+                        f"range, or raise it: --perception_config '{{\"decode\": {{\"max_frames\": N}}}}'.",
                 )
 
-        while True:
+        def check_deadline():
             if time.monotonic() > deadline:
-                raise DecodeError(RejectReason.TIMEOUT, f"decoding {src.path} took more than {config.timeout_s:.0f} s.")
+                raise DecodeError(RejectReason.TIMEOUT, f"decoding {src.path} took more than timeout_s={config.timeout_s:g} s; "
+                                  f"raise it: --perception_config '{{\"decode\": {{\"timeout_s\": N}}}}'.")
+
+        if meta.expected_frames is not None and src.num_frames:
+            # The plan is known: output frame k shows source frame targets[k] (source_frame_index,
+            # the rule the ffmpeg backend's fps filter follows too).
+            targets = source_frame_index(meta, np.arange(meta.expected_frames))
+            k, current = 0, -1
+            while k < targets.size:
+                check_deadline()
+                ok, frame = cap.read()
+                if not ok:
+                    break  # a short file: decode_video's completeness check reports it
+                if current < 0 and meta.time_start > 0:  # where the seek landed
+                    current = _nearest_source_index(src, cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0)
+                else:
+                    current += 1
+                while k < targets.size and targets[k] <= current:
+                    check_frame_cap()
+                    batch.append(emit(frame))
+                    k += 1
+                    if len(batch) == config.batch_frames:
+                        yield flush()
+            if batch:
+                yield flush()
+            if produced == 0:
+                raise DecodeError(RejectReason.ZERO_FRAMES, f"{src.path}: decoding produced no frame.")
+            return
+
+        # Unknown stream length: the same rule on the decoder's timestamps.
+        while True:
+            check_deadline()
             ok, frame = cap.read()
             source_index += 1
             if not ok:
@@ -597,6 +802,13 @@ def _iter_opencv(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iter
         cap.release()
 
 
+def _nearest_source_index(src: SourceInfo, stamp: float) -> int:
+    """The source frame presented closest to ``stamp`` (seconds from the first frame)."""
+    if src.frame_times is not None:
+        return int(np.abs(np.asarray(src.frame_times) - stamp).argmin())
+    return int(round(stamp * src.fps))
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -625,17 +837,48 @@ def decode_video(
     use_ffmpeg = config.backend == "ffmpeg" or (config.backend == "auto" and _have_ffmpeg())
     if config.backend == "ffmpeg" and not _have_ffmpeg():
         raise DecodeError(RejectReason.FAILED, "backend 'ffmpeg' asked for but ffmpeg/ffprobe are not on PATH.")
-    source = probe_video(uri, "ffmpeg" if use_ffmpeg else "opencv", timeout_s=config.timeout_s)
+    # ffprobe's metadata (frame count, start time, frame times, rotation) whatever decodes.
+    source = probe_video(uri, "auto", timeout_s=config.timeout_s)
     meta = plan_decode(source, config, time_start, time_end, backend="ffmpeg" if use_ffmpeg else "opencv")
     deadline = start_clock + config.timeout_s
     if not use_ffmpeg:
-        return meta, _iter_opencv(meta, config, deadline)
+        return meta, _complete(meta, _iter_opencv(meta, config, deadline))
     if config.backend == "ffmpeg":
-        return meta, _iter_ffmpeg(meta, config, deadline)
+        return meta, _complete(meta, _iter_ffmpeg(meta, config, deadline))
     # auto: the measured faster backend for this source size first (docs/perception.md).
     primary = "opencv" if source.width * source.height <= config.opencv_max_source_pixels else "ffmpeg"
     meta = dataclasses.replace(meta, backend=primary)
-    return meta, _with_fallback(meta, config, deadline, primary)
+    return meta, _complete(meta, _with_fallback(meta, config, deadline, primary))
+
+
+def _complete(meta: VideoMeta, batches: Iterator[FrameBatch]) -> Iterator[FrameBatch]:
+    """Pass the batches through; once they run out, raise ``unreadable`` when fewer frames
+    came than the plan's ``expected_frames`` (a file whose data was cut off: its header
+    still promises the frames). One frame of slack for a time range that ends inside the
+    stream and for variable-rate streams, where the cut-off frame can round either way."""
+    produced = 0
+    try:
+        for batch in batches:
+            produced += len(batch)
+            yield batch
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
+    expected = meta.expected_frames
+    if expected is None:
+        return
+    span = meta.source.span_s
+    partial = meta.time_end is not None and span is not None and meta.time_end < span - 1e-6
+    slack = 1 if partial or meta.source.frame_times is not None else 0
+    if produced < expected - slack:
+        src = meta.source
+        raise DecodeError(
+            RejectReason.UNREADABLE,
+            f"{src.path}: decoded {produced} of the {expected} frames the container promises "
+            f"({src.num_frames or '?'} source frames, {span or 0:.2f} s); the file is probably truncated: "
+            "re-download it.",
+        )
 
 
 _ITERATORS = {"ffmpeg": _iter_ffmpeg, "opencv": _iter_opencv}

@@ -575,7 +575,8 @@ def locate_keypoints(
     return PerceptionResult(
         clip=clip,
         reject_reason=RejectReason.MISSING_KEYPOINTS,
-        message=f"no precomputed keypoints for {clip.uri} {where}; tried {', '.join(tried)}",
+        message=f"no precomputed keypoints for {clip.uri} {where}; tried {', '.join(tried)}; put a "
+        "<stem>.coco.json or <stem>_openpose/ there, or pass --keypoints auto with --pose_model",
     )
 
 

@@ -9,8 +9,9 @@ Supported inputs (``docs/conventions.md``):
   ``score`` and ``bbox``; a bare list of annotations (the COCO results format) also works.
 
 Both become :class:`models.pose_detector.FrameDetections` per source frame, in COCO-17
-ultralytics order. Frame indices are those of the *source* video; :meth:`PrecomputedKeypoints.
-for_frames` maps them onto decoded frames. Problems are raised as :class:`KeypointsError`
+ultralytics order. Frame indices are those of the *source* video (0 = its first frame, in
+display order); :func:`pipeline.perception.decode.source_frame_index` gives the source frame
+of each decoded frame and :meth:`PrecomputedKeypoints.for_frames` picks those. Problems are raised as :class:`KeypointsError`
 with a :class:`pipeline.records.RejectReason` code and a message naming the file and frame.
 
 Sidecars are untrusted input. Before parsing, a file must be a regular, readable file of
@@ -389,7 +390,7 @@ def _image_size(path: Path, number: int, image: object) -> tuple[int, int] | Non
         if not ok or value <= 0 or value != int(value):
             raise KeypointsError(
                 RejectReason.CORRUPT_KEYPOINTS,
-                f"{path}: images[{number}].{field} = {value!r}; image sizes must be positive integers (pixels).",
+                f"{path}: images[{number}].{field} = {value!r}; image sizes must be positive integers (pixels): fix or regenerate the file.",
             )
         values.append(int(value))
     return values[0], values[1]
@@ -446,11 +447,11 @@ def load_coco_keypoints(path: str | os.PathLike) -> PrecomputedKeypoints:
         except (TypeError, ValueError) as exc:
             raise KeypointsError(
                 RejectReason.CORRUPT_KEYPOINTS,
-                f"{path} (frame {frame}), annotation {number}: keypoints must be 51 numbers (17 x (x, y, v)).",
+                f"{path} (frame {frame}), annotation {number}: keypoints must be 51 numbers (17 x (x, y, v)); regenerate the file.",
             ) from exc
         if not np.isfinite(keypoints).all():
             raise KeypointsError(
-                RejectReason.CORRUPT_KEYPOINTS, f"{path} (frame {frame}), annotation {number}: non-finite keypoints."
+                RejectReason.CORRUPT_KEYPOINTS, f"{path} (frame {frame}), annotation {number}: non-finite keypoints; regenerate the file."
             )
         per_frame.setdefault(frame, []).append(keypoints)  # bbox and score: see _detections
     if not per_frame:

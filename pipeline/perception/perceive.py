@@ -14,6 +14,7 @@ Bad input never raises: every reason is returned in :class:`pipeline.records.Per
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -24,6 +25,7 @@ import numpy as np
 
 from models.pose_detector import FrameDetections, PoseDetector, YoloPoseDetector
 from optimize.problem import TrackProblem
+from optimize.validate import boolean, choice, declare_ranges, integer, real, text, validate_fields
 from pipeline.perception.crops import CropConfig, encode_detection_crops, track_crops
 from pipeline.perception.decode import (
     DecodeConfig,
@@ -33,6 +35,7 @@ from pipeline.perception.decode import (
     decode_video,
     plan_decode,
     probe_video,
+    source_frame_index,
 )
 from pipeline.perception.init import DetectionInit, KeypointInitializer, hmr_initialize, mean_pose_from_params
 from pipeline.perception.inputs import local_file_problem
@@ -42,7 +45,7 @@ from pipeline.perception.track import PaddedDetections, Track, TrackingConfig, p
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PerceptionConfig", "PerceptionModels", "load_perception_models", "perceive_clip"]
+__all__ = ["PerceptionConfig", "PerceptionModels", "load_perception_models", "perceive_clip", "tracking_at_rate"]
 
 KEYPOINT_SOURCES = ("auto", "detector", "precomputed")
 
@@ -90,10 +93,28 @@ class PerceptionConfig:
     crop: CropConfig = field(default_factory=CropConfig)
 
     def __post_init__(self) -> None:
+        validate_fields(self)  # types and ranges: PERCEPTION_RANGES below
         if self.keypoints_source not in KEYPOINT_SOURCES:
             raise ValueError(f"PerceptionConfig.keypoints_source={self.keypoints_source!r}; use one of {KEYPOINT_SOURCES}.")
         if self.hmr_checkpoint is not None and self.smpl_mean_params is None:
             raise ValueError("PerceptionConfig: hmr_checkpoint needs smpl_mean_params (the SPIN mean-parameter .npz).")
+
+
+PERCEPTION_RANGES = declare_ranges(PerceptionConfig, {
+    # decode, tracking and crop are checked by their own classes.
+    "keypoints_source": choice(*KEYPOINT_SOURCES),
+    "detector_weights": text(optional=True),
+    "detector_confidence": real(ge=0, le=1),
+    "detector_iou": real(ge=0, le=1),
+    "detector_image_size": integer(ge=32, le=8192),
+    "detector_batch_size": integer(ge=1),
+    "hmr_checkpoint": text(optional=True),
+    "smpl_mean_params": text(optional=True),
+    "hmr_batch_size": integer(ge=1),
+    "min_keypoint_confidence": real(ge=0, lt=1),
+    "min_visible_keypoints": integer(ge=0, le=17),
+    "store_crops": boolean(),
+})
 
 
 @dataclass
@@ -172,10 +193,29 @@ def _filter(found: FrameDetections, config: PerceptionConfig) -> FrameDetections
     return found.select(seen >= config.min_visible_keypoints)
 
 
-def _source_frames(frame_time: np.ndarray, time_start: float, output_fps: float, source_fps: float) -> np.ndarray:
-    """Source frame shown at each decoded frame (the decoder's rule, see pipeline.perception.decode)."""
-    edge = (time_start + frame_time + 0.5 / output_fps) * source_fps
-    return (np.ceil(edge - 1e-6) - 1).astype(np.int64).clip(min=0)
+def tracking_at_rate(tracking: TrackingConfig, fps: float, target_fps: float | None) -> TrackingConfig:
+    """The tracker's frame-count settings at the clip's output rate.
+
+    ``min_track_length``, ``max_gap``, ``first_pass_max_gap`` and ``velocity_window`` are
+    frame counts at ``target_fps``; a source slower than the target is decoded at its own
+    rate (never upsampled), so they are scaled by ``fps / target_fps`` to keep their length
+    in seconds (a 10 fps clip needs 4 detections where a 25 fps one needs 10).
+
+    Args:
+        tracking: the configured settings.
+        fps: the clip's output rate, Hz.
+        target_fps: ``DecodeConfig.target_fps`` (None: no scaling).
+    """
+    if not target_fps or fps >= target_fps:
+        return tracking
+    factor = fps / target_fps
+    return dataclasses.replace(
+        tracking,
+        min_track_length=max(2, math.ceil(tracking.min_track_length * factor - 1e-9)),
+        max_gap=max(1, round(tracking.max_gap * factor)),
+        first_pass_max_gap=max(1, round(tracking.first_pass_max_gap * factor)),
+        velocity_window=max(2, round(tracking.velocity_window * factor)),
+    )
 
 
 def _pad_init(inits: list[DetectionInit], slots: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -310,13 +350,14 @@ def _perceive(clip, config, models, seconds, state) -> list[TrackProblem]:
         batch_iter = iter(batches)
     else:
         tick = time.perf_counter()
-        source = probe_video(clip.uri, config.decode.backend, config.decode.timeout_s)
+        source = probe_video(clip.uri, "auto", config.decode.timeout_s)
         meta = plan_decode(source, config.decode, clip.time_start, clip.time_end, backend="probe")
         check_last_frame(meta)
         seconds["decode"] += time.perf_counter() - tick
         count = meta.expected_frames
         if count is None:
-            count = int(math.floor((precomputed.num_frames / source.fps - meta.time_start) * meta.fps))
+            # Unknown stream length (no ffprobe): up to the last keypoint frame.
+            count = int(math.floor((precomputed.num_frames / source.fps - meta.time_start) * meta.fps + 0.5))
         if count <= 0:
             raise _Reject(RejectReason.ZERO_FRAMES, f"{clip.uri}: the time range holds no frame.")
         index = np.arange(count, dtype=np.int64)
@@ -343,7 +384,7 @@ def _perceive(clip, config, models, seconds, state) -> list[TrackProblem]:
                 break
             tick = time.perf_counter()
             if precomputed is not None:
-                source_index = _source_frames(batch.frame_time, meta.time_start, meta.fps, meta.source.fps)
+                source_index = source_frame_index(meta, batch.frame_index)
                 found = precomputed.for_frames(source_index, scale)
             else:
                 found = models.detector.detect(batch.frames)
@@ -357,7 +398,8 @@ def _perceive(clip, config, models, seconds, state) -> list[TrackProblem]:
                 raise _Reject(
                     RejectReason.CROWDED,
                     f"{clip.uri}: {counts[worst]} people in frame {int(batch.frame_index[worst])}, more than "
-                    f"max_people={max_people}.",
+                    f"max_people={max_people}; to fit crowded clips pass --perception_config "
+                    f"'{{\"tracking\": {{\"max_people\": {counts[worst]}}}}}'.",
                 )
             if models.hmr is not None:
                 tick = time.perf_counter()
@@ -377,17 +419,24 @@ def _perceive(clip, config, models, seconds, state) -> list[TrackProblem]:
     if not detections:
         raise _Reject(RejectReason.ZERO_FRAMES, f"{clip.uri}: no frame decoded.")
     if state["max_people"] == 0:
-        raise _Reject(RejectReason.NO_PERSON, f"{clip.uri}: no person detected in {len(detections)} frames.")
+        raise _Reject(
+            RejectReason.NO_PERSON,
+            f"{clip.uri}: no person detected in {len(detections)} frames; check that its keypoints (or the detector) "
+            "see the people in it.",
+        )
 
     tick = time.perf_counter()
     padded = pad_detections(detections)
-    tracks = track_people(padded, config.tracking)
+    tracking = tracking_at_rate(config.tracking, meta.fps, config.decode.target_fps)
+    tracks = track_people(padded, tracking)
     seconds["track"] += time.perf_counter() - tick
     if not tracks:
         raise _Reject(
             RejectReason.NO_PERSON,
-            f"{clip.uri}: no person track with at least {config.tracking.min_track_length} detections "
-            f"({int(padded.mask.sum())} detections in {padded.num_frames} frames).",
+            f"{clip.uri}: no person track with at least min_track_length={config.tracking.min_track_length} "
+            + (f"(= {tracking.min_track_length} at {meta.fps:g} fps) " if tracking is not config.tracking else "")
+            + f"detections ({int(padded.mask.sum())} detections in {padded.num_frames} frames); to keep shorter tracks pass "
+            f"--perception_config '{{\"tracking\": {{\"min_track_length\": N}}}}'.",
         )
 
     tick = time.perf_counter()

@@ -77,6 +77,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import dijkstra
 
 from models.pose_detector import FrameDetections
+from optimize.validate import declare_ranges, integer, real, validate_fields
 
 __all__ = [
     "Links",
@@ -145,6 +146,7 @@ class TrackingConfig:
     first_pass_max_gap: int = 8
 
     def __post_init__(self) -> None:
+        validate_fields(self)  # types and ranges: TRACKING_RANGES below
         if self.skip_penalty <= 0:
             raise ValueError(f"TrackingConfig.skip_penalty={self.skip_penalty} must be > 0 pixels.")
         if self.min_track_length < 1 or min(self.max_gap, self.first_pass_max_gap) < 0 or self.min_common_keypoints < 1:
@@ -169,6 +171,27 @@ class TrackingConfig:
     def start_cost(self) -> float:
         """Cost of starting a path, pixels: a path pays off only with ``min_track_length`` detections."""
         return self.skip_penalty * (self.min_track_length - 1)
+
+
+TRACKING_RANGES = declare_ranges(TrackingConfig, {
+    "skip_penalty": real(gt=0),
+    "min_track_length": integer(ge=1),
+    "max_people": integer(ge=1, optional=True),
+    "max_gap": integer(ge=0),
+    "link_gate": real(gt=0),
+    "plain_link_gate": real(gt=0),
+    "min_common_keypoints": integer(ge=1, le=17),
+    "min_keypoint_confidence": real(ge=0, lt=1),
+    "max_tracks": integer(ge=1),
+    "motion_passes": integer(ge=0),
+    "velocity_window": integer(ge=1),
+    "min_track_fill": real(ge=0, le=1),
+    "gap_cost": real(ge=0),
+    "filled_keypoint_weight": real(ge=0, le=1),
+    "distance_weight": real(gt=0),
+    "gap_links_per_detection": integer(ge=1, optional=True),
+    "first_pass_max_gap": integer(ge=0),
+})
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,7 @@ def test_jpeg_round_trip():
 
 
 def test_config_checks():
-    with pytest.raises(ValueError, match="crop side"):
+    with pytest.raises(ValueError, match=r"CropConfig\.size=4 \(int\): must be an integer in \[8, 2048\]"):
         CropConfig(size=4)
     with pytest.raises(ValueError, match="quality"):
         CropConfig(quality=0)
