@@ -427,7 +427,7 @@ def summary_lines(report: JobReport) -> list[str]:
            f"{report.failed_retried - report.failed_still_failing} done now, {report.failed_still_failing} still fail"]
           if report.failed_retried else []),
         f"tracks fitted {c.get('tracks_fitted', 0)}, selected {c.get('tracks_selected', 0)}; frames written "
-        f"{c.get('frames_written', 0)} ({c.get('inlier_frames', 0)} inliers)",
+        f"{c.get('frames_written', 0)} (the selected tracks hold {c.get('inlier_frames', 0)} inlier frames)",
         f"wall {report.wall_seconds:.1f} s, {format_rate(report.clips_in, report.wall_seconds, c.get('frames_written', 0), c.get('tracks_fitted', 0))}",
         f"dataset (all runs): {s.get('clips', 0)} clips, {s.get('clips_kept', 0)} kept, {s.get('clips_rejected', 0)} "
         f"rejected, {s.get('clips_failed', 0)} failed; rejected by reason {s.get('rejected_by_reason', {})}",
