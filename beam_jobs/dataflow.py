@@ -85,14 +85,6 @@ def option_lines(options: Mapping[str, Any]) -> list[str]:
     return [f"--{k}={v}" for k, v in sorted(options.items()) if v is not None and v is not False and v != []]
 
 
-def _parent(path: str) -> str:
-    path = path.rstrip("/")
-    if "://" in path:
-        scheme, rest = path.split("://", 1)
-        return f"{scheme}://{rest.rsplit('/', 1)[0]}" if "/" in rest else f"{scheme}://{rest}"
-    return str(Path(path).resolve().parent)
-
-
 def _bucket(path: str) -> str:
     scheme, rest = path.split("://", 1)
     return f"{scheme}://{rest.split('/', 1)[0]}/"

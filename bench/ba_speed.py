@@ -127,14 +127,6 @@ def _timed(fn, device):
     return out, time.perf_counter() - start
 
 
-def _encode_fit(fit, problem, body_model, device, dtype):
-    packed = PackedTracks([problem], body_model, device, dtype)
-    pose = torch.as_tensor(fit.pose, dtype=dtype, device=device)[None]
-    camera = torch.as_tensor(fit.camera, dtype=dtype, device=device)[None]
-    betas = torch.as_tensor(fit.betas, dtype=dtype, device=device)[None]
-    return packed.encode(pose, betas, camera)
-
-
 def summed_vs_alone(body_model, prior, config, tracks, device) -> dict:
     """Per-track final energies: torchmin on the summed objective vs each track alone vs batched."""
     problems = [t.problem for t in tracks]

@@ -49,7 +49,7 @@ from optimize.config import BAConfig
 from optimize.problem import TrackProblem
 from optimize.selection import e_norm as trajectory_e_norm
 from optimize.selection import per_frame_energy
-from pipeline.dataset.selection import SelectionConfig, TrackReason, eligibility, expand_pieces, run_threshold, select_track
+from pipeline.dataset.selection import SelectionConfig, eligibility, expand_pieces, run_threshold, select_track
 from pipeline.qa.metrics import mpjpe
 from pipeline.synth.motions import BACKGROUND_MOTIONS, HELDOUT_MOTIONS, rot_y, sample_motion
 

@@ -32,7 +32,6 @@ import io
 import json
 import logging
 import math
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -42,7 +41,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.dataset import schema
 from pipeline.dataset.rows import (
     ClipOutcome, bound_note, failed_outcome, frames_table, rejected_table, tracks_table, truncate_message,
 )
@@ -344,7 +342,3 @@ def read_selection_summary(output: str, storage=None) -> dict[str, Any] | None:
     storage = storage or LocalStorage()
     path = storage.join(output, SELECTION, SUMMARY_FILE)
     return json.loads(storage.read_bytes(path)) if storage.exists(path) else None
-
-
-def selection_path(output: str) -> str:
-    return os.path.join(output, SELECTION, TRACKS_FILE) if "://" not in output else f"{output.rstrip('/')}/{SELECTION}/{TRACKS_FILE}"

@@ -585,17 +585,3 @@ def write_card(output: str, run: schema.RunMetadata, storage: Storage | None = N
     storage.write_bytes(storage.join(output, STATS_FILE), (json.dumps(stats, indent=1, sort_keys=True) + "\n").encode())
     storage.write_bytes(storage.join(output, CARD_FILE), dataset_card(stats, run, _written_features(output, storage)).encode())
     return stats
-
-
-def finish_output(config: WriterConfig, run: schema.RunMetadata, storage: Storage | None = None,
-                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Complete an output whose shards are all committed: write any missing
-    ``_common_metadata`` file (a run killed after its last manifest leaves none) and the
-    card (``stats.json``, ``README.md``). Returns the stats.
-    """
-    storage = storage or LocalStorage()
-    missing = tuple(d for d in schema.DATASETS if not storage.exists(storage.join(config.output, d, COMMON_METADATA)))
-    if missing:
-        LOGGER.info("writing the missing %s of %s under %s", COMMON_METADATA, ", ".join(missing), config.output)
-        write_common_metadata(config, run, storage, missing)
-    return write_card(config.output, run, storage, extra)

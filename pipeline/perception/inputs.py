@@ -36,7 +36,7 @@ import math
 import os
 import re
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -578,11 +578,6 @@ def locate_keypoints(
         message=f"no precomputed keypoints for {clip.uri} {where}; tried {', '.join(tried)}; put a "
         "<stem>.coco.json or <stem>_openpose/ there, or pass --keypoints auto with --pose_model",
     )
-
-
-def iter_clip_ids(listing: InputListing) -> Iterable[str]:
-    yield from (c.clip_id for c in listing.clips)
-    yield from (r.clip.clip_id for r in listing.rejected)
 
 
 def video_rejection(clip: ClipRef, timeout_s: float = 60.0) -> PerceptionResult | None:
