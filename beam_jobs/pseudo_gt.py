@@ -42,7 +42,7 @@ from pipeline.perception.inputs import InputListing, InputSpec, clip_from_json, 
 from pipeline.dataset.progress import ManifestPoller, ProgressMonitor, format_rate
 from pipeline.dataset.selection import SelectionConfig
 from pipeline.dataset.selection_table import SELECTION, commit_frames_mode, read_selection_summary
-from pipeline.dataset.writer import MANIFESTS, WriterConfig, completed_clips, remove_orphan_shards, retire_clips, write_card
+from pipeline.dataset.writer import MANIFESTS, WriterConfig, completed_clips, failed_clips, remove_orphan_shards, retire_clips, write_card
 from transforms import metrics, storage
 from transforms.model_stages import ModelFiles, ModelPerception, ModelBundleAdjust, resolve_model_files
 from transforms.pipeline import JobSettings, PseudoGroundTruth
@@ -177,7 +177,7 @@ def plan_inputs(options: PipelineOptions, dry_run: bool = False) -> tuple[InputL
         remove_orphan_shards(out.output, beam_storage)
     done = completed_clips(out.output, beam_storage)
     listed = {c.clip_id for c in listing.clips} | {r.clip.clip_id for r in listing.rejected}
-    failed = sorted(k for k, v in done.items() if v.get("outcome") == "failed" and k in listed)
+    failed = [k for k in failed_clips(out.output, beam_storage, done) if k in listed]
     if failed and out.retry_failed:
         if not dry_run:
             writer = WriterConfig(out.output, row_group_size=out.row_group_size, store_crops=out.store_crops)

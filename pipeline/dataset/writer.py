@@ -291,10 +291,15 @@ def completed_clips(output: str, storage: Storage | None = None) -> dict[str, di
     return done
 
 
-def failed_clips(output: str, storage: Storage | None = None) -> list[str]:
+def failed_clips(output: str, storage: Storage | None = None,
+                 completed: dict[str, dict[str, Any]] | None = None) -> list[str]:
     """Sorted ids of the committed clips whose outcome is ``failed`` (a fault of the run,
-    not a verdict on the input: a rerun tries them again)."""
-    return sorted(k for k, v in completed_clips(output, storage).items() if v.get("outcome") == "failed")
+    not a verdict on the input: a rerun tries them again).
+
+    ``completed``: :func:`completed_clips` of the output when the caller already read it.
+    """
+    completed = completed_clips(output, storage) if completed is None else completed
+    return sorted(k for k, v in completed.items() if v.get("outcome") == "failed")
 
 
 def retire_clips(
