@@ -157,6 +157,32 @@ class GMMPrior(nn.Module):
         """
         return -torch.logsumexp(self.component_log_likelihood(pose_body), dim=-1)
 
+    def nll_gradient_curvature(self, pose_body: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The NLL, its exact gradient and a positive semi-definite curvature (Gauss-Newton).
+
+        With responsibilities ``r_k`` (the softmax of the component log-likelihoods) and
+        precisions ``P_k = L_k L_k^T``, the gradient is ``sum_k r_k P_k (x - mu_k)`` and the
+        curvature ``sum_k r_k P_k``: the Hessian without its (indefinite) responsibility-change
+        part, exact where one component dominates, as SMPLify's max-mixture is. No autograd.
+
+        Args:
+            pose_body: (N, 69) radians.
+
+        Returns:
+            nll (N,) nats, gradient (N, 69) nats/rad, curvature (N, 69, 69) nats/rad^2.
+        """
+        x = pose_body.to(self.means.dtype)
+        n, k = x.shape[0], self.num_components
+        whitened = (x @ self.stacked_precision_cholesky - self.whitened_means).reshape(n, k, POSE_BODY_DIM)
+        log_likelihood = self.log_norm - 0.5 * (whitened * whitened).sum(-1)  # (N, K)
+        nll = -torch.logsumexp(log_likelihood, dim=-1)
+        responsibility = torch.softmax(log_likelihood, dim=-1)  # (N, K)
+        # sum_k r_k L_k w_k = [L_1 .. L_K] vec(r_k w_k)
+        gradient = (responsibility[..., None] * whitened).reshape(n, -1) @ self.stacked_precision_cholesky.T
+        precision = self.precision_cholesky @ self.precision_cholesky.transpose(-1, -2)  # (K, 69, 69)
+        curvature = (responsibility @ precision.reshape(k, -1)).reshape(n, POSE_BODY_DIM, POSE_BODY_DIM)
+        return nll, gradient, curvature
+
     def nll_max_mixture(self, pose_body: Tensor) -> Tensor:
         """SMPLify's max-mixture energy ``min_k [-log w_k - log N_k(x)]``.
 

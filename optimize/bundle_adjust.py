@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from optimize.config import REFERENCE_BODY_HEIGHT_M, BAConfig
+from optimize.lm import LMProblem, LMSettings, levenberg_marquardt
 from optimize.energy import TERM_NAMES, TrackBatch, energy_terms, gmm_nll_offset, reprojection_penalty
 from optimize.problem import NUM_BETAS, NUM_CAMERA, NUM_POSE, TrackFit, TrackProblem
 from optimize.selection import (
@@ -469,6 +470,14 @@ def _solve_batch(problems, body_model, prior, gmm_offset, config, device) -> lis
     diverged_any = torch.zeros(len(problems), dtype=torch.bool, device=x.device)
     for multiplier in config.tau_r_schedule:
         stage = config.replace(tau_r_px=config.tau_r_px * multiplier)
+        if config.solver == "lm":
+            problem = LMProblem(packed, body_model, prior, stage, gmm_offset, TRANSLATION_UNIT)
+            result = levenberg_marquardt(problem, x, LMSettings.from_config(config, x.device), is_diverged)
+            iterations += result.iterations
+            evaluations += result.evaluations
+            diverged_any |= result.diverged
+            x = torch.where(torch.isfinite(result.x), result.x, x)
+            continue
         objective = make_objective(packed, body_model, prior, stage, gmm_offset)
         if config.solver == "batched":
             result = lbfgs_batched(objective, x, settings, is_diverged)

@@ -28,7 +28,7 @@ import torch
 from optimize.validate import boolean, choice, declare_ranges, integer, real, sequence, validate_fields
 
 REPROJECTION_LOSSES = ("hinge", "huber")
-SOLVERS = ("batched", "summed", "per_track")
+SOLVERS = ("lm", "batched", "summed", "per_track")
 UNITS = ("relative", "pixels")
 E_NORM_MODES = ("per_frame", "trajectory")
 REFERENCE_BODY_HEIGHT_M = 1.7  # metres: a person's height in units of the camera scale s (px/m)
@@ -160,6 +160,10 @@ class BAConfig:
 
     tau_r_schedule: tuple[float, ...] = (8.0, 1.0)
     solver: str = "batched"
+    lm_max_iter: int = 25
+    lm_ftol: float = 1e-4
+    lm_initial_damping: float = 1e-3
+    lm_check_every: int = 0
     max_iter: int = 300
     max_eval: int = 750
     history_size: int = 10
@@ -271,6 +275,10 @@ BA_RANGES = declare_ranges(BAConfig, {
     "use_prior": boolean(),
     "tau_r_schedule": sequence(real(gt=0)),
     "solver": choice(*SOLVERS),
+    "lm_max_iter": integer(ge=1),
+    "lm_ftol": real(ge=0),
+    "lm_initial_damping": real(gt=0),
+    "lm_check_every": integer(ge=0),
     "max_iter": integer(ge=1),
     "max_eval": integer(ge=1),
     "history_size": integer(ge=1),

@@ -177,15 +177,26 @@ def init_energy(joints3d: Tensor, betas: Tensor, batch: TrackBatch, config: BACo
     Returns:
         (B, T) energy; 0 on frames without candidates.
     """
+    best = torch.clamp(init_per_candidate(joints3d, betas, batch, config).min(-1).values, max=config.tau_i)
+    return torch.where(batch.has_candidate, init_weight(batch, config) * best, torch.zeros_like(best))
+
+
+def init_per_candidate(joints3d: Tensor, betas: Tensor, batch: TrackBatch, config: BAConfig) -> Tensor:
+    """E_I of each candidate before the min and the cap: (B, T, P), +inf where no candidate.
+
+    ``sum_i rho(X_i - X~_i^p) + lambda_beta rho(beta - beta~^p)``; shapes as in :func:`init_energy`.
+    """
     joint_term = huber(
         squared_norm(joints3d.unsqueeze(2) - batch.init_joints), config.init_delta_m
     ).sum(-1)  # (B, T, P)
     beta_term = huber(squared_norm(betas[:, None, None, :] - batch.init_betas), config.init_betas_delta)
     per_candidate = joint_term + config.w_init_betas * beta_term
-    per_candidate = torch.where(batch.candidate_mask, per_candidate, torch.full_like(per_candidate, float("inf")))
-    best = torch.clamp(per_candidate.min(-1).values, max=config.tau_i)
-    weight = config.w_init if batch.init_scale is None else config.w_init * batch.init_scale[:, None]
-    return torch.where(batch.has_candidate, weight * best, torch.zeros_like(best))
+    return torch.where(batch.candidate_mask, per_candidate, torch.full_like(per_candidate, float("inf")))
+
+
+def init_weight(batch: TrackBatch, config: BAConfig) -> float | Tensor:
+    """lambda_I per track: a float, or (B, 1) with ``batch.init_scale``."""
+    return config.w_init if batch.init_scale is None else config.w_init * batch.init_scale[:, None]
 
 
 def gmm_nll_offset(prior) -> float:
@@ -265,6 +276,7 @@ def energy_terms(
     prior,
     config: BAConfig,
     gmm_offset: float = 0.0,
+    body_outputs: tuple[Tensor, Tensor] | None = None,
 ) -> EnergyTerms:
     """Evaluate every term of E for a padded batch.
 
@@ -278,10 +290,16 @@ def energy_terms(
             or ``w_gmm`` is 0).
         config: weights and switches.
         gmm_offset: see :func:`gmm_nll_offset`.
+        body_outputs: the body model's ``(joints (B, T, 24, 3), keypoints (B, T, 17, 3))`` at
+            ``pose, betas`` when the caller has them already (the Levenberg-Marquardt
+            linearisation); ``body_model`` is then not called.
     """
     B, T = pose.shape[:2]
-    frame_betas = betas[:, None, :].expand(B, T, betas.shape[-1])
-    joints3d, keypoints3d = body_model.joints_and_keypoints(pose, frame_betas)
+    if body_outputs is None:
+        frame_betas = betas[:, None, :].expand(B, T, betas.shape[-1])
+        joints3d, keypoints3d = body_model.joints_and_keypoints(pose, frame_betas)
+    else:
+        joints3d, keypoints3d = body_outputs
     keypoints2d = weak_perspective_project(keypoints3d, camera)
     zero = torch.zeros((B, T), dtype=pose.dtype, device=pose.device)
     terms = dict.fromkeys(TERM_NAMES, zero)

@@ -1,0 +1,543 @@
+"""Levenberg-Marquardt on the block structure of the whole-clip bundle adjustment (issue 14).
+
+The energy of a track (``optimize.energy``) is a sum of robust penalties of small residual
+vectors: a keypoint's reprojection error (frame t), a joint's or keypoint's motion and the
+camera's translation between frames t-1 and t, a joint's distance to the init estimate
+(frame t), the betas' distance to the init betas, and the GMM pose prior (frame t). Each
+penalty is ``lambda rho(|r|^2)`` of a residual ``r`` whose Jacobian touches frame t, maybe
+frame t-1, and the 10 shared betas. So the Gauss-Newton normal matrix of one track is
+block tridiagonal (T blocks of 75 x 75: pose 72 + camera 3) with a 10-wide dense border,
+solved in O(T 75^3) by :func:`optimize.blocks.solve_bordered_tridiagonal`.
+
+How the non-least-squares parts enter (the objective itself is never changed):
+
+* **Robust penalties** by iteratively reweighted least squares: a term ``lambda rho(s)``,
+  ``s = |r|^2``, contributes ``W J^T r`` to the gradient and ``W J^T J`` to the normal
+  matrix, with ``W = 2 lambda rho'(s)`` taken from the penalty functions of
+  ``optimize.losses`` themselves (so the gradient is the exact gradient of the energy).
+* **Outer minima over candidates** (reprojection, init term): the candidate achieving the
+  minimum at the current iterate, fixed for the iteration.
+* **Caps** (tau_R, tau_I, the camera bound): a capped frame's term is constant, W = 0.
+* **GMM prior**: the exact gradient of the log-sum-exp NLL and the curvature
+  ``sum_k r_k Sigma_k^-1`` (``GMMPrior.nll_gradient_curvature``).
+
+Every step is checked on the exact energy: the gain ratio of actual to predicted decrease
+accepts or rejects it and adapts each track's damping (Nielsen's rule). The damping is
+Marquardt's, ``lambda diag(H)`` with a floor, so it is invariant to the variables' units.
+
+Batched over tracks, with per-track damping, accept/reject and stopping as masks: the
+iteration has no host synchronisation (no ``.item()``, no branch on tensor values). The
+driver looks at the tracks' state every ``check_every`` iterations (1 on a CPU, where a
+look is free and finished tracks drop out of the batch at once; more on a GPU).
+
+Jacobians are analytic (``BodyModel.jacobians``); ``bench.ba_speed`` measures them against
+``torch.func.jacrev`` over frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from optimize.blocks import solve_bordered_tridiagonal
+from optimize.energy import TrackBatch, energy_terms, init_per_candidate, init_weight, reprojection_penalty
+from optimize.losses import bounded_huber, huber, squared_norm
+
+NUM_BETAS = 10
+NUM_POSE = 72
+FRAME = 75  # pose 72 + camera (log s, tx / u, ty / u)
+_DAMPING_FLOOR = 1e-6  # relative to the track's mean diagonal entry
+
+
+@dataclass(frozen=True)
+class LMSettings:
+    """Levenberg-Marquardt settings (see :class:`optimize.config.BAConfig`, ``lm_*`` fields).
+
+    Attributes:
+        max_iter: iterations (linear solves) per track and stage.
+        ftol: stop when an accepted step lowers the per-frame energy by less than this.
+        gtol: stop when every entry of the per-frame energy's gradient is below this.
+        initial_damping: lambda at the start, relative to diag(H).
+        max_damping: a track whose damping exceeds this cannot descend further: it stops
+            (converged: every direction the model proposes fails to lower E).
+        check_every: iterations between looks at the tracks' state (host syncs).
+    """
+
+    max_iter: int = 25
+    ftol: float = 1e-4
+    gtol: float = 1e-5
+    initial_damping: float = 1e-3
+    max_damping: float = 1e8
+    check_every: int = 1
+
+    @classmethod
+    def from_config(cls, config, device: torch.device) -> "LMSettings":
+        check = config.lm_check_every or (1 if device.type == "cpu" else 5)
+        return cls(max_iter=config.lm_max_iter, ftol=config.lm_ftol, gtol=config.gtol,
+                   initial_damping=config.lm_initial_damping, check_every=check)
+
+
+@dataclass(frozen=True)
+class Linearization:
+    """The energy of b tracks and its Gauss-Newton model at one iterate.
+
+    Attributes:
+        energy: (b,) E (not divided by T).
+        gradient: (b, T, 75) dE / d frame variables. gradient_betas: (b, 10).
+        diagonal, lower: (b, T, 75, 75) blocks H[t, t] and H[t, t-1].
+        border: (b, T, 75, 10) H[t, betas]. corner: (b, 10, 10) H[betas, betas].
+    """
+
+    energy: Tensor
+    gradient: Tensor
+    gradient_betas: Tensor
+    diagonal: Tensor
+    lower: Tensor
+    border: Tensor
+    corner: Tensor
+
+    def where(self, mask: Tensor, other: "Linearization") -> "Linearization":
+        """Per track: this one where ``mask`` (b,), else ``other``."""
+        def pick(a: Tensor, b: Tensor) -> Tensor:
+            return torch.where(mask.view(-1, *([1] * (a.dim() - 1))), a, b)
+        return Linearization(*(pick(getattr(self, f), getattr(other, f)) for f in self.__dataclass_fields__))
+
+    def select(self, index: Tensor) -> "Linearization":
+        return Linearization(*(getattr(self, f)[index] for f in self.__dataclass_fields__))
+
+
+class _Normal:
+    """Accumulates J^T W J and J^T W r in the block layout."""
+
+    def __init__(self, b: int, T: int, dtype: torch.dtype, device: torch.device):
+        zeros = lambda *shape: torch.zeros(*shape, dtype=dtype, device=device)  # noqa: E731
+        self.diagonal = zeros(b, T, FRAME, FRAME)
+        self.lower = zeros(b, T, FRAME, FRAME)
+        self.border = zeros(b, T, FRAME, NUM_BETAS)
+        self.corner = zeros(b, NUM_BETAS, NUM_BETAS)
+        self.gradient = zeros(b, T, FRAME)
+        self.gradient_betas = zeros(b, NUM_BETAS)
+
+    @staticmethod
+    def sum_frames(values: Tensor) -> Tensor:
+        """Sum over the frame axis 1 in float64 (the rounding must not depend on the padding)."""
+        return values.sum(1, dtype=torch.float64).to(values.dtype)
+
+    def chain(self, jac: Tensor, jac_betas: Tensor, columns: int, unary: tuple | None, pair: tuple | None) -> None:
+        """Every term on one per-frame quantity f(t) (R rows): unary terms of frame t and
+        pairwise terms on ``f(t) - f(t-1)``, in one product per block.
+
+        Args:
+            jac: (b, T, R, columns) df(t) / d (the first ``columns`` variables of frame t).
+            jac_betas: (b, T, R, 10) df(t) / d betas variables.
+            columns: 72 (pose only) or 75.
+            unary: (residual, gradient weight, curvature weight), each (b, T, R), or None.
+            pair: (residual d_t = f(t) - f(t-1), weight) (b, T, R), stored at t (0 at t = 0
+                and where the pair does not exist), or None.
+
+        A term ``rho(|r|^2)`` with IRLS weight W contributes ``J^T W r`` and ``J^T C J``;
+        the pair terms put ``W_t + W_t+1`` on frame t's diagonal block and ``-J_t^T W_t
+        J_t-1`` below it.
+        """
+        b, T, R = jac.shape[:3]
+        zero = jac.new_zeros(b, T, R)
+        curvature = zero
+        weighted_residual = zero
+        curved_jac = jac * 0  # C J: what multiplies J_t^T in the diagonal block
+        betas_rows = jac_betas * 0  # ... and in the border
+        if unary is not None:
+            residual, weight, curv = unary
+            weighted_residual = weighted_residual + weight * residual
+            if curv.dim() == 5:  # (b, T, R / 2, 2, 2): a 2 x 2 curvature per point
+                curved_jac = (curv @ jac.reshape(b, T, R // 2, 2, -1)).reshape(jac.shape)
+                betas_rows = (curv @ jac_betas.reshape(b, T, R // 2, 2, -1)).reshape(jac_betas.shape)
+                curv = zero
+            else:
+                betas_rows = jac_betas * curv[..., None]
+            curvature = curvature + curv
+        unary_betas_rows = betas_rows
+        if pair is not None:
+            d, w = pair
+            w_next = torch.cat((w[:, 1:], zero[:, :1]), 1)  # W_t+1 at t
+            wd = w * d
+            wd_next = torch.cat((wd[:, 1:], zero[:, :1]), 1)
+            curvature = curvature + w + w_next
+            weighted_residual = weighted_residual + wd - wd_next
+            jb_prev = torch.cat((jac_betas[:, :1] * 0, jac_betas[:, :-1]), 1)
+            jb_next = torch.cat((jac_betas[:, 1:], jac_betas[:, -1:] * 0), 1)
+            betas_rows = betas_rows + (w + w_next)[..., None] * jac_betas \
+                - w[..., None] * jb_prev - w_next[..., None] * jb_next
+        jt = jac.transpose(-1, -2)  # (b, T, c, R)
+        self.diagonal[..., :columns, :columns] += jt @ (jac * curvature[..., None] + curved_jac)
+        self.border[..., :columns, :] += jt @ betas_rows
+        self.gradient[..., :columns] += (jt @ weighted_residual[..., None])[..., 0]
+        if unary is not None:
+            residual, weight, curv = unary
+            self.corner += self.sum_frames(jac_betas.transpose(-1, -2) @ unary_betas_rows)
+            self.gradient_betas += self.sum_frames((jac_betas * (weight * residual)[..., None]).sum(-2))
+        if pair is not None:
+            d, w = pair
+            self.lower[:, 1:, :columns, :columns] -= jt[:, 1:] @ (jac[:, :-1] * w[:, 1:, :, None])
+            change = jac_betas - jb_prev  # (b, T, R, 10), 0-weighted at t = 0
+            change_w = change * w[..., None]
+            self.corner += self.sum_frames(change.transpose(-1, -2) @ change_w)
+            self.gradient_betas += self.sum_frames((change_w * d[..., None]).sum(-2))
+
+    def result(self, energy: Tensor) -> Linearization:
+        return Linearization(energy, self.gradient, self.gradient_betas, self.diagonal, self.lower,
+                             self.border, self.corner)
+
+
+def _keypoint_curvature(residual: Tensor, squared: Tensor, slope: Tensor, config) -> Tensor:
+    """2 x 2 curvature of the reprojection penalty of each keypoint, per unit of 2 lambda c.
+
+    The Hessian of ``phi(|r|)`` is ``phi''(n) u u^T + phi'(n) / n (I - u u^T)`` (u = r / n).
+    IRLS keeps only the second part's weight in both directions; that underestimates the
+    hinge's radial curvature 1 / smoothing just past the margin (the model then promised
+    twice the decrease the steps gave, and the damping grew). Here: the tangential weight
+    is IRLS's ``2 rho'(s)`` (the units of the gradient weight), the radial one
+    ``max(2 rho'(s), phi''(n) / n * ...)``, both floored inside the hinge's margin at the
+    knee's (m + smoothing), so points there cannot move out of the margin for free.
+
+    Args:
+        residual: (b, T, 17, 2) px. squared: (b, T, 17) px^2. slope: (b, T, 17) rho'(s).
+
+    Returns:
+        (b, T, 17, 2, 2).
+    """
+    norm = torch.sqrt(squared.clamp(min=1e-12))
+    if config.reprojection_loss == "hinge":
+        margin, width = config.hinge_margin_px, config.hinge_smoothing_px
+        knee = margin + width
+        inside = (norm / max(margin, 1e-6)).clamp(max=1.0) ** 2  # 0 at the detection, 1 at the margin
+        tangential = torch.where(norm < knee, inside / knee, 2.0 * slope)
+        # radial: phi''(n) = 1 / width in the blend zone (m, m + width), fading to 0 inside
+        radial = torch.where(norm < knee, inside / width, 2.0 * slope)
+    else:
+        delta = config.huber_delta_px
+        tangential = 2.0 * slope
+        radial = torch.where(norm <= delta, torch.full_like(norm, 1.0 / delta), 2.0 * slope)
+    unit = residual / norm[..., None]
+    unit = torch.where((squared > 1e-12)[..., None], unit, torch.tensor([1.0, 0.0], dtype=residual.dtype, device=residual.device))
+    outer = unit[..., :, None] * unit[..., None, :]
+    eye = torch.eye(2, dtype=residual.dtype, device=residual.device)
+    return 0.5 * (radial[..., None, None] * outer + tangential[..., None, None] * (eye - outer))
+
+
+def _slope(penalty: Callable[[Tensor], Tensor], squared: Tensor) -> Tensor:
+    """d penalty / d s, elementwise, for a penalty of the squared norm s (the losses' own code)."""
+    with torch.enable_grad():
+        s = squared.detach().requires_grad_(True)
+        (slope,) = torch.autograd.grad(penalty(s).sum(), s)
+    return slope.detach()
+
+
+class LMProblem:
+    """The energy of a packed batch and its linearisation in the solver's variables.
+
+    Args:
+        packed: :class:`optimize.bundle_adjust.PackedTracks` (decode, scale_ref, betas_scale).
+        body_model: with ``jacobians`` and ``joints_and_keypoints``.
+        prior: GMM prior (``nll``, ``nll_gradient_curvature``) or None.
+        config: the stage's :class:`optimize.config.BAConfig` (weights, caps).
+        gmm_offset: see ``optimize.energy.gmm_nll_offset``.
+        translation_unit: metres per unit of the camera translation variables.
+    """
+
+    def __init__(self, packed, body_model, prior, config, gmm_offset: float, translation_unit: float):
+        self.packed = packed
+        self.body = body_model
+        self.prior = prior
+        self.config = config
+        self.offset = gmm_offset
+        self.translation_unit = translation_unit
+        self._last: tuple[Tensor, TrackBatch] | None = None
+
+    def batch(self, index: Tensor) -> TrackBatch:
+        """The fixed data of the tracks ``index`` (cached for the same index tensor)."""
+        if self._last is None or self._last[0] is not index:
+            self._last = (index, self.packed.batch.select(index))
+        return self._last[1]
+
+    def energy(self, x: Tensor, index: Tensor) -> Tensor:
+        """(b,) E at solver variables x (b, n) (forward only)."""
+        from optimize.bundle_adjust import track_total
+
+        pose, betas, camera = self.packed.decode(x, index)
+        terms = energy_terms(pose, betas, camera, self.batch(index), self.body, self.prior, self.config, self.offset)
+        return track_total(terms.per_frame_total())
+
+    def linearize(self, x: Tensor, index: Tensor) -> Linearization:
+        """E, its gradient and the Gauss-Newton blocks at x (b, n) for the tracks ``index`` (b,)."""
+        from optimize.bundle_adjust import track_total
+
+        config = self.config
+        batch = self.batch(index)
+        pose, betas, camera = self.packed.decode(x, index)
+        b, T = pose.shape[:2]
+        n = b * T
+        jac = self.body.jacobians(pose.reshape(n, NUM_POSE), betas[:, None].expand(b, T, NUM_BETAS).reshape(n, NUM_BETAS))
+        joints = jac["joints"].reshape(b, T, 24, 3)
+        keypoints = jac["keypoints"].reshape(b, T, 17, 3)
+        terms = energy_terms(pose, betas, camera, batch, self.body, self.prior, config, self.offset,
+                             body_outputs=(joints, keypoints))
+        energy = track_total(terms.per_frame_total())
+
+        dtype, device = x.dtype, x.device
+        per_beta = (1.0 / self.packed.betas_scale[index])[:, None, None, None, None]  # d beta / d z
+        unit = (self.translation_unit * self.packed.scale_ref[index])[:, None, None]  # (b, 1, 1) px per variable
+        scale = camera[..., 0][..., None, None, None]  # (b, T, 1, 1, 1) px / m
+
+        # keypoints in pixels: x = s X_xy + t
+        kp_pose = jac["keypoints_pose"].reshape(b, T, 17, 3, NUM_POSE)[..., :2, :]
+        kp2d_frame = torch.zeros(b, T, 17, 2, FRAME, dtype=dtype, device=device)
+        kp2d_frame[..., :NUM_POSE] = scale * kp_pose
+        kp2d_frame[..., NUM_POSE] = camera[..., 0][..., None, None] * keypoints[..., :2]  # d / d log s
+        kp2d_frame[..., 0, NUM_POSE + 1] = unit
+        kp2d_frame[..., 1, NUM_POSE + 2] = unit
+        kp2d_betas = scale * jac["keypoints_betas"].reshape(b, T, 17, 3, NUM_BETAS)[..., :2, :] * per_beta
+        kp2d_frame = kp2d_frame.reshape(b, T, 34, FRAME)
+        kp2d_betas = kp2d_betas.reshape(b, T, 34, NUM_BETAS)
+        joints_pose = jac["joints_pose"].reshape(b, T, 72, NUM_POSE)
+        joints_betas = (jac["joints_betas"].reshape(b, T, 24, 3, NUM_BETAS) * per_beta).reshape(b, T, 72, NUM_BETAS)
+
+        normal = _Normal(b, T, dtype, device)
+        zero = torch.zeros((), dtype=dtype, device=device)
+        present = batch.has_candidate
+        pair_mask = batch.pair_mask
+
+        def rows(values: Tensor, width: int) -> Tensor:
+            """(b, T, K) per point -> (b, T, K * width) per residual row."""
+            return values[..., None].expand(*values.shape, width).reshape(b, T, -1)
+
+        def differences(values: Tensor) -> Tensor:
+            diff = torch.zeros_like(values)
+            diff[:, 1:] = values[:, 1:] - values[:, :-1]
+            return diff
+
+        # ---- terms on the 17 projected keypoints (pixels): E_R and the 2D temporal term
+        unary = pair = None
+        if config.use_reprojection:
+            matched = terms.matched.clamp(min=0)  # (b, T)
+            gather = matched[:, :, None, None, None].expand(b, T, 1, 17, 2)
+            detection = batch.candidates.gather(2, gather)[:, :, 0]  # (b, T, 17, 2)
+            confidence = batch.confidence.gather(2, matched[:, :, None, None].expand(b, T, 1, 17))[:, :, 0]
+            residual = terms.keypoints2d - detection
+            squared = squared_norm(residual)
+            slope = _slope(lambda s: reprojection_penalty(s, config), squared)
+            curvature = _keypoint_curvature(residual, squared, slope, config)  # (b, T, 17, 2, 2)
+            live = (present & (terms.frame_error < config.tau_r_px))[..., None]  # a capped frame is constant
+            factor = torch.where(live, 2.0 * config.w_reprojection * confidence, zero)
+            unary = (residual.reshape(b, T, 34), rows(factor * slope, 2), factor[..., None, None] * curvature)
+        if config.use_temporal and config.w_temporal_2d > 0:
+            diff = differences(terms.keypoints2d)
+            slope = _slope(lambda s: huber(s, config.temporal_2d_delta_px), squared_norm(diff))
+            pair = (diff.reshape(b, T, 34), rows(torch.where(pair_mask[..., None], 2.0 * config.w_temporal_2d * slope, zero), 2))
+        if unary is not None or pair is not None:
+            normal.chain(kp2d_frame, kp2d_betas, FRAME, unary, pair)
+
+        # ---- terms on the 24 joints (metres): the init term and the 3D temporal term
+        unary = pair = None
+        if config.use_prior and config.w_init > 0:
+            per_candidate = init_per_candidate(joints, betas, batch, config)
+            best, chosen = per_candidate.min(-1)
+            live = present & (best < config.tau_i)
+            lam = init_weight(batch, config)
+            lam = lam if isinstance(lam, Tensor) else torch.full((b, 1), lam, dtype=dtype, device=device)
+            target = batch.init_joints.gather(2, chosen[:, :, None, None, None].expand(b, T, 1, 24, 3))[:, :, 0]
+            residual = joints - target
+            slope = _slope(lambda s: huber(s, config.init_delta_m), squared_norm(residual))
+            weight = rows(torch.where(live[..., None], 2.0 * lam[..., None] * slope, zero), 3)
+            unary = (residual.reshape(b, T, 72), weight, weight)
+            # the betas' own residual: beta - beta~ (d / d z = 1 / sqrt(T))
+            target_betas = batch.init_betas.gather(2, chosen[:, :, None, None].expand(b, T, 1, NUM_BETAS))[:, :, 0]
+            residual_betas = betas[:, None] - target_betas  # (b, T, 10)
+            slope = _slope(lambda s: huber(s, config.init_betas_delta), squared_norm(residual_betas))
+            weight_betas = torch.where(live, 2.0 * lam * config.w_init_betas * slope, zero)  # (b, T)
+            per = per_beta[:, :, 0, 0, 0]  # (b, 1)
+            normal.gradient_betas += per * normal.sum_frames(weight_betas[..., None] * residual_betas)
+            eye = torch.eye(NUM_BETAS, dtype=dtype, device=device)
+            normal.corner += (per * per * normal.sum_frames(weight_betas[..., None]))[..., None] * eye
+        if config.use_temporal and config.w_temporal_3d > 0:
+            diff = differences(joints)
+            slope = _slope(lambda s: huber(s, config.temporal_3d_delta_m), squared_norm(diff))
+            pair = (diff.reshape(b, T, 72), rows(torch.where(pair_mask[..., None], 2.0 * config.w_temporal_3d * slope, zero), 3))
+        if unary is not None or pair is not None:
+            normal.chain(joints_pose, joints_betas, NUM_POSE, unary, pair)
+
+        # ---- the camera translation's temporal term (pixels)
+        if config.use_temporal and config.w_temporal_camera > 0:
+            diff = differences(camera[..., 1:])
+            bound = (config.camera_translation_cap * batch.image_width).to(dtype)[:, None]
+            slope = _slope(lambda s: bounded_huber(s, config.temporal_camera_delta_px, bound), squared_norm(diff))
+            weight = torch.where(pair_mask, 2.0 * config.w_temporal_camera * slope, zero)[..., None]  # (b, T, 1)
+            unit2 = unit * unit  # d translation / d variable = u
+            w_next = torch.cat((weight[:, 1:], torch.zeros_like(weight[:, :1])), 1)
+            wd = weight * diff
+            wd_next = torch.cat((wd[:, 1:], torch.zeros_like(wd[:, :1])), 1)
+            cols = torch.arange(NUM_POSE + 1, FRAME, device=device)
+            normal.diagonal[..., cols, cols] += unit2 * (weight + w_next)
+            normal.lower[..., cols, cols] -= unit2 * weight
+            normal.gradient[..., NUM_POSE + 1:] += unit * (wd - wd_next)
+
+        if config.use_prior and config.w_gmm > 0 and self.prior is not None:
+            _, grad, curvature = self.prior.nll_gradient_curvature(pose[..., 3:].reshape(n, NUM_POSE - 3))
+            mask = batch.frame_mask[..., None]
+            normal.gradient[..., 3:NUM_POSE] += torch.where(mask, config.w_gmm * grad.reshape(b, T, -1), zero)
+            normal.diagonal[..., 3:NUM_POSE, 3:NUM_POSE] += torch.where(
+                mask[..., None], config.w_gmm * curvature.reshape(b, T, NUM_POSE - 3, NUM_POSE - 3), zero)
+
+        return normal.result(energy)
+
+
+@dataclass(frozen=True)
+class LMResult:
+    """Per-track outcome (same fields as ``optimize.solver.SolverResult``).
+
+    Attributes:
+        x: (B, n) final variables (the last accepted iterate). f: (B,) E / T there.
+        iterations: (B,) long LM iterations (linear solves, rejected steps included).
+        evaluations: (B,) long linearisations (each one energy + Jacobian evaluation).
+        converged: (B,) bool. diverged: (B,) bool.
+    """
+
+    x: Tensor
+    f: Tensor
+    iterations: Tensor
+    evaluations: Tensor
+    converged: Tensor
+    diverged: Tensor
+
+
+def _frames_view(x: Tensor, T: int) -> tuple[Tensor, Tensor]:
+    return x[:, NUM_BETAS:].reshape(x.shape[0], T, FRAME), x[:, :NUM_BETAS]
+
+
+def levenberg_marquardt(
+    problem: LMProblem,
+    x0: Tensor,
+    settings: LMSettings,
+    is_diverged: Callable[[Tensor], Tensor] | None = None,
+) -> LMResult:
+    """Minimise every track's E from x0 (B, 10 + 75 T) with batched Levenberg-Marquardt.
+
+    Per track: the step solves ``(H + lambda D) d = -g`` (D = diag(H), floored), is
+    accepted when it lowers E, and lambda follows Nielsen's rule (smaller after a good
+    step, doubled-and-growing after a rejected one). A track stops when an accepted step
+    lowers E / T by less than ``ftol``, when its gradient is below ``gtol``, when lambda
+    exceeds ``max_damping`` (no descent left: converged), after ``max_iter`` iterations
+    (not converged), or when its energy or variables stop being finite or bounded
+    (``is_diverged``; diverged). A singular or indefinite system (a degenerate frame) is a
+    rejected step: lambda grows until the damped system is positive definite.
+    """
+    B, size = x0.shape
+    device, dtype = x0.device, x0.dtype
+    T = (size - NUM_BETAS) // FRAME
+    frames_per_track = problem.packed.batch.num_frames.to(dtype)
+    frame_mask_all = problem.packed.batch.frame_mask
+
+    x_all = x0.detach().clone()
+    energy_all = torch.zeros(B, dtype=dtype, device=device)
+    iterations = torch.zeros(B, dtype=torch.long, device=device)
+    evaluations = torch.zeros(B, dtype=torch.long, device=device)
+    converged = torch.zeros(B, dtype=torch.bool, device=device)
+    diverged = torch.zeros(B, dtype=torch.bool, device=device)
+
+    work = torch.arange(B, device=device)
+    with torch.no_grad():
+        lin = problem.linearize(x_all, work)
+    evaluations += 1
+    energy_all = lin.energy.clone()
+    bad = ~torch.isfinite(lin.energy) | ~torch.isfinite(lin.gradient).all((-1, -2)) | ~torch.isfinite(lin.gradient_betas).all(-1)
+    if is_diverged is not None:
+        bad |= is_diverged(x_all)
+    diverged |= bad
+    grad_max = torch.maximum(lin.gradient.abs().amax((-1, -2)), lin.gradient_betas.abs().amax(-1)) / frames_per_track
+    converged |= ~bad & (grad_max <= settings.gtol)
+    active = ~diverged & ~converged
+    damping_all = torch.full((B,), settings.initial_damping, dtype=dtype, device=device)
+    growth_all = torch.full((B,), 2.0, dtype=dtype, device=device)
+
+    x, damping, growth, alive = x_all, damping_all, growth_all, active.clone()
+    done_iterations = 0
+    while done_iterations < settings.max_iter:
+        # a look at the state (the only host synchronisation): drop finished tracks
+        keep = alive.nonzero().squeeze(1)
+        if keep.numel() == 0:
+            break
+        if keep.numel() != work.numel():
+            work, lin, x = work[keep], lin.select(keep), x[keep]
+            damping, growth, alive = damping[keep], growth[keep], alive[keep]
+        frames = frames_per_track[work]
+        frame_mask = frame_mask_all[work]
+        for _ in range(min(settings.check_every, settings.max_iter - done_iterations)):
+            with torch.no_grad():
+                x, lin, damping, growth, alive, stats = _step(
+                    problem, work, x, lin, damping, growth, alive, frames, frame_mask, T, settings, is_diverged)
+            iterations[work] += stats["counted"]
+            evaluations[work] += stats["counted"]
+            converged[work] |= stats["converged"]
+            diverged[work] |= stats["diverged"]
+            x_all[work] = x
+            energy_all[work] = lin.energy
+            done_iterations += 1
+    return LMResult(
+        x=x_all, f=energy_all / frames_per_track, iterations=iterations, evaluations=evaluations,
+        converged=converged & ~diverged, diverged=diverged,
+    )
+
+
+def _step(problem, work, x, lin, damping, growth, alive, frames, frame_mask, T, settings, is_diverged):
+    """One masked LM iteration for the working set (no host synchronisation)."""
+    dtype = x.dtype
+    frame_diag = torch.diagonal(lin.diagonal, dim1=-2, dim2=-1)  # (b, T, 75)
+    betas_diag = torch.diagonal(lin.corner, dim1=-2, dim2=-1)  # (b, 10)
+    real = frame_mask[..., None].to(dtype)
+    mean_diag = ((frame_diag * real).sum((1, 2)) + betas_diag.sum(-1)) / (frames * FRAME + NUM_BETAS)
+    floor = (_DAMPING_FLOOR * mean_diag).clamp(min=torch.finfo(dtype).tiny)[:, None]
+    scale_frames = torch.maximum(frame_diag, floor[..., None])
+    scale_betas = torch.maximum(betas_diag, floor)
+    lam = damping[:, None]
+    solution = solve_bordered_tridiagonal(
+        lin.diagonal + torch.diag_embed(lam[..., None] * scale_frames),
+        lin.lower,
+        lin.border,
+        lin.corner + torch.diag_embed(lam * scale_betas),
+        -lin.gradient,
+        -lin.gradient_betas,
+        frame_mask,
+    )
+    step = torch.cat((solution.y, solution.x.reshape(x.shape[0], -1)), -1)
+    finite_step = solution.ok & torch.isfinite(step).all(-1)
+    step = torch.where(finite_step[:, None], step, torch.zeros_like(step))
+    g = torch.cat((lin.gradient_betas, lin.gradient.reshape(x.shape[0], -1)), -1)
+    d_scale = torch.cat((scale_betas, scale_frames.reshape(x.shape[0], -1)), -1)
+    # predicted decrease of the damped model: (-g.d + lambda d^T D d) / 2
+    predicted = 0.5 * ((-(g * step)).sum(-1, dtype=torch.float64)
+                       + damping.double() * (d_scale * step * step).sum(-1, dtype=torch.float64))
+    trial_x = x + step
+    trial = problem.linearize(trial_x, work)
+    actual = lin.energy.double() - trial.energy.double()
+    trial_bad = ~torch.isfinite(trial.energy) | ~torch.isfinite(trial.gradient).all((-1, -2)) \
+        | ~torch.isfinite(trial.gradient_betas).all(-1)
+    if is_diverged is not None:
+        trial_bad |= is_diverged(trial_x)
+    accept = alive & finite_step & ~trial_bad & (actual > 0)
+    gain = (actual / predicted.clamp(min=1e-300)).to(dtype)
+    shrink = torch.clamp(1.0 - (2.0 * gain - 1.0) ** 3, min=1.0 / 3.0)
+    new_damping = torch.where(accept, damping * shrink, damping * growth)
+    new_growth = torch.where(accept, torch.full_like(growth, 2.0), growth * 2.0)
+    new_x = torch.where(accept[:, None], trial_x, x)
+    new_lin = trial.where(accept, lin)
+    decrease = (actual / frames.double()).to(dtype)
+    grad_max = torch.maximum(new_lin.gradient.abs().amax((-1, -2)), new_lin.gradient_betas.abs().amax(-1)) / frames
+    small = accept & ((decrease < settings.ftol) | (grad_max <= settings.gtol))
+    stuck = alive & ~accept & (new_damping > settings.max_damping)
+    converged = small | stuck
+    counted = alive.long()
+    new_alive = alive & ~converged
+    return (new_x, new_lin, torch.where(alive, new_damping, damping), torch.where(alive, new_growth, growth),
+            new_alive, {"counted": counted, "converged": converged, "diverged": torch.zeros_like(alive)})
