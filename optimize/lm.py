@@ -490,13 +490,28 @@ def levenberg_marquardt(
     )
 
 
-def _step(problem, work, x, lin, damping, growth, alive, frames, frame_mask, T, settings, is_diverged):
-    """One masked LM iteration for the working set (no host synchronisation)."""
-    dtype = x.dtype
+def damped_step(lin: Linearization, damping: Tensor, frame_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The LM step ``(H + lambda D) d = -g`` of every track, by the block solver.
+
+    D is diag(H), floored at ``_DAMPING_FLOOR`` x the track's mean diagonal entry (a frame
+    or variable without curvature still gets damped).
+
+    Args:
+        lin: the linearisation (b tracks, T frames).
+        damping: (b,) lambda.
+        frame_mask: (b, T) real frames.
+
+    Returns:
+        step (b, 10 + 75 T) in the solver's variable order (0 where the solve failed),
+        predicted decrease of E (b,) float64 ``(-g.d + lambda d^T D d) / 2``, ok (b,) bool.
+    """
+    dtype = lin.gradient.dtype
+    b = lin.gradient.shape[0]
     frame_diag = torch.diagonal(lin.diagonal, dim1=-2, dim2=-1)  # (b, T, 75)
     betas_diag = torch.diagonal(lin.corner, dim1=-2, dim2=-1)  # (b, 10)
     real = frame_mask[..., None].to(dtype)
-    mean_diag = ((frame_diag * real).sum((1, 2)) + betas_diag.sum(-1)) / (frames * FRAME + NUM_BETAS)
+    count = frame_mask.sum(-1).to(dtype) * FRAME + NUM_BETAS
+    mean_diag = ((frame_diag * real).sum((1, 2)) + betas_diag.sum(-1)) / count
     floor = (_DAMPING_FLOOR * mean_diag).clamp(min=torch.finfo(dtype).tiny)[:, None]
     scale_frames = torch.maximum(frame_diag, floor[..., None])
     scale_betas = torch.maximum(betas_diag, floor)
@@ -510,14 +525,20 @@ def _step(problem, work, x, lin, damping, growth, alive, frames, frame_mask, T, 
         -lin.gradient_betas,
         frame_mask,
     )
-    step = torch.cat((solution.y, solution.x.reshape(x.shape[0], -1)), -1)
-    finite_step = solution.ok & torch.isfinite(step).all(-1)
-    step = torch.where(finite_step[:, None], step, torch.zeros_like(step))
-    g = torch.cat((lin.gradient_betas, lin.gradient.reshape(x.shape[0], -1)), -1)
-    d_scale = torch.cat((scale_betas, scale_frames.reshape(x.shape[0], -1)), -1)
-    # predicted decrease of the damped model: (-g.d + lambda d^T D d) / 2
+    step = torch.cat((solution.y, solution.x.reshape(b, -1)), -1)
+    ok = solution.ok & torch.isfinite(step).all(-1)
+    step = torch.where(ok[:, None], step, torch.zeros_like(step))
+    g = torch.cat((lin.gradient_betas, lin.gradient.reshape(b, -1)), -1)
+    d_scale = torch.cat((scale_betas, scale_frames.reshape(b, -1)), -1)
     predicted = 0.5 * ((-(g * step)).sum(-1, dtype=torch.float64)
                        + damping.double() * (d_scale * step * step).sum(-1, dtype=torch.float64))
+    return step, predicted, ok
+
+
+def _step(problem, work, x, lin, damping, growth, alive, frames, frame_mask, T, settings, is_diverged):
+    """One masked LM iteration for the working set (no host synchronisation)."""
+    dtype = x.dtype
+    step, predicted, finite_step = damped_step(lin, damping, frame_mask)
     trial_x = x + step
     trial = problem.linearize(trial_x, work)
     actual = lin.energy.double() - trial.energy.double()
