@@ -151,6 +151,13 @@ def _left_jacobian_so3(axis_angle: Tensor) -> Tensor:
     return eye + first * k + second * (k @ k)
 
 
+def _cross_columns(vector: Tensor, matrix: Tensor) -> Tensor:
+    """``[v]_x M``: v x (each column of M). vector (..., 3), matrix (..., 3, C) -> (..., 3, C)."""
+    vx, vy, vz = (vector[..., i, None] for i in range(3))
+    mx, my, mz = matrix.unbind(-2)
+    return torch.stack((vy * mz - vz * my, vz * mx - vx * mz, vx * my - vy * mx), dim=-2)
+
+
 class _BroadcastRows(torch.autograd.Function):
     """``x.expand(shape)`` whose backward sums the broadcast axes in float64.
 
@@ -524,8 +531,13 @@ class BodyModel(nn.Module):
             blocks = -skew(lever) @ gain[:, None]  # (N, P, 24, 3, 3)
             return blocks.permute(0, 1, 3, 2, 4).reshape(n, points.shape[1], 3, 72)
 
-        one_hot = torch.eye(24, dtype=pose.dtype, device=pose.device)
-        joints_pose = rigid(world_pos[:, :, None].expand(n, 24, 24, 3), one_hot)
+        # joints: dp_j / d theta_a = [p_a - p_j]_x G_a for a at or above j, i.e.
+        # [p_a]_x G_a - [p_j]_x G_a: two cross products with the columns of G (no 3 x 3
+        # product per (joint, ancestor) pair)
+        columns = gain.permute(0, 2, 1, 3).reshape(n, 1, 3, 72)  # (N, 1, xyz, (a, k))
+        own = _cross_columns(world_pos, gain).permute(0, 2, 1, 3).reshape(n, 1, 3, 72)  # [p_a]_x G_a
+        carried_by = ancestors.repeat_interleave(3, dim=1)[None, :, None, :]  # (1, 24 j, 1, 72)
+        joints_pose = (own - _cross_columns(world_pos, columns)) * carried_by  # (N, 24, 3, 72)
         # rest joints: p_j = sum over a above or at j of W_parent(a) (S_a - S_parent(a)) beta + ...
         shape_step = self.joint_shapedirs - self.joint_shapedirs[self.fk_parent] * self.fk_has_parent[..., None]
         steps = parent_rot @ shape_step  # (N, 24, 3, 10)

@@ -152,8 +152,8 @@ class _Normal:
             residual, weight, curv = unary
             weighted_residual = weighted_residual + weight * residual
             if curv.dim() == 5:  # (b, T, R / 2, 2, 2): a 2 x 2 curvature per point
-                curved_jac = (curv @ jac.reshape(b, T, R // 2, 2, -1)).reshape(jac.shape)
-                betas_rows = (curv @ jac_betas.reshape(b, T, R // 2, 2, -1)).reshape(jac_betas.shape)
+                curved_jac = _times_2x2(curv, jac)
+                betas_rows = _times_2x2(curv, jac_betas)
                 curv = zero
             else:
                 betas_rows = jac_betas * curv[..., None]
@@ -189,6 +189,18 @@ class _Normal:
     def result(self, energy: Tensor) -> Linearization:
         return Linearization(energy, self.gradient, self.gradient_betas, self.diagonal, self.lower,
                              self.border, self.corner)
+
+
+def _times_2x2(blocks: Tensor, rows: Tensor) -> Tensor:
+    """Each pair of rows times its 2 x 2 block (elementwise: a batched 2 x 2 matmul is slow).
+
+    blocks (b, T, K, 2, 2), rows (b, T, 2 K, C) -> (b, T, 2 K, C).
+    """
+    pairs = rows.reshape(*rows.shape[:2], -1, 2, rows.shape[-1])
+    x, y = pairs[..., 0, :], pairs[..., 1, :]
+    out = torch.stack((blocks[..., 0, 0, None] * x + blocks[..., 0, 1, None] * y,
+                       blocks[..., 1, 0, None] * x + blocks[..., 1, 1, None] * y), dim=-2)
+    return out.reshape(rows.shape)
 
 
 def _keypoint_curvature(residual: Tensor, squared: Tensor, slope: Tensor, config) -> Tensor:
