@@ -331,8 +331,32 @@ def plot_inlier_fraction(tracks: pa.Table, min_fraction: float | None) -> bytes:
     return _png(fig)
 
 
-def plot_iterations(tracks: pa.Table) -> bytes:
-    """Histogram of L-BFGS iterations per track (converged vs not)."""
+SOLVER_NAMES = {"batched": "L-BFGS", "lm": "Levenberg-Marquardt", "summed": "L-BFGS (summed)",
+                "per_track": "L-BFGS (per track)"}
+
+
+def _iteration_limit(meta) -> tuple[str | None, int | None]:
+    """The run's solver and its iterations limit per track over all stages (None: unknown)."""
+    from optimize.config import BAConfig
+
+    solver = _config_value(meta, "bundle_adjust", "solver")
+    solver = solver if isinstance(solver, str) else BAConfig().solver
+    schedule = _config_value(meta, "bundle_adjust", "tau_r_schedule")
+    stages = len(schedule) if isinstance(schedule, (list, tuple)) else len(BAConfig().tau_r_schedule)
+    key = "lm_max_iter" if solver == "lm" else "max_iter"
+    per_stage = _config_value(meta, "bundle_adjust", key)
+    per_stage = per_stage if isinstance(per_stage, int) else getattr(BAConfig(), key)
+    return solver, per_stage * stages
+
+
+def plot_iterations(tracks: pa.Table, solver: str | None = None, cap: int | None = None) -> bytes:
+    """Histogram of solver iterations per track (converged vs stopped at the limit).
+
+    Args:
+        tracks: the tracks/ table (``iterations``, ``converged``).
+        solver: ``BAConfig.solver`` of the run (names the axis), None if unknown.
+        cap: the iteration limit per track (all stages), drawn as a line, None if unknown.
+    """
     title = "Bundle-adjustment iterations"
     iterations = _np(tracks, "iterations").astype(np.float64)
     if iterations.size == 0:
@@ -343,7 +367,9 @@ def plot_iterations(tracks: pa.Table) -> bytes:
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     ax.hist([iterations[converged], iterations[~converged]], bins=np.linspace(0, top + 1, 25), stacked=True,
             color=["#2166ac", "#f4a582"], label=[f"converged ({int(converged.sum())})", f"stopped at the limit ({int((~converged).sum())})"])
-    ax.set_xlabel("L-BFGS iterations")
+    if cap is not None:
+        ax.axvline(cap, color="#d73027", linestyle="--", label=f"limit {cap}")
+    ax.set_xlabel(f"{SOLVER_NAMES.get(solver or '', 'solver')} iterations")
     ax.set_ylabel("tracks")
     ax.set_title(f"{title} (median {np.median(iterations):.0f})")
     ax.legend(frameon=False)
@@ -457,6 +483,7 @@ def render_report(summary: RunSummary, config: ReportConfig = ReportConfig(), bo
     tau_r = _config_value(meta, "bundle_adjust", "tau_r_px")
     tau_r = float(tau_r) if isinstance(tau_r, (int, float)) else 50.0
     min_fraction = _config_value(meta, "selection", "min_inlier_fraction")
+    solver, iteration_cap = _iteration_limit(meta)
     parts = [f"<h1>vid2mesh dataset report</h1><p class='meta'>{html.escape(summary.output if '://' in summary.output else os.path.abspath(summary.output))}<br>"
              f"schema {html.escape(str(meta.get(schema.KEY_SCHEMA_VERSION, '?')))} &middot; "
              f"{html.escape(str(meta.get(schema.KEY_CODE_VERSION, '')))} &middot; body model "
@@ -499,7 +526,8 @@ def render_report(summary: RunSummary, config: ReportConfig = ReportConfig(), bo
         (plot_reprojection_cdf(summary.frames, tau_r), "Reprojection-error CDF of frames/ rows"),
         (plot_inlier_fraction(summary.tracks, float(min_fraction) if isinstance(min_fraction, (int, float)) else None),
          "Inlier fraction per fitted track"),
-        (plot_iterations(summary.tracks), "L-BFGS iterations per track"),
+        (plot_iterations(summary.tracks, solver, iteration_cap),
+         f"{SOLVER_NAMES.get(solver or '', 'Solver')} iterations per track (all continuation stages)"),
         (plot_labels(summary.tracks, summary.rejected), "Kept clips per label"),
     ]
     parts += [f"<figure>{_img(png, caption)}<figcaption>{html.escape(caption)}</figcaption></figure>" for png, caption in plots]
