@@ -230,12 +230,15 @@ def _cyclic_forward(diagonal: Tensor, lower: Tensor, rhs: Tensor) -> tuple[_Cycl
         K, E = count // 2, (count + 1) // 2  # odd and even frames
         factors, info = torch.linalg.cholesky_ex(diagonal[:, 1::2])
         bad = bad | (info != 0).any(1)
-        # [A[o, e] | A[o, f] | rhs_o] for every odd frame o (A[o, f] = A[f, o]^T = 0 past the end)
-        stacked = diagonal.new_zeros(B, K, n, 2 * n + k)
-        stacked[..., :n] = lower[:, 1::2]
-        stacked[:, : E - 1, :, n : 2 * n] = lower[:, 2::2].transpose(-1, -2)
-        stacked[..., 2 * n :] = rhs[:, 1::2]
-        solved = torch.linalg.solve_triangular(factors, stacked, upper=False)
+        # [A[o, e] | A[o, f] | rhs_o]^T for every odd frame o (A[o, f] = A[f, o]^T = 0 past the
+        # end), solved from the right: W^T F^T = stacked^T
+        stacked = diagonal.new_empty(B, K, 2 * n + k, n)
+        stacked[:, :, :n] = lower[:, 1::2].transpose(-1, -2)
+        stacked[:, : E - 1, n : 2 * n] = lower[:, 2::2]
+        stacked[:, E - 1 :, n : 2 * n] = 0
+        stacked[:, :, 2 * n :] = rhs[:, 1::2].transpose(-1, -2)
+        solved = torch.linalg.solve_triangular(factors.transpose(-1, -2), stacked, upper=True, left=False)
+        solved = solved.transpose(-1, -2)  # W = F^-1 [A[o, e] | A[o, f] | rhs_o]: (B, K, n, 2n + k)
         products = solved[..., : 2 * n].transpose(-1, -2) @ solved  # (B, K, 2n, 2n + k)
         gram = gram + _gram(solved[..., 2 * n :])
         new_diagonal = diagonal[:, 0::2].clone()
