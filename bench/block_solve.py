@@ -63,6 +63,10 @@ def random_system(B: int, T: int, n: int, m: int, dtype: torch.dtype, device: st
     flat = shared.reshape(B, T * k, m)
     corner = flat.transpose(-1, -2) @ flat + 0.1 * torch.eye(m, dtype=dtype, device=device)
     del current, previous, shared, flat
+    # exactly symmetric (a product computed in floating point need not be): the solvers
+    # read one triangle, the residual reads both
+    diagonal = 0.5 * (diagonal + diagonal.transpose(-1, -2))
+    corner = 0.5 * (corner + corner.transpose(-1, -2))
     return diagonal, lower, border, corner, randn(B, T, n), randn(B, m)
 
 

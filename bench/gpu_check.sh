@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Every GPU figure of the project in one prepared run, under 5 minutes on an H100/H200-class GPU.
+# Every GPU figure of the project in one prepared run, about 5 minutes on an H100/H200-class GPU.
 #
 #   bash bench/gpu_check.sh [OUT_DIR]      # default OUT_DIR: $OUT, else ./gpu_check_out
 #
-# Runs, each under its own time limit (the limits add up to 290 s):
+# Runs, each under its own time limit (the limits add up to 320 s):
 #   standin      generates the stand-in body model and prior once (CPU)               30 s
 #   body_model   fast joints path vs smplx on the GPU (batch 250, fwd + bwd)          40 s
 #   ba_speed     bundle adjustment, production BAConfig, 64 tracks x 250 frames,
 #                naive reference on 1 track, t1000/t250 and a 1,175-frame track     140 s
 #                (target of issue 14: >= 10,000 frames/s for 64 x 250)
 #   ba_accuracy  held-out accuracy table on the GPU (must match the CPU figures)      80 s
+#   block_solve  bordered block-tridiagonal solve, 64 x 250 frames, float32: first
+#                sweep vs sweep vs cyclic reduction (the default off the CPU)          30 s
 # Each writes OUT_DIR/<name>.log and its JSON last line to OUT_DIR/<name>.json; the summary
 # (one line per benchmark with its exit status) goes to stdout and OUT_DIR/summary.txt.
 # Needs a Python with the project's dependencies ($PYTHON, default: python) run from the
@@ -44,3 +46,4 @@ echo "standin: exit $? in $((SECONDS - start)) s (limit 30 s)" | tee -a "$summar
 run body_model 40 bench.body_model --device cuda --quick --cache-dir "$VID2MESH_STANDIN_DIR"
 run ba_speed 140 bench.ba_speed --device cuda --tracks 64 --frames 250 --baseline-tracks 1 --threads 0
 run ba_accuracy 80 bench.ba_accuracy --device cuda
+run block_solve 30 bench.block_solve --device cuda --tracks 64 --frames 250 --dtype float32 --repeat 3
