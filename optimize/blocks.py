@@ -16,12 +16,12 @@ border, ``S = C - E^T A^-1 E = C - q_E^T q_E``, then one backward pass with a si
 column, ``x = L^-T (q_r - q_E y)``. Two orderings of the same factorisation:
 
 * ``"sweep"`` (block Thomas): T sequential steps batched over tracks, the fewest flops;
-  the CPU default (about twice as fast as the first implementation, which ran two
-  triangular solves per step and a backward pass on m + 1 columns; see
+  the CPU default (about twice as fast as the first implementation, which ran three
+  triangular solves per frame and a backward pass on m + 1 columns; see
   ``bench.block_solve`` and docs/bundle_adjustment.md).
 * ``"cyclic"`` (block cyclic reduction): ceil(log2 T) levels, each batched over all the
-  frames it eliminates; about 3x the flops of the sweep (slower on a CPU) but a few
-  dozen kernels per solve instead of ~10 per frame, the default on other devices.
+  frames it eliminates; about 3x the flops of the sweep (slower on a CPU) but about 30
+  kernels per level instead of about 10 per frame, the default on other devices.
 
 Everything stays on the device: no host synchronisation, no branching on tensor values;
 a failed factorisation is reported per system as a mask, never raised, and a failed
@@ -212,7 +212,8 @@ class _CyclicFactor:
     def backward(self, weights: Tensor) -> Tensor:
         """Solve ``L^T x = q @ weights`` (weights (B, k)), from the root back to level 0."""
         w = weights[:, :, None]
-        x = torch.linalg.solve_triangular(self.root_factor.transpose(-1, -2), self.root_forward @ w, upper=True)[:, None]
+        x = torch.linalg.solve_triangular(self.root_factor.transpose(-1, -2), self.root_forward @ w, upper=True)
+        x = x[:, None]  # (B, 1, n, 1)
         for factors, solved, count in reversed(self.levels):
             B, K, n, _ = factors.shape
             evens = x  # (B, E, n, 1), E = count - K
