@@ -3,15 +3,17 @@
 #
 #   bash bench/gpu_check.sh [OUT_DIR]      # default OUT_DIR: $OUT, else ./gpu_check_out
 #
-# Runs, each under its own time limit (the limits add up to 290 s):
+# Runs, each under its own time limit (the limits add up to 300 s):
 #   standin         generates the stand-in body model and prior once (CPU)            20 s
 #   body_model      fast joints path vs smplx on the GPU (batch 250, fwd + bwd)       30 s
 #   ba_speed        bundle adjustment, production BAConfig, both solvers (L-BFGS
 #                   "batched" and LM "lm") on the same 64 tracks x 250 frames, naive
-#                   reference on 1 track, t1000/t250 and a 1,175-frame track each   150 s
+#                   reference on 1 track, t1000/t250 and a 1,175-frame track each   140 s
 #                   (targets of issue 14: >= 10,000 frames/s for 64 x 250; LM >= 5x L-BFGS)
 #   ba_accuracy     held-out accuracy table on the GPU, L-BFGS (must match the CPU)   45 s
 #   ba_accuracy_lm  the same table with the LM solver (--solver lm)                   45 s
+#   block_solve     bordered block-tridiagonal solve, 64 x 250 frames, float32: first
+#                   sweep vs sweep vs cyclic reduction (the default off the CPU)      20 s
 # Each writes OUT_DIR/<name>.log and its JSON last line to OUT_DIR/<name>.json; the summary
 # (one line per benchmark with its exit status) goes to stdout and OUT_DIR/summary.txt.
 # Needs a Python with the project's dependencies ($PYTHON, default: python) run from the
@@ -44,6 +46,7 @@ timeout 20 "$PY" -c 'import sys; from models.standin import ensure_standin; ensu
   > "$OUT_DIR/standin.log" 2>&1
 echo "standin: exit $? in $((SECONDS - start)) s (limit 20 s)" | tee -a "$summary"
 run body_model 30 bench.body_model --device cuda --quick --cache-dir "$VID2MESH_STANDIN_DIR"
-run ba_speed 150 bench.ba_speed --device cuda --solvers batched,lm --tracks 64 --frames 250 --baseline-tracks 1 --threads 0
+run ba_speed 140 bench.ba_speed --device cuda --solvers batched,lm --tracks 64 --frames 250 --baseline-tracks 1 --threads 0
 run ba_accuracy 45 bench.ba_accuracy --device cuda --solver batched
 run ba_accuracy_lm 45 bench.ba_accuracy --device cuda --solver lm
+run block_solve 20 bench.block_solve --device cuda --tracks 64 --frames 250 --dtype float32 --repeat 3
