@@ -171,9 +171,11 @@ class _Normal:
             betas_rows = betas_rows + (w + w_next)[..., None] * jac_betas \
                 - w[..., None] * jb_prev - w_next[..., None] * jb_next
         jt = jac.transpose(-1, -2)  # (b, T, c, R)
-        self.diagonal[..., :columns, :columns] += jt @ (jac * curvature[..., None] + curved_jac)
-        self.border[..., :columns, :] += jt @ betas_rows
-        self.gradient[..., :columns] += (jt @ weighted_residual[..., None])[..., 0]
+        # one product for the diagonal block, the border and the gradient: J^T [C J, B, W r]
+        fused = jt @ torch.cat((jac * curvature[..., None] + curved_jac, betas_rows, weighted_residual[..., None]), -1)
+        self.diagonal[..., :columns, :columns] += fused[..., :columns]
+        self.border[..., :columns, :] += fused[..., columns:columns + NUM_BETAS]
+        self.gradient[..., :columns] += fused[..., -1]
         if unary is not None:
             residual, weight, curv = unary
             self.corner += self.sum_frames(jac_betas.transpose(-1, -2) @ unary_betas_rows)
