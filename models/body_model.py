@@ -166,10 +166,20 @@ class _BroadcastRows(torch.autograd.Function):
     which would make a track's fit depend on the longest track of its batch.
     """
 
+    generate_vmap_rule = True  # usable under torch.func (vmap, jacrev): bench.lm_jacobians
+
     @staticmethod
-    def forward(ctx, x: Tensor, shape: tuple[int, ...]) -> Tensor:
-        ctx.input_shape = x.shape
+    def forward(x: Tensor, shape: tuple[int, ...]) -> Tensor:
         return x.expand(shape)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.input_shape = inputs[0].shape
+        ctx.output_shape = output.shape
+
+    @staticmethod
+    def jvp(ctx, tangent: Tensor, _shape) -> Tensor:
+        return tangent.expand(ctx.output_shape)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
