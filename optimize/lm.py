@@ -572,8 +572,11 @@ def _step(problem, work, x, lin, damping, growth, alive, frames, frame_mask, T, 
     grad_max = torch.maximum(new_lin.gradient.abs().amax((-1, -2)), new_lin.gradient_betas.abs().amax(-1)) / frames
     small = accept & ((decrease < settings.ftol) | (grad_max <= settings.gtol))
     stuck = alive & ~accept & (new_damping > settings.max_damping)
-    converged = small | stuck
+    # no descent left at any damping: converged, unless even the heavily damped system
+    # could not be solved (non-finite normal equations): diverged
+    broken = stuck & ~finite_step
+    converged = small | (stuck & ~broken)
     counted = alive.long()
-    new_alive = alive & ~converged
+    new_alive = alive & ~converged & ~broken
     return (new_x, new_lin, torch.where(alive, new_damping, damping), torch.where(alive, new_growth, growth),
-            new_alive, {"counted": counted, "converged": converged, "diverged": torch.zeros_like(alive)})
+            new_alive, {"counted": counted, "converged": converged, "diverged": broken})
