@@ -189,3 +189,15 @@ def test_a_fit_hardly_depends_on_its_batch(body_model, prior):
     assert alone.status == batched.status == "ok"
     assert batched.energies["total"] == pytest.approx(alone.energies["total"], rel=1e-4)
     assert np.abs(batched.joints3d - alone.joints3d).max() < 2e-3
+
+
+def test_gpu_style_loop_with_few_host_looks_gives_the_same_fits(body_model, prior):
+    """``lm_check_every`` > 1 (the GPU setting: the driver looks at the tracks' state only
+    every k iterations, finished tracks ride along masked) changes no fit."""
+    problems = [make_track(body_model, m, n, seed=s).problem for m, n, s in (("walking", 9, 50), ("waving", 6, 51))]
+    every = bundle_adjust(problems, body_model, prior, BAConfig(solver="lm", lm_check_every=1))
+    rarely = bundle_adjust(problems, body_model, prior, BAConfig(solver="lm", lm_check_every=7))
+    for a, b in zip(every, rarely):
+        assert a.status == b.status == "ok"
+        assert a.iterations == b.iterations and a.converged == b.converged
+        assert np.array_equal(a.pose, b.pose) and a.energies == b.energies
