@@ -288,7 +288,10 @@ def bundle_adjust(
             jobs.append(_Job(i, part, start, factor, scale, _to_solver_units(part, factor, config), None))
     todo = [j for j, job in enumerate(jobs) if job.fit is None]
     solver_problems = [jobs[j].solver_problem for j in todo]
-    for group in _length_batches(solver_problems, config.max_batch_frames):
+    batch_frames = config.max_batch_frames
+    if config.solver == "lm":
+        batch_frames = min(batch_frames, config.lm_max_batch_frames)
+    for group in _length_batches(solver_problems, batch_frames):
         members = [todo[g] for g in group]
         batch = [jobs[j].solver_problem for j in members]
         for j, fit in zip(members, _solve_batch(batch, body, gmm, offset, config, device)):

@@ -201,3 +201,23 @@ def test_gpu_style_loop_with_few_host_looks_gives_the_same_fits(body_model, prio
         assert a.status == b.status == "ok"
         assert a.iterations == b.iterations and a.converged == b.converged
         assert np.array_equal(a.pose, b.pose) and a.energies == b.energies
+
+
+def test_lm_batches_are_capped_by_lm_max_batch_frames(body_model, prior, monkeypatch):
+    """LM holds ~270 KB per frame: its solver calls take at most lm_max_batch_frames padded
+    frames (a longer single track still goes whole)."""
+    import optimize.bundle_adjust as ba
+
+    sizes = []
+    real = ba._solve_batch
+
+    def recording(problems, *args, **kwargs):
+        sizes.append(sum(p.num_frames for p in problems))
+        return real(problems, *args, **kwargs)
+
+    monkeypatch.setattr(ba, "_solve_batch", recording)
+    problems = [make_track(body_model, "walking", 6, seed=s).problem for s in (60, 61, 62)]
+    problems.append(make_track(body_model, "walking", 15, seed=63).problem)
+    fits = ba.bundle_adjust(problems, body_model, prior, BAConfig(solver="lm", lm_max_batch_frames=12, lm_max_iter=2))
+    assert [f.status for f in fits] == ["ok"] * 4
+    assert sorted(sizes) == [6, 12, 15]
