@@ -337,6 +337,21 @@ def _pieces(problem: TrackProblem, cuts: list[int]) -> list[tuple[TrackProblem, 
     return out
 
 
+def in_solver_units(problem: TrackProblem, config: BAConfig) -> TrackProblem:
+    """The problem as :func:`bundle_adjust` hands it to the solver (``config.units``, skipped
+    frames without candidates; no identity-switch split), for a reference solver that must
+    minimise the same objective (``bench.ba_speed``'s naive reference).
+
+    Raises:
+        ValueError: the problem has no valid person scale (see :func:`bundle_adjust`).
+    """
+    scale = track_scale(problem.init_camera, problem.selected, problem.keypoints)
+    if scale is None or not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"TrackProblem {problem.clip_id}#{problem.track_id} has no valid person scale")
+    factor = config.reference_height_px / (REFERENCE_BODY_HEIGHT_M * scale) if config.units == "relative" else 1.0
+    return _to_solver_units(problem, factor, config)
+
+
 def _to_solver_units(problem: TrackProblem, factor: float, config: BAConfig) -> TrackProblem:
     """The problem in solver units: pixel values x ``factor``; skipped frames without candidates."""
     candidates = np.array(problem.candidates, dtype=np.float32, copy=True)
