@@ -36,7 +36,7 @@ from torch import Tensor
 
 from optimize.config import REFERENCE_BODY_HEIGHT_M, BAConfig
 from optimize.lm import LMProblem, LMSettings, levenberg_marquardt
-from optimize.energy import TERM_NAMES, TrackBatch, energy_terms, gmm_nll_offset, reprojection_penalty
+from optimize.energy import TERM_NAMES, TrackBatch, energy_terms, gmm_nll_offset, reprojection_penalty, track_total
 from optimize.problem import NUM_BETAS, NUM_CAMERA, NUM_POSE, TrackFit, TrackProblem
 from optimize.selection import (
     detection_inliers, e_norm, identity_switches, inlier_frames, keypoint_error_px, per_frame_energy,
@@ -442,17 +442,6 @@ def _length_batches(problems: list[TrackProblem], max_batch_frames: int,
         groups.append([i])
         real = frames
     return groups
-
-
-def track_total(per_frame: Tensor) -> Tensor:
-    """Per-track sum over frames, (b, T) -> (b,), independent of the padding.
-
-    A float32 sum's rounding depends on the row length, i.e. on the longest track of the
-    batch; summing the same float32 values in float64 and rounding back gives the same
-    value whatever the padding (padded frames hold exact zeros), so a track's objective,
-    and with it every solver decision, does not depend on its batch.
-    """
-    return per_frame.sum(-1, dtype=torch.float64).to(per_frame.dtype)
 
 
 def make_objective(packed: PackedTracks, body_model, prior, config: BAConfig, gmm_offset: float):

@@ -230,6 +230,17 @@ def gmm_energy(pose: Tensor, prior, offset: float, frame_mask: Tensor, config: B
     return torch.where(frame_mask, config.w_gmm * nll, torch.zeros_like(nll))
 
 
+def track_total(per_frame: Tensor) -> Tensor:
+    """Per-track sum over frames, (b, T) -> (b,), independent of the padding.
+
+    A float32 sum's rounding depends on the row length, i.e. on the longest track of the
+    batch; summing the same float32 values in float64 and rounding back gives the same
+    value whatever the padding (padded frames hold exact zeros), so a track's objective,
+    and with it every solver decision, does not depend on its batch.
+    """
+    return per_frame.sum(-1, dtype=torch.float64).to(per_frame.dtype)
+
+
 @dataclass(frozen=True)
 class EnergyTerms:
     """Per-frame energies and the quantities they were computed from.

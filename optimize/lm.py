@@ -44,12 +44,13 @@ import torch
 from torch import Tensor
 
 from optimize.blocks import solve_bordered_tridiagonal
-from optimize.energy import TrackBatch, energy_terms, init_per_candidate, init_weight, reprojection_penalty
+from optimize.energy import (
+    TrackBatch, energy_terms, init_per_candidate, init_weight, reprojection_penalty, track_total,
+)
 from optimize.losses import bounded_huber, huber, squared_norm
+from optimize.problem import NUM_BETAS, NUM_CAMERA, NUM_POSE
 
-NUM_BETAS = 10
-NUM_POSE = 72
-FRAME = 75  # pose 72 + camera (log s, tx / u, ty / u)
+FRAME = NUM_POSE + NUM_CAMERA  # 75 variables per frame: pose, camera (log s, tx / u, ty / u)
 _DAMPING_FLOOR = 1e-6  # relative to the track's mean diagonal entry
 
 
@@ -209,13 +210,15 @@ def _times_2x2(blocks: Tensor, rows: Tensor) -> Tensor:
 def _keypoint_curvature(residual: Tensor, squared: Tensor, slope: Tensor, config) -> Tensor:
     """2 x 2 curvature of the reprojection penalty of each keypoint, per unit of 2 lambda c.
 
-    The Hessian of ``phi(|r|)`` is ``phi''(n) u u^T + phi'(n) / n (I - u u^T)`` (u = r / n).
-    IRLS keeps only the second part's weight in both directions; that underestimates the
-    hinge's radial curvature 1 / smoothing just past the margin (the model then promised
-    twice the decrease the steps gave, and the damping grew). Here: the tangential weight
-    is IRLS's ``2 rho'(s)`` (the units of the gradient weight), the radial one
-    ``max(2 rho'(s), phi''(n) / n * ...)``, both floored inside the hinge's margin at the
-    knee's (m + smoothing), so points there cannot move out of the margin for free.
+    The Hessian of ``phi(|r|)`` (``phi(n) = rho(n^2)``) is ``phi''(n) u u^T + phi'(n) / n
+    (I - u u^T)``, u = r / n. IRLS keeps ``phi'(n) / n`` in both directions; that misses the
+    hinge's radial curvature ``1 / smoothing`` in its blend zone just past the margin (the
+    model then promised about twice the decrease the steps gave, and the damping grew).
+    Here: radial ``phi''(n)`` in the hinge's blend zone and in Huber's quadratic zone, IRLS's
+    ``phi'(n) / n`` (an over-estimate, safe) in the L1 tail, tangential ``phi'(n) / n``;
+    inside the hinge's margin (where the penalty is flat) both fade from the blend zone's
+    values at the margin to 0 at the detection, so a keypoint there cannot be moved out of
+    the margin for free.
 
     Args:
         residual: (b, T, 17, 2) px. squared: (b, T, 17) px^2. slope: (b, T, 17) rho'(s).
@@ -279,16 +282,12 @@ class LMProblem:
 
     def energy(self, x: Tensor, index: Tensor) -> Tensor:
         """(b,) E at solver variables x (b, n) (forward only)."""
-        from optimize.bundle_adjust import track_total
-
         pose, betas, camera = self.packed.decode(x, index)
         terms = energy_terms(pose, betas, camera, self.batch(index), self.body, self.prior, self.config, self.offset)
         return track_total(terms.per_frame_total())
 
     def linearize(self, x: Tensor, index: Tensor) -> Linearization:
         """E, its gradient and the Gauss-Newton blocks at x (b, n) for the tracks ``index`` (b,)."""
-        from optimize.bundle_adjust import track_total
-
         config = self.config
         batch = self.batch(index)
         pose, betas, camera = self.packed.decode(x, index)
