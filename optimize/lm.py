@@ -49,6 +49,7 @@ from optimize.energy import (
 )
 from optimize.losses import bounded_huber, huber, squared_norm
 from optimize.problem import NUM_BETAS, NUM_CAMERA, NUM_POSE
+from optimize.solver import SolverResult
 
 FRAME = NUM_POSE + NUM_CAMERA  # 75 variables per frame: pose, camera (log s, tx / u, ty / u)
 _DAMPING_FLOOR = 1e-6  # relative to the track's mean diagonal entry
@@ -407,35 +408,12 @@ class LMProblem:
         return normal.result(energy)
 
 
-@dataclass(frozen=True)
-class LMResult:
-    """Per-track outcome (same fields as ``optimize.solver.SolverResult``).
-
-    Attributes:
-        x: (B, n) final variables (the last accepted iterate). f: (B,) E / T there.
-        iterations: (B,) long LM iterations (linear solves, rejected steps included).
-        evaluations: (B,) long linearisations (each one energy + Jacobian evaluation).
-        converged: (B,) bool. diverged: (B,) bool.
-    """
-
-    x: Tensor
-    f: Tensor
-    iterations: Tensor
-    evaluations: Tensor
-    converged: Tensor
-    diverged: Tensor
-
-
-def _frames_view(x: Tensor, T: int) -> tuple[Tensor, Tensor]:
-    return x[:, NUM_BETAS:].reshape(x.shape[0], T, FRAME), x[:, :NUM_BETAS]
-
-
 def levenberg_marquardt(
     problem: LMProblem,
     x0: Tensor,
     settings: LMSettings,
     is_diverged: Callable[[Tensor], Tensor] | None = None,
-) -> LMResult:
+) -> SolverResult:
     """Minimise every track's E from x0 (B, 10 + 75 T) with batched Levenberg-Marquardt.
 
     Per track: the step solves ``(H + lambda D) d = -g`` (D = diag(H), floored), is
@@ -446,10 +424,13 @@ def levenberg_marquardt(
     (not converged), or when its energy or variables stop being finite or bounded
     (``is_diverged``; diverged). A singular or indefinite system (a degenerate frame) is a
     rejected step: lambda grows until the damped system is positive definite.
+
+    Returns:
+        :class:`optimize.solver.SolverResult`: ``f`` is E / T, ``iterations`` counts linear
+        solves (rejected steps included), ``evaluations`` linearisations.
     """
-    B, size = x0.shape
+    B = x0.shape[0]
     device, dtype = x0.device, x0.dtype
-    T = (size - NUM_BETAS) // FRAME
     frames_per_track = problem.packed.batch.num_frames.to(dtype)
     frame_mask_all = problem.packed.batch.frame_mask
 
@@ -490,7 +471,7 @@ def levenberg_marquardt(
         for _ in range(min(settings.check_every, settings.max_iter - done_iterations)):
             with torch.no_grad():
                 x, lin, damping, growth, alive, stats = _step(
-                    problem, work, x, lin, damping, growth, alive, frames, frame_mask, T, settings, is_diverged)
+                    problem, work, x, lin, damping, growth, alive, frames, frame_mask, settings, is_diverged)
             iterations[work] += stats["counted"]
             evaluations[work] += stats["counted"]
             converged[work] |= stats["converged"]
@@ -498,7 +479,7 @@ def levenberg_marquardt(
             x_all[work] = x
             energy_all[work] = lin.energy
             done_iterations += 1
-    return LMResult(
+    return SolverResult(
         x=x_all, f=energy_all / frames_per_track, iterations=iterations, evaluations=evaluations,
         converged=converged & ~diverged, diverged=diverged,
     )
@@ -549,7 +530,7 @@ def damped_step(lin: Linearization, damping: Tensor, frame_mask: Tensor) -> tupl
     return step, predicted, ok
 
 
-def _step(problem, work, x, lin, damping, growth, alive, frames, frame_mask, T, settings, is_diverged):
+def _step(problem, work, x, lin, damping, growth, alive, frames, frame_mask, settings, is_diverged):
     """One masked LM iteration for the working set (no host synchronisation)."""
     dtype = x.dtype
     step, predicted, finite_step = damped_step(lin, damping, frame_mask)
