@@ -54,6 +54,9 @@ TRANSLATION_UNIT = 0.2  # metres: solver units of the camera translation
 # ever in that tail, so a track computes the same bits alone or anywhere in a batch.
 TAIL_PAD_FRAMES = 4
 LM_WARM_START_FTOL = 10.0  # lm_ftol multiplier of the continuation stages before the last
+# initial LM damping of the stages after the first, whose start is the previous stage's
+# minimum (the first stage's, BAConfig.lm_initial_damping, is for a start far from it)
+LM_CONTINUATION_DAMPING = 1e-3
 
 
 class PackedTracks:
@@ -486,6 +489,9 @@ def _solve_batch(problems, body_model, prior, gmm_offset, config, device) -> lis
                 # a looser cap is only a warm start for the next stage: LM_WARM_START_FTOL x
                 # lm_ftol (measured: same final energies, 29 -> 22 iterations)
                 lm_settings = dataclasses.replace(lm_settings, ftol=lm_settings.ftol * LM_WARM_START_FTOL)
+            if stage_index > 0:
+                lm_settings = dataclasses.replace(
+                    lm_settings, initial_damping=min(lm_settings.initial_damping, LM_CONTINUATION_DAMPING))
             result = levenberg_marquardt(problem, x, lm_settings, is_diverged)
             iterations += result.iterations
             evaluations += result.evaluations

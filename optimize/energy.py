@@ -28,6 +28,7 @@ TERM_NAMES = (
     "temporal_camera",
     "gmm",
     "init",
+    "shape",
 )
 
 
@@ -166,7 +167,13 @@ def temporal_energy(
 
 
 def init_energy(joints3d: Tensor, betas: Tensor, batch: TrackBatch, config: BAConfig) -> Tensor:
-    """lambda_I * E_I per frame: min(min_p [sum_i rho(X_i - X~_i^p) + lambda_beta rho(beta - beta~^p)], tau_I).
+    """lambda_I * E_I per frame: min_p [min(sum_i rho(X_i - X~_i^p), tau_I) + lambda_beta rho(beta - beta~^p)].
+
+    The cap tau_I is on the joints' part only. It lets a frame whose init *pose* is wrong
+    (a flip, a misdetection) stop pulling; beta is shared by all the frames, so a capped
+    shape residual would leave it with no pull at all once every frame is capped (a
+    keypoint-only init, a failing regressor): on the demo corpus the betas then ran to
+    |beta| ~ 500.
 
     Args:
         joints3d: (B, T, 24, 3) current SMPL joints, metres.
@@ -177,21 +184,48 @@ def init_energy(joints3d: Tensor, betas: Tensor, batch: TrackBatch, config: BACo
     Returns:
         (B, T) energy; 0 on frames without candidates.
     """
-    best = torch.clamp(init_per_candidate(joints3d, betas, batch, config).min(-1).values, max=config.tau_i)
+    best = init_per_candidate(joints3d, betas, batch, config).min(-1).values
     return torch.where(batch.has_candidate, init_weight(batch, config) * best, torch.zeros_like(best))
 
 
-def init_per_candidate(joints3d: Tensor, betas: Tensor, batch: TrackBatch, config: BAConfig) -> Tensor:
-    """E_I of each candidate before the min and the cap: (B, T, P), +inf where no candidate.
-
-    ``sum_i rho(X_i - X~_i^p) + lambda_beta rho(beta - beta~^p)``; shapes as in :func:`init_energy`.
-    """
+def init_parts(joints3d: Tensor, betas: Tensor, batch: TrackBatch, config: BAConfig) -> tuple[Tensor, Tensor]:
+    """The two parts of E_I per candidate, before the cap, the weights and the candidate
+    mask: ``sum_i rho(X_i - X~_i^p)`` and ``rho(beta - beta~^p)``, (B, T, P) each."""
     joint_term = huber(
         squared_norm(joints3d.unsqueeze(2) - batch.init_joints), config.init_delta_m
     ).sum(-1)  # (B, T, P)
     beta_term = huber(squared_norm(betas[:, None, None, :] - batch.init_betas), config.init_betas_delta)
-    per_candidate = joint_term + config.w_init_betas * beta_term
+    return joint_term, beta_term
+
+
+def init_per_candidate(joints3d: Tensor, betas: Tensor, batch: TrackBatch, config: BAConfig) -> Tensor:
+    """E_I of each candidate before the min: (B, T, P), +inf where no candidate.
+
+    ``min(sum_i rho(X_i - X~_i^p), tau_I) + lambda_beta rho(beta - beta~^p)``; shapes as in
+    :func:`init_energy`.
+    """
+    joint_term, beta_term = init_parts(joints3d, betas, batch, config)
+    per_candidate = torch.clamp(joint_term, max=config.tau_i) + config.w_init_betas * beta_term
     return torch.where(batch.candidate_mask, per_candidate, torch.full_like(per_candidate, float("inf")))
+
+
+def shape_excess(betas: Tensor, config: BAConfig) -> Tensor:
+    """(B, 10) how far each beta lies beyond +-``config.shape_bound`` (0 inside)."""
+    return torch.relu(betas.abs() - config.shape_bound)
+
+
+def shape_energy(betas: Tensor, batch: TrackBatch, config: BAConfig) -> Tensor:
+    """The shape bound per frame: ``w_shape * sum_k max(0, |beta_k| - shape_bound)^2``, (B, T).
+
+    SMPL's betas are in standard deviations of its training bodies, so a |beta_k| beyond
+    about 3 is not a person. The init term's Huber tail holds beta only weakly (and the
+    keypoint-only init's lambda_I is 0.1 x), and the weak-perspective scale trades
+    against body size, so without a bound the fit can reach an implausible shape that
+    reprojects slightly better (the demo corpus: |beta| up to 20 with the init term
+    uncapped). Zero inside the bound: a plausible shape's energy is unchanged.
+    """
+    per_track = config.w_shape * shape_excess(betas, config).square().sum(-1)  # (B,)
+    return torch.where(batch.frame_mask, per_track[:, None], torch.zeros((), dtype=betas.dtype, device=betas.device))
 
 
 def init_weight(batch: TrackBatch, config: BAConfig) -> float | Tensor:
@@ -327,6 +361,8 @@ def energy_terms(
             terms["gmm"] = gmm_energy(pose, prior, gmm_offset, batch.frame_mask, config)
         if config.w_init > 0:
             terms["init"] = init_energy(joints3d, betas, batch, config)
+        if config.w_shape > 0:
+            terms["shape"] = shape_energy(betas, batch, config)
     return EnergyTerms(
         terms=terms,
         frame_error=frame_error,

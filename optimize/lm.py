@@ -21,9 +21,20 @@ How the non-least-squares parts enter (the objective itself is never changed):
 * **GMM prior**: the exact gradient of the log-sum-exp NLL and the curvature
   ``sum_k r_k Sigma_k^-1`` (``GMMPrior.nll_gradient_curvature``).
 
+* **Shape**: the init term's betas residual (never capped) and the shape bound
+  ``w_shape sum_k max(0, |beta_k| - bound)^2`` (exact: a quadratic in the betas).
+
 Every step is checked on the exact energy: the gain ratio of actual to predicted decrease
 accepts or rejects it and adapts each track's damping (Nielsen's rule). The damping is
 Marquardt's, ``lambda diag(H)`` with a floor, so it is invariant to the variables' units.
+A trial point is judged on its energy alone (a forward pass, about 1/25 of a
+linearisation), so a rejected step costs a solve and a forward pass, not a
+linearisation. Two cheap corrections along the step's own direction, energies only:
+an accepted step is stretched (``STRETCH``) while E keeps falling, because IRLS
+over-estimates the robust penalties' curvature (measured gain ratios 1.1-1.3: the model's
+step stops short); a rejected one is shortened (``BACKTRACK``) before the damping grows.
+On the 8 x 250 benchmark tracks the two took the iterations from 231 to 204 (at
+``lm_ftol`` 1e-3) with equal or lower energies.
 
 Batched over tracks, with per-track damping, accept/reject and stopping as masks: the
 iteration has no host synchronisation (no ``.item()``, no branch on tensor values). The
@@ -37,6 +48,7 @@ faster than ``torch.func.vmap(jacrev)`` over frames and 14x faster than ``vmap(j
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -45,7 +57,8 @@ from torch import Tensor
 
 from optimize.blocks import solve_bordered_tridiagonal
 from optimize.energy import (
-    TrackBatch, energy_terms, init_per_candidate, init_weight, reprojection_penalty, track_total,
+    TrackBatch, energy_terms, init_parts, init_per_candidate, init_weight, reprojection_penalty, shape_excess,
+    track_total,
 )
 from optimize.losses import bounded_huber, huber, squared_norm
 from optimize.problem import NUM_BETAS, NUM_CAMERA, NUM_POSE
@@ -53,6 +66,8 @@ from optimize.solver import SolverResult
 
 FRAME = NUM_POSE + NUM_CAMERA  # 75 variables per frame: pose, camera (log s, tx / u, ty / u)
 _DAMPING_FLOOR = 1e-6  # relative to the track's mean diagonal entry
+BACKTRACK = (0.5, 0.25)  # fractions of a rejected step tried before the damping grows
+STRETCH = (2.0,)  # multiples of an accepted step tried (the largest that lowers E further is taken)
 
 
 @dataclass(frozen=True)
@@ -110,6 +125,12 @@ class Linearization:
 
     def select(self, index: Tensor) -> "Linearization":
         return Linearization(*(getattr(self, f)[index] for f in self.__dataclass_fields__))
+
+    def put(self, index: Tensor, values: "Linearization") -> "Linearization":
+        """A copy with the tracks ``index`` (k,) replaced by ``values`` (k tracks)."""
+        def put_one(a: Tensor, v: Tensor) -> Tensor:
+            return a.index_copy(0, index, v)
+        return Linearization(*(put_one(getattr(self, f), getattr(values, f)) for f in self.__dataclass_fields__))
 
 
 class _Normal:
@@ -357,9 +378,9 @@ class LMProblem:
         # ---- terms on the 24 joints (metres): the init term and the 3D temporal term
         unary = pair = None
         if config.use_prior and config.w_init > 0:
-            per_candidate = init_per_candidate(joints, betas, batch, config)
-            best, chosen = per_candidate.min(-1)
-            live = present & (best < config.tau_i)
+            _, chosen = init_per_candidate(joints, betas, batch, config).min(-1)
+            joint_part = init_parts(joints, betas, batch, config)[0].gather(2, chosen[..., None])[..., 0]
+            live = present & (joint_part < config.tau_i)  # the joints' part is capped, the betas' is not
             lam = init_weight(batch, config)
             lam = lam if isinstance(lam, Tensor) else torch.full((b, 1), lam, dtype=dtype, device=device)
             target = batch.init_joints.gather(2, chosen[:, :, None, None, None].expand(b, T, 1, 24, 3))[:, :, 0]
@@ -371,11 +392,18 @@ class LMProblem:
             target_betas = batch.init_betas.gather(2, chosen[:, :, None, None].expand(b, T, 1, NUM_BETAS))[:, :, 0]
             residual_betas = betas[:, None] - target_betas  # (b, T, 10)
             slope = _slope(lambda s: huber(s, config.init_betas_delta), squared_norm(residual_betas))
-            weight_betas = torch.where(live, 2.0 * lam * config.w_init_betas * slope, zero)  # (b, T)
+            weight_betas = torch.where(present, 2.0 * lam * config.w_init_betas * slope, zero)  # (b, T)
             per = per_beta[:, :, 0, 0, 0]  # (b, 1)
             normal.gradient_betas += per * normal.sum_frames(weight_betas[..., None] * residual_betas)
             eye = torch.eye(NUM_BETAS, dtype=dtype, device=device)
             normal.corner += (per * per * normal.sum_frames(weight_betas[..., None]))[..., None] * eye
+        if config.use_prior and config.w_shape > 0:
+            # the shape bound: w sum_k max(0, |beta_k| - bound)^2 on every real frame (exact GN)
+            excess = shape_excess(betas, config)  # (b, 10)
+            count = batch.frame_mask.sum(-1, keepdim=True).to(dtype)  # (b, 1)
+            per = per_beta[:, :, 0, 0, 0]  # (b, 1)
+            normal.gradient_betas += per * count * 2.0 * config.w_shape * excess * torch.sign(betas)
+            normal.corner += torch.diag_embed(per * per * count * 2.0 * config.w_shape * (excess > 0).to(dtype))
         if config.use_temporal and config.w_temporal_3d > 0:
             diff = differences(joints)
             slope = _slope(lambda s: huber(s, config.temporal_3d_delta_m), squared_norm(diff))
@@ -444,6 +472,8 @@ def levenberg_marquardt(
     work = torch.arange(B, device=device)
     with torch.no_grad():
         lin = problem.linearize(x_all, work)
+        # steps are judged on problem.energy (the same sum, without the Jacobians' rounding)
+        lin = dataclasses.replace(lin, energy=problem.energy(x_all, work))
     evaluations += 1
     energy_all = lin.energy.clone()
     bad = ~torch.isfinite(lin.energy) | ~torch.isfinite(lin.gradient).all((-1, -2)) | ~torch.isfinite(lin.gradient_betas).all(-1)
@@ -473,7 +503,7 @@ def levenberg_marquardt(
                 x, lin, damping, growth, alive, stats = _step(
                     problem, work, x, lin, damping, growth, alive, frames, frame_mask, settings, is_diverged)
             iterations[work] += stats["counted"]
-            evaluations[work] += stats["counted"]
+            evaluations[work] += stats["linearised"]
             converged[work] |= stats["converged"]
             diverged[work] |= stats["diverged"]
             x_all[work] = x
@@ -531,32 +561,84 @@ def damped_step(lin: Linearization, damping: Tensor, frame_mask: Tensor) -> tupl
 
 
 def _step(problem, work, x, lin, damping, growth, alive, frames, frame_mask, settings, is_diverged):
-    """One masked LM iteration for the working set (no host synchronisation)."""
+    """One masked LM iteration for the working set.
+
+    The trial point is judged on its energy alone (a forward pass, about 1/25 of a
+    linearisation); only tracks whose step is accepted are linearised again. With
+    ``settings.check_every == 1`` (the CPU setting, where a look at the state is free)
+    exactly those tracks are linearised; otherwise every track is, at its new point (a
+    rejected track's old point: the same values again), so that the iteration has no host
+    synchronisation.
+    """
     dtype = x.dtype
     step, predicted, finite_step = damped_step(lin, damping, frame_mask)
     trial_x = x + step
-    trial = problem.linearize(trial_x, work)
-    actual = lin.energy.double() - trial.energy.double()
-    trial_bad = ~torch.isfinite(trial.energy) | ~torch.isfinite(trial.gradient).all((-1, -2)) \
-        | ~torch.isfinite(trial.gradient_betas).all(-1)
+    trial_energy = problem.energy(trial_x, work)
+    actual = lin.energy.double() - trial_energy.double()
+    trial_bad = ~torch.isfinite(trial_energy)
     if is_diverged is not None:
         trial_bad |= is_diverged(trial_x)
     accept = alive & finite_step & ~trial_bad & (actual > 0)
+    # a rejected step is first shortened along its own direction (energies only): the
+    # largest of BACKTRACK x step that lowers E is taken, and the damping still grows
+    partial = torch.zeros_like(accept)
+    retry = alive & finite_step & ~accept
+    if settings.check_every != 1 or bool(retry.any()):
+        for fraction in BACKTRACK:
+            short_x = x + fraction * step
+            short_energy = problem.energy(short_x, work)
+            short_ok = retry & ~partial & torch.isfinite(short_energy) & (short_energy.double() < lin.energy.double())
+            if is_diverged is not None:
+                short_ok &= ~is_diverged(short_x)
+            trial_x = torch.where(short_ok[:, None], short_x, trial_x)
+            trial_energy = torch.where(short_ok, short_energy, trial_energy)
+            partial |= short_ok
+        actual = lin.energy.double() - trial_energy.double()
+    full = accept
+    # an accepted step is stretched while that lowers E further (energies only): IRLS's
+    # curvature over-estimates the robust penalties' (measured gain ratios 1.1-1.3), so
+    # the model's steps fall short of the minimum along their direction
+    longer = full.clone()
+    if settings.check_every != 1 or bool(longer.any()):
+        for factor in STRETCH:
+            long_x = x + factor * step
+            long_energy = problem.energy(long_x, work)
+            better = longer & torch.isfinite(long_energy) & (long_energy < trial_energy)
+            if is_diverged is not None:
+                better &= ~is_diverged(long_x)
+            trial_x = torch.where(better[:, None], long_x, trial_x)
+            trial_energy = torch.where(better, long_energy, trial_energy)
+            longer = better
+        actual = lin.energy.double() - trial_energy.double()
+    accept = accept | partial
+    new_x = torch.where(accept[:, None], trial_x, x)
+    if settings.check_every == 1:
+        chosen = accept.nonzero().squeeze(1)  # a host synchronisation: the CPU setting only
+        if chosen.numel() == work.numel():
+            new_lin = problem.linearize(new_x, work)
+        elif chosen.numel():
+            new_lin = lin.put(chosen, problem.linearize(new_x[chosen], work[chosen]))
+        else:
+            new_lin = lin
+    else:
+        new_lin = problem.linearize(new_x, work).where(accept, lin)
+    # the energy the next step is judged against is the one the trial was judged on
+    new_lin = dataclasses.replace(new_lin, energy=torch.where(accept, trial_energy, lin.energy))
+    lin_bad = accept & (~torch.isfinite(new_lin.gradient).all((-1, -2)) | ~torch.isfinite(new_lin.gradient_betas).all(-1))
     gain = (actual / predicted.clamp(min=1e-300)).to(dtype)
     shrink = torch.clamp(1.0 - (2.0 * gain - 1.0) ** 3, min=1.0 / 3.0)
-    new_damping = torch.where(accept, damping * shrink, damping * growth)
+    new_damping = torch.where(full, damping * shrink, torch.where(partial, damping * 2.0, damping * growth))
     new_growth = torch.where(accept, torch.full_like(growth, 2.0), growth * 2.0)
-    new_x = torch.where(accept[:, None], trial_x, x)
-    new_lin = trial.where(accept, lin)
     decrease = (actual / frames.double()).to(dtype)
     grad_max = torch.maximum(new_lin.gradient.abs().amax((-1, -2)), new_lin.gradient_betas.abs().amax(-1)) / frames
-    small = accept & ((decrease < settings.ftol) | (grad_max <= settings.gtol))
+    small = (full & (decrease < settings.ftol)) | (accept & (grad_max <= settings.gtol))
     stuck = alive & ~accept & (new_damping > settings.max_damping)
     # no descent left at any damping: converged, unless even the heavily damped system
-    # could not be solved (non-finite normal equations): diverged
-    broken = stuck & ~finite_step
-    converged = small | (stuck & ~broken)
+    # could not be solved (non-finite normal equations), or the accepted point's
+    # derivatives are not finite: diverged
+    broken = (stuck & ~finite_step) | lin_bad
+    converged = (small | (stuck & finite_step)) & ~broken
     counted = alive.long()
     new_alive = alive & ~converged & ~broken
     return (new_x, new_lin, torch.where(alive, new_damping, damping), torch.where(alive, new_growth, growth),
-            new_alive, {"counted": counted, "converged": converged, "diverged": broken})
+            new_alive, {"counted": counted, "linearised": accept.long(), "converged": converged, "diverged": broken})

@@ -135,13 +135,59 @@ def test_init_term_hand_value_min_over_candidates_and_cap():
     joints = torch.zeros(1, 2, 24, 3, dtype=D, requires_grad=True)
     betas = torch.zeros(1, 10, dtype=D)
     energy = init_energy(joints, betas, batch, config)
-    # frame 0: candidate 1 = 0.15 + 1.25 = 1.4 -> capped at 1.0 ; candidate 0: 24 * 0.45 = 10.8
+    # frame 0: candidate 1 = 0.15 + 1.25 = 1.4 ; candidate 0: joints 24 * 0.45 = 10.8 capped at 1.0,
+    # betas 0 -> 1.0 (the cap is on the joints' part only)
     config_loose = config.replace(tau_i=100.0)
     loose = init_energy(joints, betas, batch, config_loose)
     assert loose[0, 0].item() == pytest.approx(2 * 1.4)
     assert energy[0].tolist() == pytest.approx([2.0, 2.0])
     energy.sum().backward()
     assert not joints.grad.any()  # capped frames are inert
+
+
+def test_init_cap_leaves_the_shape_pulled_and_the_shape_bound():
+    """Every frame's init joints are far (capped): the betas are still pulled to the init
+    betas (a cap on the shape residual too left them free: |beta| ~ 500 on the demo). Past
+    +-shape_bound the shape bound adds w_shape * excess^2 per frame; inside it adds 0."""
+    from optimize.energy import energy_terms, shape_energy
+
+    config = BAConfig(w_init=2.0, w_init_betas=0.5, init_delta_m=0.1, init_betas_delta=1.0, tau_i=1.0,
+                      shape_bound=3.0, w_shape=10.0)
+    batch = _batch(T=2, P=1)
+    init_joints = torch.zeros(1, 2, 1, 24, 3, dtype=D)
+    init_joints[..., 2] = 0.5  # every joint 0.5 m off on both frames: the joints' part is capped
+    batch = _with(batch, init_joints=init_joints)
+    joints = torch.zeros(1, 2, 24, 3, dtype=D, requires_grad=True)
+    betas = torch.zeros(1, 10, dtype=D)
+    betas[0, 0] = 4.0
+    betas.requires_grad_(True)
+    energy = init_energy(joints, betas, batch, config)
+    # per frame: min(10.8, 1.0) + 0.5 * huber(|4|, 1) = 1.0 + 0.5 * 3.5 = 2.75, x w_init 2
+    assert energy[0].tolist() == pytest.approx([5.5, 5.5])
+    energy.sum().backward()
+    assert not joints.grad.any()
+    assert betas.grad[0, 0].item() == pytest.approx(2 * 2.0 * 0.5 * 1.0)  # 2 frames x w_init x w_b x huber'
+    assert not betas.grad[0, 1:].any()
+
+    inside = torch.full((1, 10), 2.9, dtype=D)
+    assert not shape_energy(inside, batch, config).any()
+    beyond = inside.clone()
+    beyond[0, 3] = -3.5
+    beyond[0, 7] = 4.0
+    assert shape_energy(beyond, batch, config)[0].tolist() == pytest.approx([10.0 * (0.25 + 1.0)] * 2)
+    masked = _with(batch, frame_mask=torch.tensor([[True, False]]))
+    assert shape_energy(beyond, masked, config)[0, 1].item() == 0.0
+    # part of E_P: off with the prior, and with w_shape = 0
+    pose, camera = torch.zeros(1, 2, 72, dtype=D), torch.ones(1, 2, 3, dtype=D)
+
+    class NoBody:
+        def joints_and_keypoints(self, pose, betas):
+            return torch.zeros(*pose.shape[:2], 24, 3, dtype=D), torch.zeros(*pose.shape[:2], 17, 3, dtype=D)
+
+    for cfg, expected in ((config.replace(w_gmm=0.0), 12.5), (config.replace(w_gmm=0.0, w_shape=0.0), 0.0),
+                          (config.replace(use_prior=False), 0.0)):
+        terms = energy_terms(pose, beyond, camera, batch, NoBody(), None, cfg, 0.0)
+        assert terms.terms["shape"][0].tolist() == pytest.approx([expected] * 2)
 
 
 def test_energy_terms_gradcheck_float64():

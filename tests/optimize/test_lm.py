@@ -59,6 +59,41 @@ def test_gradient_is_the_exact_gradient_of_the_energy(body_model, models64):
     assert ((got - expected).norm(dim=-1) / expected.norm(dim=-1)).max() < 1e-6
 
 
+def test_gradient_and_curvature_of_the_uncapped_shape_terms(body_model, models64):
+    """Betas beyond the shape bound and every frame's init joints capped: the gradient is
+    still exact (the betas' init residual is live on capped frames, the bound adds its
+    part), and the bound's share of the betas corner block is its exact Hessian
+    (``2 w_shape T / scale^2`` on each dimension past the bound)."""
+    body, prior = models64
+    problems = [make_track(body_model, "walking", 5, seed=8).problem, make_track(body_model, "boxing", 4, seed=9).problem]
+    config = BAConfig(dtype="float64", tau_i=0.01)  # every frame's joints' part capped
+    packed, lm, offset = _problem(models64, problems, config)
+    index = torch.arange(2)
+    x = packed.x0.clone()
+    scale = packed.betas_scale[:, None].double()
+    betas = torch.zeros(2, NUM_BETAS, dtype=torch.float64)
+    betas[0, 2], betas[1, 0], betas[1, 5] = 4.5, -3.8, 3.2  # past the bound (3.0) on three entries
+    x[:, :NUM_BETAS] = betas * scale
+    objective = make_objective(packed, body, prior, config, offset)
+    xr = x.clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(objective(xr, index).sum(), xr)
+    expected = expected * packed.batch.num_frames[:, None].double()
+    lin = lm.linearize(x, index)
+    got = torch.cat((lin.gradient_betas, lin.gradient.reshape(2, -1)), -1)
+    assert ((got - expected).norm(dim=-1) / expected.norm(dim=-1)).max() < 1e-6
+
+    without = LMProblem(packed, body, prior, config.replace(w_shape=0.0), offset, TRANSLATION_UNIT).linearize(x, index)
+    frames = packed.batch.num_frames.double()
+    bound_gradient = torch.zeros(2, NUM_BETAS, dtype=torch.float64)
+    bound_hessian = torch.zeros(2, NUM_BETAS, NUM_BETAS, dtype=torch.float64)
+    for b, k in ((0, 2), (1, 0), (1, 5)):
+        excess = abs(float(betas[b, k])) - config.shape_bound
+        bound_gradient[b, k] = 2 * config.w_shape * frames[b] * excess * np.sign(float(betas[b, k])) / scale[b, 0]
+        bound_hessian[b, k, k] = 2 * config.w_shape * frames[b] / scale[b, 0] ** 2
+    assert torch.allclose(lin.gradient_betas - without.gradient_betas, bound_gradient, rtol=1e-9, atol=1e-12)
+    assert torch.allclose(lin.corner - without.corner, bound_hessian, rtol=1e-9, atol=1e-12)
+
+
 def _zero_residual_batch(packed, body, x):
     """The packed data replaced so that every residual is 0 at x: detections are x's
     projections, the init is x's joints and betas."""
