@@ -299,6 +299,17 @@ class BodyModel(nn.Module):
             "keypoint_gather",
             torch.tensor([offsets[s] + i for s, i in zip(sources, index, strict=True)], dtype=torch.long),
         )
+        # For ``jacobians`` (which must not copy all 24 joints' rows): every keypoint's joint
+        # row (0 for the others), the face and extra keypoints' slots and rows (sparse
+        # vertices, extra-regressor rows).
+        self.register_buffer("keypoint_joint_rows", torch.tensor(
+            [i if s == "joint" else 0 for s, i in zip(sources, index, strict=True)], dtype=torch.long), persistent=False)
+        for kind in ("face", "extra"):
+            picked = [(k, i) for k, (s, i) in enumerate(zip(sources, index, strict=True)) if s == kind]
+            rows = [int(self.face_slots[i]) if kind == "face" else i for _, i in picked]
+            self.register_buffer(f"keypoint_slots_{kind}", torch.tensor([k for k, _ in picked], dtype=torch.long),
+                                 persistent=False)
+            self.register_buffer(f"keypoint_rows_{kind}", torch.tensor(rows, dtype=torch.long), persistent=False)
         # Forward kinematics by pointer jumping: every joint composes its transform with
         # the one 2^k levels up, so ceil(log2(depth + 1)) batched steps cover the tree.
         # Slot 24 is the identity (the root's "parent").
@@ -538,19 +549,24 @@ class BodyModel(nn.Module):
             carried = torch.einsum("pj,ja,npjd->npad", weights, ancestors, points)
             mass = weights @ ancestors  # (P, 24)
             lever = carried - mass[None, :, :, None] * world_pos[:, None]  # (N, P, 24 a, 3)
-            blocks = -skew(lever) @ gain[:, None]  # (N, P, 24, 3, 3)
+            blocks = _cross_columns(-lever, gain[:, None])  # (N, P, 24, 3, 3): -[lever]_x G_a
             return blocks.permute(0, 1, 3, 2, 4).reshape(n, points.shape[1], 3, 72)
 
         # joints: dp_j / d theta_a = [p_a - p_j]_x G_a for a at or above j, i.e.
         # [p_a]_x G_a - [p_j]_x G_a: two cross products with the columns of G (no 3 x 3
         # product per (joint, ancestor) pair)
-        columns = gain.permute(0, 2, 1, 3).reshape(n, 1, 3, 72)  # (N, 1, xyz, (a, k))
-        own = _cross_columns(world_pos, gain).permute(0, 2, 1, 3).reshape(n, 1, 3, 72)  # [p_a]_x G_a
-        carried_by = ancestors.repeat_interleave(3, dim=1)[None, :, None, :]  # (1, 24 j, 1, 72)
-        joints_pose = (own - _cross_columns(world_pos, columns)) * carried_by  # (N, 24, 3, 72)
+        # - [p_j]_x G_a = [g]_x p_j for each column g of G_a: with the rows [p_j, 1] that is
+        # one product (N, 24, 4) @ (N, 4, 3 x 72) for every (joint, column) pair
+        own = _cross_columns(world_pos, gain).permute(0, 2, 1, 3).reshape(n, 1, 216)  # [p_a]_x G_a: (d, (a, k))
+        turn = skew(gain.transpose(-1, -2)).permute(0, 4, 3, 1, 2).reshape(n, 3, 216)  # [g_ak]_x: (e, (d, a, k))
+        rows = torch.cat((world_pos, world_pos.new_ones(n, 24, 1)), -1)  # (N, 24, 4)
+        joints_pose = torch.bmm(rows, torch.cat((turn, own), 1)).view(n, 24, 3, 72)
+        # a strictly above j (a joint's own rotation does not move it: exactly 0 there)
+        above = ancestors - torch.eye(24, dtype=ancestors.dtype, device=ancestors.device)
+        joints_pose *= above.repeat_interleave(3, dim=1)[None, :, None, :]
         # rest joints: p_j = sum over a above or at j of W_parent(a) (S_a - S_parent(a)) beta + ...
         shape_step = self.joint_shapedirs - self.joint_shapedirs[self.fk_parent] * self.fk_has_parent[..., None]
-        steps = parent_rot @ shape_step  # (N, 24, 3, 10)
+        steps = torch.einsum("naef,afb->naeb", parent_rot, shape_step)  # (N, 24, 3, 10)
         joints_betas = torch.einsum("ja,nadb->njdb", ancestors, steps)
 
         # sparse vertices: v = sum_j w_vj (W_j (posed_v - rest_j) + p_j)
@@ -574,10 +590,14 @@ class BodyModel(nn.Module):
         )
 
         def keypoints_of(joint_values: Tensor, sparse_values: Tensor) -> Tensor:
-            parts = [joint_values, sparse_values[:, self.face_slots]]
-            if self.num_extra_joints:
-                parts.append(torch.einsum("es,ns...->ne...", self.extra_regressor, sparse_values))
-            return torch.cat(parts, dim=1)[:, self.keypoint_gather]
+            """The 17 keypoints' rows (N, 17, ...) of the joints' (N, 24, ...) and the sparse
+            vertices' (N, S, ...) values (only the rows used are copied)."""
+            out = joint_values.index_select(1, self.keypoint_joint_rows)  # (N, 17, ...)
+            out[:, self.keypoint_slots_face] = sparse_values[:, self.keypoint_rows_face]
+            if self.keypoint_slots_extra.numel():
+                extra = torch.einsum("es,ns...->ne...", self.extra_regressor[self.keypoint_rows_extra], sparse_values)
+                out[:, self.keypoint_slots_extra] = extra
+            return out
 
         return {
             "joints": world_pos,
