@@ -4,8 +4,9 @@ Times ``linearize`` (energy, gradient and Gauss-Newton blocks) and ``BodyModel.j
 on synthetic walking tracks (``bench._synthetic_tracks``), median of ``--repeat`` runs.
 With ``--against REV`` it also loads ``optimize/lm.py`` and ``models/body_model.py`` as
 they were at the git revision REV, times them interleaved with the current code (so both
-see the same machine load) and compares the 7 fields of the two linearisations at x0 and
-at a perturbed x0: max |new - old| / max |old| per field.
+see the same machine load) and compares the 7 fields of the two linearisations (at x0 and
+at a perturbed x0, and with terms switched off or the Huber reprojection loss): max
+|new - old| / max |old| per field.
 
     python -m bench.lm_linearize [--tracks 8] [--frames 250] [--repeat 7] [--against 3b0f7c9]
 
@@ -15,6 +16,7 @@ The last output line is a JSON object.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -99,15 +101,24 @@ def main(argv: list[str] | None = None) -> dict:
             old_body = old_body_module.BodyModel.from_file(standin.neutral)
             old_problem = old_lm.LMProblem(packed, old_body, prior, config, offset, TRANSLATION_UNIT)
             old_problem.linearize(x0, index)
+            # the default stage at x0 and at a perturbed x0, then term switches and losses
+            variants = [("x0", config, x0), ("perturbed", config, x1)] + [
+                (name, dataclasses.replace(config, **change), x1) for name, change in (
+                    ("huber", {"reprojection_loss": "huber"}), ("no_temporal", {"use_temporal": False}),
+                    ("no_prior", {"use_prior": False}), ("no_reprojection", {"use_reprojection": False}),
+                    ("temporal_only", {"use_reprojection": False, "use_prior": False}),
+                    ("no_terms", {"use_reprojection": False, "use_prior": False, "use_temporal": False}))]
             differences = {}
-            for name, x in (("x0", x0), ("perturbed", x1)):
-                new, old = problem.linearize(x, index), old_problem.linearize(x, index)
+            for name, variant, x in variants:
+                new = LMProblem(packed, body, prior, variant, offset, TRANSLATION_UNIT).linearize(x, index)
+                old = old_lm.LMProblem(packed, old_body, prior, variant, offset, TRANSLATION_UNIT).linearize(x, index)
                 differences[name] = {
                     field: float((getattr(new, field) - getattr(old, field)).abs().max()
                                  / getattr(old, field).abs().max().clamp(min=1e-30))
                     for field in FIELDS
                 }
             result["max_relative_difference"] = differences
+            result["max_relative_difference_overall"] = max(max(d.values()) for d in differences.values())
             # interleaved, so that both see the same load
             new_ms, old_ms, new_jac, old_jac = [], [], [], []
             for _ in range(args.repeat):

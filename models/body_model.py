@@ -513,7 +513,7 @@ class BodyModel(nn.Module):
         keypoints = self._keypoints_from(joints, sparse)
         return joints.reshape(batch + (24, 3)), keypoints.reshape(batch + (17, 3))
 
-    def jacobians(self, pose: Tensor, betas: Tensor) -> dict[str, Tensor]:
+    def jacobians(self, pose: Tensor, betas: Tensor, *, joints_pose_out: Tensor | None = None) -> dict[str, Tensor]:
         """Joints, keypoints and their analytic Jacobians w.r.t. pose and betas (for
         Gauss-Newton; no autograd).
 
@@ -527,6 +527,9 @@ class BodyModel(nn.Module):
         Args:
             pose: (N, 72) axis-angle, radians.
             betas: (N, 10).
+            joints_pose_out: optional (N, 24, 3, 72) tensor to write ``joints_pose`` into (and
+                return), e.g. rows of a larger Jacobian; its last axis must be contiguous and
+                its axes 1 and 2 mergeable (a view of (N, 72, 72) rows).
 
         Returns:
             {"joints": (N, 24, 3), "keypoints": (N, 17, 3), "joints_pose": (N, 24, 3, 72),
@@ -541,7 +544,8 @@ class BodyModel(nn.Module):
         world_rot, world_pos = self._forward_kinematics(rot, rest)
         eye = torch.eye(3, dtype=pose.dtype, device=pose.device)
         parent_rot = torch.where(self.fk_has_parent[None, :, :, None] > 0, world_rot[:, self.fk_parent], eye)
-        gain = parent_rot @ _left_jacobian_so3(theta)  # (N, 24, 3, 3): W_parent(a) J_l(theta_a)
+        left = _left_jacobian_so3(theta)  # (N, 24, 3, 3)
+        gain = parent_rot @ left  # (N, 24, 3, 3): W_parent(a) J_l(theta_a)
         ancestors = self._ancestor_matrix.to(pose.dtype)  # (24 j, 24 a): a is j or above it
 
         def rigid(points: Tensor, weights: Tensor) -> Tensor:
@@ -552,15 +556,18 @@ class BodyModel(nn.Module):
             blocks = _cross_columns(-lever, gain[:, None])  # (N, P, 24, 3, 3): -[lever]_x G_a
             return blocks.permute(0, 1, 3, 2, 4).reshape(n, points.shape[1], 3, 72)
 
-        # joints: dp_j / d theta_a = [p_a - p_j]_x G_a for a at or above j, i.e.
-        # [p_a]_x G_a - [p_j]_x G_a: two cross products with the columns of G (no 3 x 3
-        # product per (joint, ancestor) pair)
-        # - [p_j]_x G_a = [g]_x p_j for each column g of G_a: with the rows [p_j, 1] that is
-        # one product (N, 24, 4) @ (N, 4, 3 x 72) for every (joint, column) pair
-        own = _cross_columns(world_pos, gain).permute(0, 2, 1, 3).reshape(n, 1, 216)  # [p_a]_x G_a: (d, (a, k))
-        turn = skew(gain.transpose(-1, -2)).permute(0, 4, 3, 1, 2).reshape(n, 3, 216)  # [g_ak]_x: (e, (d, a, k))
-        rows = torch.cat((world_pos, world_pos.new_ones(n, 24, 1)), -1)  # (N, 24, 4)
-        joints_pose = torch.bmm(rows, torch.cat((turn, own), 1)).view(n, 24, 3, 72)
+        # joints: dp_j / d theta_a = [p_a - p_j]_x G_a for a strictly above j, i.e.
+        # [p_a]_x G_a + [g]_x p_j for each column g of G_a: with the rows [p_j, 1] (x the
+        # 3 x 3 identity, for the 3 coordinates d) one product (N, 72, 12) @ (N, 12, 72) for
+        # every (joint, column) pair, written where the caller wants it
+        own = _cross_columns(world_pos, gain).permute(0, 2, 1, 3).reshape(n, 1, 3, 72)  # [p_a]_x G_a: (d, (a, k))
+        turn = skew(gain.transpose(-1, -2)).permute(0, 4, 3, 1, 2).reshape(n, 3, 3, 72)  # [g_ak]_x: (e, d, (a, k))
+        rows = torch.cat((world_pos, world_pos.new_ones(n, 24, 1)), -1)  # (N, 24, 4 e)
+        eye_rows = (rows[:, :, None, :, None] * eye[:, None, :]).reshape(n, 72, 12)  # ((j, d), (e, d'))
+        if joints_pose_out is None:
+            joints_pose_out = pose.new_empty(n, 24, 3, 72)
+        joints_pose = joints_pose_out
+        torch.bmm(eye_rows, torch.cat((turn, own), 1).view(n, 12, 72), out=joints_pose.view(n, 72, 72))
         # a strictly above j (a joint's own rotation does not move it: exactly 0 there)
         above = ancestors - torch.eye(24, dtype=ancestors.dtype, device=ancestors.device)
         joints_pose *= above.repeat_interleave(3, dim=1)[None, :, None, :]
@@ -578,14 +585,15 @@ class BodyModel(nn.Module):
         verts_pose = rigid(carried, self.sparse_weights)
         blend_rot = torch.einsum("sj,njab->nsab", self.sparse_weights, world_rot)  # (N, S, 3, 3)
         # pose blend shapes: d (R_a - I) / d theta_a,k = [J_l e_k]_x R_a, a = 1..23
-        d_rot = skew(_left_jacobian_so3(theta)[:, 1:].transpose(-1, -2)) @ rot[:, 1:, None]  # (N, 23, 3 k, 3, 3)
+        d_rot = skew(left[:, 1:].transpose(-1, -2)) @ rot[:, 1:, None]  # (N, 23, 3 k, 3, 3)
         directions = self.sparse_posedirs.reshape(23, 9, -1, 3)  # (23 a, 9 mn, S, 3)
         d_posed = torch.einsum("nakm,amsd->nsdak", d_rot.reshape(n, 23, 3, 9), directions)  # (N, S, 3, 23, 3)
         verts_pose = verts_pose.clone()
         verts_pose[..., 3:] += (blend_rot @ d_posed.reshape(n, -1, 3, 69)).reshape(n, -1, 3, 69)
         verts_betas = (
             blend_rot @ self.sparse_shapedirs
-            - torch.einsum("sj,njdb->nsdb", self.sparse_weights, world_rot @ self.joint_shapedirs)
+            - torch.einsum("sj,njdb->nsdb", self.sparse_weights,
+                           torch.einsum("njef,jfb->njeb", world_rot, self.joint_shapedirs))
             + torch.einsum("sj,njdb->nsdb", self.sparse_weights, joints_betas)
         )
 

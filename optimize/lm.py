@@ -346,7 +346,15 @@ class LMProblem:
         pose, betas, camera = self.packed.decode(x, index)
         b, T = pose.shape[:2]
         n = b * T
-        jac = self.body.jacobians(pose.reshape(n, NUM_POSE), betas[:, None].expand(b, T, NUM_BETAS).reshape(n, NUM_BETAS))
+        on_keypoints = config.use_reprojection or (config.use_temporal and config.w_temporal_2d > 0)
+        on_joints = (config.use_prior and config.w_init > 0) or (config.use_temporal and config.w_temporal_3d > 0)
+        normal = _Normal(b, T, 34 * on_keypoints + 72 * on_joints, x.dtype, x.device,
+                         lambda name, shape: self._workspace(name, shape, x.dtype, x.device))
+        kp = normal.rows(34) if on_keypoints else None
+        jr = normal.rows(72) if on_joints else None
+        jac = self.body.jacobians(  # the joints' pose Jacobian straight into the joints' rows
+            pose.reshape(n, NUM_POSE), betas[:, None].expand(b, T, NUM_BETAS).reshape(n, NUM_BETAS),
+            joints_pose_out=None if jr is None else normal.jac[:, :, jr, :NUM_POSE].view(n, 24, 3, NUM_POSE))
         joints = jac["joints"].reshape(b, T, 24, 3)
         keypoints = jac["keypoints"].reshape(b, T, 17, 3)
         terms = energy_terms(pose, betas, camera, batch, self.body, self.prior, config, self.offset,
@@ -358,10 +366,6 @@ class LMProblem:
         unit = (self.translation_unit * self.packed.scale_ref[index])[:, None, None]  # (b, 1, 1) px per variable
         scale = camera[..., 0][..., None, None, None]  # (b, T, 1, 1, 1) px / m
 
-        on_keypoints = config.use_reprojection or (config.use_temporal and config.w_temporal_2d > 0)
-        on_joints = (config.use_prior and config.w_init > 0) or (config.use_temporal and config.w_temporal_3d > 0)
-        normal = _Normal(b, T, 34 * on_keypoints + 72 * on_joints, dtype, device,
-                         lambda name, shape: self._workspace(name, shape, dtype, device))
         zero = torch.zeros((), dtype=dtype, device=device)
         present = batch.has_candidate
         pair_mask = batch.pair_mask
@@ -377,7 +381,6 @@ class LMProblem:
 
         # ---- terms on the 17 projected keypoints (pixels): E_R and the 2D temporal term
         if on_keypoints:
-            kp = normal.rows(34)
             # x = s X_xy + t: d / d pose, d / d log s, d / d (tx, ty) variables
             kp_jac = normal.jac[:, :, kp].view(b, T, 17, 2, FRAME)
             kp_pose = jac["keypoints_pose"].reshape(b, T, 17, 3, NUM_POSE)[..., :2, :]
@@ -410,9 +413,7 @@ class LMProblem:
                     torch.where(pair_mask[..., None], 2.0 * config.w_temporal_2d * slope, zero), 2)
 
         # ---- terms on the 24 joints (metres): the init term and the 3D temporal term
-        if on_joints:
-            jr = normal.rows(72)
-            normal.jac[:, :, jr, :NUM_POSE] = jac["joints_pose"].reshape(b, T, 72, NUM_POSE)
+        if on_joints:  # (the pose columns are written by the body model)
             normal.jac[:, :, jr, NUM_POSE:] = 0.0  # the joints do not depend on the camera
             normal.jac_betas[:, :, jr] = (
                 jac["joints_betas"].reshape(b, T, 24, 3, NUM_BETAS) * per_beta).reshape(b, T, 72, NUM_BETAS)
