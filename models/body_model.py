@@ -563,14 +563,19 @@ class BodyModel(nn.Module):
         own = _cross_columns(world_pos, gain).permute(0, 2, 1, 3).reshape(n, 1, 3, 72)  # [p_a]_x G_a: (d, (a, k))
         turn = skew(gain.transpose(-1, -2)).permute(0, 4, 3, 1, 2).reshape(n, 3, 3, 72)  # [g_ak]_x: (e, d, (a, k))
         rows = torch.cat((world_pos, world_pos.new_ones(n, 24, 1)), -1)  # (N, 24, 4 e)
-        eye_rows = (rows[:, :, None, :, None] * eye[:, None, :]).reshape(n, 72, 12)  # ((j, d), (e, d'))
+        eye_rows = rows[:, :, None, :, None] * eye[:, None, :]  # (N, 24 j, 3 d, 4 e, 3 d')
+        columns = torch.cat((turn, own), 1).view(n, 12, 72)  # ((e, d'), (a, k))
+        # a strictly above j (a joint's own rotation does not move it: exactly 0 there)
+        above = (ancestors - torch.eye(24, dtype=ancestors.dtype, device=ancestors.device)).repeat_interleave(3, dim=1)
         if joints_pose_out is None:
             joints_pose_out = pose.new_empty(n, 24, 3, 72)
         joints_pose = joints_pose_out
-        torch.bmm(eye_rows, torch.cat((turn, own), 1).view(n, 12, 72), out=joints_pose.view(n, 72, 72))
-        # a strictly above j (a joint's own rotation does not move it: exactly 0 there)
-        above = ancestors - torch.eye(24, dtype=ancestors.dtype, device=ancestors.device)
-        joints_pose *= above.repeat_interleave(3, dim=1)[None, :, None, :]
+        torch.bmm(eye_rows.reshape(n, 72, 12), columns, out=joints_pose.view(n, 72, 72))
+        joints_pose *= above[None, :, None, :]
+        # the keypoints that are joints: the same product for their rows only
+        keypoint_rows = self.keypoint_joint_rows
+        keypoints_pose = torch.bmm(eye_rows[:, keypoint_rows].reshape(n, 51, 12), columns).view(n, 17, 3, 72)
+        keypoints_pose *= above[keypoint_rows][None, :, None, :]
         # rest joints: p_j = sum over a above or at j of W_parent(a) (S_a - S_parent(a)) beta + ...
         shape_step = self.joint_shapedirs - self.joint_shapedirs[self.fk_parent] * self.fk_has_parent[..., None]
         steps = torch.einsum("naef,afb->naeb", parent_rot, shape_step)  # (N, 24, 3, 10)
@@ -597,10 +602,12 @@ class BodyModel(nn.Module):
             + torch.einsum("sj,njdb->nsdb", self.sparse_weights, joints_betas)
         )
 
-        def keypoints_of(joint_values: Tensor, sparse_values: Tensor) -> Tensor:
+        def keypoints_of(joint_values: Tensor | None, sparse_values: Tensor, out: Tensor | None = None) -> Tensor:
             """The 17 keypoints' rows (N, 17, ...) of the joints' (N, 24, ...) and the sparse
-            vertices' (N, S, ...) values (only the rows used are copied)."""
-            out = joint_values.index_select(1, self.keypoint_joint_rows)  # (N, 17, ...)
+            vertices' (N, S, ...) values (only the rows used are copied); ``out``: the joint
+            keypoints' rows already computed (the others are overwritten)."""
+            if out is None:
+                out = joint_values.index_select(1, self.keypoint_joint_rows)  # (N, 17, ...)
             out[:, self.keypoint_slots_face] = sparse_values[:, self.keypoint_rows_face]
             if self.keypoint_slots_extra.numel():
                 extra = torch.einsum("es,ns...->ne...", self.extra_regressor[self.keypoint_rows_extra], sparse_values)
@@ -612,7 +619,7 @@ class BodyModel(nn.Module):
             "keypoints": keypoints_of(world_pos, verts),
             "joints_pose": joints_pose,
             "joints_betas": joints_betas,
-            "keypoints_pose": keypoints_of(joints_pose, verts_pose),
+            "keypoints_pose": keypoints_of(None, verts_pose, out=keypoints_pose),
             "keypoints_betas": keypoints_of(joints_betas, verts_betas),
         }
 
