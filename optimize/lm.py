@@ -312,7 +312,7 @@ class LMProblem:
         self.offset = gmm_offset
         self.translation_unit = translation_unit
         self._last: tuple[Tensor, TrackBatch] | None = None
-        self._buffers: dict[str, Tensor] = {}
+        self._scratch: dict[str, Tensor] = {}
 
     def _workspace(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
         """A scratch tensor of ``shape`` whose memory is kept between linearisations (uninitialised).
@@ -322,9 +322,9 @@ class LMProblem:
         memory grows to the largest shape asked for under ``name``.
         """
         size = math.prod(shape)
-        buffer = self._buffers.get(name)
+        buffer = self._scratch.get(name)
         if buffer is None or buffer.numel() < size or buffer.dtype != dtype or buffer.device != device:
-            buffer = self._buffers[name] = torch.empty(size, dtype=dtype, device=device)
+            buffer = self._scratch[name] = torch.empty(size, dtype=dtype, device=device)
         return buffer[:size].view(shape)
 
     def batch(self, index: Tensor) -> TrackBatch:
@@ -346,22 +346,28 @@ class LMProblem:
         pose, betas, camera = self.packed.decode(x, index)
         b, T = pose.shape[:2]
         n = b * T
+        dtype, device = x.dtype, x.device
+        # the residual rows: 34 keypoint coordinates (px), 72 joint coordinates (m)
         on_keypoints = config.use_reprojection or (config.use_temporal and config.w_temporal_2d > 0)
         on_joints = (config.use_prior and config.w_init > 0) or (config.use_temporal and config.w_temporal_3d > 0)
-        normal = _Normal(b, T, 34 * on_keypoints + 72 * on_joints, x.dtype, x.device,
-                         lambda name, shape: self._workspace(name, shape, x.dtype, x.device))
+        normal = _Normal(b, T, 34 * on_keypoints + 72 * on_joints, dtype, device,
+                         lambda name, shape: self._workspace(name, shape, dtype, device))
         kp = normal.rows(34) if on_keypoints else None
         jr = normal.rows(72) if on_joints else None
-        jac = self.body.jacobians(  # the joints' pose Jacobian straight into the joints' rows
-            pose.reshape(n, NUM_POSE), betas[:, None].expand(b, T, NUM_BETAS).reshape(n, NUM_BETAS),
-            joints_pose_out=None if jr is None else normal.jac[:, :, jr, :NUM_POSE].view(n, 24, 3, NUM_POSE))
+        joints_pose = None  # the joints' pose Jacobian, written by the body model straight into their rows
+        if jr is not None and self.body.dtype == dtype:
+            joints_pose = normal.jac[:, :, jr, :NUM_POSE].view(n, 24, 3, NUM_POSE)
+        jac = self.body.jacobians(pose.reshape(n, NUM_POSE),
+                                  betas[:, None].expand(b, T, NUM_BETAS).reshape(n, NUM_BETAS),
+                                  joints_pose_out=joints_pose)
+        if jr is not None and joints_pose is None:
+            normal.jac[:, :, jr, :NUM_POSE] = jac["joints_pose"].reshape(b, T, 72, NUM_POSE)
         joints = jac["joints"].reshape(b, T, 24, 3)
         keypoints = jac["keypoints"].reshape(b, T, 17, 3)
         terms = energy_terms(pose, betas, camera, batch, self.body, self.prior, config, self.offset,
                              body_outputs=(joints, keypoints))
         energy = track_total(terms.per_frame_total())
 
-        dtype, device = x.dtype, x.device
         per_beta = (1.0 / self.packed.betas_scale[index])[:, None, None, None, None]  # d beta / d z
         unit = (self.translation_unit * self.packed.scale_ref[index])[:, None, None]  # (b, 1, 1) px per variable
         scale = camera[..., 0][..., None, None, None]  # (b, T, 1, 1, 1) px / m
@@ -413,7 +419,7 @@ class LMProblem:
                     torch.where(pair_mask[..., None], 2.0 * config.w_temporal_2d * slope, zero), 2)
 
         # ---- terms on the 24 joints (metres): the init term and the 3D temporal term
-        if on_joints:  # (the pose columns are written by the body model)
+        if on_joints:
             normal.jac[:, :, jr, NUM_POSE:] = 0.0  # the joints do not depend on the camera
             normal.jac_betas[:, :, jr] = (
                 jac["joints_betas"].reshape(b, T, 24, 3, NUM_BETAS) * per_beta).reshape(b, T, 72, NUM_BETAS)
