@@ -527,9 +527,9 @@ class BodyModel(nn.Module):
         Args:
             pose: (N, 72) axis-angle, radians.
             betas: (N, 10).
-            joints_pose_out: optional (N, 24, 3, 72) tensor to write ``joints_pose`` into (and
-                return), e.g. rows of a larger Jacobian; its last axis must be contiguous and
-                its axes 1 and 2 mergeable (a view of (N, 72, 72) rows).
+            joints_pose_out: optional (N, 24, 3, 72) tensor of the model's dtype to write
+                ``joints_pose`` into (and return), e.g. rows of a larger Jacobian; its last
+                axis must be contiguous and its axes 1 and 2 mergeable (a view of (N, 72, 72)).
 
         Returns:
             {"joints": (N, 24, 3), "keypoints": (N, 17, 3), "joints_pose": (N, 24, 3, 72),
