@@ -302,8 +302,8 @@ class BodyModel(nn.Module):
         # For ``jacobians`` (which must not copy all 24 joints' rows): every keypoint's joint
         # row (0 for the others), the face and extra keypoints' slots and rows (sparse
         # vertices, extra-regressor rows).
-        self.register_buffer("keypoint_joint_rows", torch.tensor(
-            [i if s == "joint" else 0 for s, i in zip(sources, index, strict=True)], dtype=torch.long), persistent=False)
+        joint_rows = [i if s == "joint" else 0 for s, i in zip(sources, index, strict=True)]
+        self.register_buffer("keypoint_joint_rows", torch.tensor(joint_rows, dtype=torch.long), persistent=False)
         for kind in ("face", "extra"):
             picked = [(k, i) for k, (s, i) in enumerate(zip(sources, index, strict=True)) if s == kind]
             rows = [int(self.face_slots[i]) if kind == "face" else i for _, i in picked]
