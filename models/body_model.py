@@ -299,6 +299,17 @@ class BodyModel(nn.Module):
             "keypoint_gather",
             torch.tensor([offsets[s] + i for s, i in zip(sources, index, strict=True)], dtype=torch.long),
         )
+        # For ``jacobians`` (which must not copy all 24 joints' rows): every keypoint's joint
+        # row (0 for the others), the face and extra keypoints' slots and rows (sparse
+        # vertices, extra-regressor rows).
+        joint_rows = [i if s == "joint" else 0 for s, i in zip(sources, index, strict=True)]
+        self.register_buffer("keypoint_joint_rows", torch.tensor(joint_rows, dtype=torch.long), persistent=False)
+        for kind in ("face", "extra"):
+            picked = [(k, i) for k, (s, i) in enumerate(zip(sources, index, strict=True)) if s == kind]
+            rows = [int(self.face_slots[i]) if kind == "face" else i for _, i in picked]
+            self.register_buffer(f"keypoint_slots_{kind}", torch.tensor([k for k, _ in picked], dtype=torch.long),
+                                 persistent=False)
+            self.register_buffer(f"keypoint_rows_{kind}", torch.tensor(rows, dtype=torch.long), persistent=False)
         # Forward kinematics by pointer jumping: every joint composes its transform with
         # the one 2^k levels up, so ceil(log2(depth + 1)) batched steps cover the tree.
         # Slot 24 is the identity (the root's "parent").
@@ -502,7 +513,7 @@ class BodyModel(nn.Module):
         keypoints = self._keypoints_from(joints, sparse)
         return joints.reshape(batch + (24, 3)), keypoints.reshape(batch + (17, 3))
 
-    def jacobians(self, pose: Tensor, betas: Tensor) -> dict[str, Tensor]:
+    def jacobians(self, pose: Tensor, betas: Tensor, *, joints_pose_out: Tensor | None = None) -> dict[str, Tensor]:
         """Joints, keypoints and their analytic Jacobians w.r.t. pose and betas (for
         Gauss-Newton; no autograd).
 
@@ -516,6 +527,9 @@ class BodyModel(nn.Module):
         Args:
             pose: (N, 72) axis-angle, radians.
             betas: (N, 10).
+            joints_pose_out: optional (N, 24, 3, 72) tensor of the model's dtype to write
+                ``joints_pose`` into (and return), e.g. rows of a larger Jacobian; its last
+                axis must be contiguous and its axes 1 and 2 mergeable (a view of (N, 72, 72)).
 
         Returns:
             {"joints": (N, 24, 3), "keypoints": (N, 17, 3), "joints_pose": (N, 24, 3, 72),
@@ -530,7 +544,8 @@ class BodyModel(nn.Module):
         world_rot, world_pos = self._forward_kinematics(rot, rest)
         eye = torch.eye(3, dtype=pose.dtype, device=pose.device)
         parent_rot = torch.where(self.fk_has_parent[None, :, :, None] > 0, world_rot[:, self.fk_parent], eye)
-        gain = parent_rot @ _left_jacobian_so3(theta)  # (N, 24, 3, 3): W_parent(a) J_l(theta_a)
+        left = _left_jacobian_so3(theta)  # (N, 24, 3, 3)
+        gain = parent_rot @ left  # (N, 24, 3, 3): W_parent(a) J_l(theta_a)
         ancestors = self._ancestor_matrix.to(pose.dtype)  # (24 j, 24 a): a is j or above it
 
         def rigid(points: Tensor, weights: Tensor) -> Tensor:
@@ -538,19 +553,32 @@ class BodyModel(nn.Module):
             carried = torch.einsum("pj,ja,npjd->npad", weights, ancestors, points)
             mass = weights @ ancestors  # (P, 24)
             lever = carried - mass[None, :, :, None] * world_pos[:, None]  # (N, P, 24 a, 3)
-            blocks = -skew(lever) @ gain[:, None]  # (N, P, 24, 3, 3)
+            blocks = _cross_columns(-lever, gain[:, None])  # (N, P, 24, 3, 3): -[lever]_x G_a
             return blocks.permute(0, 1, 3, 2, 4).reshape(n, points.shape[1], 3, 72)
 
-        # joints: dp_j / d theta_a = [p_a - p_j]_x G_a for a at or above j, i.e.
-        # [p_a]_x G_a - [p_j]_x G_a: two cross products with the columns of G (no 3 x 3
-        # product per (joint, ancestor) pair)
-        columns = gain.permute(0, 2, 1, 3).reshape(n, 1, 3, 72)  # (N, 1, xyz, (a, k))
-        own = _cross_columns(world_pos, gain).permute(0, 2, 1, 3).reshape(n, 1, 3, 72)  # [p_a]_x G_a
-        carried_by = ancestors.repeat_interleave(3, dim=1)[None, :, None, :]  # (1, 24 j, 1, 72)
-        joints_pose = (own - _cross_columns(world_pos, columns)) * carried_by  # (N, 24, 3, 72)
+        # joints: dp_j / d theta_a = [p_a - p_j]_x G_a for a strictly above j, i.e.
+        # [p_a]_x G_a + [g]_x p_j for each column g of G_a: with the rows [p_j, 1] (x the
+        # 3 x 3 identity, for the 3 coordinates d) one product (N, 72, 12) @ (N, 12, 72) for
+        # every (joint, column) pair, written where the caller wants it
+        own = _cross_columns(world_pos, gain).permute(0, 2, 1, 3).reshape(n, 1, 3, 72)  # [p_a]_x G_a: (d, (a, k))
+        turn = skew(gain.transpose(-1, -2)).permute(0, 4, 3, 1, 2).reshape(n, 3, 3, 72)  # [g_ak]_x: (e, d, (a, k))
+        rows = torch.cat((world_pos, world_pos.new_ones(n, 24, 1)), -1)  # (N, 24, 4 e)
+        eye_rows = rows[:, :, None, :, None] * eye[:, None, :]  # (N, 24 j, 3 d, 4 e, 3 d')
+        columns = torch.cat((turn, own), 1).view(n, 12, 72)  # ((e, d'), (a, k))
+        # a strictly above j (a joint's own rotation does not move it: exactly 0 there)
+        above = (ancestors - torch.eye(24, dtype=ancestors.dtype, device=ancestors.device)).repeat_interleave(3, dim=1)
+        if joints_pose_out is None:
+            joints_pose_out = pose.new_empty(n, 24, 3, 72)
+        joints_pose = joints_pose_out
+        torch.bmm(eye_rows.reshape(n, 72, 12), columns, out=joints_pose.view(n, 72, 72))
+        joints_pose *= above[None, :, None, :]
+        # the keypoints that are joints: the same product for their rows only
+        keypoint_rows = self.keypoint_joint_rows
+        keypoints_pose = torch.bmm(eye_rows[:, keypoint_rows].reshape(n, 51, 12), columns).view(n, 17, 3, 72)
+        keypoints_pose *= above[keypoint_rows][None, :, None, :]
         # rest joints: p_j = sum over a above or at j of W_parent(a) (S_a - S_parent(a)) beta + ...
         shape_step = self.joint_shapedirs - self.joint_shapedirs[self.fk_parent] * self.fk_has_parent[..., None]
-        steps = parent_rot @ shape_step  # (N, 24, 3, 10)
+        steps = torch.einsum("naef,afb->naeb", parent_rot, shape_step)  # (N, 24, 3, 10)
         joints_betas = torch.einsum("ja,nadb->njdb", ancestors, steps)
 
         # sparse vertices: v = sum_j w_vj (W_j (posed_v - rest_j) + p_j)
@@ -562,29 +590,36 @@ class BodyModel(nn.Module):
         verts_pose = rigid(carried, self.sparse_weights)
         blend_rot = torch.einsum("sj,njab->nsab", self.sparse_weights, world_rot)  # (N, S, 3, 3)
         # pose blend shapes: d (R_a - I) / d theta_a,k = [J_l e_k]_x R_a, a = 1..23
-        d_rot = skew(_left_jacobian_so3(theta)[:, 1:].transpose(-1, -2)) @ rot[:, 1:, None]  # (N, 23, 3 k, 3, 3)
+        d_rot = skew(left[:, 1:].transpose(-1, -2)) @ rot[:, 1:, None]  # (N, 23, 3 k, 3, 3)
         directions = self.sparse_posedirs.reshape(23, 9, -1, 3)  # (23 a, 9 mn, S, 3)
         d_posed = torch.einsum("nakm,amsd->nsdak", d_rot.reshape(n, 23, 3, 9), directions)  # (N, S, 3, 23, 3)
         verts_pose = verts_pose.clone()
         verts_pose[..., 3:] += (blend_rot @ d_posed.reshape(n, -1, 3, 69)).reshape(n, -1, 3, 69)
         verts_betas = (
             blend_rot @ self.sparse_shapedirs
-            - torch.einsum("sj,njdb->nsdb", self.sparse_weights, world_rot @ self.joint_shapedirs)
+            - torch.einsum("sj,njdb->nsdb", self.sparse_weights,
+                           torch.einsum("njef,jfb->njeb", world_rot, self.joint_shapedirs))
             + torch.einsum("sj,njdb->nsdb", self.sparse_weights, joints_betas)
         )
 
-        def keypoints_of(joint_values: Tensor, sparse_values: Tensor) -> Tensor:
-            parts = [joint_values, sparse_values[:, self.face_slots]]
-            if self.num_extra_joints:
-                parts.append(torch.einsum("es,ns...->ne...", self.extra_regressor, sparse_values))
-            return torch.cat(parts, dim=1)[:, self.keypoint_gather]
+        def keypoints_of(joint_values: Tensor | None, sparse_values: Tensor, out: Tensor | None = None) -> Tensor:
+            """The 17 keypoints' rows (N, 17, ...) of the joints' (N, 24, ...) and the sparse
+            vertices' (N, S, ...) values (only the rows used are copied); ``out``: the joint
+            keypoints' rows already computed (the others are overwritten)."""
+            if out is None:
+                out = joint_values.index_select(1, self.keypoint_joint_rows)  # (N, 17, ...)
+            out[:, self.keypoint_slots_face] = sparse_values[:, self.keypoint_rows_face]
+            if self.keypoint_slots_extra.numel():
+                extra = torch.einsum("es,ns...->ne...", self.extra_regressor[self.keypoint_rows_extra], sparse_values)
+                out[:, self.keypoint_slots_extra] = extra
+            return out
 
         return {
             "joints": world_pos,
             "keypoints": keypoints_of(world_pos, verts),
             "joints_pose": joints_pose,
             "joints_betas": joints_betas,
-            "keypoints_pose": keypoints_of(joints_pose, verts_pose),
+            "keypoints_pose": keypoints_of(None, verts_pose, out=keypoints_pose),
             "keypoints_betas": keypoints_of(joints_betas, verts_betas),
         }
 

@@ -49,6 +49,7 @@ faster than ``torch.func.vmap(jacrev)`` over frames and 14x faster than ``vmap(j
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -134,87 +135,124 @@ class Linearization:
 
 
 class _Normal:
-    """Accumulates J^T W J and J^T W r in the block layout."""
+    """Accumulates J^T W J and J^T W r in the block layout.
 
-    def __init__(self, b: int, T: int, dtype: torch.dtype, device: torch.device):
+    Every robust term is a penalty of residual rows of a per-frame quantity f(t) (the 34
+    keypoint coordinates in pixels, the 72 joint coordinates in metres): unary terms of frame
+    t and pairwise terms on ``f(t) - f(t-1)``. The rows of all such terms are registered with
+    :meth:`rows`, their Jacobians written into :attr:`jac` and :attr:`jac_betas`, their
+    weights into the per-row tensors; :meth:`assemble` then forms each block with one batched
+    product over all rows. The other terms (the betas' init term, the camera's temporal term,
+    the GMM prior) are added to the blocks after :meth:`assemble`.
+
+    Attributes:
+        jac: (b, T, R, 75) d rows(t) / d frame t's variables (a workspace: reused by the next
+            linearisation; columns a quantity does not depend on must be written as 0).
+        jac_betas: (b, T, R, 10) d rows(t) / d betas variables.
+        curvature: (b, T, R) C of the unary terms with a scalar curvature per row.
+        weighted_residual: (b, T, R) W r of the unary terms (the gradient's rows).
+        pair_residual: (b, T, R) d_t = f(t) - f(t-1) of the pairwise terms (0 at t = 0).
+        pair_weight: (b, T, R) their IRLS weight, stored at t; must be 0 at t = 0 and where
+            the pair does not exist.
+        diagonal, lower, border, gradient: the blocks (:class:`Linearization`), set by
+            :meth:`assemble`. corner (b, 10, 10), gradient_betas (b, 10): accumulated.
+    """
+
+    def __init__(self, b: int, T: int, rows: int, dtype: torch.dtype, device: torch.device,
+                 workspace: Callable[[str, tuple[int, ...]], Tensor]):
         zeros = lambda *shape: torch.zeros(*shape, dtype=dtype, device=device)  # noqa: E731
-        self.diagonal = zeros(b, T, FRAME, FRAME)
-        self.lower = zeros(b, T, FRAME, FRAME)
-        self.border = zeros(b, T, FRAME, NUM_BETAS)
+        self.b, self.T, self.R = b, T, rows
+        self._workspace = workspace
+        self.jac = workspace("jac", (b, T, rows, FRAME))
+        self.jac_betas = torch.empty(b, T, rows, NUM_BETAS, dtype=dtype, device=device)
+        self.curvature = zeros(b, T, rows)
+        self.weighted_residual = zeros(b, T, rows)
+        self.pair_residual = zeros(b, T, rows)
+        self.pair_weight = zeros(b, T, rows)
+        self._blocks: list[tuple[slice, Tensor]] = []
+        self._used = 0
         self.corner = zeros(b, NUM_BETAS, NUM_BETAS)
-        self.gradient = zeros(b, T, FRAME)
         self.gradient_betas = zeros(b, NUM_BETAS)
+        self.diagonal = self.lower = self.border = self.gradient = None
+
+    def rows(self, count: int) -> slice:
+        """The next ``count`` rows (a slice of axis 2 of the per-row tensors)."""
+        start = self._used
+        self._used += count
+        if self._used > self.R:
+            raise ValueError(f"{self._used} residual rows registered, {self.R} allocated")
+        return slice(start, self._used)
+
+    def add_blocks(self, rows: slice, blocks: Tensor) -> None:
+        """A 2 x 2 curvature per pair of ``rows`` (unary terms): blocks (b, T, K, 2, 2), 2 K rows."""
+        self._blocks.append((rows, blocks))
 
     @staticmethod
     def sum_frames(values: Tensor) -> Tensor:
         """Sum over the frame axis 1 in float64 (the rounding must not depend on the padding)."""
         return values.sum(1, dtype=torch.float64).to(values.dtype)
 
-    def chain(self, jac: Tensor, jac_betas: Tensor, columns: int, unary: tuple | None, pair: tuple | None) -> None:
-        """Every term on one per-frame quantity f(t) (R rows): unary terms of frame t and
-        pairwise terms on ``f(t) - f(t-1)``, in one product per block.
+    def assemble(self) -> None:
+        """The blocks of every registered row, in one batched product each.
 
-        Args:
-            jac: (b, T, R, columns) df(t) / d (the first ``columns`` variables of frame t).
-            jac_betas: (b, T, R, 10) df(t) / d betas variables.
-            columns: 72 (pose only) or 75.
-            unary: (residual, gradient weight, curvature weight), each (b, T, R), or None.
-            pair: (residual d_t = f(t) - f(t-1), weight) (b, T, R), stored at t (0 at t = 0
-                and where the pair does not exist), or None.
-
-        A term ``rho(|r|^2)`` with IRLS weight W contributes ``J^T W r`` and ``J^T C J``;
-        the pair terms put ``W_t + W_t+1`` on frame t's diagonal block and ``-J_t^T W_t
-        J_t-1`` below it.
+        A unary term ``rho(|r|^2)`` with IRLS weight W contributes ``J^T W r`` and ``J^T C J``;
+        a pairwise term with weight W_t puts ``W_t + W_t+1`` on frame t's diagonal block,
+        ``-J_t^T W_t J_t-1`` below it, ``J_t^T (W_t dJb_t - W_t+1 dJb_t+1)`` in the border
+        (``dJb_t = Jb_t - Jb_t-1``) and ``J_t^T (W_t d_t - W_t+1 d_t+1)`` in the gradient.
         """
-        b, T, R = jac.shape[:3]
-        zero = jac.new_zeros(b, T, R)
-        curvature = zero
-        weighted_residual = zero
-        curved_jac = jac * 0  # C J: what multiplies J_t^T in the diagonal block
-        betas_rows = jac_betas * 0  # ... and in the border
-        if unary is not None:
-            residual, weight, curv = unary
-            weighted_residual = weighted_residual + weight * residual
-            if curv.dim() == 5:  # (b, T, R / 2, 2, 2): a 2 x 2 curvature per point
-                curved_jac = _times_2x2(curv, jac)
-                betas_rows = _times_2x2(curv, jac_betas)
-                curv = zero
-            else:
-                betas_rows = jac_betas * curv[..., None]
-            curvature = curvature + curv
-        unary_betas_rows = betas_rows
-        if pair is not None:
-            d, w = pair
-            w_next = torch.cat((w[:, 1:], zero[:, :1]), 1)  # W_t+1 at t
-            wd = w * d
-            wd_next = torch.cat((wd[:, 1:], zero[:, :1]), 1)
-            curvature = curvature + w + w_next
-            weighted_residual = weighted_residual + wd - wd_next
-            jb_prev = torch.cat((jac_betas[:, :1] * 0, jac_betas[:, :-1]), 1)
-            jb_next = torch.cat((jac_betas[:, 1:], jac_betas[:, -1:] * 0), 1)
-            betas_rows = betas_rows + (w + w_next)[..., None] * jac_betas \
-                - w[..., None] * jb_prev - w_next[..., None] * jb_next
-        jt = jac.transpose(-1, -2)  # (b, T, c, R)
-        # one product for the diagonal block, the border and the gradient: J^T [C J, B, W r]
-        fused = jt @ torch.cat((jac * curvature[..., None] + curved_jac, betas_rows, weighted_residual[..., None]), -1)
-        self.diagonal[..., :columns, :columns] += fused[..., :columns]
-        self.border[..., :columns, :] += fused[..., columns:columns + NUM_BETAS]
-        self.gradient[..., :columns] += fused[..., -1]
-        if unary is not None:
-            residual, weight, curv = unary
-            self.corner += self.sum_frames(jac_betas.transpose(-1, -2) @ unary_betas_rows)
-            self.gradient_betas += self.sum_frames((jac_betas * (weight * residual)[..., None]).sum(-2))
-        if pair is not None:
-            d, w = pair
-            self.lower[:, 1:, :columns, :columns] -= jt[:, 1:] @ (jac[:, :-1] * w[:, 1:, :, None])
-            change = jac_betas - jb_prev  # (b, T, R, 10), 0-weighted at t = 0
-            change_w = change * w[..., None]
-            self.corner += self.sum_frames(change.transpose(-1, -2) @ change_w)
-            self.gradient_betas += self.sum_frames((change_w * d[..., None]).sum(-2))
+        if self._used != self.R:
+            raise ValueError(f"{self._used} residual rows registered, {self.R} allocated")
+        b, T, R = self.b, self.T, self.R
+        n = b * T
+        jac, jac_betas = self.jac, self.jac_betas
+        w = self.pair_weight
+        scalar = self.curvature + w + _next_frame(w)  # (b, T, R): C of the rows without 2 x 2 blocks
+        jt = jac.view(n, R, FRAME).transpose(1, 2)  # (n, 75, R): no copy, the product reads it transposed
+        # C J: what multiplies J_t^T in the diagonal block
+        product = self._workspace("product", (b, T, R, FRAME))
+        torch.mul(jac, scalar[..., None], out=product)
+        betas_rows = jac_betas * self.curvature[..., None]  # C Jb of the unary terms
+        for rows, blocks in self._blocks:
+            pairs = jac[:, :, rows].view(b, T, -1, 2, FRAME)
+            out = product[:, :, rows].view(b, T, -1, 2, FRAME)
+            on_diagonal = blocks.diagonal(dim1=-2, dim2=-1) + scalar[:, :, rows].view(b, T, -1, 2)
+            for i in range(2):  # row i of each pair: (c_ii + scalar) J_i + c_i,1-i J_1-i
+                torch.mul(pairs[..., i, :], on_diagonal[..., i, None], out=out[..., i, :])
+                out[..., i, :].addcmul_(pairs[..., 1 - i, :], blocks[..., i, 1 - i, None])
+            betas_rows[:, :, rows] += _times_2x2(blocks, jac_betas[:, :, rows])
+        self.diagonal = torch.bmm(jt, product.view(n, R, FRAME)).view(b, T, FRAME, FRAME)
+        self.corner += self.sum_frames(jac_betas.transpose(-1, -2) @ betas_rows)
+        # the pair terms' betas rows: W_t dJb_t - W_t+1 dJb_t+1
+        change = torch.empty_like(jac_betas)  # dJb_t (b, T, R, 10), 0-weighted at t = 0
+        change[:, 0] = jac_betas[:, 0]
+        torch.sub(jac_betas[:, 1:], jac_betas[:, :-1], out=change[:, 1:])
+        change_w = change * w[..., None]
+        betas_rows += change_w
+        betas_rows[:, :-1] -= change_w[:, 1:]
+        # J^T B and J^T r as (B^T J)^T and r^T J: the product with J on the right is 3x faster
+        border = torch.bmm(betas_rows.view(n, R, NUM_BETAS).transpose(1, 2), jac.view(n, R, FRAME))
+        self.border = border.transpose(1, 2).contiguous().view(b, T, FRAME, NUM_BETAS)
+        self.corner += self.sum_frames(change.transpose(-1, -2) @ change_w)
+        wd = w * self.pair_residual
+        residual_rows = self.weighted_residual + wd - _next_frame(wd)
+        self.gradient = torch.bmm(residual_rows.view(n, 1, R), jac.view(n, R, FRAME)).view(b, T, FRAME)
+        # Jb^T W r and dJb^T W d
+        self.gradient_betas += self.sum_frames((self.weighted_residual[..., None, :] @ jac_betas)[..., 0, :])
+        self.gradient_betas += self.sum_frames((self.pair_residual[..., None, :] @ change_w)[..., 0, :])
+        # below the diagonal: -J_t^T W_t J_t-1 (frame 0 has none)
+        torch.mul(jac[:, :-1], -w[:, 1:, :, None], out=product[:, 1:])
+        product[:, 0] = 0.0
+        self.lower = torch.bmm(jt, product.view(n, R, FRAME)).view(b, T, FRAME, FRAME)
+        self.lower[:, 0] = 0.0  # exactly, even where frame 0's J is not finite
 
     def result(self, energy: Tensor) -> Linearization:
         return Linearization(energy, self.gradient, self.gradient_betas, self.diagonal, self.lower,
                              self.border, self.corner)
+
+
+def _next_frame(values: Tensor) -> Tensor:
+    """values (b, T, ...) at frame t + 1, stored at t (0 at the last frame)."""
+    return torch.cat((values[:, 1:], torch.zeros_like(values[:, :1])), 1)
 
 
 def _times_2x2(blocks: Tensor, rows: Tensor) -> Tensor:
@@ -295,6 +333,20 @@ class LMProblem:
         self.offset = gmm_offset
         self.translation_unit = translation_unit
         self._last: tuple[Tensor, TrackBatch] | None = None
+        self._scratch: dict[str, Tensor] = {}
+
+    def _workspace(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
+        """A scratch tensor of ``shape`` whose memory is kept between linearisations (uninitialised).
+
+        The products of a linearisation are memory-bound; a fresh tensor of this size costs
+        its page faults again on every call (on the CPU about as much as filling it). The
+        memory grows to the largest shape asked for under ``name``.
+        """
+        size = math.prod(shape)
+        buffer = self._scratch.get(name)
+        if buffer is None or buffer.numel() < size or buffer.dtype != dtype or buffer.device != device:
+            buffer = self._scratch[name] = torch.empty(size, dtype=dtype, device=device)
+        return buffer[:size].view(shape)
 
     def batch(self, index: Tensor) -> TrackBatch:
         """The fixed data of the tracks ``index`` (cached for the same index tensor)."""
@@ -315,32 +367,32 @@ class LMProblem:
         pose, betas, camera = self.packed.decode(x, index)
         b, T = pose.shape[:2]
         n = b * T
-        jac = self.body.jacobians(pose.reshape(n, NUM_POSE), betas[:, None].expand(b, T, NUM_BETAS).reshape(n, NUM_BETAS))
+        dtype, device = x.dtype, x.device
+        # the residual rows: 34 keypoint coordinates (px), 72 joint coordinates (m)
+        on_keypoints = config.use_reprojection or (config.use_temporal and config.w_temporal_2d > 0)
+        on_joints = (config.use_prior and config.w_init > 0) or (config.use_temporal and config.w_temporal_3d > 0)
+        normal = _Normal(b, T, 34 * on_keypoints + 72 * on_joints, dtype, device,
+                         lambda name, shape: self._workspace(name, shape, dtype, device))
+        kp = normal.rows(34) if on_keypoints else None
+        jr = normal.rows(72) if on_joints else None
+        joints_pose = None  # the joints' pose Jacobian, written by the body model straight into their rows
+        if jr is not None and self.body.dtype == dtype:
+            joints_pose = normal.jac[:, :, jr, :NUM_POSE].view(n, 24, 3, NUM_POSE)
+        jac = self.body.jacobians(pose.reshape(n, NUM_POSE),
+                                  betas[:, None].expand(b, T, NUM_BETAS).reshape(n, NUM_BETAS),
+                                  joints_pose_out=joints_pose)
+        if jr is not None and joints_pose is None:
+            normal.jac[:, :, jr, :NUM_POSE] = jac["joints_pose"].reshape(b, T, 72, NUM_POSE)
         joints = jac["joints"].reshape(b, T, 24, 3)
         keypoints = jac["keypoints"].reshape(b, T, 17, 3)
         terms = energy_terms(pose, betas, camera, batch, self.body, self.prior, config, self.offset,
                              body_outputs=(joints, keypoints))
         energy = track_total(terms.per_frame_total())
 
-        dtype, device = x.dtype, x.device
         per_beta = (1.0 / self.packed.betas_scale[index])[:, None, None, None, None]  # d beta / d z
         unit = (self.translation_unit * self.packed.scale_ref[index])[:, None, None]  # (b, 1, 1) px per variable
         scale = camera[..., 0][..., None, None, None]  # (b, T, 1, 1, 1) px / m
 
-        # keypoints in pixels: x = s X_xy + t
-        kp_pose = jac["keypoints_pose"].reshape(b, T, 17, 3, NUM_POSE)[..., :2, :]
-        kp2d_frame = torch.zeros(b, T, 17, 2, FRAME, dtype=dtype, device=device)
-        kp2d_frame[..., :NUM_POSE] = scale * kp_pose
-        kp2d_frame[..., NUM_POSE] = camera[..., 0][..., None, None] * keypoints[..., :2]  # d / d log s
-        kp2d_frame[..., 0, NUM_POSE + 1] = unit
-        kp2d_frame[..., 1, NUM_POSE + 2] = unit
-        kp2d_betas = scale * jac["keypoints_betas"].reshape(b, T, 17, 3, NUM_BETAS)[..., :2, :] * per_beta
-        kp2d_frame = kp2d_frame.reshape(b, T, 34, FRAME)
-        kp2d_betas = kp2d_betas.reshape(b, T, 34, NUM_BETAS)
-        joints_pose = jac["joints_pose"].reshape(b, T, 72, NUM_POSE)
-        joints_betas = (jac["joints_betas"].reshape(b, T, 24, 3, NUM_BETAS) * per_beta).reshape(b, T, 72, NUM_BETAS)
-
-        normal = _Normal(b, T, dtype, device)
         zero = torch.zeros((), dtype=dtype, device=device)
         present = batch.has_candidate
         pair_mask = batch.pair_mask
@@ -355,28 +407,43 @@ class LMProblem:
             return diff
 
         # ---- terms on the 17 projected keypoints (pixels): E_R and the 2D temporal term
-        unary = pair = None
-        if config.use_reprojection:
-            matched = terms.matched.clamp(min=0)  # (b, T)
-            gather = matched[:, :, None, None, None].expand(b, T, 1, 17, 2)
-            detection = batch.candidates.gather(2, gather)[:, :, 0]  # (b, T, 17, 2)
-            confidence = batch.confidence.gather(2, matched[:, :, None, None].expand(b, T, 1, 17))[:, :, 0]
-            residual = terms.keypoints2d - detection
-            squared = squared_norm(residual)
-            slope = _slope(lambda s: reprojection_penalty(s, config), squared)
-            curvature = _keypoint_curvature(residual, squared, slope, config)  # (b, T, 17, 2, 2)
-            live = (present & (terms.frame_error < config.tau_r_px))[..., None]  # a capped frame is constant
-            factor = torch.where(live, 2.0 * config.w_reprojection * confidence, zero)
-            unary = (residual.reshape(b, T, 34), rows(factor * slope, 2), factor[..., None, None] * curvature)
-        if config.use_temporal and config.w_temporal_2d > 0:
-            diff = differences(terms.keypoints2d)
-            slope = _slope(lambda s: huber(s, config.temporal_2d_delta_px), squared_norm(diff))
-            pair = (diff.reshape(b, T, 34), rows(torch.where(pair_mask[..., None], 2.0 * config.w_temporal_2d * slope, zero), 2))
-        if unary is not None or pair is not None:
-            normal.chain(kp2d_frame, kp2d_betas, FRAME, unary, pair)
+        if on_keypoints:
+            # x = s X_xy + t: d / d pose, d / d log s, d / d (tx, ty) variables
+            kp_jac = normal.jac[:, :, kp].view(b, T, 17, 2, FRAME)
+            kp_pose = jac["keypoints_pose"].reshape(b, T, 17, 3, NUM_POSE)[..., :2, :]
+            torch.mul(kp_pose, scale, out=kp_jac[..., :NUM_POSE])
+            torch.mul(keypoints[..., :2], camera[..., 0][..., None, None], out=kp_jac[..., NUM_POSE])
+            kp_jac[..., 0, NUM_POSE + 1] = unit
+            kp_jac[..., 1, NUM_POSE + 1] = 0.0
+            kp_jac[..., 0, NUM_POSE + 2] = 0.0
+            kp_jac[..., 1, NUM_POSE + 2] = unit
+            kp_betas = jac["keypoints_betas"].reshape(b, T, 17, 3, NUM_BETAS)[..., :2, :]
+            normal.jac_betas[:, :, kp] = (scale * kp_betas * per_beta).reshape(b, T, 34, NUM_BETAS)
+            if config.use_reprojection:
+                matched = terms.matched.clamp(min=0)  # (b, T)
+                gather = matched[:, :, None, None, None].expand(b, T, 1, 17, 2)
+                detection = batch.candidates.gather(2, gather)[:, :, 0]  # (b, T, 17, 2)
+                confidence = batch.confidence.gather(2, matched[:, :, None, None].expand(b, T, 1, 17))[:, :, 0]
+                residual = terms.keypoints2d - detection
+                squared = squared_norm(residual)
+                slope = _slope(lambda s: reprojection_penalty(s, config), squared)
+                curvature = _keypoint_curvature(residual, squared, slope, config)  # (b, T, 17, 2, 2)
+                live = (present & (terms.frame_error < config.tau_r_px))[..., None]  # a capped frame is constant
+                factor = torch.where(live, 2.0 * config.w_reprojection * confidence, zero)
+                normal.weighted_residual[:, :, kp] = rows(factor * slope, 2) * residual.reshape(b, T, 34)
+                normal.add_blocks(kp, factor[..., None, None] * curvature)
+            if config.use_temporal and config.w_temporal_2d > 0:
+                diff = differences(terms.keypoints2d)
+                slope = _slope(lambda s: huber(s, config.temporal_2d_delta_px), squared_norm(diff))
+                normal.pair_residual[:, :, kp] = diff.reshape(b, T, 34)
+                normal.pair_weight[:, :, kp] = rows(
+                    torch.where(pair_mask[..., None], 2.0 * config.w_temporal_2d * slope, zero), 2)
 
         # ---- terms on the 24 joints (metres): the init term and the 3D temporal term
-        unary = pair = None
+        if on_joints:
+            normal.jac[:, :, jr, NUM_POSE:] = 0.0  # the joints do not depend on the camera
+            normal.jac_betas[:, :, jr] = (
+                jac["joints_betas"].reshape(b, T, 24, 3, NUM_BETAS) * per_beta).reshape(b, T, 72, NUM_BETAS)
         if config.use_prior and config.w_init > 0:
             _, chosen = init_per_candidate(joints, betas, batch, config).min(-1)
             joint_part = init_parts(joints, betas, batch, config)[0].gather(2, chosen[..., None])[..., 0]
@@ -387,7 +454,8 @@ class LMProblem:
             residual = joints - target
             slope = _slope(lambda s: huber(s, config.init_delta_m), squared_norm(residual))
             weight = rows(torch.where(live[..., None], 2.0 * lam[..., None] * slope, zero), 3)
-            unary = (residual.reshape(b, T, 72), weight, weight)
+            normal.weighted_residual[:, :, jr] = weight * residual.reshape(b, T, 72)
+            normal.curvature[:, :, jr] = weight
             # the betas' own residual: beta - beta~ (d / d z = 1 / sqrt(T))
             target_betas = batch.init_betas.gather(2, chosen[:, :, None, None].expand(b, T, 1, NUM_BETAS))[:, :, 0]
             residual_betas = betas[:, None] - target_betas  # (b, T, 10)
@@ -407,9 +475,10 @@ class LMProblem:
         if config.use_temporal and config.w_temporal_3d > 0:
             diff = differences(joints)
             slope = _slope(lambda s: huber(s, config.temporal_3d_delta_m), squared_norm(diff))
-            pair = (diff.reshape(b, T, 72), rows(torch.where(pair_mask[..., None], 2.0 * config.w_temporal_3d * slope, zero), 3))
-        if unary is not None or pair is not None:
-            normal.chain(joints_pose, joints_betas, NUM_POSE, unary, pair)
+            normal.pair_residual[:, :, jr] = diff.reshape(b, T, 72)
+            normal.pair_weight[:, :, jr] = rows(
+                torch.where(pair_mask[..., None], 2.0 * config.w_temporal_3d * slope, zero), 3)
+        normal.assemble()
 
         # ---- the camera translation's temporal term (pixels)
         if config.use_temporal and config.w_temporal_camera > 0:
@@ -430,8 +499,9 @@ class LMProblem:
             _, grad, curvature = self.prior.nll_gradient_curvature(pose[..., 3:].reshape(n, NUM_POSE - 3))
             mask = batch.frame_mask[..., None]
             normal.gradient[..., 3:NUM_POSE] += torch.where(mask, config.w_gmm * grad.reshape(b, T, -1), zero)
-            normal.diagonal[..., 3:NUM_POSE, 3:NUM_POSE] += torch.where(
-                mask[..., None], config.w_gmm * curvature.reshape(b, T, NUM_POSE - 3, NUM_POSE - 3), zero)
+            # one pass over the (b, T, 69, 69) blocks (0 x a finite curvature on padded frames)
+            normal.diagonal[..., 3:NUM_POSE, 3:NUM_POSE].addcmul_(
+                curvature.view(b, T, NUM_POSE - 3, NUM_POSE - 3), (config.w_gmm * mask.to(dtype))[..., None])
 
         return normal.result(energy)
 

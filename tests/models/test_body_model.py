@@ -181,3 +181,23 @@ def test_analytic_jacobians_match_autograd(standin):
                        ("joints_betas", by_betas[0]), ("keypoints_betas", by_betas[1])):
         # smplx's Rodrigues perturbs the angle by 1e-8 rad: agreement to ~1e-8, not 1e-15
         assert torch.allclose(out[name], auto[rows, :, :, rows], atol=5e-8), name
+
+
+def test_analytic_jacobians_with_extra_regressor(standin, tmp_path):
+    """Keypoints taken from an extra regressor (hips) and its Jacobians against autograd."""
+    rng = np.random.default_rng(1)
+    regressor = np.zeros((2, 6890))
+    for row in regressor:
+        row[rng.choice(6890, 6, replace=False)] = rng.random(6)
+        row /= row.sum()
+    npz = tmp_path / "extra_named.npz"
+    np.savez(npz, J_regressor=regressor, names=np.array(["right_hip", "left_hip"]))
+    body = BodyModel.from_file(standin.neutral, dtype=torch.float64, extra_regressor=npz)
+    pose, betas = _inputs(2, torch.float64, seed=3)
+    out = body.jacobians(pose, betas)
+    assert torch.allclose(out["keypoints"], body.keypoints(pose, betas), atol=1e-12)
+    by_pose = torch.autograd.functional.jacobian(lambda p: body.keypoints(p, betas), pose)
+    by_betas = torch.autograd.functional.jacobian(lambda b: body.keypoints(pose, b), betas)
+    rows = torch.arange(2)
+    assert torch.allclose(out["keypoints_pose"], by_pose[rows, :, :, rows], atol=5e-8)
+    assert torch.allclose(out["keypoints_betas"], by_betas[rows, :, :, rows], atol=5e-8)
