@@ -349,6 +349,35 @@ def _iteration_limit(meta) -> tuple[str | None, int | None]:
     return solver, per_stage * stages
 
 
+def iteration_warning(tracks: pa.Table, solver: str | None = None, cap: int | None = None) -> str | None:
+    """A sentence for the report when fitted tracks stopped without converging, else None.
+
+    Such a track's energy, E_norm and inlier flags are those of an unfinished fit, so its
+    selection is too: the report says how many, and what to try.
+
+    Args:
+        tracks: the tracks/ table (``converged``, ``fit_status``, ``iterations``).
+        solver: ``BAConfig.solver`` of the run (None: unknown). cap: its iteration limit.
+    """
+    if tracks.num_rows == 0 or "converged" not in tracks.column_names:
+        return None
+    converged = np.asarray(tracks.column("converged").to_pylist(), dtype=bool)
+    status = (tracks.column("fit_status").to_pylist() if "fit_status" in tracks.column_names
+              else ["ok"] * tracks.num_rows)
+    fitted = np.asarray([s == "ok" for s in status], dtype=bool)
+    stopped = int((fitted & ~converged).sum())
+    if stopped == 0:
+        return None
+    name = SOLVER_NAMES.get(solver or "", "the solver")
+    limit = f" ({cap} iterations)" if cap else ""
+    advice = ("try --ba_config '{\"solver\": \"lm\"}' (Levenberg-Marquardt, tens of iterations; see "
+              "docs/bundle_adjustment.md for what it changes)" if solver != "lm"
+              else "raise lm_max_iter in --ba_config")
+    return (f"{stopped} of {int(fitted.sum())} fitted tracks stopped at {name}'s iteration limit{limit} "
+            f"without converging: their energy, E_norm, inlier flags and selection are those of an "
+            f"unfinished fit. To converge them, {advice}.")
+
+
 def plot_iterations(tracks: pa.Table, solver: str | None = None, cap: int | None = None) -> bytes:
     """Histogram of solver iterations per track (converged vs stopped at the limit).
 
@@ -532,6 +561,9 @@ def render_report(summary: RunSummary, config: ReportConfig = ReportConfig(), bo
     ]
     parts += [f"<figure>{_img(png, caption)}<figcaption>{html.escape(caption)}</figcaption></figure>" for png, caption in plots]
     parts.append("</div>")
+    unconverged = iteration_warning(summary.tracks, solver, iteration_cap)
+    if unconverged:
+        parts.append(f"<p class='warn'>{html.escape(unconverged)}</p>")
     reasons = Counter(zip(summary.rejected.column("outcome").to_pylist(), summary.rejected.column("reason").to_pylist()))
     verdicts = Counter(summary.tracks.column("selection_reason").to_pylist())
     parts.append("<h2>Where the clips went</h2><div class='grid'>")

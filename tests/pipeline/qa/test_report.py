@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 
@@ -109,3 +110,40 @@ def test_report_cli(run, tmp_path):
     assert page.startswith("<!DOCTYPE html>") and "Table 3" in page
     assert json.loads((__import__("pathlib").Path(run.output) / "stats.json").read_text())["clips"] == 21
     assert main(["report", str(tmp_path / "missing")]) == 2
+
+
+def test_iteration_warning_counts_fitted_tracks_stopped_at_the_limit():
+    """The report says how many fitted tracks stopped without converging (the demo's
+    L-BFGS tracks did, and the page showed it only as a histogram), and what to try."""
+    import pyarrow as pa
+
+    from pipeline.qa.report import iteration_warning
+
+    tracks = pa.table({
+        "converged": [False, True, False, False],
+        "fit_status": ["ok", "ok", "ok", "split"],  # a split track's own fit is not a result
+        "iterations": [600, 412, 600, 0],
+    })
+    text = iteration_warning(tracks, "batched", 600)
+    assert text.startswith("2 of 3 fitted tracks stopped at L-BFGS's iteration limit (600 iterations)")
+    assert '"solver": "lm"' in text
+    assert "lm_max_iter" in iteration_warning(tracks, "lm", 50)
+    done = pa.table({"converged": [True, True], "fit_status": ["ok", "ok"], "iterations": [20, 31]})
+    assert iteration_warning(done, "lm", 50) is None
+    assert iteration_warning(done.slice(0, 0), "lm", 50) is None
+
+
+def test_report_page_carries_the_iteration_warning(run, body_model):
+    summary = load_summary(run.output)
+    page = render_report(summary, ReportConfig(thumbnails=0), body_model)
+    from pipeline.qa.report import iteration_warning
+
+    expected = iteration_warning(summary.tracks, *_limit(summary))
+    assert expected is not None  # the built run has tracks that did not converge
+    assert html.escape(expected) in page
+
+
+def _limit(summary):
+    from pipeline.qa.report import _iteration_limit
+
+    return _iteration_limit(summary.metadata)
