@@ -198,13 +198,15 @@ def init_parts(joints3d: Tensor, betas: Tensor, batch: TrackBatch, config: BACon
     return joint_term, beta_term
 
 
-def init_per_candidate(joints3d: Tensor, betas: Tensor, batch: TrackBatch, config: BAConfig) -> Tensor:
+def init_per_candidate(joints3d: Tensor, betas: Tensor, batch: TrackBatch, config: BAConfig,
+                       parts: tuple[Tensor, Tensor] | None = None) -> Tensor:
     """E_I of each candidate before the min: (B, T, P), +inf where no candidate.
 
     ``min(sum_i rho(X_i - X~_i^p), tau_I) + lambda_beta rho(beta - beta~^p)``; shapes as in
-    :func:`init_energy`.
+    :func:`init_energy`. ``parts``: :func:`init_parts` of the same arguments, when the
+    caller has them already.
     """
-    joint_term, beta_term = init_parts(joints3d, betas, batch, config)
+    joint_term, beta_term = init_parts(joints3d, betas, batch, config) if parts is None else parts
     per_candidate = torch.clamp(joint_term, max=config.tau_i) + config.w_init_betas * beta_term
     return torch.where(batch.candidate_mask, per_candidate, torch.full_like(per_candidate, float("inf")))
 

@@ -445,8 +445,9 @@ class LMProblem:
             normal.jac_betas[:, :, jr] = (
                 jac["joints_betas"].reshape(b, T, 24, 3, NUM_BETAS) * per_beta).reshape(b, T, 72, NUM_BETAS)
         if config.use_prior and config.w_init > 0:
-            _, chosen = init_per_candidate(joints, betas, batch, config).min(-1)
-            joint_part = init_parts(joints, betas, batch, config)[0].gather(2, chosen[..., None])[..., 0]
+            parts = init_parts(joints, betas, batch, config)
+            _, chosen = init_per_candidate(joints, betas, batch, config, parts).min(-1)
+            joint_part = parts[0].gather(2, chosen[..., None])[..., 0]
             live = present & (joint_part < config.tau_i)  # the joints' part is capped, the betas' is not
             lam = init_weight(batch, config)
             lam = lam if isinstance(lam, Tensor) else torch.full((b, 1), lam, dtype=dtype, device=device)
