@@ -256,3 +256,63 @@ def test_lm_batches_are_capped_by_lm_max_batch_frames(body_model, prior, monkeyp
     fits = ba.bundle_adjust(problems, body_model, prior, BAConfig(solver="lm", lm_max_batch_frames=12, lm_max_iter=2))
     assert [f.status for f in fits] == ["ok"] * 4
     assert sorted(sizes) == [6, 12, 15]
+
+
+class _Quadratic:
+    """E(x) = a/2 |x|^2 on (b, 10 + 75 T) with a Gauss-Newton model of curvature ``model``
+    (deliberately wrong: the step is too long when model < a, too short when model > a)."""
+
+    def __init__(self, a: float, model: float, T: int = 1):
+        self.a, self.model, self.T = a, model, T
+        self.linearisations = 0
+
+    def energy(self, x, index):
+        return 0.5 * self.a * (x * x).sum(-1)
+
+    def linearize(self, x, index):
+        from optimize.lm import Linearization
+
+        self.linearisations += 1
+        b, T = x.shape[0], self.T
+        g = self.a * x
+        eye = torch.eye(FRAME, dtype=x.dtype)
+        return Linearization(
+            energy=self.energy(x, index), gradient=g[:, NUM_BETAS:].reshape(b, T, FRAME), gradient_betas=g[:, :NUM_BETAS],
+            diagonal=(self.model * eye).expand(b, T, FRAME, FRAME).clone(), lower=torch.zeros(b, T, FRAME, FRAME, dtype=x.dtype),
+            border=torch.zeros(b, T, FRAME, NUM_BETAS, dtype=x.dtype),
+            corner=(self.model * torch.eye(NUM_BETAS, dtype=x.dtype)).expand(b, NUM_BETAS, NUM_BETAS).clone())
+
+
+@pytest.mark.parametrize("check_every", [1, 5])  # the CPU path (subset linearised) and the GPU path (masks only)
+def test_step_backtracks_a_rejected_step_and_stretches_a_short_one(check_every):
+    """A model with a third of the true curvature overshoots to -2x (E x 4): the full step
+    is rejected, half of it lands at -x/2 (E / 4): that one is taken, the damping doubles,
+    and only the accepted point is linearised again (never the rejected trial). A model
+    with twice the curvature stops at x/2; the stretched step (2x) reaches the minimum and
+    is taken, and the damping shrinks. Two tracks in one batch."""
+    from optimize.lm import LMSettings, _step
+
+    torch.manual_seed(0)
+    x = torch.randn(2, NUM_BETAS + FRAME, dtype=torch.float64)
+    work = torch.arange(2)
+    settings = LMSettings(check_every=check_every)
+    frames = torch.ones(2, dtype=torch.float64)
+    mask = torch.ones(2, 1, dtype=torch.bool)
+    for model, expected_x, expected_damping in ((4.0 / 3.0, -0.5, 2e-12), (8.0, 0.0, 1e-12 / 3)):
+        problem = _Quadratic(a=4.0, model=model)
+        lin = problem.linearize(x, work)
+        problem.linearisations = 0
+        damping = torch.full((2,), 1e-12, dtype=torch.float64)
+        alive = torch.tensor([True, True])
+        new_x, new_lin, new_damping, growth, new_alive, stats = _step(
+            problem, work, x, lin, damping, torch.full((2,), 2.0, dtype=torch.float64), alive, frames, mask,
+            settings, None)
+        assert torch.allclose(new_x, expected_x * x, atol=1e-9)
+        assert torch.allclose(new_lin.energy, expected_x ** 2 * problem.energy(x, work), atol=1e-9)
+        assert torch.allclose(new_lin.gradient_betas, 4.0 * new_x[:, :NUM_BETAS])  # linearised at the new point
+        assert torch.allclose(new_damping, torch.full((2,), expected_damping, dtype=torch.float64))
+        # at the minimum the gradient vanishes: converged; after the shortened step: going on
+        assert new_alive.tolist() == [expected_x != 0.0] * 2
+        assert stats["converged"].tolist() == [expected_x == 0.0] * 2
+        assert stats["linearised"].tolist() == [1, 1] and stats["counted"].tolist() == [1, 1]
+        assert problem.linearisations == 1  # the accepted point only, never the rejected trial
