@@ -96,9 +96,10 @@ def solve_bordered_tridiagonal(
         diagonal = torch.where(keep, diagonal, eye)
         pair = torch.zeros_like(frame_mask)
         pair[:, 1:] = frame_mask[:, 1:] & frame_mask[:, :-1]
-        lower = torch.where(pair[..., None, None], lower, torch.zeros_like(lower))
-        border = torch.where(keep, border, torch.zeros_like(border))
-        rhs_frames = torch.where(frame_mask[..., None], rhs_frames, torch.zeros_like(rhs_frames))
+        # a scalar 0, not a zeros tensor: no (B, T, n, n) fill (measured 8 % of a solve)
+        lower = torch.where(pair[..., None, None], lower, 0.0)
+        border = torch.where(keep, border, 0.0)
+        rhs_frames = torch.where(frame_mask[..., None], rhs_frames, 0.0)
     # The border's m columns and r are carried through the factorisation together.
     rhs = torch.cat((border, rhs_frames[..., None]), -1)  # (B, T, n, m + 1)
     factorise = _sweep_forward if method == "sweep" else _cyclic_forward
@@ -112,7 +113,7 @@ def solve_bordered_tridiagonal(
     weights = torch.cat((-y, torch.ones_like(y[:, :1])), 1)  # (B, m + 1)
     x = forward.backward(weights)
     if frame_mask is not None:
-        x = torch.where(frame_mask[..., None], x, torch.zeros_like(x))
+        x = torch.where(frame_mask[..., None], x, 0.0)
     return BorderedSolution(x=x, y=y, ok=ok)
 
 

@@ -612,8 +612,10 @@ def damped_step(lin: Linearization, damping: Tensor, frame_mask: Tensor) -> tupl
     scale_frames = torch.maximum(frame_diag, floor[..., None])
     scale_betas = torch.maximum(betas_diag, floor)
     lam = damping[:, None]
+    damped = lin.diagonal.clone()  # one copy; a diag_embed would fill a (b, T, 75, 75) of zeros first
+    damped.diagonal(dim1=-2, dim2=-1).add_(lam[..., None] * scale_frames)
     solution = solve_bordered_tridiagonal(
-        lin.diagonal + torch.diag_embed(lam[..., None] * scale_frames),
+        damped,
         lin.lower,
         lin.border,
         lin.corner + torch.diag_embed(lam * scale_betas),
