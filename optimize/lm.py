@@ -392,6 +392,7 @@ class LMProblem:
         per_beta = (1.0 / self.packed.betas_scale[index])[:, None, None, None, None]  # d beta / d z
         unit = (self.translation_unit * self.packed.scale_ref[index])[:, None, None]  # (b, 1, 1) px per variable
         scale = camera[..., 0][..., None, None, None]  # (b, T, 1, 1, 1) px / m
+        per = per_beta[:, :, 0, 0, 0]  # (b, 1) d beta / d z
 
         zero = torch.zeros((), dtype=dtype, device=device)
         present = batch.has_candidate
@@ -462,7 +463,6 @@ class LMProblem:
             residual_betas = betas[:, None] - target_betas  # (b, T, 10)
             slope = _slope(lambda s: huber(s, config.init_betas_delta), squared_norm(residual_betas))
             weight_betas = torch.where(present, 2.0 * lam * config.w_init_betas * slope, zero)  # (b, T)
-            per = per_beta[:, :, 0, 0, 0]  # (b, 1)
             normal.gradient_betas += per * normal.sum_frames(weight_betas[..., None] * residual_betas)
             eye = torch.eye(NUM_BETAS, dtype=dtype, device=device)
             normal.corner += (per * per * normal.sum_frames(weight_betas[..., None]))[..., None] * eye
@@ -470,7 +470,6 @@ class LMProblem:
             # the shape bound: w sum_k max(0, |beta_k| - bound)^2 on every real frame (exact GN)
             excess = shape_excess(betas, config)  # (b, 10)
             count = batch.frame_mask.sum(-1, keepdim=True).to(dtype)  # (b, 1)
-            per = per_beta[:, :, 0, 0, 0]  # (b, 1)
             normal.gradient_betas += per * count * 2.0 * config.w_shape * excess * torch.sign(betas)
             normal.corner += torch.diag_embed(per * per * count * 2.0 * config.w_shape * (excess > 0).to(dtype))
         if config.use_temporal and config.w_temporal_3d > 0:
@@ -488,9 +487,9 @@ class LMProblem:
             slope = _slope(lambda s: bounded_huber(s, config.temporal_camera_delta_px, bound), squared_norm(diff))
             weight = torch.where(pair_mask, 2.0 * config.w_temporal_camera * slope, zero)[..., None]  # (b, T, 1)
             unit2 = unit * unit  # d translation / d variable = u
-            w_next = torch.cat((weight[:, 1:], torch.zeros_like(weight[:, :1])), 1)
+            w_next = _next_frame(weight)
             wd = weight * diff
-            wd_next = torch.cat((wd[:, 1:], torch.zeros_like(wd[:, :1])), 1)
+            wd_next = _next_frame(wd)
             cols = torch.arange(NUM_POSE + 1, FRAME, device=device)
             normal.diagonal[..., cols, cols] += unit2 * (weight + w_next)
             normal.lower[..., cols, cols] -= unit2 * weight
@@ -633,6 +632,16 @@ def damped_step(lin: Linearization, damping: Tensor, frame_mask: Tensor) -> tupl
     return step, predicted, ok
 
 
+def _along(problem, work, x, step, factor: float, is_diverged):
+    """The point ``x + factor step``, its energy (b,) and whether it is usable (finite, not diverged)."""
+    point = x + factor * step
+    energy = problem.energy(point, work)
+    usable = torch.isfinite(energy)
+    if is_diverged is not None:
+        usable = usable & ~is_diverged(point)
+    return point, energy, usable
+
+
 def _step(problem, work, x, lin, damping, growth, alive, frames, frame_mask, settings, is_diverged):
     """One masked LM iteration for the working set.
 
@@ -645,24 +654,17 @@ def _step(problem, work, x, lin, damping, growth, alive, frames, frame_mask, set
     """
     dtype = x.dtype
     step, predicted, finite_step = damped_step(lin, damping, frame_mask)
-    trial_x = x + step
-    trial_energy = problem.energy(trial_x, work)
+    trial_x, trial_energy, usable = _along(problem, work, x, step, 1.0, is_diverged)
     actual = lin.energy.double() - trial_energy.double()
-    trial_bad = ~torch.isfinite(trial_energy)
-    if is_diverged is not None:
-        trial_bad |= is_diverged(trial_x)
-    accept = alive & finite_step & ~trial_bad & (actual > 0)
+    accept = alive & finite_step & usable & (actual > 0)
     # a rejected step is first shortened along its own direction (energies only): the
     # largest of BACKTRACK x step that lowers E is taken, and the damping still grows
     partial = torch.zeros_like(accept)
     retry = alive & finite_step & ~accept
     if settings.check_every != 1 or bool(retry.any()):
         for fraction in BACKTRACK:
-            short_x = x + fraction * step
-            short_energy = problem.energy(short_x, work)
-            short_ok = retry & ~partial & torch.isfinite(short_energy) & (short_energy.double() < lin.energy.double())
-            if is_diverged is not None:
-                short_ok &= ~is_diverged(short_x)
+            short_x, short_energy, usable = _along(problem, work, x, step, fraction, is_diverged)
+            short_ok = retry & ~partial & usable & (short_energy.double() < lin.energy.double())
             trial_x = torch.where(short_ok[:, None], short_x, trial_x)
             trial_energy = torch.where(short_ok, short_energy, trial_energy)
             partial |= short_ok
@@ -674,11 +676,8 @@ def _step(problem, work, x, lin, damping, growth, alive, frames, frame_mask, set
     longer = full.clone()
     if settings.check_every != 1 or bool(longer.any()):
         for factor in STRETCH:
-            long_x = x + factor * step
-            long_energy = problem.energy(long_x, work)
-            better = longer & torch.isfinite(long_energy) & (long_energy < trial_energy)
-            if is_diverged is not None:
-                better &= ~is_diverged(long_x)
+            long_x, long_energy, usable = _along(problem, work, x, step, factor, is_diverged)
+            better = longer & usable & (long_energy < trial_energy)
             trial_x = torch.where(better[:, None], long_x, trial_x)
             trial_energy = torch.where(better, long_energy, trial_energy)
             longer = better

@@ -361,10 +361,9 @@ def iteration_warning(tracks: pa.Table, solver: str | None = None, cap: int | No
     """
     if tracks.num_rows == 0 or "converged" not in tracks.column_names:
         return None
-    converged = np.asarray(tracks.column("converged").to_pylist(), dtype=bool)
-    status = (tracks.column("fit_status").to_pylist() if "fit_status" in tracks.column_names
-              else ["ok"] * tracks.num_rows)
-    fitted = np.asarray([s == "ok" for s in status], dtype=bool)
+    converged = _np(tracks, "converged").astype(bool)
+    fitted = (_np(tracks, "fit_status") == "ok") if "fit_status" in tracks.column_names \
+        else np.ones(tracks.num_rows, dtype=bool)
     stopped = int((fitted & ~converged).sum())
     if stopped == 0:
         return None
