@@ -156,8 +156,10 @@ class FitAndCommitFn(beam.DoFn):
             with ba_batch(len(chunk), frames, self._heartbeat_s):
                 chunk_fits = fit_tracks(self._loaded.stage, chunk)
             elapsed = time.perf_counter() - start
-            LOGGER.info("BA batch done: %d tracks, %d frames in %.1f s: %d ok", len(chunk), frames, elapsed,
-                        sum(f.status == "ok" for f in chunk_fits))
+            ok = [f for f in chunk_fits if f.status == "ok"]
+            unconverged = sum(not f.converged for f in ok)
+            LOGGER.info("BA batch done: %d tracks, %d frames in %.1f s: %d ok%s", len(chunk), frames, elapsed, len(ok),
+                        f" ({unconverged} stopped at the iteration limit without converging)" if unconverged else "")
             self._gauge_tracks.set(0)
             self._gauge_frames.set(0)
             metrics.seconds("bundle_adjust", elapsed)
