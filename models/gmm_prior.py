@@ -94,6 +94,8 @@ class GMMPrior(nn.Module):
         self.register_buffer("log_norm", torch.as_tensor(log_norm).to(dtype))  # (K,)
         # The NLL as one GEMM (component_log_likelihood): [L_1 .. L_K] (69, K * 69) and
         # mu_k^T L_k flattened (K * 69,), precomputed in float64.
+        precision = np.einsum("kij,klj->kil", prec_chol, prec_chol)  # P_k = L_k L_k^T
+        self.register_buffer("precision", torch.as_tensor(precision).to(dtype), persistent=False)  # (K, 69, 69)
         stacked = np.concatenate(list(prec_chol), axis=1)
         self.register_buffer("stacked_precision_cholesky", torch.as_tensor(stacked).to(dtype), persistent=False)
         self.register_buffer(
@@ -171,6 +173,18 @@ class GMMPrior(nn.Module):
         Returns:
             nll (N,) nats, gradient (N, 69) nats/rad, curvature (N, 69, 69) nats/rad^2.
         """
+        nll, gradient, responsibility = self.nll_gradient_responsibility(pose_body)
+        k = self.num_components
+        curvature = (responsibility @ self.precision.reshape(k, -1)).reshape(-1, POSE_BODY_DIM, POSE_BODY_DIM)
+        return nll, gradient, curvature
+
+    def nll_gradient_responsibility(self, pose_body: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The NLL, its exact gradient and the responsibilities ``r_k`` (N, K).
+
+        The curvature of :meth:`nll_gradient_curvature` is ``r @ precision`` (``precision``:
+        (K, 69, 69) ``P_k``); a caller that adds it to a larger matrix can form that product
+        in its own layout (``optimize.lm`` writes it straight into the 75 x 75 blocks).
+        """
         x = pose_body.to(self.means.dtype)
         n, k = x.shape[0], self.num_components
         whitened = (x @ self.stacked_precision_cholesky - self.whitened_means).reshape(n, k, POSE_BODY_DIM)
@@ -179,9 +193,7 @@ class GMMPrior(nn.Module):
         responsibility = torch.softmax(log_likelihood, dim=-1)  # (N, K)
         # sum_k r_k L_k w_k = [L_1 .. L_K] vec(r_k w_k)
         gradient = (responsibility[..., None] * whitened).reshape(n, -1) @ self.stacked_precision_cholesky.T
-        precision = self.precision_cholesky @ self.precision_cholesky.transpose(-1, -2)  # (K, 69, 69)
-        curvature = (responsibility @ precision.reshape(k, -1)).reshape(n, POSE_BODY_DIM, POSE_BODY_DIM)
-        return nll, gradient, curvature
+        return nll, gradient, responsibility
 
     def nll_max_mixture(self, pose_body: Tensor) -> Tensor:
         """SMPLify's max-mixture energy ``min_k [-log w_k - log N_k(x)]``.

@@ -19,7 +19,7 @@ How the non-least-squares parts enter (the objective itself is never changed):
   minimum at the current iterate, fixed for the iteration.
 * **Caps** (tau_R, tau_I, the camera bound): a capped frame's term is constant, W = 0.
 * **GMM prior**: the exact gradient of the log-sum-exp NLL and the curvature
-  ``sum_k r_k Sigma_k^-1`` (``GMMPrior.nll_gradient_curvature``).
+  ``sum_k r_k Sigma_k^-1`` (``GMMPrior.nll_gradient_curvature``, formed in the blocks' layout).
 
 * **Shape**: the init term's betas residual (never capped) and the shape bound
   ``w_shape sum_k max(0, |beta_k| - bound)^2`` (exact: a quadratic in the betas).
@@ -155,7 +155,9 @@ class _Normal:
         pair_weight: (b, T, R) their IRLS weight, stored at t; must be 0 at t = 0 and where
             the pair does not exist.
         diagonal, lower, border, gradient: the blocks (:class:`Linearization`), set by
-            :meth:`assemble`. corner (b, 10, 10), gradient_betas (b, 10): accumulated.
+            :meth:`assemble` (a caller may seed ``diagonal`` (b, T, 75, 75) before it: the
+            rows' products are then added to it in place). corner (b, 10, 10),
+            gradient_betas (b, 10): accumulated.
     """
 
     def __init__(self, b: int, T: int, rows: int, dtype: torch.dtype, device: torch.device,
@@ -220,7 +222,10 @@ class _Normal:
                 torch.mul(pairs[..., i, :], on_diagonal[..., i, None], out=out[..., i, :])
                 out[..., i, :].addcmul_(pairs[..., 1 - i, :], blocks[..., i, 1 - i, None])
             betas_rows[:, :, rows] += _times_2x2(blocks, jac_betas[:, :, rows])
-        self.diagonal = torch.bmm(jt, product.view(n, R, FRAME)).view(b, T, FRAME, FRAME)
+        if self.diagonal is None:
+            self.diagonal = torch.bmm(jt, product.view(n, R, FRAME)).view(b, T, FRAME, FRAME)
+        else:  # seeded by the caller (the GMM curvature): added in place, in the same product
+            self.diagonal.view(n, FRAME, FRAME).baddbmm_(jt, product.view(n, R, FRAME))
         self.corner += self.sum_frames(jac_betas.transpose(-1, -2) @ betas_rows)
         # the pair terms' betas rows: W_t dJb_t - W_t+1 dJb_t+1
         change = torch.empty_like(jac_betas)  # dJb_t (b, T, R, 10), 0-weighted at t = 0
@@ -319,7 +324,7 @@ class LMProblem:
     Args:
         packed: :class:`optimize.bundle_adjust.PackedTracks` (decode, scale_ref, betas_scale).
         body_model: with ``jacobians`` and ``joints_and_keypoints``.
-        prior: GMM prior (``nll``, ``nll_gradient_curvature``) or None.
+        prior: GMM prior (``nll``, ``nll_gradient_responsibility``, ``precision``) or None.
         config: the stage's :class:`optimize.config.BAConfig` (weights, caps).
         gmm_offset: see ``optimize.energy.gmm_nll_offset``.
         translation_unit: metres per unit of the camera translation variables.
@@ -347,6 +352,17 @@ class LMProblem:
         if buffer is None or buffer.numel() < size or buffer.dtype != dtype or buffer.device != device:
             buffer = self._scratch[name] = torch.empty(size, dtype=dtype, device=device)
         return buffer[:size].view(shape)
+
+    def _block_precision(self, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """The GMM's precisions P_k placed in the body-pose rows and columns of a frame's
+        75 x 75 block, flattened: (K, 75 * 75), 0 elsewhere (computed once)."""
+        key = ("block_precision", dtype, device)
+        if key not in self._scratch:
+            k = self.prior.num_components
+            padded = torch.zeros(k, FRAME, FRAME, dtype=dtype, device=device)
+            padded[:, 3:NUM_POSE, 3:NUM_POSE] = self.prior.precision.to(dtype=dtype, device=device)
+            self._scratch[key] = padded.reshape(k, FRAME * FRAME)
+        return self._scratch[key]
 
     def batch(self, index: Tensor) -> TrackBatch:
         """The fixed data of the tracks ``index`` (cached for the same index tensor)."""
@@ -478,6 +494,15 @@ class LMProblem:
             normal.pair_residual[:, :, jr] = diff.reshape(b, T, 72)
             normal.pair_weight[:, :, jr] = rows(
                 torch.where(pair_mask[..., None], 2.0 * config.w_temporal_3d * slope, zero), 3)
+        # ---- the GMM prior: exact gradient, curvature sum_k r_k P_k (GMMPrior.nll_gradient_curvature),
+        # formed by one product straight in the 75 x 75 layout, which assemble() then adds J^T C J to
+        gmm_gradient = None
+        if config.use_prior and config.w_gmm > 0 and self.prior is not None:
+            _, grad, responsibility = self.prior.nll_gradient_responsibility(pose[..., 3:].reshape(n, NUM_POSE - 3))
+            mask = batch.frame_mask[..., None]
+            gmm_gradient = torch.where(mask, config.w_gmm * grad.reshape(b, T, -1), zero)
+            weights = responsibility.to(dtype) * (config.w_gmm * mask.to(dtype)).view(n, 1)  # 0 on padded frames
+            normal.diagonal = torch.mm(weights, self._block_precision(dtype, device)).view(b, T, FRAME, FRAME)
         normal.assemble()
 
         # ---- the camera translation's temporal term (pixels)
@@ -495,13 +520,8 @@ class LMProblem:
             normal.lower[..., cols, cols] -= unit2 * weight
             normal.gradient[..., NUM_POSE + 1:] += unit * (wd - wd_next)
 
-        if config.use_prior and config.w_gmm > 0 and self.prior is not None:
-            _, grad, curvature = self.prior.nll_gradient_curvature(pose[..., 3:].reshape(n, NUM_POSE - 3))
-            mask = batch.frame_mask[..., None]
-            normal.gradient[..., 3:NUM_POSE] += torch.where(mask, config.w_gmm * grad.reshape(b, T, -1), zero)
-            # one pass over the (b, T, 69, 69) blocks (0 x a finite curvature on padded frames)
-            normal.diagonal[..., 3:NUM_POSE, 3:NUM_POSE].addcmul_(
-                curvature.view(b, T, NUM_POSE - 3, NUM_POSE - 3), (config.w_gmm * mask.to(dtype))[..., None])
+        if gmm_gradient is not None:
+            normal.gradient[..., 3:NUM_POSE] += gmm_gradient
 
         return normal.result(energy)
 
@@ -611,16 +631,15 @@ def damped_step(lin: Linearization, damping: Tensor, frame_mask: Tensor) -> tupl
     scale_frames = torch.maximum(frame_diag, floor[..., None])
     scale_betas = torch.maximum(betas_diag, floor)
     lam = damping[:, None]
-    damped = lin.diagonal.clone()  # one copy; a diag_embed would fill a (b, T, 75, 75) of zeros first
-    damped.diagonal(dim1=-2, dim2=-1).add_(lam[..., None] * scale_frames)
     solution = solve_bordered_tridiagonal(
-        damped,
+        lin.diagonal,
         lin.lower,
         lin.border,
         lin.corner + torch.diag_embed(lam * scale_betas),
         -lin.gradient,
         -lin.gradient_betas,
         frame_mask,
+        diagonal_shift=lam[..., None] * scale_frames,  # damped on the solver's own copies
     )
     step = torch.cat((solution.y, solution.x.reshape(b, -1)), -1)
     ok = solution.ok & torch.isfinite(step).all(-1)
