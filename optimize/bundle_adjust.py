@@ -166,8 +166,76 @@ def _nearest_kept(selected: np.ndarray) -> np.ndarray:
     return np.where(np.abs(t - before) <= np.abs(after - t), before, after)
 
 
+# A frame whose init is front/back flipped against its neighbours' (a regressor's
+# classic failure) starts from the nearest frame that is not: see flipped_start_frames.
+# FLIP_COST: radians of heading discontinuity that flipping one frame must remove to pay
+# (a flipped run of L frames is undone when its two ~pi jumps outweigh L * FLIP_COST,
+# i.e. runs up to about 2 pi / FLIP_COST = 25 frames).
+FLIP_COST = 0.25
+
+
+def _axis_angle_to_matrix(axis_angle: np.ndarray) -> np.ndarray:
+    """(N, 3) -> (N, 3, 3) rotation matrices (Rodrigues), float64."""
+    angle = np.linalg.norm(axis_angle, axis=-1, keepdims=True)
+    axis = axis_angle / np.maximum(angle, 1e-12)
+    x, y, z = axis[:, 0], axis[:, 1], axis[:, 2]
+    zero = np.zeros_like(x)
+    k = np.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(-1, 3, 3)
+    c, s = np.cos(angle)[..., None], np.sin(angle)[..., None]
+    return np.eye(3) + s * k + (1.0 - c) * (k @ k)
+
+
+def flipped_start_frames(root: np.ndarray, usable: np.ndarray, cost: float = FLIP_COST) -> np.ndarray:
+    """Frames whose init root orientation is front/back flipped against the track's motion.
+
+    Each usable frame is labelled as it is or flipped (its body forward axis, SMPL's +z
+    turned by the root, rotated by pi about the camera's vertical axis: ``(x, y, z) ->
+    (-x, y, -z)``) so that the sum of the angles between consecutive usable frames' forward
+    axes plus ``cost`` per flipped frame is least (Viterbi over the two labels, O(T)). A
+    steady turn costs nothing to keep and is never flagged; a run of flipped frames
+    between unflipped ones (two jumps of about pi) is flagged when shorter than about
+    2 pi / cost frames; the majority orientation is kept.
+
+    Args:
+        root: (T, 3) the init's global orientation (axis-angle, radians).
+        usable: (T,) bool, frames whose init counts (a selected detection, finite).
+        cost: radians per flipped frame.
+
+    Returns:
+        (T,) bool, the frames labelled flipped (a subset of ``usable``).
+    """
+    T = root.shape[0]
+    flagged = np.zeros(T, bool)
+    forward = _axis_angle_to_matrix(np.nan_to_num(np.asarray(root, np.float64)))[:, :, 2]
+    frames = np.flatnonzero(usable & np.isfinite(root).all(-1))
+    if len(frames) < 3:
+        return flagged
+    f = forward[frames]
+    g = np.stack([f, f * np.array([-1.0, 1.0, -1.0])], 1)  # (N, 2 labels, 3)
+    # angle between label a at frame i-1 and label b at frame i: (N-1, 2, 2)
+    cosine = np.einsum("nad,nbd->nab", g[:-1], g[1:]).clip(-1.0, 1.0)
+    step = np.arccos(cosine)
+    total = np.array([0.0, cost])
+    back = np.zeros((len(frames), 2), np.int64)
+    for i in range(1, len(frames)):
+        candidates = total[:, None] + step[i - 1]  # (previous label, label)
+        back[i] = candidates.argmin(0)
+        total = candidates.min(0) + np.array([0.0, cost])
+    label = np.zeros(len(frames), np.int64)
+    label[-1] = int(total.argmin())
+    for i in range(len(frames) - 1, 0, -1):
+        label[i - 1] = back[i, label[i]]
+    if label.sum() * 2 > len(frames):  # never flip the majority (the labels are symmetric)
+        label = 1 - label
+    flagged[frames[label == 1]] = True
+    return flagged
+
+
 def _starting_point(p: TrackProblem) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Per-frame init of the selected detection; skipped frames copy the nearest kept one.
+    """Per-frame init of the selected detection; skipped frames copy the nearest kept one,
+    and so do frames whose init is front/back flipped against its neighbours'
+    (:func:`flipped_start_frames`: only the starting point; the init term still sees the
+    frame's own estimate).
 
     Returns pose (T, 72), camera (T, 3), betas (10,) (median over kept frames), s_ref.
     """
@@ -176,6 +244,11 @@ def _starting_point(p: TrackProblem) -> tuple[np.ndarray, np.ndarray, np.ndarray
     pick = selected[source]
     frames = np.arange(p.num_frames)
     pose = p.init_pose[source, pick].astype(np.float64)
+    kept_mask = selected >= 0
+    flipped = flipped_start_frames(pose[:, :3], kept_mask)
+    if flipped.any() and (kept_mask & ~flipped).any():
+        agree = np.where(kept_mask & ~flipped, selected, -1)
+        pose = pose[_nearest_kept(agree)]
     camera = p.init_camera[source, pick].astype(np.float64)
     kept = np.flatnonzero(selected >= 0)
     betas = np.median(p.init_betas[kept, selected[kept]].astype(np.float64), axis=0)
