@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -101,3 +103,17 @@ def test_flipped_frames_start_from_an_agreeing_frame_and_keep_their_init_term(bo
     held = packed.batch.init_joints[0, :60, : p.num_candidates].double()
     assert torch.allclose(held[present], init_joints[present], atol=1e-5)
     assert not np.allclose(pose[flagged, :3], own[flagged, :3], atol=0.5)  # while the start is not flipped
+
+
+def test_a_keypoint_only_init_is_not_restarted(body_model):
+    # its facing comes from the keypoints themselves (shoulder order): a change there is the
+    # data's (a turn at a low frame rate looks exactly like a flip), so the start keeps it
+    flips = RegressorNoise(flip_on=0.05, flip_off=0.3)
+    problem = dataclasses.replace(make_track(body_model, "walking", 60, seed=5, regressor=flips).problem,
+                                  init_source="keypoints")
+    selected = problem.selected.astype(np.int64)
+    packed = PackedTracks([problem], body_model, "cpu", torch.float64)
+    pose, _, _ = packed.decode(packed.x0)
+    kept = selected >= 0
+    own = problem.init_pose[np.arange(60), np.maximum(selected, 0)]
+    assert np.allclose(pose[0, :60].numpy()[kept], own[kept])
