@@ -571,7 +571,9 @@ def _solve_batch(problems, body_model, prior, gmm_offset, config, device) -> lis
             if stage_index > 0:
                 lm_settings = dataclasses.replace(
                     lm_settings, initial_damping=min(lm_settings.initial_damping, LM_CONTINUATION_DAMPING))
-            result = levenberg_marquardt(problem, x, lm_settings, is_diverged)
+            # lm_max_iter per stage, and what a track left unused in earlier stages
+            budget = config.lm_max_iter * (stage_index + 1) - iterations
+            result = levenberg_marquardt(problem, x, lm_settings, is_diverged, budget=budget)
             iterations += result.iterations
             evaluations += result.evaluations
             diverged_any |= result.diverged

@@ -531,6 +531,7 @@ def levenberg_marquardt(
     x0: Tensor,
     settings: LMSettings,
     is_diverged: Callable[[Tensor], Tensor] | None = None,
+    budget: Tensor | None = None,
 ) -> SolverResult:
     """Minimise every track's E from x0 (B, 10 + 75 T) with batched Levenberg-Marquardt.
 
@@ -542,6 +543,10 @@ def levenberg_marquardt(
     (not converged), or when its energy or variables stop being finite or bounded
     (``is_diverged``; diverged). A singular or indefinite system (a degenerate frame) is a
     rejected step: lambda grows until the damped system is positive definite.
+
+    ``budget`` (B,) optionally replaces ``max_iter`` per track (the continuation stages
+    hand on what an earlier stage left unused); a track that reaches it stops, not
+    converged. It costs one host look before the loop, none inside it.
 
     Returns:
         :class:`optimize.solver.SolverResult`: ``f`` is E / T, ``iterations`` counts linear
@@ -572,13 +577,18 @@ def levenberg_marquardt(
     diverged |= bad
     grad_max = torch.maximum(lin.gradient.abs().amax((-1, -2)), lin.gradient_betas.abs().amax(-1)) / frames_per_track
     converged |= ~bad & (grad_max <= settings.gtol)
-    active = ~diverged & ~converged
+    if budget is None:
+        limit, loop_max = torch.full((B,), settings.max_iter, dtype=torch.long, device=device), settings.max_iter
+    else:
+        limit = budget.to(device=device, dtype=torch.long)
+        loop_max = int(limit.max()) if B else 0
+    active = ~diverged & ~converged & (limit > 0)
     damping_all = torch.full((B,), settings.initial_damping, dtype=dtype, device=device)
     growth_all = torch.full((B,), 2.0, dtype=dtype, device=device)
 
     x, damping, growth, alive = x_all, damping_all, growth_all, active.clone()
     done_iterations = 0
-    while done_iterations < settings.max_iter:
+    while done_iterations < loop_max:
         # a look at the state (the only host synchronisation): drop finished tracks
         keep = alive.nonzero().squeeze(1)
         if keep.numel() == 0:
@@ -588,7 +598,8 @@ def levenberg_marquardt(
             damping, growth, alive = damping[keep], growth[keep], alive[keep]
         frames = frames_per_track[work]
         frame_mask = frame_mask_all[work]
-        for _ in range(min(settings.check_every, settings.max_iter - done_iterations)):
+        for _ in range(min(settings.check_every, loop_max - done_iterations)):
+            alive = alive & (limit[work] > done_iterations)  # the per-track budget (a mask: no look)
             with torch.no_grad():
                 x, lin, damping, growth, alive, stats = _step(
                     problem, work, x, lin, damping, growth, alive, frames, frame_mask, settings, is_diverged)

@@ -316,3 +316,37 @@ def test_step_backtracks_a_rejected_step_and_stretches_a_short_one(check_every):
         assert stats["converged"].tolist() == [expected_x == 0.0] * 2
         assert stats["linearised"].tolist() == [1, 1] and stats["counted"].tolist() == [1, 1]
         assert problem.linearisations == 1  # the accepted point only, never the rejected trial
+
+
+@pytest.mark.parametrize("check_every", [1, 4])
+def test_per_track_budget_stops_each_track_at_its_own_limit(models64, check_every):
+    """``budget`` caps each track's iterations in this call: a track that reaches it stops
+    unconverged at a finite point, the others go on as without a budget."""
+    from optimize.lm import LMSettings, levenberg_marquardt
+
+    problems = [make_track(models64[0], m, 8, seed=s).problem for m, s in (("walking", 60), ("boxing", 61))]
+    config = BAConfig(solver="lm")
+    packed, lm_problem, _ = _problem(models64, problems, config)
+    settings = LMSettings(max_iter=25, ftol=1e-6, gtol=0.0, initial_damping=1.0, check_every=check_every)
+    free = levenberg_marquardt(lm_problem, packed.x0, settings)
+    assert (free.iterations > 3).all()  # both need more than the budget below
+    capped = levenberg_marquardt(lm_problem, packed.x0, settings, budget=torch.tensor([2, 25]))
+    assert capped.iterations.tolist() == [2, int(free.iterations[1])]
+    assert not bool(capped.converged[0]) and not bool(capped.diverged[0])
+    assert torch.isfinite(capped.x[0]).all() and float(capped.f[0]) < float(free.f[0]) * 10
+    # the same path (to rounding: the working set's batched products differ once track 0 stops)
+    assert torch.allclose(capped.x[1], free.x[1], rtol=1e-6, atol=1e-6)
+    assert bool(capped.converged[1]) == bool(free.converged[1])
+    # a zero budget leaves the track at its start
+    none = levenberg_marquardt(lm_problem, packed.x0, settings, budget=torch.tensor([0, 1]))
+    assert none.iterations.tolist() == [0, 1] and torch.equal(none.x[0], packed.x0[0])
+
+
+def test_stages_hand_on_unused_iterations(body_model, prior):
+    """lm_max_iter is per stage, and what a stage leaves unused carries over: with a cap of
+    4 per stage, a track may take more than 4 iterations in its last stage but never more
+    than 8 in all."""
+    problems = [make_track(body_model, "walking", 10, seed=s).problem for s in (70, 71)]
+    fits = bundle_adjust(problems, body_model, prior, BAConfig(solver="lm", lm_max_iter=4))
+    for fit in fits:
+        assert fit.status == "ok" and fit.iterations <= 8
