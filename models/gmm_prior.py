@@ -159,31 +159,22 @@ class GMMPrior(nn.Module):
         """
         return -torch.logsumexp(self.component_log_likelihood(pose_body), dim=-1)
 
-    def nll_gradient_curvature(self, pose_body: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """The NLL, its exact gradient and a positive semi-definite curvature (Gauss-Newton).
+    def nll_gradient_responsibility(self, pose_body: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The NLL, its exact gradient and the responsibilities ``r_k``, for Gauss-Newton.
 
         With responsibilities ``r_k`` (the softmax of the component log-likelihoods) and
-        precisions ``P_k = L_k L_k^T``, the gradient is ``sum_k r_k P_k (x - mu_k)`` and the
-        curvature ``sum_k r_k P_k``: the Hessian without its (indefinite) responsibility-change
-        part, exact where one component dominates, as SMPLify's max-mixture is. No autograd.
+        precisions ``P_k = L_k L_k^T`` (:attr:`precision`, (K, 69, 69)), the gradient is
+        ``sum_k r_k P_k (x - mu_k)`` and the positive semi-definite curvature
+        ``sum_k r_k P_k = r @ precision``: the Hessian without its (indefinite)
+        responsibility-change part, exact where one component dominates, as SMPLify's
+        max-mixture is. The caller forms that product in its own layout (``optimize.lm``
+        writes it straight into its 75 x 75 blocks). No autograd.
 
         Args:
             pose_body: (N, 69) radians.
 
         Returns:
-            nll (N,) nats, gradient (N, 69) nats/rad, curvature (N, 69, 69) nats/rad^2.
-        """
-        nll, gradient, responsibility = self.nll_gradient_responsibility(pose_body)
-        k = self.num_components
-        curvature = (responsibility @ self.precision.reshape(k, -1)).reshape(-1, POSE_BODY_DIM, POSE_BODY_DIM)
-        return nll, gradient, curvature
-
-    def nll_gradient_responsibility(self, pose_body: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """The NLL, its exact gradient and the responsibilities ``r_k`` (N, K).
-
-        The curvature of :meth:`nll_gradient_curvature` is ``r @ precision`` (``precision``:
-        (K, 69, 69) ``P_k``); a caller that adds it to a larger matrix can form that product
-        in its own layout (``optimize.lm`` writes it straight into the 75 x 75 blocks).
+            nll (N,) nats, gradient (N, 69) nats/rad, responsibility (N, K).
         """
         x = pose_body.to(self.means.dtype)
         n, k = x.shape[0], self.num_components

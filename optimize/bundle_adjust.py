@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from models.geometry import axis_angle_to_matrix
 from optimize.config import REFERENCE_BODY_HEIGHT_M, BAConfig
 from optimize.lm import LMProblem, LMSettings, levenberg_marquardt
 from optimize.energy import TERM_NAMES, TrackBatch, energy_terms, gmm_nll_offset, reprojection_penalty, track_total
@@ -174,17 +175,6 @@ def _nearest_kept(selected: np.ndarray) -> np.ndarray:
 FLIP_COST = 0.25
 
 
-def _axis_angle_to_matrix(axis_angle: np.ndarray) -> np.ndarray:
-    """(N, 3) -> (N, 3, 3) rotation matrices (Rodrigues), float64."""
-    angle = np.linalg.norm(axis_angle, axis=-1, keepdims=True)
-    axis = axis_angle / np.maximum(angle, 1e-12)
-    x, y, z = axis[:, 0], axis[:, 1], axis[:, 2]
-    zero = np.zeros_like(x)
-    k = np.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(-1, 3, 3)
-    c, s = np.cos(angle)[..., None], np.sin(angle)[..., None]
-    return np.eye(3) + s * k + (1.0 - c) * (k @ k)
-
-
 def flipped_start_frames(root: np.ndarray, usable: np.ndarray, cost: float = FLIP_COST) -> np.ndarray:
     """Frames whose init root orientation is front/back flipped against the track's motion.
 
@@ -206,7 +196,8 @@ def flipped_start_frames(root: np.ndarray, usable: np.ndarray, cost: float = FLI
     """
     T = root.shape[0]
     flagged = np.zeros(T, bool)
-    forward = _axis_angle_to_matrix(np.nan_to_num(np.asarray(root, np.float64)))[:, :, 2]
+    rotation = axis_angle_to_matrix(torch.as_tensor(np.nan_to_num(np.asarray(root, np.float64))))
+    forward = rotation[:, :, 2].numpy()
     frames = np.flatnonzero(usable & np.isfinite(root).all(-1))
     if len(frames) < 3:
         return flagged

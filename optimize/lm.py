@@ -19,7 +19,7 @@ How the non-least-squares parts enter (the objective itself is never changed):
   minimum at the current iterate, fixed for the iteration.
 * **Caps** (tau_R, tau_I, the camera bound): a capped frame's term is constant, W = 0.
 * **GMM prior**: the exact gradient of the log-sum-exp NLL and the curvature
-  ``sum_k r_k Sigma_k^-1`` (``GMMPrior.nll_gradient_curvature``, formed in the blocks' layout).
+  ``sum_k r_k Sigma_k^-1`` (``GMMPrior.nll_gradient_responsibility``, formed in the blocks' layout).
 
 * **Shape**: the init term's betas residual (never capped) and the shape bound
   ``w_shape sum_k max(0, |beta_k| - bound)^2`` (exact: a quadratic in the betas).
@@ -494,7 +494,7 @@ class LMProblem:
             normal.pair_residual[:, :, jr] = diff.reshape(b, T, 72)
             normal.pair_weight[:, :, jr] = rows(
                 torch.where(pair_mask[..., None], 2.0 * config.w_temporal_3d * slope, zero), 3)
-        # ---- the GMM prior: exact gradient, curvature sum_k r_k P_k (GMMPrior.nll_gradient_curvature),
+        # ---- the GMM prior: exact gradient, curvature sum_k r_k P_k (GMMPrior.nll_gradient_responsibility),
         # formed by one product straight in the 75 x 75 layout, which assemble() then adds J^T C J to
         gmm_gradient = None
         if config.use_prior and config.w_gmm > 0 and self.prior is not None:

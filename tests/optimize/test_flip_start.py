@@ -10,7 +10,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from bench._synthetic_tracks import RegressorNoise, make_track, make_tracks
-from optimize.bundle_adjust import FLIP_COST, PackedTracks, _axis_angle_to_matrix, flipped_start_frames
+from optimize.bundle_adjust import FLIP_COST, PackedTracks, flipped_start_frames
 
 
 def _yaw(degrees: np.ndarray) -> np.ndarray:
@@ -18,11 +18,6 @@ def _yaw(degrees: np.ndarray) -> np.ndarray:
     (y) axis after a small tilt."""
     tilt = Rotation.from_rotvec([0.1, 0.0, 0.05])
     return (Rotation.from_euler("y", np.asarray(degrees, np.float64)[:, None], degrees=True) * tilt).as_rotvec()
-
-
-def test_axis_angle_to_matrix_is_rodrigues():
-    roots = _yaw(np.arange(-180, 181, 15))
-    assert np.allclose(_axis_angle_to_matrix(roots), Rotation.from_rotvec(roots).as_matrix(), atol=1e-12)
 
 
 def test_a_steady_turn_is_not_flagged():
