@@ -23,7 +23,9 @@ column, ``x = L^-T (q_r - q_E y)``. Two orderings of the same factorisation:
   frames it eliminates; about 3x the flops of the sweep (slower on a CPU) but about 30
   kernels per level instead of about 10 per frame, the default on other devices.
 
-Everything stays on the device: no host synchronisation, no branching on tensor values;
+Everything stays on the device: no host synchronisation, no branching on tensor values
+(except one look at the frame mask on the CPU, where it is free, to skip masking that would
+change nothing);
 a failed factorisation is reported per system as a mask, never raised, and a failed
 system's NaNs never reach the other systems of the batch. ``B = 64, T = 250, n = 75,
 m = 10`` is about 0.4 GFLOP per track for the sweep.
