@@ -233,7 +233,6 @@ def _starting_point(p: TrackProblem) -> tuple[np.ndarray, np.ndarray, np.ndarray
     selected = p.selected.astype(np.int64)
     source = _nearest_kept(selected)
     pick = selected[source]
-    frames = np.arange(p.num_frames)
     pose = p.init_pose[source, pick].astype(np.float64)
     kept_mask = selected >= 0
     # a regressor's flips only: the keypoint-only init takes its facing from the keypoints
@@ -247,13 +246,12 @@ def _starting_point(p: TrackProblem) -> tuple[np.ndarray, np.ndarray, np.ndarray
         agree = np.where(kept_mask & ~flipped, selected, -1)
         pose = pose[_nearest_kept(agree)]
     camera = p.init_camera[source, pick].astype(np.float64)
-    kept = np.flatnonzero(selected >= 0)
+    kept = np.flatnonzero(kept_mask)
     betas = np.median(p.init_betas[kept, selected[kept]].astype(np.float64), axis=0)
     scales = camera[:, 0]
     good = np.isfinite(scales) & (scales > 0)
     scale_ref = float(np.median(scales[good])) if good.any() else 1.0
     camera[~good, 0] = scale_ref
-    del frames
     return pose, camera, betas, scale_ref
 
 
