@@ -91,7 +91,8 @@ def naive_reference(problem, smpl_model, prior, config: BAConfig, gmm_offset: fl
     ``problem`` must be in solver units (:func:`optimize.bundle_adjust.in_solver_units`), so
     that the reference minimises the production objective.
     """
-    packed = PackedTracks([problem], smpl_model, device, config.torch_dtype, config.keypoint_init_scale)
+    packed = PackedTracks([problem], smpl_model, device, config.torch_dtype, config.keypoint_init_scale,
+                          temporal_reference_fps=config.temporal_reference_fps)
     index = torch.zeros(1, dtype=torch.long, device=device)
     x = packed.x0.clone().requires_grad_(True)
     iterations = 0
@@ -117,7 +118,8 @@ def naive_reference(problem, smpl_model, prior, config: BAConfig, gmm_offset: fl
 
 def total_energy(problem, x, body_model, prior, config, gmm_offset, device) -> float:
     """E of one track (in solver units) at solver variables x (1, n), with the fast path."""
-    packed = PackedTracks([problem], body_model, device, config.torch_dtype, config.keypoint_init_scale)
+    packed = PackedTracks([problem], body_model, device, config.torch_dtype, config.keypoint_init_scale,
+                          temporal_reference_fps=config.temporal_reference_fps)
     with torch.no_grad():
         pose, betas, camera = packed.decode(x.to(device))
         terms = energy_terms(pose, betas, camera, packed.batch, body_model, prior, config, gmm_offset)

@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> dict:
     prior = GMMPrior.from_file(standin.gmm)
     problems = [make_track(body, "walking", args.frames, seed=10 + i).problem for i in range(args.tracks)]
     config = BAConfig()
-    packed = PackedTracks(problems, body, "cpu", torch.float32, 0.1, pad_frames=4)
+    packed = PackedTracks(problems, body, "cpu", torch.float32, config.keypoint_init_scale, pad_frames=4,
+                          temporal_reference_fps=config.temporal_reference_fps)
     offset = gmm_nll_offset(prior)
     index = torch.arange(args.tracks)
     x0 = packed.x0

@@ -75,7 +75,7 @@ class PackedTracks:
 
     def __init__(
         self, problems: list[TrackProblem], body_model, device, dtype: torch.dtype, keypoint_init_scale: float = 1.0,
-        pad_frames: int = 0,
+        pad_frames: int = 0, temporal_reference_fps: float | None = None,
     ):
         self.problems = problems
         B = len(problems)
@@ -127,6 +127,8 @@ class PackedTracks:
             init_betas=init_betas_t,
             image_width=tensor(image_width),
             init_scale=tensor(init_scale),
+            temporal_scale=None if temporal_reference_fps is None else tensor(
+                np.array([temporal_reference_fps / p.fps for p in problems], np.float64)),
         )
         self.num_frames_max = T
         self.scale_ref = tensor(scale_ref)
@@ -533,7 +535,7 @@ def make_objective(packed: PackedTracks, body_model, prior, config: BAConfig, gm
 
 def _solve_batch(problems, body_model, prior, gmm_offset, config, device) -> list[TrackFit]:
     packed = PackedTracks(problems, body_model, device, config.torch_dtype, config.keypoint_init_scale,
-                          pad_frames=TAIL_PAD_FRAMES)
+                          pad_frames=TAIL_PAD_FRAMES, temporal_reference_fps=config.temporal_reference_fps)
     settings = SolverSettings.from_config(config)
     T = packed.num_frames_max
 

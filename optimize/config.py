@@ -88,13 +88,22 @@ class BAConfig:
         temporal_camera_delta_px: Huber width of the camera term, px.
         camera_translation_cap: bound of the camera translation penalty as a fraction
             of the image width (paper: 0.1). Camera scale is never penalised.
+        temporal_reference_fps: the frame rate (Hz) at which the three temporal terms'
+            Huber widths and the camera bound hold (25: the rate they were calibrated at,
+            and the decoder's default output rate). A track at ``fps`` uses them times
+            ``temporal_reference_fps / fps``, i.e. its frame differences are measured as
+            velocities and each pair weighs the time it spans, so a motion costs the same per
+            second at 10, 25 or 60 fps (see ``optimize.energy.temporal_energy``). None:
+            per-frame widths at every rate (before 2026-12-04).
         w_gmm: weight of the GMM pose prior (negative log-likelihood, offset to be about
             0 at the best mixture mean).
         w_init: lambda_I, weight of the stay-close-to-init term.
-        keypoint_init_scale: lambda_I is multiplied by this for tracks whose init came from
-            the keypoint-only initialiser (``TrackProblem.init_source == "keypoints"``): its
-            "estimate" is the mean pose, so a full-weight pull towards it fights the
-            keypoints (demo corpus, L-BFGS: inlier frames 54 % at 1.0, 91 % at 0.1). 0.3:
+        keypoint_init_scale: the init term's joints' part is multiplied by this for tracks
+            whose init came from the keypoint-only initialiser (``TrackProblem.init_source
+            == "keypoints"``): its "estimate" is the mean pose, so a full-weight pull towards
+            it fights the keypoints (demo corpus, L-BFGS: inlier frames 54 % at 1.0, 91 % at
+            0.1). The betas' part keeps lambda_I: the keypoint init's betas are the mean
+            shape, the population prior (``optimize.energy.joints_init_scale``). 0.3:
             calibrated on synthetic tuning tracks with the keypoint-only init (24 tracks,
             both solvers; at 0.1 L-BFGS stopped at its cap on nearly every track, so the
             earlier 0.1 was chosen on unconverged fits), checked on held-out tracks and the
@@ -181,6 +190,7 @@ class BAConfig:
     w_temporal_camera: float = 0.2
     temporal_camera_delta_px: float = 10.0
     camera_translation_cap: float = 0.1
+    temporal_reference_fps: float | None = 25.0
     w_gmm: float = 0.2
     w_init: float = 20.0
     keypoint_init_scale: float = 0.3
@@ -302,6 +312,7 @@ BA_RANGES = declare_ranges(BAConfig, {
     "w_temporal_camera": real(ge=0),
     "temporal_camera_delta_px": real(gt=0),
     "camera_translation_cap": real(gt=0),
+    "temporal_reference_fps": real(gt=0, le=1000, optional=True),
     "w_gmm": real(ge=0),
     "w_init": real(ge=0),
     "keypoint_init_scale": real(ge=0),

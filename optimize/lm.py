@@ -58,8 +58,8 @@ from torch import Tensor
 
 from optimize.blocks import solve_bordered_tridiagonal
 from optimize.energy import (
-    TrackBatch, energy_terms, init_parts, init_per_candidate, init_weight, reprojection_penalty, shape_excess,
-    track_total,
+    TrackBatch, energy_terms, init_parts, init_per_candidate, joints_init_scale, reprojection_penalty, shape_excess,
+    temporal_widths, track_total,
 )
 from optimize.losses import bounded_huber, huber, squared_norm
 from optimize.problem import NUM_BETAS, NUM_CAMERA, NUM_POSE
@@ -384,6 +384,7 @@ class LMProblem:
         b, T = pose.shape[:2]
         n = b * T
         dtype, device = x.dtype, x.device
+        widths = temporal_widths(batch, config, dtype)
         # the residual rows: 34 keypoint coordinates (px), 72 joint coordinates (m)
         on_keypoints = config.use_reprojection or (config.use_temporal and config.w_temporal_2d > 0)
         on_joints = (config.use_prior and config.w_init > 0) or (config.use_temporal and config.w_temporal_3d > 0)
@@ -451,7 +452,7 @@ class LMProblem:
                 normal.add_blocks(kp, factor[..., None, None] * curvature)
             if config.use_temporal and config.w_temporal_2d > 0:
                 diff = differences(terms.keypoints2d)
-                slope = _slope(lambda s: huber(s, config.temporal_2d_delta_px), squared_norm(diff))
+                slope = _slope(lambda s: huber(s, widths.keypoints_px), squared_norm(diff))
                 normal.pair_residual[:, :, kp] = diff.reshape(b, T, 34)
                 normal.pair_weight[:, :, kp] = rows(
                     torch.where(pair_mask[..., None], 2.0 * config.w_temporal_2d * slope, zero), 2)
@@ -466,8 +467,9 @@ class LMProblem:
             _, chosen = init_per_candidate(joints, betas, batch, config, parts).min(-1)
             joint_part = parts[0].gather(2, chosen[..., None])[..., 0]
             live = present & (joint_part < config.tau_i)  # the joints' part is capped, the betas' is not
-            lam = init_weight(batch, config)
-            lam = lam if isinstance(lam, Tensor) else torch.full((b, 1), lam, dtype=dtype, device=device)
+            joints_scale = joints_init_scale(batch)  # the joints' part only (the betas' keeps lambda_I)
+            lam = config.w_init * (joints_scale[..., 0] if isinstance(joints_scale, Tensor)
+                                   else torch.ones((b, 1), dtype=dtype, device=device))
             target = batch.init_joints.gather(2, chosen[:, :, None, None, None].expand(b, T, 1, 24, 3))[:, :, 0]
             residual = joints - target
             slope = _slope(lambda s: huber(s, config.init_delta_m), squared_norm(residual))
@@ -478,7 +480,7 @@ class LMProblem:
             target_betas = batch.init_betas.gather(2, chosen[:, :, None, None].expand(b, T, 1, NUM_BETAS))[:, :, 0]
             residual_betas = betas[:, None] - target_betas  # (b, T, 10)
             slope = _slope(lambda s: huber(s, config.init_betas_delta), squared_norm(residual_betas))
-            weight_betas = torch.where(present, 2.0 * lam * config.w_init_betas * slope, zero)  # (b, T)
+            weight_betas = torch.where(present, 2.0 * config.w_init * config.w_init_betas * slope, zero)  # (b, T)
             normal.gradient_betas += per * normal.sum_frames(weight_betas[..., None] * residual_betas)
             eye = torch.eye(NUM_BETAS, dtype=dtype, device=device)
             normal.corner += (per * per * normal.sum_frames(weight_betas[..., None]))[..., None] * eye
@@ -490,7 +492,7 @@ class LMProblem:
             normal.corner += torch.diag_embed(per * per * count * 2.0 * config.w_shape * (excess > 0).to(dtype))
         if config.use_temporal and config.w_temporal_3d > 0:
             diff = differences(joints)
-            slope = _slope(lambda s: huber(s, config.temporal_3d_delta_m), squared_norm(diff))
+            slope = _slope(lambda s: huber(s, widths.joints_m), squared_norm(diff))
             normal.pair_residual[:, :, jr] = diff.reshape(b, T, 72)
             normal.pair_weight[:, :, jr] = rows(
                 torch.where(pair_mask[..., None], 2.0 * config.w_temporal_3d * slope, zero), 3)
@@ -508,8 +510,7 @@ class LMProblem:
         # ---- the camera translation's temporal term (pixels)
         if config.use_temporal and config.w_temporal_camera > 0:
             diff = differences(camera[..., 1:])
-            bound = (config.camera_translation_cap * batch.image_width).to(dtype)[:, None]
-            slope = _slope(lambda s: bounded_huber(s, config.temporal_camera_delta_px, bound), squared_norm(diff))
+            slope = _slope(lambda s: bounded_huber(s, widths.camera_px, widths.camera_bound_px), squared_norm(diff))
             weight = torch.where(pair_mask, 2.0 * config.w_temporal_camera * slope, zero)[..., None]  # (b, T, 1)
             unit2 = unit * unit  # d translation / d variable = u
             w_next = _next_frame(weight)

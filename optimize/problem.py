@@ -22,6 +22,7 @@ Conventions (shared by every stage, see ``docs/conventions.md``):
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -117,6 +118,9 @@ class TrackProblem:
                 )
         if T < 1 or P < 1:
             raise ValueError(f"TrackProblem {self.clip_id}#{self.track_id} is empty (T={T}, P={P}).")
+        if not (isinstance(self.fps, (int, float, np.floating, np.integer)) and math.isfinite(self.fps) and self.fps > 0):
+            raise ValueError(f"TrackProblem {self.clip_id}#{self.track_id}: fps={self.fps!r}; the decoded frame rate "
+                             f"must be a finite number > 0 (it scales the temporal terms).")
         if self.crops and len(self.crops) != T:
             raise ValueError(f"TrackProblem {self.clip_id}#{self.track_id}: {len(self.crops)} crops for {T} frames.")
         if self.selected.max() >= P:

@@ -215,16 +215,89 @@ def test_energy_terms_gradcheck_float64():
     assert torch.autograd.gradcheck(fn, (joints, kp, camera, betas), fast_mode=True)
 
 
-def test_keypoint_init_tracks_get_a_scaled_init_weight():
-    """init_scale multiplies lambda_I per track: a keypoint-only init (the mean pose) must not
-    pull as hard as a regressor's estimate."""
+def test_keypoint_init_tracks_get_a_scaled_init_weight_on_the_joints_only():
+    """init_scale multiplies the joints' part of lambda_I per track: a keypoint-only init (the
+    mean pose) must not pull as hard as a regressor's estimate. Its betas' part (the mean
+    shape: the population prior) keeps the full weight."""
     config = BAConfig(w_init=20.0, tau_i=1e9)
     batch = _batch(B=2, T=1, P=1)
     joints = torch.full((2, 1, 24, 3), 0.01, dtype=D)
     betas = torch.zeros(2, 10, dtype=D)
+    scaled_batch = _with(batch, init_scale=torch.tensor([1.0, 0.1], dtype=D))
     full = init_energy(joints, betas, batch, config)
-    scaled = init_energy(joints, betas, _with(batch, init_scale=torch.tensor([1.0, 0.1], dtype=D)), config)
+    scaled = init_energy(joints, betas, scaled_batch, config)
     assert full[0, 0] > 0
     torch.testing.assert_close(scaled[0], full[0])
     torch.testing.assert_close(scaled[1], 0.1 * full[1])
-    assert _with(batch, init_scale=torch.tensor([1.0, 0.1], dtype=D)).select(torch.tensor([1])).init_scale.item() == 0.1
+    assert scaled_batch.select(torch.tensor([1])).init_scale.item() == 0.1
+    # the betas' part alone (joints on their init): the same on both tracks
+    shape = torch.full((2, 10), 0.5, dtype=D)
+    zero_joints = torch.zeros(2, 1, 24, 3, dtype=D)
+    betas_only = init_energy(zero_joints, shape, scaled_batch, config)
+    assert betas_only[0, 0] > 0
+    torch.testing.assert_close(betas_only[1], betas_only[0])
+    torch.testing.assert_close(betas_only[0], init_energy(zero_joints, shape, batch, config)[0])
+
+
+def _sampled_motion(fps: float, seconds: float = 3.0):
+    """One smooth motion (joints, keypoints, camera translation) sampled at ``fps``: a
+    sinusoid with speeds in both Huber regimes of every temporal term at 25 fps."""
+    t = torch.arange(0.0, seconds, 1.0 / fps, dtype=D)
+    T = t.shape[0]
+    phase = torch.linspace(0.0, 3.0, 24, dtype=D)
+    swing = torch.sin(2.0 * torch.pi * 0.6 * t[:, None] + phase)  # (T, 24)
+    joints = torch.zeros(1, T, 24, 3, dtype=D)
+    joints[0, :, :, 0] = 1.0 * swing  # up to 3.8 m/s: 0.15 m per 25 fps frame (> 0.05 m width)
+    joints[0, :, :, 2] = 0.04 * swing  # 0.15 m/s: 6 mm per frame (quadratic zone)
+    kp = torch.zeros(1, T, 17, 2, dtype=D)
+    kp[0, :, :, 0] = 300.0 * swing[:, :17]
+    kp[0, :, :, 1] = 10.0 * swing[:, :17]
+    camera = torch.zeros(1, T, 3, dtype=D)
+    camera[0, :, 0] = 300.0
+    camera[0, :, 1] = 240.0 * torch.sin(2.0 * torch.pi * 0.6 * t)
+    return joints, kp, camera, T
+
+
+@pytest.mark.parametrize("fps", [10.0, 23.976, 29.97, 60.0])
+def test_temporal_energy_per_second_does_not_depend_on_the_frame_rate(fps):
+    """The same motion sampled at another frame rate costs the same over the clip (within the
+    discretisation error) with ``temporal_scale`` = 25 / fps. Per-frame widths agreed only
+    in Huber's linear zone (the path length); a slow motion cost 25 / fps times as much."""
+    config = BAConfig()
+    totals = {}
+    for rate in (25.0, fps):
+        joints, kp, camera, T = _sampled_motion(rate)
+        batch = _batch(T=T, P=1)
+        scaled = _with(batch, temporal_scale=torch.tensor([config.temporal_reference_fps / rate], dtype=D))
+        totals[rate] = ({k: float(v.sum()) for k, v in temporal_energy(joints, kp, camera, scaled, config).items()},
+                        {k: float(v.sum()) for k, v in temporal_energy(joints, kp, camera, batch, config).items()})
+    for name in ("temporal_3d", "temporal_2d", "temporal_camera"):
+        reference, per_frame_reference = totals[25.0][0][name], totals[25.0][1][name]
+        assert reference == pytest.approx(per_frame_reference, rel=1e-12)  # scale 1 at 25 fps
+        assert totals[fps][0][name] == pytest.approx(reference, rel=0.04), name
+    # A slow motion (quadratic zone at every rate): per-frame widths made it cost 25 / fps
+    # times as much, the scaled widths the same.
+    slow = {}
+    for rate in (25.0, fps):
+        joints, kp, camera, T = _sampled_motion(rate)
+        batch = _batch(T=T, P=1)
+        scaled = _with(batch, temporal_scale=torch.tensor([config.temporal_reference_fps / rate], dtype=D))
+        slow[rate] = [float(temporal_energy(0.05 * joints, kp, camera, b, config)["temporal_3d"].sum()) for b in (scaled, batch)]
+    assert slow[fps][0] == pytest.approx(slow[25.0][0], rel=0.04)
+    assert slow[fps][1] / slow[25.0][1] == pytest.approx(25.0 / fps, rel=0.04)
+
+
+def test_temporal_scale_is_a_velocity_measure_hand_value():
+    """At 10 fps (scale 2.5) a 5 cm step of one joint is 2 cm per reference frame: inside
+    the 5 cm width, so quadratic: 0.05^2 / (2 x 0.125) = 0.01 per pair; the camera bound
+    (0.1 W = 64 px at 25 fps) is 160 px."""
+    config = BAConfig()
+    batch = _with(_batch(T=2, width=640.0), temporal_scale=torch.tensor([2.5], dtype=D))
+    joints = torch.zeros(1, 2, 24, 3, dtype=D)
+    joints[0, 1, 0, 0] = 0.05
+    kp = torch.zeros(1, 2, 17, 2, dtype=D)
+    camera = torch.zeros(1, 2, 3, dtype=D)
+    camera[0, 1, 1] = 1000.0  # beyond the bound: huber(160; 25) = 160 - 12.5
+    terms = temporal_energy(joints, kp, camera, batch, config)
+    assert float(terms["temporal_3d"][0, 1]) == pytest.approx(config.w_temporal_3d * 0.05**2 / (2 * 0.125))
+    assert float(terms["temporal_camera"][0, 1]) == pytest.approx(config.w_temporal_camera * (160.0 - 12.5))

@@ -116,9 +116,11 @@ def test_diverging_and_invalid_problems_are_reported_not_written(body_model, pri
     good = make_track(body_model, "walking", 6, seed=4).problem
     exploding = good.replace(clip_id="bad", candidates=np.where(np.isfinite(good.candidates), 1e30, 0).astype(np.float32))
     broken = good.replace(clip_id="broken", init_pose=good.init_pose[:, :, :70])
-    fits = bundle_adjust([good, exploding, broken], body_model, prior, BAConfig(max_iter=10))
-    assert [f.status for f in fits] == ["ok", "diverged", "failed"]
+    no_rate = good.replace(clip_id="no_rate", fps=0.0)
+    fits = bundle_adjust([good, exploding, broken, no_rate], body_model, prior, BAConfig(max_iter=10))
+    assert [f.status for f in fits] == ["ok", "diverged", "failed", "failed"]
     assert "init_pose" in fits[2].message
+    assert "fps=0.0" in fits[3].message
     for fit in fits:
         for array in (fit.pose, fit.camera, fit.betas, fit.joints3d, fit.reprojection):
             assert np.isfinite(array).all()

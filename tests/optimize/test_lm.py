@@ -34,15 +34,21 @@ def models64(body_model, prior):
 
 def _problem(models64, problems, config):
     body, prior = models64
-    packed = PackedTracks(problems, body, "cpu", torch.float64, config.keypoint_init_scale, pad_frames=TAIL_PAD_FRAMES)
+    packed = PackedTracks(problems, body, "cpu", torch.float64, config.keypoint_init_scale, pad_frames=TAIL_PAD_FRAMES,
+                          temporal_reference_fps=config.temporal_reference_fps)
     offset = gmm_nll_offset(prior)
     return packed, LMProblem(packed, body, prior, config, offset, TRANSLATION_UNIT), offset
 
 
-def test_gradient_is_the_exact_gradient_of_the_energy(body_model, models64):
+@pytest.mark.parametrize("rates", [None, (10.0, 59.94)])
+def test_gradient_is_the_exact_gradient_of_the_energy(body_model, models64, rates):
     """Every term (hinge reprojection, caps, min over candidates, temporal, GMM, init) in its
-    production setting: the assembled J^T W r equals autograd's gradient of E."""
+    production setting: the assembled J^T W r equals autograd's gradient of E. ``rates``:
+    the tracks at 10 and 59.94 fps (the temporal widths scaled per track), the second one
+    from the keypoint-only init (the init term's joints' part scaled, its betas' not)."""
     problems = [make_track(body_model, "walking", 6, seed=3).problem, make_track(body_model, "boxing", 4, seed=4).problem]
+    if rates is not None:
+        problems = [problems[0].replace(fps=rates[0]), problems[1].replace(fps=rates[1], init_source="keypoints")]
     config = BAConfig(dtype="float64")
     packed, lm, offset = _problem(models64, problems, config)
     index = torch.arange(2)
