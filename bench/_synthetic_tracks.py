@@ -147,9 +147,9 @@ def _rot_y(angle: np.ndarray) -> np.ndarray:
 _R_X_PI = np.diag([1.0, -1.0, -1.0])
 
 
-def _person(rng, motion: str, T: int, height_px: float, centre_x: float):
-    """One person's GT pose (T, 72), betas (10,), camera (T, 3)."""
-    times = np.arange(T) / FPS
+def _person(rng, motion: str, T: int, height_px: float, centre_x: float, fps: float = FPS):
+    """One person's GT pose (T, 72), betas (10,), camera (T, 3), sampled at ``fps``."""
+    times = np.arange(T) / fps
     sample = sample_motion(motion, times, rng)
     yaw0 = rng.uniform(-0.9, 0.9)
     heading = sample.heading + yaw0
@@ -161,7 +161,7 @@ def _person(rng, motion: str, T: int, height_px: float, centre_x: float):
     s0 = height_px / 1.7
     W, H = IMAGE_SIZE
     # lateral drift of a walker (in pixels), kept in the frame by a soft bounce
-    lateral = np.cumsum(sample.speed * np.sin(heading)) / FPS * s0
+    lateral = np.cumsum(sample.speed * np.sin(heading)) / fps * s0
     tx = centre_x + lateral + _smooth_noise(rng, T, 2.0, 3.0)
     lo, span = 0.12 * W, 0.76 * W
     tx = lo + span - np.abs((tx - lo) % (2 * span) - span)
@@ -260,14 +260,19 @@ def make_track(
     detection: DetectionNoise = DetectionNoise(),
     regressor: RegressorNoise = RegressorNoise(),
     split: str = "",
+    fps: float = FPS,
 ) -> SyntheticTrack:
-    """Generate one track (deterministic in ``seed``)."""
+    """Generate one track (deterministic in ``seed``), ``num_frames`` frames at ``fps`` Hz.
+
+    The motion is sampled at ``fps`` (the same seed gives the same motion over time at
+    every rate); the detector and regressor noise stay per frame.
+    """
     rng = np.random.default_rng(seed)
     T = num_frames
     W, _ = IMAGE_SIZE
     height = rng.uniform(150, 280)
     centre = rng.uniform(0.3, 0.7) * W
-    pose, betas, camera = _person(rng, motion, T, height, centre)
+    pose, betas, camera = _person(rng, motion, T, height, centre, fps)
     joints, keypoints3d = _posed(body_model, pose, betas)
     kp2d = camera[:, None, :1] * keypoints3d[..., :2] + camera[:, None, 1:]
     det = _detections(rng, kp2d, height, detection)
@@ -279,7 +284,7 @@ def make_track(
         side = -1.0 if centre > W / 2 else 1.0
         d_centre = centre + side * rng.uniform(0.25, 0.4) * W
         d_motion = BACKGROUND_MOTIONS[rng.integers(len(BACKGROUND_MOTIONS))]
-        d_pose, d_betas, d_camera = _person(rng, d_motion, T, d_height, d_centre)
+        d_pose, d_betas, d_camera = _person(rng, d_motion, T, d_height, d_centre, fps)
         _, d_kp3d = _posed(body_model, d_pose, d_betas)
         d_kp2d = d_camera[:, None, :1] * d_kp3d[..., :2] + d_camera[:, None, 1:]
         d_det = _detections(rng, d_kp2d, d_height, detection)
@@ -319,9 +324,9 @@ def make_track(
         clip_id=f"synthetic_{motion}_{seed}",
         track_id=0,
         image_size=IMAGE_SIZE,
-        fps=FPS,
+        fps=float(fps),
         frame_index=np.arange(T, dtype=np.int32),
-        frame_time=np.arange(T, dtype=np.float64) / FPS,
+        frame_time=np.arange(T, dtype=np.float64) / fps,
         selected=selected,
         keypoints=keypoints,
         boxes=boxes,
@@ -351,12 +356,48 @@ def make_tracks(
     seed: int = 0,
     detection: DetectionNoise = DetectionNoise(),
     regressor: RegressorNoise = RegressorNoise(),
+    fps: float = FPS,
 ) -> list[SyntheticTrack]:
-    """``num_tracks`` tracks cycling through the split's motions (seeds seed, seed+1, ...)."""
+    """``num_tracks`` tracks cycling through the split's motions (seeds seed, seed+1, ...), at ``fps``."""
     names = motions_for(split)
     tracks = []
     for i in range(num_tracks):
         motion = names[i % len(names)]
         track_split = "tuning" if motion in TUNING_MOTIONS else "heldout"
-        tracks.append(make_track(body_model, motion, num_frames, seed * 100003 + i, detection, regressor, track_split))
+        tracks.append(make_track(body_model, motion, num_frames, seed * 100003 + i, detection, regressor, track_split,
+                                 fps))
     return tracks
+
+
+def with_keypoint_init(track: SyntheticTrack, body_model) -> SyntheticTrack:
+    """``track`` with every candidate's init replaced by the keypoint-only initialiser's.
+
+    What the job does without an HMR checkpoint (``pipeline.perception.init.KeypointInitializer``
+    on each detection: the mean pose facing towards or away from the camera, betas 0, a
+    camera from the torso), with ``init_source="keypoints"`` so that the bundle adjustment
+    applies ``BAConfig.keypoint_init_scale``. ``init_joints`` and ``flipped`` follow the new
+    init (flipped: the shoulder-order guess faces the wrong way, > 90 degrees of yaw off).
+    """
+    import dataclasses
+
+    from pipeline.perception.init import KeypointInitializer
+
+    problem = track.problem
+    T, P = problem.candidate_mask.shape
+    init = KeypointInitializer(body_model)(problem.candidates.reshape(T * P, 17, 3))
+    mask = problem.candidate_mask[..., None]
+    pose = np.where(mask, init.pose.reshape(T, P, 72), 0.0).astype(np.float32)
+    betas = np.where(mask, init.betas.reshape(T, P, 10), 0.0).astype(np.float32)
+    camera = np.where(mask, init.camera.reshape(T, P, 3), 0.0).astype(np.float32)
+    replaced = dataclasses.replace(problem, init_pose=pose, init_betas=betas, init_camera=camera,
+                                   init_source="keypoints")
+    kept = np.flatnonzero(problem.selected >= 0)
+    nearest = kept[np.abs(np.arange(T)[:, None] - kept[None, :]).argmin(1)]
+    chosen = problem.selected[nearest]
+    start_pose = pose[nearest, chosen]
+    start_joints, _ = _posed(body_model, start_pose, betas[nearest, chosen])
+    # facing: the root's forward axis (z) against the ground truth's, in the x-z plane
+    forward = _matrix(start_pose[:, :3].astype(np.float64))[:, :, 2]
+    true_forward = _matrix(track.gt_pose[:, :3])[:, :, 2]
+    flipped = (forward[:, [0, 2]] * true_forward[:, [0, 2]]).sum(-1) < 0
+    return dataclasses.replace(track, problem=replaced, init_joints=start_joints, flipped=flipped)
