@@ -133,14 +133,28 @@ def solve_bordered_tridiagonal(
     return BorderedSolution(x=x, y=y, ok=ok)
 
 
+_GRAM_CHUNK_VALUES = 1 << 23  # float values of one chunk of _gram's per-frame products (32 MB in float32)
+
+
 def _gram(q: Tensor) -> Tensor:
     """sum over frames of q_t^T q_t: (B, K, n, k) -> (B, k, k).
 
-    Per frame, then summed by ``Tensor.sum`` (pairwise): one matrix product over all K n
+    Per frame, then summed over the frames in float64: one matrix product over all K n
     rows accumulated in float32 made the Schur complement the largest error of the solve
-    (T = 1000: relative residual 3e-4 against 2e-5 this way, see ``bench.block_solve``).
+    (T = 1000: relative residual 3e-4 against 2e-5 with a pairwise float32 sum, see
+    ``bench.block_solve``); and a float32 sum over the (padded) frames rounds differently
+    with K, i.e. with the longest track of the batch.
     """
-    return (q.transpose(-1, -2) @ q).sum(1)
+    out = torch.zeros(q.shape[0], q.shape[-1], q.shape[-1], dtype=torch.float64, device=q.device)
+    # per frame as products and sums, not a thin (k x n) (n x k) matmul: BLAS rounded that
+    # differently with the matrix's position in the batch (measured on this CPU's MKL), and
+    # a track's solve must not depend on its batch; in chunks of frames to bound the
+    # (B, K, n, k, k) products' memory
+    step = max(1, _GRAM_CHUNK_VALUES // max(1, q.shape[0] * q.shape[2] * q.shape[3] ** 2))
+    for start in range(0, q.shape[1], step):
+        part = q[:, start:start + step]
+        out += (part[..., :, None] * part[..., None, :]).sum(2).sum(1, dtype=torch.float64)
+    return out.to(q.dtype)
 
 
 def _solve_lower_transposed(factor: Tensor, stacked_t: Tensor) -> Tensor:
@@ -169,7 +183,14 @@ class _SweepFactor:
         Each step is the row form ``x_t^T F_t = c_t^T - x_{t+1}^T M_{t+1}``: a right-side
         solve with F_t itself, which LAPACK reads without a copy (``F_t^T`` would be one).
         """
-        right = (self.forward @ weights[:, None, :, None]).transpose(-1, -2)  # (B, T, 1, n)
+        # Batch independence: a track's solve must not depend on its batch, but BLAS's
+        # vector paths (a (1 x n) row through gemv or trsv) rounded differently with the
+        # vector's position in the batch (measured on this CPU's MKL); so the weights are
+        # applied as products and a sum, and each row is carried with a zero second row,
+        # which takes the matrix paths, position-independent.
+        forward = self.forward
+        right = forward.new_zeros(forward.shape[0], forward.shape[1], 2, forward.shape[2])  # (B, T, 2, n)
+        right[:, :, 0] = (forward * weights[:, None, None, :]).sum(-1)
         out = [None] * right.shape[1]
         following = None
         for t in reversed(range(right.shape[1])):
@@ -177,8 +198,8 @@ class _SweepFactor:
             if following is not None:
                 current = torch.baddbmm(current, following, self.couplings[t], alpha=-1)
             following = torch.linalg.solve_triangular(self.factors[t], current, upper=False, left=False)
-            out[t] = following
-        return torch.stack(out, 1)[..., 0, :]
+            out[t] = following[:, 0]
+        return torch.stack(out, 1)
 
 
 def _sweep_forward(diagonal: Tensor, lower: Tensor, rhs: Tensor, frame_mask: Tensor | None = None,

@@ -127,8 +127,7 @@ class PackedTracks:
             init_betas=init_betas_t,
             image_width=tensor(image_width),
             init_scale=tensor(init_scale),
-            temporal_scale=None if temporal_reference_fps is None else tensor(
-                np.array([temporal_reference_fps / p.fps for p in problems], np.float64)),
+            temporal_scale=_temporal_scale(problems, temporal_reference_fps, tensor),
         )
         self.num_frames_max = T
         self.scale_ref = tensor(scale_ref)
@@ -531,6 +530,15 @@ def make_objective(packed: PackedTracks, body_model, prior, config: BAConfig, gm
         return track_total(terms.per_frame_total()) / frames[index]
 
     return objective
+
+
+def _temporal_scale(problems: list[TrackProblem], reference_fps: float | None, tensor) -> torch.Tensor | None:
+    """(B,) ``reference_fps / fps`` per track, or None (1 everywhere: no reference, or every
+    track at the reference rate, so the widths stay plain floats)."""
+    if reference_fps is None:
+        return None
+    scale = np.array([reference_fps / p.fps for p in problems], np.float64)
+    return None if np.all(scale == 1.0) else tensor(scale)
 
 
 def _solve_batch(problems, body_model, prior, gmm_offset, config, device) -> list[TrackFit]:

@@ -240,7 +240,10 @@ class _Normal:
         self.corner += self.sum_frames(change.transpose(-1, -2) @ change_w)
         wd = w * self.pair_residual
         residual_rows = self.weighted_residual + wd - _next_frame(wd)
-        self.gradient = torch.bmm(residual_rows.view(n, 1, R), jac.view(n, R, FRAME)).view(b, T, FRAME)
+        # r^T J per frame as a product and a sum over the rows, not a (1 x R) (R x 75) bmm:
+        # BLAS's matrix-vector path peels the unaligned start of each matrix, so its first
+        # columns rounded differently with the frame's memory offset, i.e. with the batch
+        self.gradient = (jac * residual_rows[..., None]).sum(2)
         # Jb^T W r and dJb^T W d
         self.gradient_betas += self.sum_frames((self.weighted_residual[..., None, :] @ jac_betas)[..., 0, :])
         self.gradient_betas += self.sum_frames((self.pair_residual[..., None, :] @ change_w)[..., 0, :])
@@ -638,7 +641,9 @@ def damped_step(lin: Linearization, damping: Tensor, frame_mask: Tensor) -> tupl
     betas_diag = torch.diagonal(lin.corner, dim1=-2, dim2=-1)  # (b, 10)
     real = frame_mask[..., None].to(dtype)
     count = frame_mask.sum(-1).to(dtype) * FRAME + NUM_BETAS
-    mean_diag = ((frame_diag * real).sum((1, 2)) + betas_diag.sum(-1)) / count
+    # summed in float64: a float32 sum over the padded frames rounds with the batch's longest track
+    mean_diag = (((frame_diag * real).sum((1, 2), dtype=torch.float64) + betas_diag.sum(-1, dtype=torch.float64))
+                 / count).to(dtype)
     floor = (_DAMPING_FLOOR * mean_diag).clamp(min=torch.finfo(dtype).tiny)[:, None]
     scale_frames = torch.maximum(frame_diag, floor[..., None])
     scale_betas = torch.maximum(betas_diag, floor)

@@ -154,15 +154,25 @@ def _same_fit(a, b) -> None:
     assert a.energies == b.energies and a.e_norm == b.e_norm
 
 
+BATCH_SETTINGS = {
+    # per solver, a converging and a budget-capped setting: stopping tests and budgets are per track
+    "batched": (BAConfig(solver="batched", max_iter=12, tau_r_schedule=(1.0,), ftol=5e-2),
+                BAConfig(solver="batched", max_iter=8)),
+    "lm": (BAConfig(solver="lm"), BAConfig(solver="lm", lm_max_iter=2)),
+}
+
+
 @pytest.mark.slow
-def test_a_fit_does_not_depend_on_its_batch(body_model, prior):
+@pytest.mark.parametrize("solver", sorted(BATCH_SETTINGS))
+def test_a_fit_does_not_depend_on_its_batch(body_model, prior, solver):
     """Issue 15.2: the same track alone, in a batch of 5 and in a batch of 18, at different
-    positions and beside copies of itself, gets the same parameters bit for bit (float32)."""
+    positions and beside copies of itself, gets the same parameters bit for bit (float32),
+    with either solver (LM: its thin products avoid BLAS's position-dependent vector paths,
+    see ``optimize.blocks``)."""
     tracks = [make_track(body_model, ("walking", "boxing", "waving")[i % 3], 5 + (i * 3) % 7, seed=40 + i).problem
               for i in range(17)]
     target = make_track(body_model, "squatting", 8, seed=77).problem
-    # a converging and a budget-capped setting: stopping tests and budgets are per track
-    for config in (BAConfig(max_iter=12, tau_r_schedule=(1.0,), ftol=5e-2), BAConfig(max_iter=8)):
+    for config in BATCH_SETTINGS[solver]:
         (alone,) = bundle_adjust([target], body_model, prior, config)
         five = bundle_adjust(tracks[:2] + [target] + tracks[2:4], body_model, prior, config)
         eighteen = bundle_adjust(tracks[:15] + [target] + tracks[15:], body_model, prior, config)
@@ -190,3 +200,16 @@ def test_length_buckets_keep_padding_under_five_percent():
     assert padded - sum(lengths) <= 0.05 * sum(lengths)
     assert all(len(g) * max(lengths[i] for i in g) <= 1000 for g in _length_batches([_Track(n) for n in lengths], 1000)
                if len(g) > 1)
+
+
+def test_temporal_scale_is_per_track_and_none_at_the_reference_rate(body_model):
+    """reference / fps per track; None (plain float widths, the 25 fps objective bit for
+    bit) when every track runs at the reference rate or there is no reference."""
+    at_25 = make_track(body_model, "walking", 8, seed=1).problem
+    at_10 = make_track(body_model, "walking", 8, seed=2, fps=10.0).problem
+    assert at_25.fps == 25.0
+    assert PackedTracks([at_25, at_25], body_model, "cpu", torch.float64,
+                        temporal_reference_fps=25.0).batch.temporal_scale is None
+    assert PackedTracks([at_25, at_10], body_model, "cpu", torch.float64).batch.temporal_scale is None
+    mixed = PackedTracks([at_25, at_10], body_model, "cpu", torch.float64, temporal_reference_fps=25.0)
+    torch.testing.assert_close(mixed.batch.temporal_scale, torch.tensor([1.0, 2.5], dtype=torch.float64))
