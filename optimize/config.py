@@ -123,10 +123,12 @@ class BAConfig:
             reprojects worse than tau_R, and a capped frame has no reprojection gradient, so
             a first pass with a looser cap pulls such frames in before the outer min makes
             the remaining ones inert. ``(1.0,)`` solves the final objective directly.
-        solver: "batched" (default: per-track L-BFGS histories, step sizes, line searches
-            and stopping, many tracks per call), "lm" (Levenberg-Marquardt on the block
-            tridiagonal normal equations, ``optimize.lm``: tens of iterations instead of
-            hundreds; see docs/bundle_adjustment.md for when it is faster), "summed"
+        solver: "lm" (default since 2026-12-04: Levenberg-Marquardt on the block
+            tridiagonal normal equations, ``optimize.lm``: every measured track converges
+            in tens of iterations, 4-5x less CPU time per frame than L-BFGS, equal or
+            better 3D accuracy; see docs/bundle_adjustment.md, "Levenberg-Marquardt"),
+            "batched" (per-track L-BFGS histories, step sizes, line searches and stopping,
+            many tracks per call; hundreds of iterations, the default before), "summed"
             (torchmin L-BFGS on the sum of all tracks' objectives: one shared line search;
             for measurement) or "per_track" (torchmin L-BFGS on one track at a time; the
             reference).
@@ -205,7 +207,7 @@ class BAConfig:
     use_prior: bool = True
 
     tau_r_schedule: tuple[float, ...] = (8.0, 1.0)
-    solver: str = "batched"
+    solver: str = "lm"
     lm_max_iter: int = 25
     lm_ftol: float = 1e-2
     lm_initial_damping: float = 1.0
