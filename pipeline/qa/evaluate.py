@@ -68,6 +68,10 @@ class TrackPrediction:
         reprojection: (T, 17, 2) COCO-17 reprojection, pixels (used for matching).
         joints3d: optional (T, 24, 3) SMPL joints, metres (body frame, no translation).
         keypoints3d: optional (T, 17, 3) COCO-17 joints in 3D, metres.
+        frame_time: optional (T,) seconds from the clip start. With it, frames are
+            matched to the ground truth by time: the job decodes at ``min(source rate,
+            decode.target_fps)``, so its ``frame_index`` counts *decoded* frames, which
+            are the truth's frames only when the clip was decoded at its own rate.
     """
 
     clip_id: str
@@ -76,6 +80,7 @@ class TrackPrediction:
     reprojection: np.ndarray
     joints3d: np.ndarray | None = None
     keypoints3d: np.ndarray | None = None
+    frame_time: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         T = np.shape(self.frame_index)[0]
@@ -86,6 +91,8 @@ class TrackPrediction:
             raise ValueError(f"{where}: joints3d has shape {np.shape(self.joints3d)}, expected ({T}, 24, 3) metres")
         if self.keypoints3d is not None and np.shape(self.keypoints3d) != (T, 17, 3):
             raise ValueError(f"{where}: keypoints3d has shape {np.shape(self.keypoints3d)}, expected ({T}, 17, 3) metres")
+        if self.frame_time is not None and np.shape(self.frame_time) != (T,):
+            raise ValueError(f"{where}: frame_time has shape {np.shape(self.frame_time)}, expected ({T},) seconds")
 
 
 @dataclass(frozen=True)
@@ -215,12 +222,39 @@ def _box_sizes(truth: ClipTruth) -> tuple[np.ndarray, np.ndarray]:
     return np.maximum(h, 1.0), np.maximum(np.maximum(w, h), 1.0)
 
 
+def truth_positions(truth: ClipTruth, track: TrackPrediction) -> np.ndarray:
+    """(T_pred,) the truth frame (position along ``truth``'s frames) of each predicted frame, -1 if none.
+
+    By time when the prediction has ``frame_time``: the truth frame nearest in time, if
+    within half a truth frame interval (a clip decoded at 25 fps from a 60 fps source
+    lands on every 2nd or 3rd source frame; its decoded frame 31 is source frame 74).
+    Otherwise by ``frame_index`` (predictions decoded at the clip's own rate).
+    """
+    frames = np.asarray(track.frame_index).reshape(-1)
+    truth_time = np.asarray(truth.frame_time, np.float64).reshape(-1)
+    if track.frame_time is None or truth_time.size == 0:
+        frame_pos = {int(f): i for i, f in enumerate(truth.frame_index)}
+        return np.array([frame_pos.get(int(f), -1) for f in frames], np.int64)
+    time = np.asarray(track.frame_time, np.float64).reshape(-1)
+    order = np.argsort(truth_time, kind="stable")
+    sorted_time = truth_time[order]
+    right = np.clip(np.searchsorted(sorted_time, time), 0, sorted_time.size - 1)
+    left = np.clip(right - 1, 0, sorted_time.size - 1)
+    nearest = np.where(np.abs(sorted_time[left] - time) <= np.abs(sorted_time[right] - time), left, right)
+    tolerance = 0.5 / float(truth.fps) + 1e-6 if truth.fps and truth.fps > 0 else 1e-6
+    return np.where(np.abs(sorted_time[nearest] - time) <= tolerance, order[nearest], -1).astype(np.int64)
+
+
 def evaluate_clip(truth: ClipTruth, tracks: Iterable[TrackPrediction], config: EvaluationConfig = EvaluationConfig()) -> _Tally:
-    """Match one clip's predicted tracks to its ground truth and tally the metrics."""
+    """Match one clip's predicted tracks to its ground truth and tally the metrics.
+
+    Predicted frames are put on the truth's frames by :func:`truth_positions` (by time when
+    the predictions carry ``frame_time``).
+    """
     tracks = list(tracks)
     tally = _Tally(clips=1, tracks=len(tracks))
     T, P = truth.num_frames, truth.num_people
-    frame_pos = {int(f): i for i, f in enumerate(truth.frame_index)}
+    positions = [truth_positions(truth, track) for track in tracks]
     visible = truth.visibility == VISIBLE  # (T, P, 17)
     in_image = truth.visibility > 0
     height, box_side = _box_sizes(truth)
@@ -229,9 +263,8 @@ def evaluate_clip(truth: ClipTruth, tracks: Iterable[TrackPrediction], config: E
     # Per frame: which (track, row) predicts something there.
     by_frame: dict[int, list[tuple[int, int]]] = {}
     for k, track in enumerate(tracks):
-        for row, f in enumerate(np.asarray(track.frame_index).reshape(-1)):
-            t = frame_pos.get(int(f))
-            if t is not None:
+        for row, t in enumerate(positions[k].tolist()):
+            if t >= 0:
                 by_frame.setdefault(t, []).append((k, row))
     tally.predicted_frames = sum(len(v) for v in by_frame.values())
     matched_gt = [np.full(len(tr.frame_index), -1, dtype=np.int64) for tr in tracks]  # per track row
@@ -264,7 +297,7 @@ def evaluate_clip(truth: ClipTruth, tracks: Iterable[TrackPrediction], config: E
         rows = np.nonzero(matched_gt[k] >= 0)[0]
         if rows.size == 0:
             continue
-        t_idx = np.array([frame_pos[int(f)] for f in np.asarray(track.frame_index)[rows]])
+        t_idx = positions[k][rows]
         p_idx = matched_gt[k][rows]
         gt2d = truth.keypoints2d[t_idx, p_idx]
         tally.add_values("pck", metrics.pck(track.reprojection[rows], gt2d, config.pck_threshold * box_side[t_idx, p_idx], visible[t_idx, p_idx]))
@@ -279,20 +312,23 @@ def evaluate_clip(truth: ClipTruth, tracks: Iterable[TrackPrediction], config: E
         main = int(np.bincount(p_idx).argmax())
         tally.pure_frames += float((p_idx == main).sum())
         if track.joints3d is not None:
-            tally.add_values("accel_error", _track_accel(track, matched_gt[k], main, frame_pos, truth))
+            tally.add_values("accel_error", _track_accel(track, matched_gt[k], main, positions[k], truth))
     return tally
 
 
-def _track_accel(track: TrackPrediction, matched: np.ndarray, person: int, frame_pos: Mapping[int, int], truth: ClipTruth) -> np.ndarray:
-    """Acceleration errors on triples of consecutive frames matched to ``person``."""
+def _track_accel(track: TrackPrediction, matched: np.ndarray, person: int, positions: np.ndarray, truth: ClipTruth) -> np.ndarray:
+    """Acceleration errors on triples of consecutive (decoded) frames matched to ``person``.
+
+    ``positions``: (T_pred,) each predicted frame's truth frame (:func:`truth_positions`).
+    """
     frames = np.asarray(track.frame_index).reshape(-1)
     order = np.argsort(frames, kind="stable")
-    frames, matched = frames[order], matched[order]
+    frames, matched, positions = frames[order], matched[order], np.asarray(positions)[order]
     joints = track.joints3d[order]
-    ok = (matched == person) & np.array([int(f) in frame_pos for f in frames])
+    ok = (matched == person) & (positions >= 0)
     if frames.size < 3:
         return np.zeros(0)
-    t_idx = np.array([frame_pos.get(int(f), 0) for f in frames])
+    t_idx = np.where(positions >= 0, positions, 0)
     consecutive = np.diff(frames) == 1
     valid = ok.copy()
     err = metrics.accel_error(joints, truth.joints3d[t_idx, person], valid=valid)
@@ -402,7 +438,8 @@ def load_predictions(path: str | os.PathLike, inliers_only: bool = False, select
         raise FileNotFoundError(f"predictions {os.fspath(path)!r} not found; pass the job output folder or its frames/ folder "
                                 f"({exc})") from exc
     dataset = ds.dataset(files, format="parquet", filesystem=fs)
-    wanted = ["clip_id", "track_id", "frame_index"] + [n for names in _COLUMNS.values() for n in names] + ["inlier"]
+    wanted = (["clip_id", "track_id", "frame_index", "frame_time"] + [n for names in _COLUMNS.values() for n in names]
+              + ["inlier"])
     columns = [c for c in wanted if c in dataset.schema.names]
     join = SelectionJoin.load(fs, output) if output is not None else None
     if join is not None and {"clip_id", "track_id"} <= set(columns):
@@ -422,6 +459,8 @@ def load_predictions(path: str | os.PathLike, inliers_only: bool = False, select
     clip = np.asarray(table.column("clip_id").to_pylist(), dtype=object)
     track = table.column("track_id").to_numpy().astype(np.int64)
     frame = table.column("frame_index").to_numpy().astype(np.int64)
+    frame_time = (table.column("frame_time").to_numpy(zero_copy_only=False).astype(np.float64)
+                  if "frame_time" in table.column_names else None)
     reproj = _column(table, _COLUMNS["reprojection"], (17, 2), True, source)
     joints = _column(table, _COLUMNS["joints3d"], (24, 3), False, source)
     keypoints = _column(table, _COLUMNS["keypoints3d"], (17, 3), False, source)
@@ -441,6 +480,7 @@ def load_predictions(path: str | os.PathLike, inliers_only: bool = False, select
                 reprojection=reproj[rows],
                 joints3d=None if joints is None else joints[rows],
                 keypoints3d=None if keypoints is None else keypoints[rows],
+                frame_time=None if frame_time is None else frame_time[rows],
             )
         )
     return out

@@ -16,6 +16,7 @@ from pipeline.qa.evaluate import (
     evaluate_corpus,
     find_ground_truth,
     load_predictions,
+    truth_positions,
 )
 from pipeline.synth.truth import OCCLUDED, VISIBLE, ClipTruth
 
@@ -119,6 +120,30 @@ def test_missing_frames_clips_and_false_positives():
     assert result.per_motion_set["heldout"]["recall"] == 0.0
     assert result.to_dict()["per_clip"]["zzz_000000_000010"]["mpjpe_mm"] is None
     assert "overall" in result.format_table()
+
+
+def test_a_clip_decoded_below_its_rate_is_matched_by_time():
+    """A 60 fps clip decoded at 25 fps: decoded frame k is the source frame nearest k / 25 s,
+    so its frame_index is not the truth's; frame_time puts it on the right truth frame."""
+    truth = make_truth(frames=120)
+    truth = dataclasses.replace(truth, fps=60.0, frame_time=np.arange(120) / 60.0)
+    source = np.round(np.arange(50) / 25.0 * 60.0).astype(int)  # 0, 2, 5, 7, 10, ...
+    tracks = [dataclasses.replace(t, frame_index=np.arange(50), frame_time=source / 60.0)
+              for t in perfect_tracks(truth, frames=source)]
+    np.testing.assert_array_equal(truth_positions(truth, tracks[0]), source)
+    result = evaluate({truth.clip_id: truth}, tracks)
+    m = result.overall
+    assert m["mpjpe_mm"] == pytest.approx(0, abs=1e-3) and m["pck"] == 1.0 and m["precision"] == 1.0
+    assert m["id_switches"] == 0 and m["matched_frames"] == 100
+    # without frame_time the same rows land on the truth's frames 0..49: the wrong frames
+    # (here the people moved too far to match: 2 of 100 frames)
+    by_index = [dataclasses.replace(t, frame_time=None) for t in tracks]
+    assert evaluate({truth.clip_id: truth}, by_index).overall["matched_frames"] < 10
+    # a time more than half a truth interval from every truth frame (after the clip) matches nothing
+    late = dataclasses.replace(tracks[0], frame_time=120 / 60.0 + 0.6 / 60.0 + source / 60.0)
+    assert (truth_positions(truth, late) == -1).all()
+    nearly = dataclasses.replace(tracks[0], frame_time=source / 60.0 + 0.4 / 60.0)  # nearer its own frame
+    np.testing.assert_array_equal(truth_positions(truth, nearly), source)
 
 
 def test_prediction_shapes_are_checked():
