@@ -241,6 +241,12 @@ def _posed(body_model, pose: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray,
     return joints.double().numpy(), keypoints.double().numpy()
 
 
+def _nearest_kept(selected: np.ndarray) -> np.ndarray:
+    """(T,) for each frame the nearest frame with a selected detection (itself if it has one)."""
+    kept = np.flatnonzero(selected >= 0)
+    return kept[np.abs(np.arange(len(selected))[:, None] - kept[None, :]).argmin(1)]
+
+
 def motions_for(split: str) -> tuple[str, ...]:
     """Motion names of a split: "tuning", "heldout" or "all"."""
     if split == "tuning":
@@ -339,8 +345,7 @@ def make_track(
         meta={"motion": motion, "split": split, "seed": str(seed)},
     )
     # starting point joints: the selected init, nearest kept frame on skipped frames
-    kept = np.flatnonzero(selected >= 0)
-    nearest = kept[np.abs(np.arange(T)[:, None] - kept[None, :]).argmin(1)]
+    nearest = _nearest_kept(selected)
     start_joints, _ = _posed(body_model, init_pose[nearest], init_betas[nearest])
     return SyntheticTrack(
         problem=problem, motion=motion, split=split, gt_pose=pose, gt_betas=betas, gt_camera=camera,
@@ -391,8 +396,7 @@ def with_keypoint_init(track: SyntheticTrack, body_model) -> SyntheticTrack:
     camera = np.where(mask, init.camera.reshape(T, P, 3), 0.0).astype(np.float32)
     replaced = dataclasses.replace(problem, init_pose=pose, init_betas=betas, init_camera=camera,
                                    init_source="keypoints")
-    kept = np.flatnonzero(problem.selected >= 0)
-    nearest = kept[np.abs(np.arange(T)[:, None] - kept[None, :]).argmin(1)]
+    nearest = _nearest_kept(problem.selected)
     chosen = problem.selected[nearest]
     start_pose = pose[nearest, chosen]
     start_joints, _ = _posed(body_model, start_pose, betas[nearest, chosen])

@@ -46,8 +46,11 @@ LOSSES = ("hinge", "huber")
 TARGETS = {"mpjpe": -0.30, "pa_mpjpe": -0.25, "accel": -0.60}
 
 
-def _metrics(pred: list[np.ndarray], tracks: list[SyntheticTrack]) -> dict[str, float]:
-    """Frame-weighted means over the tracks. pred: per track (T, 24, 3) metres."""
+def pose_metrics(pred: list[np.ndarray], tracks: list[SyntheticTrack]) -> dict[str, float]:
+    """Frame-weighted means over the tracks: MPJPE, PA-MPJPE (mm), accel error (mm/frame^2).
+
+    pred: per track (T, 24, 3) metres.
+    """
     m, pa, acc = [], [], []
     for joints, track in zip(pred, tracks):
         m.append(mpjpe(joints, track.gt_joints))
@@ -81,7 +84,7 @@ def run_row(tracks, body_model, prior, config: BAConfig, device: str) -> dict:
     fits = bundle_adjust([t.problem for t in tracks], body_model, prior, config, device=device)
     elapsed = time.perf_counter() - start
     pred = [fitted_joints(f, t) for f, t in zip(fits, tracks)]
-    row = _metrics(pred, tracks)
+    row = pose_metrics(pred, tracks)
     row.update(
         seconds=round(elapsed, 2),
         diverged=int(sum(f.status == "diverged" for f in fits)),
@@ -117,7 +120,7 @@ def calibrate(tracks, body_model, prior, base: BAConfig, device: str, rounds: in
     Score: mean of MPJPE, PA-MPJPE and acceleration error relative to the init (lower
     is better), so no metric is traded away entirely for another.
     """
-    init = _metrics([t.init_joints for t in tracks], tracks)
+    init = pose_metrics([t.init_joints for t in tracks], tracks)
 
     def score(row):
         return np.mean([row["mpjpe_mm"] / init["mpjpe_mm"], row["pa_mpjpe_mm"] / init["pa_mpjpe_mm"],
@@ -199,7 +202,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps(result))
         return result
 
-    init = _metrics([t.init_joints for t in tracks], tracks)
+    init = pose_metrics([t.init_joints for t in tracks], tracks)
     print(f"{split}: {num_tracks} tracks x {num_frames} frames ({', '.join(sorted({t.motion for t in tracks}))}), "
           f"solver {base.solver}")
     print(f"init          MPJPE {init['mpjpe_mm']:6.1f}  PA-MPJPE {init['pa_mpjpe_mm']:6.1f}  accel {init['accel']:6.1f}")

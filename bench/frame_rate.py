@@ -33,10 +33,9 @@ import numpy as np
 import torch
 
 from bench._synthetic_tracks import make_tracks, with_keypoint_init
-from bench.ba_accuracy import fitted_joints, load_models
+from bench.ba_accuracy import fitted_joints, load_models, pose_metrics
 from optimize.bundle_adjust import bundle_adjust
 from optimize.config import SOLVERS, BAConfig
-from pipeline.qa.metrics import accel_error, mpjpe, pa_mpjpe
 
 VARIANTS = {"per_second": BAConfig().temporal_reference_fps, "per_frame": None}
 
@@ -45,25 +44,23 @@ def _floats(text: str) -> list[float]:
     return [float(v) for v in text.split(",") if v.strip()]
 
 
+def _scored(pred: list[np.ndarray], tracks, fps: float) -> dict:
+    """MPJPE / PA-MPJPE (mm) and the acceleration error converted to m/s^2 (comparable across rates)."""
+    metrics = pose_metrics(pred, tracks)
+    return {"mpjpe_mm": metrics["mpjpe_mm"], "pa_mpjpe_mm": metrics["pa_mpjpe_mm"],
+            "accel_m_s2": metrics["accel"] * fps * fps / 1000.0}  # mm / frame^2 -> m / s^2
+
+
 def fit_row(tracks, body_model, prior, config: BAConfig, fps: float) -> dict:
     """Fit ``tracks`` with ``config`` and score them against their ground truth."""
     start = time.perf_counter()
     fits = bundle_adjust([t.problem for t in tracks], body_model, prior, config)
     seconds = time.perf_counter() - start
-    m, pa, acc = [], [], []
-    for fit, track in zip(fits, tracks):
-        joints = fitted_joints(fit, track)
-        m.append(mpjpe(joints, track.gt_joints))
-        pa.append(pa_mpjpe(joints, track.gt_joints))
-        acc.append(accel_error(joints, track.gt_joints))
     frames = sum(t.problem.num_frames for t in tracks)
     # the fits that were solved: a (falsely) split track's pieces in its place
     pieces = [p for f in fits for p in (f.pieces if f.status == "split" else (f,))]
     return {
-        "mpjpe_mm": float(np.nanmean(np.concatenate(m))),
-        "pa_mpjpe_mm": float(np.nanmean(np.concatenate(pa))),
-        # mm / frame^2 -> m / s^2
-        "accel_m_s2": float(np.nanmean(np.concatenate(acc))) * fps * fps / 1000.0,
+        **_scored([fitted_joints(f, t) for f, t in zip(fits, tracks)], tracks, fps),
         "converged": int(sum(f.converged for f in pieces)),
         "tracks": len(pieces),
         "false_splits": int(sum(f.status == "split" for f in fits)),  # synthetic tracks have no switch
@@ -76,11 +73,7 @@ def fit_row(tracks, body_model, prior, config: BAConfig, fps: float) -> dict:
 
 
 def init_row(tracks, fps: float) -> dict:
-    m = np.concatenate([mpjpe(t.init_joints, t.gt_joints) for t in tracks])
-    pa = np.concatenate([pa_mpjpe(t.init_joints, t.gt_joints) for t in tracks])
-    acc = np.concatenate([accel_error(t.init_joints, t.gt_joints) for t in tracks])
-    return {"mpjpe_mm": float(np.nanmean(m)), "pa_mpjpe_mm": float(np.nanmean(pa)),
-            "accel_m_s2": float(np.nanmean(acc)) * fps * fps / 1000.0}
+    return _scored([t.init_joints for t in tracks], tracks, fps)
 
 
 def main(argv: list[str] | None = None) -> dict:
