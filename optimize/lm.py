@@ -240,10 +240,18 @@ class _Normal:
         self.corner += self.sum_frames(change.transpose(-1, -2) @ change_w)
         wd = w * self.pair_residual
         residual_rows = self.weighted_residual + wd - _next_frame(wd)
-        # r^T J per frame as a product and a sum over the rows, not a (1 x R) (R x 75) bmm:
-        # BLAS's matrix-vector path peels the unaligned start of each matrix, so its first
-        # columns rounded differently with the frame's memory offset, i.e. with the batch
-        self.gradient = (jac * residual_rows[..., None]).sum(2)
+        # r^T J per frame as R multiply-adds over all frames at once, not a (1 x R) (R x 75)
+        # bmm: BLAS's thin paths (M = 1 or 2) rounded the first columns differently with the
+        # frame's memory offset, i.e. with the batch (measured: 13 ms for 2,032 frames,
+        # against 5 ms for the bmm and 38 ms for one (b, T, R, 75) product and sum). On a
+        # GPU, where batch independence is not promised (kernels are chosen by shape), the
+        # bmm: one kernel instead of R.
+        if jac.device.type == "cpu":
+            self.gradient = torch.zeros(b, T, FRAME, dtype=jac.dtype, device=jac.device)
+            for row in range(R):
+                self.gradient.addcmul_(jac[:, :, row], residual_rows[:, :, row, None])
+        else:
+            self.gradient = torch.bmm(residual_rows.view(n, 1, R), jac.view(n, R, FRAME)).view(b, T, FRAME)
         # Jb^T W r and dJb^T W d
         self.gradient_betas += self.sum_frames((self.weighted_residual[..., None, :] @ jac_betas)[..., 0, :])
         self.gradient_betas += self.sum_frames((self.pair_residual[..., None, :] @ change_w)[..., 0, :])
