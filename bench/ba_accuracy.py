@@ -12,8 +12,8 @@ Default weights were calibrated on the *tuning* motions (``--split tuning``,
     python -m bench.ba_accuracy [--quick] [--split heldout|tuning] [--units relative|pixels] [--solver batched|lm]
                                 [--calibrate]
 
-``--solver`` picks ``BAConfig.solver`` for every row (default: BAConfig's default, L-BFGS
-"batched"; "lm" for Levenberg-Marquardt); the JSON records the solver and its cap.
+``--solver`` picks ``BAConfig.solver`` for every row (default: BAConfig's default,
+Levenberg-Marquardt "lm"; "batched" for L-BFGS); the JSON records the solver and its cap.
 
 The last output line is a JSON object.
 """

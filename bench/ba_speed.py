@@ -1,9 +1,9 @@
 """Speed of bundle adjustment: both solvers and a naive reference, in one run, with the production BAConfig.
 
-* **L-BFGS** (``BAConfig.solver = "batched"``, the default): ``optimize.bundle_adjust.bundle_adjust``
+* **L-BFGS** (``BAConfig.solver = "batched"``): ``optimize.bundle_adjust.bundle_adjust``
   on all tracks at once: the body model's fast joints path, per-track L-BFGS states in
   one batched solver, length buckets.
-* **LM** (``BAConfig.solver = "lm"``, ``optimize.lm``): Levenberg-Marquardt on the block
+* **LM** (``BAConfig.solver = "lm"``, the default, ``optimize.lm``): Levenberg-Marquardt on the block
   structure (analytic Jacobians, a bordered block-tridiagonal solve per iteration), same
   batching. An LM *iteration* is one linear solve and an *evaluation* one linearisation
   (energy + Jacobians), so neither is comparable in cost with an L-BFGS one: compare seconds.
