@@ -23,7 +23,6 @@ JSON object.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import time
@@ -134,8 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
                 rows.append({"fps": fps, "frames": frames, "solver": solver, "widths": variant, **row})
     result = {
         "split": args.split, "init": args.init, "tracks_per_rate": num_tracks, "seconds": seconds, "seed": args.seed,
-        "threads": args.threads, "config": {k: v for k, v in dataclasses.asdict(BAConfig(**overrides)).items()
-                                             if k in overrides},
+        "threads": args.threads, "ba_config_overrides": overrides,
         "rows": rows,
     }
     if args.json_out:
