@@ -1,7 +1,11 @@
 # Custom SDK container for Dataflow GPU workers running `vid2mesh run` (see docs/dataflow.md).
 #
-#   docker build -t REGION-docker.pkg.dev/PROJECT/vid2mesh/worker:0.1.0 .
-#   docker push  REGION-docker.pkg.dev/PROJECT/vid2mesh/worker:0.1.0
+#   make image IMAGE=REGION-docker.pkg.dev/PROJECT/vid2mesh/worker   (tags :0.1.0-src-<source hash>)
+#   docker push REGION-docker.pkg.dev/PROJECT/vid2mesh/worker:0.1.0-src-<source hash>
+#
+# The image records the hash of the source it was built from (/opt/vid2mesh/SOURCE_HASH, and
+# the tag `make image` gives it): the launcher refuses an image tag of another hash, and each
+# worker checks its code against the launcher's before processing (transforms/provenance.py).
 #
 # torch 2.15.0 from PyPI is a CUDA build whose CUDA libraries come as pinned nvidia-* wheels
 # (constraints.txt), so no CUDA base image is needed: Dataflow's `install-nvidia-driver`
@@ -42,6 +46,8 @@ RUN pip install --no-cache-dir "pip==26.3" \
     && pip install --no-cache-dir -c constraints-dataflow.txt ".[dataflow]" \
     && pip check \
     && python -c "import apache_beam, torch, models, pipeline, transforms, beam_jobs; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+
+RUN python -c "from transforms.provenance import source_hash; print(source_hash())" > /opt/vid2mesh/SOURCE_HASH
 
 # The stand-in body model is generated at build time so that every worker has the same
 # bytes (a run with --smpl_model reads the user's file from GCS instead).

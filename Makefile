@@ -13,7 +13,7 @@ export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export PYTHONDONTWRITEBYTECODE := 1
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup system-deps test demo bench lint clean lock setup-dataflow lock-dataflow
+.PHONY: setup system-deps test demo bench lint clean lock setup-dataflow lock-dataflow image
 setup: $(STAMP)
 
 # System packages (Debian): ffmpeg for decoding/encoding, libGL/glib for OpenCV.
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml constraints.txt .ci/system-deps.sh
 	@command -v $(PYTHON) >/dev/null || { echo "setup: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11'"; exit 1; }
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip==26.3" "setuptools==84.2.1" "wheel==0.48.0"
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,dask]"
 	$(PY) -m pip check
 	@mkdir -p $(YOLO_CONFIG_DIR) $(MPLCONFIGDIR)
 	@touch $(STAMP)
@@ -49,7 +49,7 @@ clean:
 # Re-resolve every dependency and rewrite constraints.txt (commit the result).
 lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
-	.venv-lock/bin/pip install --quiet "pip==26.3" && .venv-lock/bin/pip install --quiet -e ".[test]"
+	.venv-lock/bin/pip install --quiet "pip==26.3" && .venv-lock/bin/pip install --quiet -e ".[test,dask]"
 	{ head -3 constraints.txt; .venv-lock/bin/pip freeze --exclude-editable; } > constraints.new && mv constraints.new constraints.txt
 	rm -rf .venv-lock
 
@@ -59,7 +59,7 @@ lock:
 setup-dataflow: $(DATAFLOW_STAMP)
 
 $(DATAFLOW_STAMP): $(STAMP) constraints-dataflow.txt
-	$(PY) -m pip install --quiet -c constraints-dataflow.txt -e ".[test,dataflow]"
+	$(PY) -m pip install --quiet -c constraints-dataflow.txt -e ".[test,dataflow,dask]"
 	$(PY) -m pip check
 	$(PY) -c "from beam_jobs.dataflow import check_launcher; check_launcher(None); print('launcher ok: Beam and Python match the worker image')"
 	@touch $(DATAFLOW_STAMP)
@@ -68,6 +68,13 @@ $(DATAFLOW_STAMP): $(STAMP) constraints-dataflow.txt
 # constraints-dataflow.txt (commit the result; run after `make lock`).
 lock-dataflow:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
-	.venv-lock/bin/pip install --quiet "pip==26.3" && .venv-lock/bin/pip install --quiet -c constraints.txt -e ".[test,dataflow]"
+	.venv-lock/bin/pip install --quiet "pip==26.3" && .venv-lock/bin/pip install --quiet -c constraints.txt -e ".[test,dataflow,dask]"
 	{ head -3 constraints-dataflow.txt; .venv-lock/bin/pip freeze --exclude-editable; } > constraints-dataflow.new && mv constraints-dataflow.new constraints-dataflow.txt
 	rm -rf .venv-lock
+
+# The worker image (Dataflow, or Dask on Kubernetes), tagged with the source hash it is built
+# from: `make image IMAGE=REGION-docker.pkg.dev/PROJECT/vid2mesh/worker`.
+image: setup
+	@[ -n "$(IMAGE)" ] || { echo "make image: set IMAGE=REGION-docker.pkg.dev/PROJECT/vid2mesh/worker"; exit 2; }
+	tag="$(IMAGE):$$($(PY) -c "import importlib.metadata as m; print(m.version('vid2mesh'))")-src-$$($(PY) -c "from transforms.provenance import source_hash; print(source_hash())")"; \
+	docker build -t "$$tag" . && echo "built $$tag: push it and pass --sdk_container_image $$tag"

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from beam_jobs import flags as job_options
 
@@ -46,14 +47,21 @@ def _job_values(args: argparse.Namespace) -> dict:
 def _run(args: argparse.Namespace) -> int:
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from beam_jobs import pseudo_gt
+    from beam_jobs import pseudo_gt, runners
 
     from beam_jobs.logs import setup_logging
 
     setup_logging(args.verbose)  # Beam's import may have set the root level to WARNING
+    runners.register_dask_options(args.beam_args + [f"--runner={a}" for a in args.beam_args if a.lower() in runners.DASK_RUNNERS])
     pseudo_gt.check_flags(args.beam_args)
     options = PipelineOptions(flags=args.beam_args, **_job_values(args), **({"dry_run": True} if args.dry_run else {}))
-    report = pseudo_gt.run(options=options)
+    try:
+        report = pseudo_gt.run(options=options)
+    except pseudo_gt.BooksError as exc:
+        for line in pseudo_gt.summary_lines(exc.report):
+            print(line)
+        print(f"vid2mesh run: error: {exc}", file=sys.stderr)
+        return 1
     for line in pseudo_gt.summary_lines(report):
         print(line)
     return 0

@@ -71,13 +71,69 @@ def launcher_problems(beam_version: str, python_version: str, image: str | None,
     return problems
 
 
-def check_launcher(image: str | None, dockerfile: Path = ROOT / "Dockerfile") -> None:
-    """Raise ValueError listing :func:`launcher_problems` of this interpreter (none: return)."""
+IMAGE_SOURCE_TAG = re.compile(r"src-([0-9a-f]{16})\b")
+DRIVER_HINT = ("add ':latest' (worker_accelerator=type:...;count:1;install-nvidia-driver:latest): the image's torch is a "
+               "CUDA 13 build that needs NVIDIA driver 580 or newer, and Dataflow's default driver branch can be older")
+
+
+def image_source_problem(image: str | None, launcher_source: str) -> str | None:
+    """Why the worker image runs other code than this checkout (None: same code, or the
+    image name carries no source hash; then each worker checks at start-up).
+
+    The image tag records the source hash it was built from (``make image`` tags
+    ``worker:<version>-src-<16 hex digits>``, see docs/dataflow.md).
+    """
+    match = IMAGE_SOURCE_TAG.search(image or "")
+    if match and match.group(1) != launcher_source:
+        return (f"the worker image {image} was built from vid2mesh source {match.group(1)} but this checkout is "
+                f"{launcher_source}: rebuild and push the image (make image), or pass --allow_image_mismatch")
+    return None
+
+
+def driver_problem(service_options: list[str] | None) -> str | None:
+    """A GPU request whose driver option may give a driver too old for the image's CUDA build."""
+    for option in service_options or []:
+        for part in str(option).split(";"):
+            if part.strip() in ("install-nvidia-driver", "install-nvidia-driver:default"):
+                return f"--dataflow_service_options {option}: {DRIVER_HINT}"
+    return None
+
+
+def check_launcher(image: str | None, dockerfile: Path = ROOT / "Dockerfile", allow_image_mismatch: bool = False,
+                   service_options: list[str] | None = None) -> None:
+    """Raise ValueError listing :func:`launcher_problems` of this interpreter, a worker image
+    built from other code (unless ``allow_image_mismatch``) and a GPU driver option too old
+    for the image's CUDA build (none: return)."""
     import apache_beam
 
     problems = launcher_problems(apache_beam.__version__, f"{sys.version_info[0]}.{sys.version_info[1]}", image, dockerfile)
+    if not allow_image_mismatch:
+        from transforms.provenance import source_hash
+
+        problems.append(image_source_problem(image, source_hash()))
+    problems.append(driver_problem(service_options))
+    problems = [p for p in problems if p]
     if problems:
         raise ValueError("cannot launch on Dataflow: " + "; ".join(problems))
+
+
+def translate_job(pipeline, options) -> str:
+    """Translate the pipeline into the Dataflow job it would submit, and submit nothing.
+
+    Beam's DataflowRunner returns before any API call when ``--dry_run`` is set; this is
+    checked here first, so a job can never be submitted from a dry run.
+    """
+    from apache_beam.options.pipeline_options import GoogleCloudOptions, TestOptions
+    from apache_beam.runners.dataflow.dataflow_runner import DataflowRunner
+
+    if str(options.view_as(TestOptions).dry_run).lower() not in ("true", "1", "yes"):
+        raise RuntimeError("translate_job is for dry runs only")
+    runner = DataflowRunner()
+    runner.run_pipeline(pipeline, options)  # dry_run: translated, returns before submission
+    job = runner.job
+    region = options.view_as(GoogleCloudOptions).region
+    return (f"dataflow job: {job.proto.name or '(unnamed)'} in {job.proto.location or region}, "
+            f"{len(job.proto_pipeline.components.transforms)} transforms; not submitted")
 
 
 def option_lines(options: Mapping[str, Any]) -> list[str]:

@@ -1,4 +1,4 @@
-"""The job's flags, in four groups (input, models, optimisation, output), declared once.
+"""The job's flags, in five groups (input, models, optimisation, output, runner), declared once.
 
 Plain argparse, no Beam import: ``vid2mesh --help`` and the other sub-commands stay light.
 ``beam_jobs.options`` turns each group into a ``PipelineOptions`` subclass and
@@ -113,7 +113,18 @@ def add_output_arguments(parser) -> None:
                        "them again and replace their rows; rejected clips are never redone)")
 
 
-ADDERS = (add_input_arguments, add_model_arguments, add_optimisation_arguments, add_output_arguments)
+def add_runner_arguments(parser) -> None:
+    group = parser.add_argument_group("runner") if isinstance(parser, argparse.ArgumentParser) else parser
+    group.add_argument("--dask_workers", type=int, default=0,
+                       help="with --runner dask and no --dask_client_address: start a local dask.distributed "
+                       "cluster of this many worker processes (0: one per CPU core)")
+    group.add_argument("--allow_image_mismatch", action="store_true",
+                       help="launch onto a worker image whose recorded source hash differs from this checkout's "
+                       "(Dataflow; default: refuse, since the workers would run other code)")
+
+
+ADDERS = (add_input_arguments, add_model_arguments, add_optimisation_arguments, add_output_arguments,
+          add_runner_arguments)
 
 
 def job_flag_names() -> set[str]:

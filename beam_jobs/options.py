@@ -17,6 +17,7 @@ from beam_jobs.flags import (
     add_model_arguments,
     add_optimisation_arguments,
     add_output_arguments,
+    add_runner_arguments,
 )
 
 class InputOptions(PipelineOptions):
@@ -51,7 +52,15 @@ class OutputOptions(PipelineOptions):
         add_output_arguments(parser)
 
 
-OPTION_CLASSES = (InputOptions, ModelOptions, OptimisationOptions, OutputOptions)
+class RunnerOptions(PipelineOptions):
+    """Runner-specific settings of the job (the runner itself is Beam's ``--runner``)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        add_runner_arguments(parser)
+
+
+OPTION_CLASSES = (InputOptions, ModelOptions, OptimisationOptions, OutputOptions, RunnerOptions)
 
 
 FLAG_RANGES: dict[str, Range] = {
@@ -71,6 +80,7 @@ FLAG_RANGES: dict[str, Range] = {
     "progress_seconds": real(gt=0),
     "progress_clips": integer(ge=0),
     "ba_heartbeat_seconds": real(gt=0),
+    "dask_workers": integer(ge=0),
 }
 
 

@@ -3,15 +3,16 @@
     python -m beam_jobs.pseudo_gt --input 'corpus/**/*.mp4' --output out/ [options]
     vid2mesh run --input corpus/train.csv --video_root corpus --output out/ [options]
 
-Locally (no ``--runner``, or ``--runner DirectRunner``) the job runs on Beam's FnApiRunner,
-the batch engine behind the DirectRunner, directly: Beam 2.77's DirectRunner would first try
-to download its Prism binary, so the local default makes no network attempt.
-``--direct_running_mode multi_processing --direct_num_workers N`` runs N worker processes.
-Any other ``--runner`` (DataflowRunner, FlinkRunner, PrismRunner ...) is used as given.
+The launcher checks the model files (a missing one stops the job with the flag to pass),
+reads the input listing and resumes (clips already committed under ``--output`` are
+skipped, and it says so). It writes the clips of the run as one JSON-lines listing and
+plans fit batches over it (consecutive clips, deterministic), commits the bad input rows
+itself, and runs a pipeline of ``Create(batches) | Reshuffle | ParDo`` in which each batch
+is perceived, fitted and committed as one shard. After the pipeline it selects over the
+whole output, writes the card and closes the books: clips in = kept + rejected + failed,
+from the committed rows, or the run fails naming the lost or doubled clips.
 
-Before the pipeline starts, the launcher checks the model files (a missing one stops the
-job with the flag to pass), reads the input listing, and resumes: clips already committed
-under ``--output`` are skipped, and says so.
+Runners: :mod:`beam_jobs.runners` (local FnApiRunner by default, ``--runner dask``, Dataflow).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import math
 import os
 import sys
 import time
@@ -34,23 +36,25 @@ import apache_beam as beam  # noqa: E402
 from apache_beam.metrics import MetricsFilter  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions, WorkerOptions  # noqa: E402
 
-from beam_jobs import dataflow  # noqa: E402
-from beam_jobs.options import InputOptions, ModelOptions, OptimisationOptions, OutputOptions, check_option_values
+from beam_jobs import dataflow, runners  # noqa: E402
+from beam_jobs.options import InputOptions, ModelOptions, OptimisationOptions, OutputOptions, RunnerOptions, check_option_values
 from beam_jobs.preflight import preflight
+from pipeline.dataset.books import RunBooks, run_books
 from pipeline.dataset import schema
 from pipeline.perception.inputs import InputListing, InputSpec, clip_from_json, clip_to_json, read_inputs
 from pipeline.dataset.progress import ManifestPoller, ProgressMonitor, format_rate
 from pipeline.dataset.selection import SelectionConfig
-from pipeline.dataset.selection_table import SELECTION, commit_frames_mode, read_selection_summary
-from pipeline.dataset.writer import MANIFESTS, WriterConfig, completed_clips, failed_clips, remove_orphan_shards, retire_clips, write_card
+from pipeline.dataset.selection_table import SELECTION, commit_frames_mode, read_selection_outcomes, read_selection_summary
+from pipeline.dataset.writer import (MANIFESTS, WriterConfig, completed_clips, failed_clips, read_manifests,
+                                     remove_orphan_shards, retire_clips, write_card)
 from transforms import metrics, storage
 from transforms.model_stages import ModelFiles, ModelPerception, ModelBundleAdjust, resolve_model_files
-from transforms.pipeline import JobSettings, PseudoGroundTruth
+from transforms.pipeline import JobSettings, PseudoGroundTruth, listing_bytes, plan_batches
+from transforms.provenance import source_hash
 from transforms.stages import BundleAdjustStage, PerceptionStage
-from transforms.write import finish_run
+from transforms.write import commit_input_rejections, finish_run
 
 LOGGER = logging.getLogger("vid2mesh.run")
-LOCAL_RUNNERS = {None, "", "directrunner", "direct", "fnapirunner", "switchingdirectrunner"}
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class JobReport:
         dry_run: with ``--dry_run``: the options and what was checked, as lines.
         failed_retried: clips that had failed in an earlier run and were processed again.
         failed_still_failing: of those, the clips that failed again.
+        books: where this run's clips ended, from the committed rows (None: nothing ran).
     """
 
     output: str
@@ -85,35 +90,7 @@ class JobReport:
     dry_run: tuple[str, ...] = ()
     failed_retried: int = 0
     failed_still_failing: int = 0
-
-
-def local_runner(options: PipelineOptions):
-    """The runner to use: the FnApiRunner for the local default (no Prism download)."""
-    name = options.view_as(StandardOptions).runner
-    if name is None or name.lower() in LOCAL_RUNNERS:
-        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-
-        return FnApiRunner()
-    return None  # Beam builds the named runner
-
-
-def worker_torch_threads(options: PipelineOptions) -> int:
-    """torch intra-op threads per worker: ``--torch_threads``, or CPU cores / worker processes.
-
-    Beam's workers and torch's own thread pool otherwise oversubscribe the cores (measured
-    on a busy 2-core machine: bundle adjustment 5.8x slower than with one torch thread).
-    """
-    optim = options.view_as(OptimisationOptions)
-    direct = options.view_as(beam.options.pipeline_options.DirectOptions)
-    runner = options.view_as(StandardOptions).runner
-    local = runner is None or runner.lower() in LOCAL_RUNNERS
-    cores = os.cpu_count() or 1
-    requested = direct.direct_num_workers
-    workers = (cores if requested == 0 else max(1, int(requested or 1))) if local else 1  # Beam: 0 = one per core
-    threads = optim.torch_threads if optim.torch_threads > 0 else max(1, cores // workers)
-    LOGGER.info("torch intra-op threads per worker: %d (%s)", threads,
-                "--torch_threads" if optim.torch_threads > 0 else f"{cores} cores / {workers} worker processes")
-    return threads
+    books: RunBooks | None = None
 
 
 def selection_config(opts: OptimisationOptions) -> SelectionConfig:
@@ -209,22 +186,117 @@ def _clear_output(output: str, beam_storage: storage.BeamStorage) -> None:
     LOGGER.info("--overwrite: removed %d files of an earlier run under %s", removed, output)
 
 
-def write_listing(output: str, todo: InputListing, write: bool = True) -> str:
-    """Write the clips of this run as JSON lines under ``<output>/_runs/`` and return the
-    path: the pipeline reads them from there (a listing of 300k Kinetics clips is too big
-    to embed in a Dataflow job graph), and the file records what the run processed."""
-    lines = "".join(clip_to_json(c) + "\n" for c in todo.clips)
-    digest = hashlib.sha256(lines.encode()).hexdigest()[:12]
+def write_listing(output: str, todo: InputListing, write: bool = True) -> tuple[str, list[bytes]]:
+    """Write the clips of this run as JSON lines under ``<output>/_runs/``; returns the path
+    and the lines. The batches of the pipeline are byte ranges of this file (a listing of
+    300k Kinetics clips is too big to embed in a job graph), and it records what the run
+    processed."""
+    lines = listing_bytes(list(todo.clips))
+    data = b"".join(lines)
     beam_storage = storage.BeamStorage()
-    path = beam_storage.join(output, "_runs", f"clips-{digest}.jsonl")
+    path = beam_storage.join(output, "_runs", f"clips-{hashlib.sha256(data).hexdigest()[:12]}.jsonl")
     if write:
-        beam_storage.write_bytes(path, lines.encode())
-    return path
+        beam_storage.write_bytes(path, data)
+    return path, lines
+
+
+def manifest_snapshot(output: str, beam_storage) -> dict[str, frozenset]:
+    """shard name -> its clip ids, for every committed shard of the output now."""
+    return {m["shard"]: frozenset(m["clips"]) for m in read_manifests(output, beam_storage)}
+
+
+def manifests_since(output: str, before: dict[str, frozenset], beam_storage) -> list[dict]:
+    """The manifests committed after ``before`` was taken (new shards, or shards that now
+    hold other clips)."""
+    return [m for m in read_manifests(output, beam_storage) if before.get(m["shard"]) != frozenset(m["clips"])]
 
 
 def run_metadata(files: ModelFiles, config: dict[str, Any]) -> schema.RunMetadata:
     info = schema.BodyModelInfo(files.body_model_variant, files.gender, os.path.basename(files.body_model), files.body_model_sha256)
     return schema.RunMetadata(body_model=info, config=config, code_version=schema.code_version())
+
+
+def _dry_run_checks(options: PipelineOptions, files: ModelFiles | None) -> list[str]:
+    """The options and paths of a dry run, checked without writing anything.
+
+    Raises:
+        ValueError: naming every problem found.
+    """
+    from beam_jobs.preflight import check_model_files
+    from models.device import check_device_name
+
+    values = options.get_all_options(drop_default=True)
+    on_dataflow = dataflow.is_dataflow(runners.runner_name(options))
+    problems = dataflow.validate_paths(options.get_all_options(), path_exists, on_dataflow)
+    if problems:
+        raise ValueError("--dry_run found problems: " + "; ".join(problems))
+    try:
+        check_device_name(options.view_as(ModelOptions).device)
+    except (ValueError, RuntimeError) as exc:  # models.device.DeviceError
+        raise ValueError(f"--dry_run found problems: {exc}") from None
+    if files is not None:
+        check_model_files(files)
+    return ["options:", *("  " + line for line in dataflow.option_lines(values)),
+            "paths: input, roots, model files, output, temp and staging locations exist or can be written"]
+
+
+def _stages(options: PipelineOptions, perception: PerceptionStage | None, bundle_adjust: BundleAdjustStage | None,
+            body_model: schema.BodyModelInfo | None):
+    """The stages and the run metadata (model files resolved and checked when the stages are the real ones)."""
+    if perception is None or bundle_adjust is None:
+        perception, bundle_adjust, files = build_stages(options)
+        return perception, bundle_adjust, files, run_metadata(files, {})
+    body = body_model or schema.BodyModelInfo("unknown", "neutral", "", "")
+    return perception, bundle_adjust, None, schema.RunMetadata(body, {}, schema.code_version())
+
+
+def _parse_options(argv: Sequence[str] | None, options: PipelineOptions | None) -> tuple[PipelineOptions, bool]:
+    if options is None:
+        argv = ["--dry_run=True" if a == "--dry_run" else a for a in (argv or [])]  # Beam's flag wants a value
+        runners.register_dask_options(argv)
+        check_flags(argv)
+        options = PipelineOptions(list(argv))
+    check_option_values(options)  # every numeric flag and config field: type and range
+    inp, out = options.view_as(InputOptions), options.view_as(OutputOptions)
+    if not inp.input:
+        raise ValueError("no --input: pass a glob of videos, a Kinetics CSV (with --video_root) or a manifest")
+    if not out.output:
+        raise ValueError("no --output: pass the folder to write frames/, tracks/ and rejected/ into")
+    if dataflow.is_dataflow(runners.runner_name(options)):
+        dataflow.check_launcher(options.view_as(WorkerOptions).sdk_container_image,
+                                allow_image_mismatch=options.view_as(RunnerOptions).allow_image_mismatch,
+                                service_options=options.get_all_options().get("dataflow_service_options"))
+    dry_run = str(options.view_as(TestOptions).dry_run).lower() in ("true", "1", "yes")
+    return options, dry_run
+
+
+def _job_settings(options: PipelineOptions, perception, bundle_adjust, run_meta: schema.RunMetadata) -> JobSettings:
+    inp, out, optim = options.view_as(InputOptions), options.view_as(OutputOptions), options.view_as(OptimisationOptions)
+    selection = selection_config(optim)
+    config = {
+        "perception": perception.describe(),
+        "bundle_adjust": bundle_adjust.describe(),
+        "selection": dataclasses.asdict(selection),
+        "frames": _frames_mode(out),
+        "keypoints": inp.keypoints,
+        "input": inp.input,
+    }
+    return JobSettings(
+        selection=selection,
+        writer=WriterConfig(out.output, row_group_size=out.row_group_size, store_crops=out.store_crops),
+        run=dataclasses.replace(run_meta, config=config), frames_mode=_frames_mode(out),
+        batch_max_frames=optim.ba_batch_frames, batch_max_tracks=optim.ba_batch_tracks,
+        heartbeat_s=out.ba_heartbeat_seconds, torch_threads=runners.worker_torch_threads(options),
+        source_hash=source_hash(), allow_source_mismatch=options.view_as(RunnerOptions).allow_image_mismatch,
+    )
+
+
+def clips_per_batch(options: PipelineOptions, num_clips: int) -> int:
+    """Clips of one fit batch (= one shard): ``--clips_per_shard``, but small enough that
+    every worker process of a run on this machine gets a batch."""
+    per_shard = max(1, options.view_as(OutputOptions).clips_per_shard)
+    workers = runners.worker_processes(options) or 1
+    return max(1, min(per_shard, math.ceil(num_clips / workers))) if num_clips else per_shard
 
 
 def run(
@@ -245,125 +317,116 @@ def run(
     Raises:
         ValueError / FileNotFoundError: bad flags, missing model files, unreadable input;
             raised before the pipeline starts.
+        BooksError: the run's committed outcomes do not add up to the clips it took in
+            (a runner lost or doubled clips); raised after the run, naming the clips.
     """
-    if options is None:
-        argv = ["--dry_run=True" if a == "--dry_run" else a for a in (argv or [])]  # Beam's flag wants a value
-        check_flags(argv)
-    options = options or PipelineOptions(list(argv or []))
-    check_option_values(options)  # every numeric flag and config field: type and range
-    dry_run = str(options.view_as(TestOptions).dry_run).lower() in ("true", "1", "yes")
-    runner_name = options.view_as(StandardOptions).runner
-    if dataflow.is_dataflow(runner_name):
-        dataflow.check_launcher(options.view_as(WorkerOptions).sdk_container_image)
-    checked: list[str] = []
-    if dry_run:
-        values = options.get_all_options(drop_default=True)
-        problems = dataflow.validate_paths(options.get_all_options(), path_exists, dataflow.is_dataflow(runner_name))
-        if problems:
-            raise ValueError("--dry_run found problems: " + "; ".join(problems))
-        checked = ["options:", *("  " + line for line in dataflow.option_lines(values)),
-                   "paths: input, roots, model files, output, temp and staging locations exist or can be written"]
-    inp, out, optim = options.view_as(InputOptions), options.view_as(OutputOptions), options.view_as(OptimisationOptions)
-    if not inp.input:
-        raise ValueError("no --input: pass a glob of videos, a Kinetics CSV (with --video_root) or a manifest")
-    if not out.output:
-        raise ValueError("no --output: pass the folder to write frames/, tracks/ and rejected/ into")
+    options, dry_run = _parse_options(argv, options)
+    out = options.view_as(OutputOptions)
     start = time.perf_counter()
-    files = None
-    if perception is None or bundle_adjust is None:
-        perception, bundle_adjust, files = build_stages(options)
-        run_meta = run_metadata(files, {})
-    else:
-        run_meta = schema.RunMetadata(body_model or schema.BodyModelInfo("unknown", "neutral", "", ""), {}, schema.code_version())
-    if dry_run:  # the same checks without the output's write probe: a dry run writes nothing
-        from beam_jobs.preflight import check_model_files
-        from models.device import check_device_name
-
-        try:
-            check_device_name(options.view_as(ModelOptions).device)
-        except (ValueError, RuntimeError) as exc:  # models.device.DeviceError
-            raise ValueError(f"--dry_run found problems: {exc}") from None
-        if files is not None:
-            check_model_files(files)
+    perception, bundle_adjust, files, run_meta = _stages(options, perception, bundle_adjust, body_model)
+    if dry_run:
+        checked = _dry_run_checks(options, files)
     else:
         preflight(out.output, options.view_as(ModelOptions).device, files,  # output, device, model files: exit 2 if bad
-                  local_workers=(options.view_as(StandardOptions).runner or "").lower() in LOCAL_RUNNERS)
-    selection = selection_config(optim)
-    writer = WriterConfig(out.output, row_group_size=out.row_group_size, store_crops=out.store_crops)
-    config = {
-        "perception": perception.describe(),
-        "bundle_adjust": bundle_adjust.describe(),
-        "selection": dataclasses.asdict(selection),
-        "frames": _frames_mode(out),
-        "keypoints": inp.keypoints,
-        "input": inp.input,
-    }
-    run_meta = dataclasses.replace(run_meta, config=config)
+                  local_workers=runners.is_local(options))
+    settings = _job_settings(options, perception, bundle_adjust, run_meta)
     listing, todo, skipped, retried = plan_inputs(options, dry_run)
+    extra = {"input": listing.description}
     if todo.num_inputs == 0 and not dry_run:
         LOGGER.info("nothing to do: all %d clips of the input are already written under %s; selecting over them",
                     listing.num_inputs, out.output)
         # the selection, _common_metadata and the card (finishing an output a killed run left without them)
-        stats = finish_run(writer, run_meta, selection, {"input": listing.description})
+        stats = finish_run(settings.writer, settings.run, settings.selection, extra)
         return JobReport(out.output, listing.num_inputs, skipped, 0, {}, {}, stats, time.perf_counter() - start, "SKIPPED")
-    settings = JobSettings(
-        selection=selection, writer=writer, run=run_meta, frames_mode=_frames_mode(out),
-        clips_per_shard=max(1, out.clips_per_shard),
-        batch_max_frames=optim.ba_batch_frames, batch_max_tracks=optim.ba_batch_tracks,
-        heartbeat_s=out.ba_heartbeat_seconds,
-        torch_threads=worker_torch_threads(options),
-        card_extra={"input": listing.description},
-    )
-    LOGGER.info("processing %d clips (%d bad input rows) into %s; shards of about %d clips are committed as "
-                "their clips are fitted", len(todo.clips), len(todo.rejected), out.output, settings.clips_per_shard)
-    runner = local_runner(options)
-    if runner is not None:
-        LOGGER.info("local run on Beam's FnApiRunner (%s mode, %s workers); nothing is downloaded",
-                    options.view_as(beam.options.pipeline_options.DirectOptions).direct_running_mode,
-                    options.view_as(beam.options.pipeline_options.DirectOptions).direct_num_workers)
-    listing_file = write_listing(out.output, todo, write=not dry_run)
-    pipeline = beam.Pipeline(runner=runner, options=options)
-    _ = (
-        pipeline
-        | "ReadListing" >> beam.io.ReadFromText(listing_file, validate=not dry_run)
-        | "ParseClips" >> beam.Map(clip_from_json)
-        | "Spread" >> beam.Reshuffle()
-        | "PseudoGT" >> PseudoGroundTruth(perception, bundle_adjust, settings, todo.rejected)
-    )
+    path, lines = write_listing(out.output, todo, write=not dry_run)
+    batches = plan_batches(path, lines, clips_per_batch(options, len(todo.clips)))
+    runner = runners.make_runner(options, len(batches), start_cluster=not dry_run)
+    pipeline = beam.Pipeline(runner=runner.runner, options=options)
+    _ = (pipeline
+         | "Batches" >> beam.Create(batches, reshuffle=False)
+         | "Spread" >> beam.Reshuffle()
+         | "PseudoGT" >> PseudoGroundTruth(perception, bundle_adjust, settings))
+    where = runner.description or runners.runner_name(options)
     if dry_run:
-        checked.append(f"pipeline: built for {runner_name or 'the local FnApiRunner'} with {todo.num_inputs} clips "
-                       f"({skipped} already written)")
-        if runner is None:  # Beam's own dry run: the Dataflow job is translated, not submitted
-            result = pipeline.run()
-            job = getattr(result, "job", None)
-            if job is not None:
-                region = options.get_all_options().get("region")
-                checked.append(f"dataflow job: {job.proto.name or '(unnamed)'} in {job.proto.location or region}, "
-                               f"{len(job.proto_pipeline.components.transforms)} transforms; not submitted")
+        checked += _dry_run_graph(pipeline, options, where, todo, skipped, batches)
         return JobReport(out.output, listing.num_inputs, skipped, todo.num_inputs, {}, {}, {},
                          time.perf_counter() - start, "DRY_RUN", tuple(checked))
-    every = out.progress_clips if out.progress_clips > 0 else max(1, todo.num_inputs // 20)
-    monitor = ProgressMonitor(todo.num_inputs, ManifestPoller.starting_now(out.output, storage.BeamStorage()),
+    LOGGER.info("processing %d clips (%d bad input rows) into %s in %d batches of at most %d clips on %s; each batch is "
+                "committed as one shard as soon as it is fitted", len(todo.clips), len(todo.rejected), out.output,
+                len(batches), max((b.num_clips for b in batches), default=0), where)
+    expected = {c.clip_id for c in todo.clips} | {r.clip.clip_id for r in todo.rejected}
+    before = manifest_snapshot(out.output, storage.BeamStorage())
+    if todo.rejected:  # bad input rows: committed here, the launcher has them already
+        commit_input_rejections(todo.rejected, settings.writer, settings.run)
+    state, counters, distributions = _execute(pipeline, runner, options, len(todo.clips))
+    return _finish(options, settings, listing, skipped, retried, expected, before, extra,
+                   (state, counters, distributions), start)
+
+
+def _dry_run_graph(pipeline, options: PipelineOptions, where: str, todo: InputListing, skipped: int,
+                   batches: list) -> list[str]:
+    """What the run would submit: the graph, built and translated, never run."""
+    proto = pipeline.to_runner_api()
+    lines = [f"pipeline: built for {where} with {todo.num_inputs} clips ({skipped} already written) in "
+             f"{len(batches)} batches; {len(proto.components.transforms)} transforms; not run"]
+    if dataflow.is_dataflow(runners.runner_name(options)):
+        lines.append(dataflow.translate_job(pipeline, options))
+    return lines
+
+
+def _execute(pipeline, runner: runners.Runner, options: PipelineOptions, num_clips: int):
+    out = options.view_as(OutputOptions)
+    every = out.progress_clips if out.progress_clips > 0 else max(1, num_clips // 20)
+    monitor = ProgressMonitor(num_clips, ManifestPoller.starting_now(out.output, storage.BeamStorage()),
                               interval_s=out.progress_seconds, every_clips=every,
                               poll_s=1.0 if not storage.is_remote(out.output) else min(30.0, out.progress_seconds))
-    with monitor:
-        result = pipeline.run()
-        state = result.wait_until_finish()
+    result = None
+    try:
+        with monitor:
+            result = pipeline.run()
+            state = result.wait_until_finish()
+    finally:
+        runner.close(result)
     counters, distributions = job_metrics(result)
+    return str(state), counters, distributions
+
+
+def _finish(options: PipelineOptions, settings: JobSettings, listing: InputListing, skipped: int, retried: list[str],
+            expected: set[str], before: dict[str, frozenset], extra: dict, executed: tuple, start: float) -> JobReport:
+    """After the pipeline: the selection and the card, then the books of the run."""
+    state, counters, distributions = executed
+    out = options.view_as(OutputOptions)
+    beam_storage = storage.BeamStorage()
+    finish_run(settings.writer, settings.run, settings.selection, extra)
+    books = run_books(expected, manifests_since(out.output, before, beam_storage),
+                      read_selection_outcomes(out.output, beam_storage))
+    counters = {**counters, **books.counters()}  # the clip counts come from the committed rows
     wall = time.perf_counter() - start
-    now = completed_clips(out.output, storage.BeamStorage())
-    still_failing = sum(1 for k in retried if now.get(k, {}).get("outcome") == "failed")
+    done = completed_clips(out.output, beam_storage)
+    still_failing = sum(1 for k in retried if done.get(k, {}).get("outcome") == "failed")
     last_run = {
-        "clips_in": todo.num_inputs, "clips_skipped": skipped, "wall_seconds": round(wall, 2),
-        "clips_per_second": round(todo.num_inputs / wall, 4) if wall > 0 else None,
+        "clips_in": len(expected), "clips_skipped": skipped, "wall_seconds": round(wall, 2),
+        "clips_per_second": round(len(expected) / wall, 4) if wall > 0 else None,
         "failed_retried": len(retried), "failed_still_failing": still_failing,
-        "counters": counters, "state": str(state),
+        "books": books.to_json(), "counters": counters, "state": state,
     }
-    stats = write_card(out.output, run_meta, storage.BeamStorage(),
-                       {"input": listing.description, "last_run": last_run,
-                        "selection": read_selection_summary(out.output, storage.BeamStorage())})
-    return JobReport(out.output, listing.num_inputs, skipped, todo.num_inputs, counters, distributions, stats, wall, str(state),
-                     failed_retried=len(retried), failed_still_failing=still_failing)
+    stats = write_card(out.output, settings.run, beam_storage,
+                       {**extra, "last_run": last_run, "selection": read_selection_summary(out.output, beam_storage)})
+    report = JobReport(out.output, listing.num_inputs, skipped, len(expected), counters, distributions, stats, wall, state,
+                       failed_retried=len(retried), failed_still_failing=still_failing, books=books)
+    if not books.balanced:
+        raise BooksError(report, f"the run's books do not balance: {books.problems()}; the output keeps what was "
+                                 f"committed; run the job again to process the missing clips")
+    return report
+
+
+class BooksError(RuntimeError):
+    """The end-of-run accounting failed (clips lost, doubled or unexpected); ``report`` holds
+    what the run did."""
+
+    def __init__(self, report: JobReport, message: str):
+        super().__init__(message)
+        self.report = report
 
 
 def path_exists(path: str) -> bool:
@@ -418,17 +481,19 @@ def job_metrics(result) -> tuple[dict[str, int], dict[str, dict[str, float]]]:
 def summary_lines(report: JobReport) -> list[str]:
     if report.state == "DRY_RUN":
         return [f"dry run: nothing was run or written under {report.output}", *report.dry_run]
-    c, s = report.counters, report.stats
+    c, s, books = report.counters, report.stats, report.books
+    tracks = c.get("tracks_fitted", books.tracks if books else 0)  # a runner without metrics: committed tracks
     lines = [
         f"output: {report.output}",
         f"this run: {report.clips_in} clips in -> {c.get('clips_kept', 0)} kept, {c.get('clips_rejected', 0)} rejected, "
         f"{c.get('clips_failed', 0)} failed; {report.clips_skipped} already written (skipped)",
+        *([f"books: {books.problems()}"] if books is not None and not books.balanced else []),
         *([f"retried {report.failed_retried} clips that failed in an earlier run: "
            f"{report.failed_retried - report.failed_still_failing} done now, {report.failed_still_failing} still fail"]
           if report.failed_retried else []),
-        f"tracks fitted {c.get('tracks_fitted', 0)}, selected {c.get('tracks_selected', 0)}; frames written "
+        f"tracks fitted {tracks}, selected {c.get('tracks_selected', 0)}; frames written "
         f"{c.get('frames_written', 0)} (the selected tracks hold {c.get('inlier_frames', 0)} inlier frames)",
-        f"wall {report.wall_seconds:.1f} s, {format_rate(report.clips_in, report.wall_seconds, c.get('frames_written', 0), c.get('tracks_fitted', 0))}",
+        f"wall {report.wall_seconds:.1f} s, {format_rate(report.clips_in, report.wall_seconds, c.get('frames_written', 0), tracks)}",
         f"dataset (all runs): {s.get('clips', 0)} clips, {s.get('clips_kept', 0)} kept, {s.get('clips_rejected', 0)} "
         f"rejected, {s.get('clips_failed', 0)} failed; rejected by reason {s.get('rejected_by_reason', {})}",
     ]
@@ -446,6 +511,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"pseudo_gt: error: {exc}", file=sys.stderr)
         return 2
+    except BooksError as exc:
+        for line in summary_lines(exc.report):
+            print(line)
+        print(f"pseudo_gt: error: {exc}", file=sys.stderr)
+        return 1
     for line in summary_lines(report):
         print(line)
     return 0

@@ -1,10 +1,12 @@
-"""Commit as you go: clips batched whole, bundle-adjusted, and written in the same step.
+"""Commit as you go: a batch of whole clips perceived, bundle-adjusted and written in one step.
 
 ::
 
     ClipRef --PerceiveWholeClipFn--> PerceptionResult (with its tracks) | ClipOutcome (reject)
-        --BatchClips (BatchElements by frames, at most ~clips_per_shard clips)--> [work]
-        --FitAndCommitFn--> ShardSummary   (BA of the batch's tracks, rows, shard + manifest)
+    [the batch's results] --FitAndCommitFn--> ShardSummary   (BA of the batch's tracks, rows,
+        shard + manifest)
+
+Both are used by :class:`transforms.pipeline.PerceiveFitCommitFn`, one element per batch.
 
 No GroupByKey stands between perception, bundle adjustment and the write, so a batch's fits
 reach storage as soon as the batch is fitted (in batch mode a GroupByKey would hold every
@@ -56,23 +58,6 @@ class PerceiveWholeClipFn(PerceiveClipFn):
                 problems.append(item)
         if header is not None:
             yield dataclasses.replace(header, problems=tuple(problems))
-
-
-def work_frames(item) -> int:
-    """Frames of a clip's tracks (0 for a rejected clip)."""
-    if isinstance(item, PerceptionResult):
-        return sum(p.num_frames for p in item.problems)
-    return 0
-
-
-def batch_clips(max_frames: int, max_clips: int) -> beam.PTransform:
-    """Whole clips into batches of about ``max_frames`` track frames and at most about
-    ``max_clips`` clips (each clip weighs at least ``max_frames / max_clips``)."""
-    floor = max(1, max_frames // max(1, max_clips))
-    return beam.BatchElements(
-        min_batch_size=max_frames, max_batch_size=max_frames,
-        element_size_fn=lambda item: max(floor, work_frames(item)),
-    )
 
 
 def _chunks(problems: list[TrackProblem], max_frames: int, max_tracks: int) -> list[list[TrackProblem]]:

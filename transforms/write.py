@@ -1,28 +1,35 @@
-"""The end of a run: the selection over the whole output, ``_common_metadata`` and the
-dataset card (shards themselves are written as batches finish: :mod:`transforms.commit`)."""
+"""The end of a run, on the launcher after the pipeline: the selection over the whole
+output, ``_common_metadata`` and the dataset card (shards themselves are committed as
+batches finish: :mod:`transforms.commit`)."""
 
 from __future__ import annotations
 
-import apache_beam as beam
+from collections.abc import Sequence
 
 from pipeline.dataset import schema
+from pipeline.dataset.rows import outcome_from_rejection
 from pipeline.dataset.selection import SelectionConfig
 from pipeline.dataset.selection_table import select_output
-from pipeline.dataset.writer import WriterConfig, write_card, write_common_metadata
-from pipeline.records import RejectReason
-from transforms import metrics
+from pipeline.dataset.writer import WriterConfig, write_card, write_common_metadata, write_shard
+from pipeline.records import PerceptionResult
 from transforms.storage import BeamStorage
 
 
-def finish_run(config: WriterConfig, run: schema.RunMetadata, selection: SelectionConfig | None,
-                  extra: dict | None = None, this_run: set[str] | None = None, storage=None) -> dict:
-    """The end of a run: the selection over every committed shard of the output (earlier
-    runs included), ``_common_metadata``, ``stats.json`` and ``README.md``; returns the stats.
+def commit_input_rejections(rejected: Sequence[PerceptionResult], config: WriterConfig, run: schema.RunMetadata,
+                            storage=None) -> None:
+    """Commit the clips rejected while reading the input (bad rows) as one shard, on the
+    launcher that read them (nothing to perceive or fit)."""
+    if rejected:
+        write_shard([outcome_from_rejection(r, "input") for r in rejected], config, run, storage or BeamStorage())
 
-    Args:
-        this_run: clip ids this run committed: their final outcomes are counted in the
-            ``clips_kept`` / ``clips_rejected`` / ``rejected_no_track_selected`` /
-            ``tracks_selected`` counters (inside a pipeline).
+
+def finish_run(config: WriterConfig, run: schema.RunMetadata, selection: SelectionConfig | None,
+               extra: dict | None = None, storage=None) -> dict:
+    """The selection over every committed shard of the output (earlier runs included),
+    ``_common_metadata``, ``stats.json`` and ``README.md``; returns the stats.
+
+    Each clip is counted once, from the committed rows: the counts of this run alone are
+    the launcher's books (:mod:`pipeline.dataset.books`).
     """
     storage = storage or BeamStorage()
     summary = select_output(config.output, selection, storage) if selection is not None else None
@@ -30,35 +37,4 @@ def finish_run(config: WriterConfig, run: schema.RunMetadata, selection: Selecti
     extra = dict(extra or {})
     if summary is not None:
         extra["selection"] = summary.to_json()
-        for clip_id in this_run or ():
-            final = summary.outcomes.get(clip_id)
-            if final is None:
-                continue
-            if final["outcome"] == "kept":
-                metrics.inc("clips_kept")
-            elif final["reason"] == RejectReason.NO_TRACK_SELECTED:
-                metrics.inc("clips_rejected")
-                metrics.inc(f"rejected_{RejectReason.NO_TRACK_SELECTED}")
-            metrics.inc("tracks_selected", final["selected_tracks"])
-            metrics.inc("inlier_frames", final["inlier_frames"])
     return write_card(config.output, run, storage, extra)
-
-
-class WriteCard(beam.PTransform):
-    """After every shard: the selection over the whole output, ``_common_metadata`` files,
-    ``stats.json`` and ``README.md`` over all committed shards of the output (earlier runs
-    included). Emits the stats dict."""
-
-    def __init__(self, config: WriterConfig, run: schema.RunMetadata, extra: dict | None = None,
-                 selection: SelectionConfig | None = None):
-        super().__init__()
-        self._config, self._run, self._extra, self._selection = config, run, extra or {}, selection
-
-    def expand(self, summaries):
-        config, run, extra, selection = self._config, self._run, self._extra, self._selection
-
-        def finish(shards):
-            this_run = {clip_id for shard in shards for clip_id in shard.clips}
-            return finish_run(config, run, selection, {**extra, "shards_this_run": len(shards)}, this_run)
-
-        return summaries | "AllShards" >> beam.combiners.ToList() | "WriteCard" >> beam.Map(finish)

@@ -136,5 +136,7 @@ def test_vid2mesh_run_parses_job_and_beam_flags():
     options = PipelineOptions(flags=args.beam_args, **_job_values(args))
     assert options.view_as(OutputOptions).write_all_frames is True
     assert options.view_as(DirectOptions).direct_num_workers == 2
-    assert pseudo_gt.local_runner(options).__class__.__name__ == "FnApiRunner"
-    assert pseudo_gt.local_runner(PipelineOptions(["--runner", "DataflowRunner"])) is None
+    from beam_jobs.runners import make_runner
+
+    assert make_runner(options, 1).runner.__class__.__name__ == "FnApiRunner"
+    assert make_runner(PipelineOptions(["--runner", "DataflowRunner"]), 1).runner is None

@@ -1,4 +1,4 @@
-"""--torch_threads: torch intra-op threads per worker (issue 14, the cheap levers)."""
+"""--torch_threads: torch intra-op threads per worker."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import torch
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_jobs.pseudo_gt import worker_torch_threads
+from beam_jobs.runners import worker_torch_threads
 from transforms.bundle_adjust import set_torch_threads
 
 
@@ -17,6 +17,9 @@ def test_threads_are_cores_over_workers_unless_set():
     options = PipelineOptions(["--direct_running_mode", "multi_processing", "--direct_num_workers", str(2 * cores)])
     assert worker_torch_threads(options) == 1
     assert worker_torch_threads(PipelineOptions(["--torch_threads", "3", "--direct_num_workers", "2"])) == 3
+    # A local Dask cluster of N processes: cores / N; remote workers keep torch's default (their own cores).
+    assert worker_torch_threads(PipelineOptions(["--runner", "dask", "--dask_workers", str(2 * cores)])) == 1
+    assert worker_torch_threads(PipelineOptions(["--runner", "DataflowRunner"])) == 0
 
 
 def test_worker_sets_torch_threads():

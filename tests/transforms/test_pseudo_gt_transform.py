@@ -16,11 +16,14 @@ from pipeline.perception.inputs import InputSpec, read_inputs
 from pipeline.records import ClipRef, RejectReason
 from pipeline.dataset.selection import SelectionConfig
 from pipeline.dataset.reader import FrameFilter, read_clips, read_frames, read_tracks
-from pipeline.dataset.writer import WriterConfig, completed_clips
+from pipeline.dataset.books import run_books
+from pipeline.dataset.selection_table import read_selection_outcomes
+from pipeline.dataset.writer import WriterConfig, completed_clips, read_manifests
 from transforms import metrics
 from transforms.bundle_adjust import fit_tracks
 from transforms.perceive import HEADERS, OUTCOMES, PerceiveClipFn
-from transforms.pipeline import JobSettings, PseudoGroundTruth
+from transforms.pipeline import JobSettings, PseudoGroundTruth, listing_bytes, plan_batches
+from transforms.write import commit_input_rejections, finish_run
 from transforms.testing import ScriptedBundleAdjust, ScriptedPerception, make_problem
 
 RUN = schema.RunMetadata(schema.BodyModelInfo("standin", "neutral", "m.pkl", "ef" * 32), {"test": True}, "vid2mesh test")
@@ -44,17 +47,27 @@ def corpus(tmp_path):
 
 def _run(listing, output, selection=SelectionConfig(mode="threshold", e_norm_threshold=25.0, min_inlier_fraction=0.0),
          clips_per_shard=3, frames_mode="eligible"):
-    settings = JobSettings(selection, WriterConfig(str(output)), RUN, frames_mode=frames_mode, clips_per_shard=clips_per_shard,
-                           batch_max_frames=90)
+    """What the launcher does around the transform: listing, batches, input rejects, the
+    pipeline, then the selection and the books (their clip counts replace the metrics')."""
+    settings = JobSettings(selection, WriterConfig(str(output)), RUN, frames_mode=frames_mode, batch_max_frames=90)
+    listing_path = output / "_runs" / "clips.jsonl"
+    listing_path.parent.mkdir(parents=True, exist_ok=True)
+    lines = listing_bytes(list(listing.clips))
+    listing_path.write_bytes(b"".join(lines))
+    commit_input_rejections(listing.rejected, settings.writer, RUN)
     pipeline = beam.Pipeline(runner=FnApiRunner(), options=PipelineOptions([]))
-    stats = (pipeline | beam.Create(listing.clips)
-             | PseudoGroundTruth(ScriptedPerception(), ScriptedBundleAdjust(), settings, listing.rejected))
+    _ = (pipeline | beam.Create(plan_batches(str(listing_path), lines, clips_per_shard))
+         | PseudoGroundTruth(ScriptedPerception(), ScriptedBundleAdjust(), settings))
     result = pipeline.run()
     result.wait_until_finish()
     counters: dict[str, int] = {}
     for c in result.metrics().query(MetricsFilter().with_namespace(metrics.NAMESPACE))["counters"]:
         counters[c.key.metric.name] = counters.get(c.key.metric.name, 0) + c.committed  # summed over steps
-    return counters, result
+    finish_run(settings.writer, RUN, selection)
+    expected = [c.clip_id for c in listing.clips] + [r.clip.clip_id for r in listing.rejected]
+    books = run_books(expected, read_manifests(str(output)), read_selection_outcomes(str(output)))
+    assert books.balanced, books.problems()
+    return {**counters, **books.counters()}, result
 
 
 def test_every_clip_accounted_for_and_metrics(corpus, tmp_path):
