@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -336,6 +337,7 @@ def _probe_ffprobe(path: str, timeout_s: float) -> SourceInfo:
         # times (reads the container only, no decoding).
         times = _packet_times(path, timeout_s)
         if times.size:
+            _check_packets_fill_the_stream(path, times, fps, _declared_duration(stream, info))
             num_frames = int(times.size)
             start_time = float(times[0])
             times = times - times[0]
@@ -353,6 +355,54 @@ def _probe_ffprobe(path: str, timeout_s: float) -> SourceInfo:
         start_time_s=float(start_time),
         frame_times=frame_times,
     )
+
+
+TRUNCATION_SLACK_FRAMES = 2
+"""Frames by which a stream's packets may fall short of its declared duration (rounding of
+durations, a last frame without a duration) before the file is called truncated."""
+
+
+def _declared_duration(stream: dict, info: dict) -> float | None:
+    """The video stream's duration as its container header declares it (s), or None.
+
+    The stream's own ``duration``, else its ``DURATION`` tag (Matroska/WebM), else the
+    container's duration when the file has no other stream (an audio track may run longer).
+    """
+    value = _ratio(stream.get("duration"))
+    if value:
+        return value
+    tag = str((stream.get("tags") or {}).get("DURATION", ""))
+    match = re.fullmatch(r"(\d+):(\d+):(\d+(?:\.\d*)?)", tag.strip())
+    if match:
+        return int(match[1]) * 3600 + int(match[2]) * 60 + float(match[3])
+    if len(info.get("streams", [])) == 1:
+        return _ratio((info.get("format") or {}).get("duration")) or None
+    return None
+
+
+class _Truncated(DecodeError):
+    """A file whose data stop before its header says: no other backend can read more."""
+
+
+def _check_packets_fill_the_stream(path: str, times: np.ndarray, fps: float, declared: float | None) -> None:
+    """Raise ``unreadable`` when a stream's packets stop well before the duration its
+    container header declares: the file was cut (a Matroska/WebM header survives a cut, and
+    without this the frames it lost would be blamed on the keypoint sidecar).
+
+    Args:
+        times: (N,) sorted packet presentation times, seconds.
+        fps: the stream's frame rate, frames per second.
+        declared: the header's duration of the stream (s), or None (nothing to check).
+    """
+    if not declared:
+        return
+    span = float(times[-1] - times[0]) + 1.0 / fps
+    if span < declared - max(TRUNCATION_SLACK_FRAMES / fps, 0.05 * declared):
+        raise _Truncated(
+            RejectReason.UNREADABLE,
+            f"{path}: the container declares {declared:.2f} s of video but its data hold only {times.size} frames "
+            f"({span:.2f} s); the file is truncated: re-download it.",
+        )
 
 
 def _packet_times(path: str, timeout_s: float) -> np.ndarray:
@@ -425,7 +475,7 @@ def probe_video(uri: str, backend: str = "auto", timeout_s: float = 60.0) -> Sou
     try:
         return _probe_ffprobe(path, timeout_s)
     except DecodeError as exc:
-        if backend == "auto" and exc.reason == RejectReason.UNREADABLE:
+        if backend == "auto" and exc.reason == RejectReason.UNREADABLE and not isinstance(exc, _Truncated):
             try:
                 return _probe_opencv(path)
             except DecodeError:
@@ -502,13 +552,22 @@ def check_last_frame(meta: VideoMeta, timeout_s: float = 30.0) -> None:
         seek = float(src.frame_time(np.array([last - 1, last])).mean())
     else:
         seek = 0.0
-    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-ss", f"{seek:.6f}", "-i", src.path,
-           "-map", "0:v:0", "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-"]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise DecodeError(RejectReason.TIMEOUT, f"{src.path}: checking the last frame took over {timeout_s:.0f} s.") from exc
-    damage = _damage(proc.stderr)
+    tail = ["-map", "0:v:0", "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-"]
+    # An input seek jumps near the frame (cheap); containers without a seek index (MPEG-TS,
+    # whatever its file name) can land nowhere and return nothing without an error. Then
+    # an output seek decodes from the start and drops frames until the seek point: slower,
+    # but it finds the frame in every intact file and never in a cut one.
+    attempts = (["-ss", f"{seek:.6f}", "-i", src.path, *tail], ["-i", src.path, "-ss", f"{seek:.6f}", *tail])
+    for args in attempts:
+        try:
+            proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", *args], capture_output=True, timeout=timeout_s,
+                                  check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise DecodeError(RejectReason.TIMEOUT, f"{src.path}: checking the last frame took over {timeout_s:.0f} s; "
+                              "re-encode the file (it cannot be seeked quickly) or check the disk it lies on.") from exc
+        damage = _damage(proc.stderr)
+        if proc.returncode != 0 or damage or len(proc.stdout) > 0:
+            break
     if proc.returncode != 0 or len(proc.stdout) == 0 or damage:
         total = f"{src.num_frames} frames, " if src.num_frames else ""
         raise DecodeError(
