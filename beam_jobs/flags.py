@@ -46,7 +46,9 @@ def add_model_arguments(parser) -> None:
     group = parser.add_argument_group("models") if isinstance(parser, argparse.ArgumentParser) else parser
     group.add_argument("--smpl_model", default=None, help="SMPL model file (.pkl/.npz from smpl.is.tue.mpg.de); "
                        "without it the job uses the generated stand-in body (for testing only)")
-    group.add_argument("--gender", default="neutral", choices=["neutral", "male", "female"], help="body model gender")
+    group.add_argument("--gender", default=None, choices=["neutral", "male", "female"],
+                       help="body model gender (default: the one --smpl_model's file name states, e.g. SMPL_MALE.pkl, "
+                       "else neutral); a gender that contradicts the file name is an error")
     group.add_argument("--gmm_prior", default=None, help="SMPLify GMM pose prior (.pkl); required with --smpl_model")
     group.add_argument("--pose_model", default=None, help="ultralytics YOLO pose weights (*-pose.pt) for --keypoints detect/auto")
     group.add_argument("--hmr_checkpoint", default=None, help="SPIN-format HMR checkpoint; without it the "
