@@ -16,13 +16,28 @@ from collections.abc import Iterable
 from pipeline.dataset.selection import SelectionConfig
 
 
+MAX_FLAG_JSON_DEPTH = 16
+"""Deepest nesting a JSON flag may have (the config objects nest two or three levels)."""
+
+
 def _json_object(text: str) -> dict:
+    """The argparse ``type`` of a JSON-object flag (argparse's error names the flag)."""
+    from pipeline.perception.keypoints_io import json_depth
+
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    depth = json_depth(text)
+    if depth > MAX_FLAG_JSON_DEPTH:
+        raise argparse.ArgumentTypeError(
+            f"JSON nested {depth} levels deep, more than {MAX_FLAG_JSON_DEPTH}; give an object of overrides "
+            "nested by section, such as '{\"decode\": {\"target_fps\": 10}}'")
     try:
         value = json.loads(text)
+    except RecursionError:
+        raise argparse.ArgumentTypeError("JSON nested too deeply; give an object of overrides nested by section") from None
     except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not JSON ({exc}): {text!r}") from exc
+        raise argparse.ArgumentTypeError(f"not JSON ({exc}): {shown!r}; put the JSON in single quotes") from None
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"max_iter\": 100}}', got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"max_iter\": 100}}', got {shown!r}")
     return value
 
 
