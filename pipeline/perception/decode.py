@@ -257,7 +257,7 @@ def _check_exists(uri: str) -> str:
     if not os.path.exists(path):
         raise DecodeError(RejectReason.MISSING_FILE, f"video file {uri} does not exist; check the input path.")
     if os.path.isdir(path):
-        raise DecodeError(RejectReason.UNREADABLE, f"video path {uri} is a directory, not a video file.")
+        raise DecodeError(RejectReason.UNREADABLE, f"video path {uri} is a directory, not a video file; give a video file.")
     if os.path.getsize(path) == 0:
         raise DecodeError(RejectReason.UNREADABLE, f"video file {uri} is empty (0 bytes); re-download it.")
     return path
@@ -297,7 +297,7 @@ def _probe_ffprobe(path: str, timeout_s: float) -> SourceInfo:
     try:
         done = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise DecodeError(RejectReason.TIMEOUT, f"ffprobe of {path} took more than {timeout_s:.0f} s.") from exc
+        raise DecodeError(RejectReason.TIMEOUT, f"ffprobe of {path} took more than {timeout_s:.0f} s; check the file and its disk, or re-encode it.") from exc
     if done.returncode != 0:
         detail = done.stderr.decode("utf-8", "replace").strip().splitlines()
         raise DecodeError(
@@ -319,7 +319,7 @@ def _probe_ffprobe(path: str, timeout_s: float) -> SourceInfo:
         )
     width, height = int(stream.get("width") or 0), int(stream.get("height") or 0)
     if width <= 0 or height <= 0:
-        raise DecodeError(RejectReason.UNREADABLE, f"{path}: video stream has no frame size; the file is corrupt.")
+        raise DecodeError(RejectReason.UNREADABLE, f"{path}: video stream has no frame size; the file is corrupt: re-download or re-encode it.")
     rotation = _rotation_of(stream)
     if rotation in (90, 270):
         width, height = height, width
@@ -331,7 +331,7 @@ def _probe_ffprobe(path: str, timeout_s: float) -> SourceInfo:
     start_time = _ratio(stream.get("start_time"))
     frame_times = None
     if not fps or fps <= 0 or fps > 1000:
-        raise DecodeError(RejectReason.UNREADABLE, f"{path}: video stream has no usable frame rate ({fps}).")
+        raise DecodeError(RejectReason.UNREADABLE, f"{path}: video stream has no usable frame rate ({fps}); re-encode it with a constant rate (ffmpeg -r 30).")
     if num_frames is None or (real_rate and abs(real_rate - avg_rate) > 0.01 * real_rate):
         # No frame count in the header (Matroska/WebM) or a variable rate: list the packet
         # times (reads the container only, no decoding).
@@ -412,7 +412,7 @@ def _packet_times(path: str, timeout_s: float) -> np.ndarray:
     try:
         done = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise DecodeError(RejectReason.TIMEOUT, f"ffprobe of {path} took more than {timeout_s:.0f} s.") from exc
+        raise DecodeError(RejectReason.TIMEOUT, f"ffprobe of {path} took more than {timeout_s:.0f} s; check the file and its disk, or re-encode it.") from exc
     values = []
     for line in done.stdout.decode("ascii", "replace").split():
         try:
@@ -428,7 +428,7 @@ def _probe_opencv(path: str) -> SourceInfo:
     cap = cv2.VideoCapture(path)
     try:
         if not cap.isOpened():
-            raise DecodeError(RejectReason.UNREADABLE, f"OpenCV cannot open {path}; the file is not a video or is corrupt.")
+            raise DecodeError(RejectReason.UNREADABLE, f"OpenCV cannot open {path}; the file is not a video or is corrupt: re-download or re-encode it.")
         width = int(round(cap.get(cv2.CAP_PROP_FRAME_WIDTH)))
         height = int(round(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
@@ -437,9 +437,9 @@ def _probe_opencv(path: str) -> SourceInfo:
     finally:
         cap.release()
     if width <= 0 or height <= 0:
-        raise DecodeError(RejectReason.NO_VIDEO_STREAM, f"OpenCV finds no video stream in {path}.")
+        raise DecodeError(RejectReason.NO_VIDEO_STREAM, f"OpenCV finds no video stream in {path}; give a file with a video stream.")
     if not fps or fps <= 0 or fps > 1000:
-        raise DecodeError(RejectReason.UNREADABLE, f"{path}: video stream has no usable frame rate ({fps}).")
+        raise DecodeError(RejectReason.UNREADABLE, f"{path}: video stream has no usable frame rate ({fps}); re-encode it with a constant rate (ffmpeg -r 30).")
     if rotation in (90, 270):
         width, height = height, width
     return SourceInfo(
@@ -734,7 +734,7 @@ def _iter_ffmpeg(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iter
                 raise DecodeError(RejectReason.UNREADABLE, message)
             logger.warning("%s; keeping the %d frames decoded before the error", message, produced)
         if produced == 0:
-            raise DecodeError(RejectReason.ZERO_FRAMES, f"{src.path}: decoding produced no frame.")
+            raise DecodeError(RejectReason.ZERO_FRAMES, f"{src.path}: decoding produced no frame; check the clip's time range, or re-encode the file.")
     finally:
         watchdog.cancel()
         if proc.poll() is None:
@@ -754,7 +754,7 @@ def _iter_opencv(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iter
     src = meta.source
     cap = cv2.VideoCapture(src.path)
     if not cap.isOpened():
-        raise DecodeError(RejectReason.UNREADABLE, f"OpenCV cannot open {src.path}.")
+        raise DecodeError(RejectReason.UNREADABLE, f"OpenCV cannot open {src.path}; re-download or re-encode it.")
     produced = 0
     resize = (meta.width, meta.height) != (src.width, src.height)
     batch: list[np.ndarray] = []
@@ -815,7 +815,7 @@ def _iter_opencv(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iter
             if batch:
                 yield flush()
             if produced == 0:
-                raise DecodeError(RejectReason.ZERO_FRAMES, f"{src.path}: decoding produced no frame.")
+                raise DecodeError(RejectReason.ZERO_FRAMES, f"{src.path}: decoding produced no frame; check the clip's time range, or re-encode the file.")
             return
 
         # Unknown stream length: the same rule on the decoder's timestamps.
@@ -856,7 +856,7 @@ def _iter_opencv(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iter
         if batch:
             yield flush()
         if produced == 0:
-            raise DecodeError(RejectReason.ZERO_FRAMES, f"{src.path}: decoding produced no frame.")
+            raise DecodeError(RejectReason.ZERO_FRAMES, f"{src.path}: decoding produced no frame; check the clip's time range, or re-encode the file.")
     finally:
         cap.release()
 
@@ -895,7 +895,7 @@ def decode_video(
     start_clock = time.monotonic()
     use_ffmpeg = config.backend == "ffmpeg" or (config.backend == "auto" and _have_ffmpeg())
     if config.backend == "ffmpeg" and not _have_ffmpeg():
-        raise DecodeError(RejectReason.FAILED, "backend 'ffmpeg' asked for but ffmpeg/ffprobe are not on PATH.")
+        raise DecodeError(RejectReason.FAILED, "backend 'ffmpeg' asked for but ffmpeg/ffprobe are not on PATH; install ffmpeg.")
     # ffprobe's metadata (frame count, start time, frame times, rotation) whatever decodes.
     source = probe_video(uri, "auto", timeout_s=config.timeout_s)
     meta = plan_decode(source, config, time_start, time_end, backend="ffmpeg" if use_ffmpeg else "opencv")

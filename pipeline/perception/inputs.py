@@ -466,11 +466,14 @@ def _dedupe(clips: list[ClipRef], rejected: list[PerceptionResult], description:
 
 
 def _bad_row(source: str, line: int, text: str, message: str) -> PerceptionResult:
+    """A ``bad_input_row`` rejection naming the file and line; a message that does not say
+    what to do (it has no ``;``) gets "fix or remove the line"."""
     clip_id = f"bad-row-{_stem(source)}-L{line}-{stable_hash(source + text)[:6]}"
+    fix = "" if ";" in message else "; fix or remove the line"
     return PerceptionResult(
         clip=ClipRef(clip_id=clip_id, uri=source, extra={"line": str(line), "row": text[:500]}),
         reject_reason=RejectReason.BAD_INPUT_ROW,
-        message=f"{source}:{line}: {message}",
+        message=f"{source}:{line}: {message}{fix}",
     )
 
 
@@ -634,7 +637,7 @@ def clips_from_manifest(
                 )
             )
         except RecursionError:
-            rejected.append(_bad_row(manifest_path, line_no, line, "JSON nested too deeply; one flat object per line"))
+            rejected.append(_bad_row(manifest_path, line_no, line, "JSON nested too deeply: give one flat object per line"))
         except (ValueError, TypeError) as exc:
             rejected.append(_bad_row(manifest_path, line_no, line, str(exc)))
     return _dedupe(clips, rejected, f"{len(clips) + len(rejected)} lines of {manifest_path}")
