@@ -274,7 +274,12 @@ def read_inputs(
     Raises:
         FileNotFoundError: the CSV/manifest does not exist or the glob matches no video
             (a whole-run error, reported before the job starts).
+        ValueError: ``--input`` or ``--video_root`` has a scheme the job cannot read.
     """
+    for flag, value in (("--input", spec.input), ("--video_root", spec.video_root)):
+        problem = scheme_problem(value) if value and _is_url(value) else None
+        if problem:
+            raise ValueError(f"{flag} {problem}")
     kind = spec.resolved_format()
     if kind == "glob":
         listing = clips_from_glob(spec.input, list_files, spec.extensions)

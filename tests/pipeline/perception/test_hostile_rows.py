@@ -141,3 +141,10 @@ def test_hidden_files_left_out_of_a_glob_are_logged_once(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="pipeline.perception.inputs"):
         read_inputs(InputSpec(str(tmp_path / "c" / "seen.mp4")))
     assert not [r for r in caplog.records if "hidden" in r.getMessage()]
+
+
+def test_an_input_of_an_unreadable_scheme_is_one_whole_run_error():
+    with pytest.raises(ValueError, match=r"--input https://example.com/x/\*\.mp4: the job cannot read https:// URIs"):
+        read_inputs(InputSpec("https://example.com/x/*.mp4"))
+    with pytest.raises(ValueError, match="--video_root ftp://host/videos"):
+        read_inputs(InputSpec("list.csv", video_root="ftp://host/videos"))
