@@ -13,10 +13,18 @@ fraction); other file names get ``<stem>-<12 hex of the file's canonical path>``
 they come from one glob, two globs, a single file or a manifest, and the same file always
 gets the same id. ``ClipRef.uri`` is absolute (or the remote URI).
 
+One file is one clip: a second entry for a file already listed (a duplicate row, a symlink,
+another spelling of its path) is rejected as ``bad_input_row`` under a unique
+``<id>~dup<n>-<hash>`` id (:func:`_dedupe`). A row's label and split must be plain names
+(:func:`name_problem`: they pick folders under the roots and name output files), and a
+manifest URI must have a scheme the job reads (``scheme_problem``); otherwise the row is
+``bad_input_row`` too.
+
 Every entry a glob lists is accounted for (:func:`local_file_problem`): a dangling symlink
 or a symlink loop is rejected as ``missing_file``, a directory, FIFO, device or socket with
 a video's name as ``not_a_file``, a file or folder that cannot be read (permissions) as
-``unreadable``; each gets a log line and a ``rejected/`` row.
+``unreadable``; each gets a log line and a ``rejected/`` row. Hidden entries (names
+starting with ``.``), which a glob leaves out, are counted in one warning.
 
 Precomputed keypoints (``docs/conventions.md``): next to the video as ``<stem>.coco.json``
 or ``<stem>_openpose/``; under a keypoints root at ``<root>/<split>/<label>/<stem>.coco.json``
