@@ -100,8 +100,8 @@ def local_runner(options: PipelineOptions):
 def worker_torch_threads(options: PipelineOptions) -> int:
     """torch intra-op threads per worker: ``--torch_threads``, or CPU cores / worker processes.
 
-    Beam's workers and torch's own thread pool otherwise oversubscribe the cores (measured
-    on a busy 2-core machine: bundle adjustment 5.8x slower than with one torch thread).
+    Beam's workers and torch's own thread pool otherwise oversubscribe the cores: each worker
+    process would start one torch thread per core, and bundle adjustment slows down several-fold.
     """
     optim = options.view_as(OptimisationOptions)
     direct = options.view_as(beam.options.pipeline_options.DirectOptions)
