@@ -299,7 +299,7 @@ def _probe_ffprobe(path: str, timeout_s: float) -> SourceInfo:
     except subprocess.TimeoutExpired as exc:
         raise DecodeError(RejectReason.TIMEOUT, f"ffprobe of {path} took more than {timeout_s:.0f} s; check the file and its disk, or re-encode it.") from exc
     if done.returncode != 0:
-        detail = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        detail = ffmpeg_text(done.stderr).strip().splitlines()
         raise DecodeError(
             RejectReason.UNREADABLE,
             f"ffprobe cannot read {path}: {detail[-1] if detail else 'unknown error'}; the file is not a video "
@@ -519,9 +519,18 @@ def source_frame_index(meta: VideoMeta, output_index: np.ndarray) -> np.ndarray:
 _DAMAGE = ("Invalid data found", "Error while decoding", "partial file", "Invalid NAL unit", "error reading header")
 
 
+_ADDRESS = re.compile(r" @ 0x[0-9a-fA-F]+")
+
+
+def ffmpeg_text(stderr: bytes) -> str:
+    """ffmpeg's or ffprobe's stderr as text, without the memory addresses ffmpeg prints in its
+    log prefixes (``[h264 @ 0x55d2...]``), so a rejection message is the same on every run."""
+    return _ADDRESS.sub("", stderr.decode("utf-8", "replace"))
+
+
 def _damage(stderr: bytes) -> str | None:
     """The first line of ffmpeg's stderr that reports damaged or missing data, if any."""
-    for line in stderr.decode("utf-8", "replace").splitlines():
+    for line in ffmpeg_text(stderr).splitlines():
         if any(mark in line for mark in _DAMAGE):
             return line.strip()
     return None
@@ -728,7 +737,7 @@ def _iter_ffmpeg(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iter
             )
         if proc.returncode != 0:
             stderr.seek(0)
-            detail = stderr.read().decode("utf-8", "replace").strip().splitlines()
+            detail = ffmpeg_text(stderr.read()).strip().splitlines()
             message = f"ffmpeg failed on {src.path} (exit {proc.returncode}): {detail[-1] if detail else ''}"
             if produced == 0:
                 raise DecodeError(RejectReason.UNREADABLE, message)

@@ -209,3 +209,12 @@ def test_a_webm_whose_audio_outlasts_its_video_is_not_truncated(tmp_path):
     meta = plan_decode(probe_video(str(av)), DecodeConfig(), None, None, backend="probe")
     check_last_frame(meta)
     assert meta.expected_frames == 12
+
+
+def test_ffmpeg_messages_drop_memory_addresses():
+    """ffmpeg's log prefixes carry a pointer that differs per process: a rejection message
+    built from them must not (rows are the same on every run and runner)."""
+    from pipeline.perception.decode import ffmpeg_text
+
+    text = ffmpeg_text(b"[NULL @ 0x5592e585fe80] Invalid NAL unit size (3016 > 269).\n[h264 @ 0x55d2aa] error")
+    assert text == "[NULL] Invalid NAL unit size (3016 > 269).\n[h264] error"
