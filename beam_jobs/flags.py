@@ -16,13 +16,28 @@ from collections.abc import Iterable
 from pipeline.dataset.selection import SelectionConfig
 
 
+MAX_FLAG_JSON_DEPTH = 16
+"""Deepest nesting a JSON flag may have (the config objects nest two or three levels)."""
+
+
 def _json_object(text: str) -> dict:
+    """The argparse ``type`` of a JSON-object flag (argparse's error names the flag)."""
+    from pipeline.perception.keypoints_io import json_depth
+
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    depth = json_depth(text)
+    if depth > MAX_FLAG_JSON_DEPTH:
+        raise argparse.ArgumentTypeError(
+            f"JSON nested {depth} levels deep, more than {MAX_FLAG_JSON_DEPTH}; give an object of overrides "
+            "nested by section, such as '{\"decode\": {\"target_fps\": 10}}'")
     try:
         value = json.loads(text)
+    except RecursionError:
+        raise argparse.ArgumentTypeError("JSON nested too deeply; give an object of overrides nested by section") from None
     except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not JSON ({exc}): {text!r}") from exc
+        raise argparse.ArgumentTypeError(f"not JSON ({exc}): {shown!r}; put the JSON in single quotes") from None
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"max_iter\": 100}}', got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"max_iter\": 100}}', got {shown!r}")
     return value
 
 
@@ -46,7 +61,9 @@ def add_model_arguments(parser) -> None:
     group = parser.add_argument_group("models") if isinstance(parser, argparse.ArgumentParser) else parser
     group.add_argument("--smpl_model", default=None, help="SMPL model file (.pkl/.npz from smpl.is.tue.mpg.de); "
                        "without it the job uses the generated stand-in body (for testing only)")
-    group.add_argument("--gender", default="neutral", choices=["neutral", "male", "female"], help="body model gender")
+    group.add_argument("--gender", default=None, choices=["neutral", "male", "female"],
+                       help="body model gender (default: the one --smpl_model's file name states, e.g. SMPL_MALE.pkl, "
+                       "else neutral); a gender that contradicts the file name is an error")
     group.add_argument("--gmm_prior", default=None, help="SMPLify GMM pose prior (.pkl); required with --smpl_model")
     group.add_argument("--pose_model", default=None, help="ultralytics YOLO pose weights (*-pose.pt) for --keypoints detect/auto")
     group.add_argument("--hmr_checkpoint", default=None, help="SPIN-format HMR checkpoint; without it the "

@@ -144,7 +144,7 @@ def plan_inputs(options: PipelineOptions, dry_run: bool = False) -> tuple[InputL
     inp, out = options.view_as(InputOptions), options.view_as(OutputOptions)
     listing = read_inputs(
         InputSpec(inp.input, inp.video_root, inp.input_format, inp.limit),
-        list_files=storage.list_files, read_text=storage.read_text,
+        list_files=storage.list_files, read_text=storage.read_text, scheme_problem=storage.scheme_problem,
     )
     LOGGER.info("input: %s", listing.description)
     beam_storage = storage.BeamStorage()

@@ -7,7 +7,7 @@ per track so that a motion costs the same per second at every rate. This benchma
 synthetic tracks (``bench._synthetic_tracks``: the motion library's split, detector noise
 with a distractor, an HMR-like init or the keypoint-only init) of the same length in
 seconds at each rate, with per-second widths (the default) and with per-frame widths
-(``temporal_reference_fps`` None, the behaviour before 2026-12-04), for each solver, and
+(``temporal_reference_fps`` None), for each solver, and
 reports MPJPE / PA-MPJPE (mm), the acceleration error in m/s^2 (comparable across rates),
 iterations, how many tracks converged, and the inlier fraction.
 

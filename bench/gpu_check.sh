@@ -9,7 +9,7 @@
 #   ba_speed        bundle adjustment, production BAConfig, both solvers (L-BFGS
 #                   "batched" and LM "lm") on the same 64 tracks x 250 frames, naive
 #                   reference on 1 track, t1000/t250 and a 1,175-frame track each   140 s
-#                   (targets of issue 14: >= 10,000 frames/s for 64 x 250; LM >= 5x L-BFGS)
+#                   (targets: >= 10,000 frames/s for 64 x 250; LM >= 5x L-BFGS)
 #   ba_accuracy     held-out accuracy table on the GPU, L-BFGS (must match the CPU)   45 s
 #   ba_accuracy_lm  the same table with the LM solver (--solver lm)                   45 s
 #   block_solve     bordered block-tridiagonal solve, 64 x 250 frames, float32: first

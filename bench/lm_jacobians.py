@@ -2,7 +2,7 @@
 
 Times ``BodyModel.jacobians`` (analytic: cross products with the kinematic chain's columns,
 skinning for the face vertices) against ``torch.func.vmap(torch.func.jacrev(...))`` over
-frames (automatic, the alternative issue 14 asks to measure) and ``jacfwd``, on the same
+frames (automatic differentiation, the alternative to hand-written Jacobians) and ``jacfwd``, on the same
 frames, and checks that they agree. Both give d(joints, keypoints) / d(pose, betas) for
 N frames.
 

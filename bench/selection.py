@@ -18,7 +18,7 @@ The init is the HMR-like regressor error model of ``bench._synthetic_tracks``, i
 strength drawn per track (x 0.5 to x 2), so true errors spread within each kind.
 
 Every track is bundle-adjusted with the default :class:`~optimize.config.BAConfig` (quick:
-its iteration budget lowered to 60 per stage) and
+the L-BFGS budget ``max_iter`` lowered to 60 per stage; LM keeps its own) and
 selected with the default :class:`~pipeline.dataset.selection.SelectionConfig` (pieces of
 split tracks included); a track's true error is its mean MPJPE (mm, pelvis-aligned) against
 the person whose detection it follows on each frame. Printed: Spearman(E_norm, true MPJPE)
@@ -307,7 +307,7 @@ def _print(name: str, r: dict) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="16 tracks x 60-90 frames, 60 iterations per stage (minutes)")
+    parser.add_argument("--quick", action="store_true", help="16 tracks x 60-90 frames, L-BFGS lowered to 60 iterations per stage (minutes)")
     parser.add_argument("--tracks", type=int, default=None, help="tracks (default 48, quick 16)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-iter", type=int, default=None, help="L-BFGS iterations per stage (default: BAConfig's, quick 60)")

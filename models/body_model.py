@@ -47,6 +47,7 @@ from models.joint_names import (
 from models.smpl_io import (
     GENDERS,
     ModelFileError,
+    gender_from_file_name,
     load_smpl_arrays,
     resolve_model_path,
     smplx_data_struct,
@@ -350,11 +351,7 @@ class BodyModel(nn.Module):
         """
         model_path = resolve_model_path(path, gender)
         if gender is None:
-            lowered = model_path.name.lower()
-            gender = next(
-                (g for g in ("female", "male", "neutral") if g in lowered),
-                "female" if "_f_" in lowered else "male" if "_m_" in lowered else "neutral",
-            )
+            gender = gender_from_file_name(model_path) or "neutral"
         if gender not in GENDERS:
             raise ValueError(f"unknown gender {gender!r}; use one of {', '.join(GENDERS)}")
         arrays = load_smpl_arrays(model_path)

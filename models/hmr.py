@@ -28,6 +28,7 @@ import torchvision
 from torch import Tensor, nn
 
 from models.geometry import matrix_to_axis_angle, rotation_6d_to_matrix
+from models.load_errors import refusal_detail
 
 logger = logging.getLogger(__name__)
 
@@ -128,10 +129,10 @@ def load_checkpoint(path: str | os.PathLike) -> object:
     except PermissionError as exc:
         raise ValueError(f"HMR checkpoint {str(path)!r} cannot be read ({exc}); fix its permissions.") from exc
     except Exception as exc:  # UnpicklingError (unsafe global), RuntimeError (corrupt zip), EOFError, ...
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise ValueError(
-            f"HMR checkpoint {str(path)!r} refused: not a weights-only torch checkpoint ({type(exc).__name__}: "
-            f"{first[:300]}); nothing in it was run. Give SPIN's model_checkpoint.pt or a state dict saved with torch.save."
+            f"HMR checkpoint {str(path)!r} refused: not a weights-only torch checkpoint ({refusal_detail(exc)}); "
+            "nothing in it was run. Give a trusted SPIN-format checkpoint (SPIN's model_checkpoint.pt, or a state "
+            "dict saved with torch.save(model.state_dict())); convert other files to that format."
         ) from exc
 
 

@@ -29,6 +29,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from models.joint_names import COCO17_NAMES
+from models.load_errors import refusal_detail
 
 logger = logging.getLogger(__name__)
 
@@ -98,12 +99,12 @@ def load_yolo_checkpoint(weights: str | os.PathLike) -> dict:
     except PermissionError as exc:
         raise UnsafeWeightsError(f"YOLO pose weights {str(weights)!r} cannot be read ({exc}); fix its permissions.") from exc
     except Exception as exc:  # UnpicklingError, TypeError, ModuleNotFoundError, RuntimeError, OSError...
-        detail = (str(exc).replace("ERROR ❌️ ", "").splitlines() or [type(exc).__name__])[0]
+        detail = refusal_detail(exc, text=str(exc).replace("ERROR ❌️ ", ""))
         detail = detail.split(" Use an official")[0].split(" Recommended fixes")[0]  # ultralytics' download hints
         raise UnsafeWeightsError(
             f"YOLO pose weights {str(weights)!r} refused: not a safely loadable ultralytics checkpoint "
-            f"({type(exc).__name__}: {detail[:300]}); nothing in it was run. Use a *-pose.pt saved by ultralytics "
-            "(YOLO(...).save or training output)."
+            f"({detail}); nothing in it was run. Use a trusted *-pose.pt saved by ultralytics "
+            "(YOLO(...).save or training output), or re-export your model to that format."
         ) from exc
     model = checkpoint.get("ema") or checkpoint.get("model") if isinstance(checkpoint, dict) else None
     import torch

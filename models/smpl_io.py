@@ -33,32 +33,38 @@ logger = logging.getLogger(__name__)
 
 GENDERS: tuple[str, ...] = ("neutral", "male", "female")
 
+
+def _official_names(tag: str) -> tuple[str, ...]:
+    """The SMPL download's file names for one gender tag (``neutral``, ``m``, ``f``): the
+    v1.1.0 release (current) and v1.0.0, ``.npz`` (converted) before ``.pkl``."""
+    return tuple(f"basicmodel_{tag}_lbs_10_207_0_v{version}.{ext}" for version in ("1.1.0", "1.0.0") for ext in ("npz", "pkl"))
+
+
 # File names the user's folder may hold, per gender (official downloads, smplx's layout,
-# converted files and the project's stand-in).
+# converted files and the project's stand-in). A folder is searched without regard to
+# case (the downloads spell ``basicModel`` and ``basicmodel``).
 MODEL_FILE_NAMES: dict[str, tuple[str, ...]] = {
-    "neutral": (
-        "SMPL_NEUTRAL.npz",
-        "SMPL_NEUTRAL.pkl",
-        "basicModel_neutral_lbs_10_207_0_v1.0.0.npz",
-        "basicModel_neutral_lbs_10_207_0_v1.0.0.pkl",
-        "smpl_vid2mesh_standin_neutral.pkl",
-    ),
-    "male": (
-        "SMPL_MALE.npz",
-        "SMPL_MALE.pkl",
-        "basicmodel_m_lbs_10_207_0_v1.0.0.npz",
-        "basicmodel_m_lbs_10_207_0_v1.0.0.pkl",
-        "basicModel_m_lbs_10_207_0_v1.0.0.pkl",
-        "smpl_vid2mesh_standin_male.pkl",
-    ),
-    "female": (
-        "SMPL_FEMALE.npz",
-        "SMPL_FEMALE.pkl",
-        "basicModel_f_lbs_10_207_0_v1.0.0.npz",
-        "basicModel_f_lbs_10_207_0_v1.0.0.pkl",
-        "smpl_vid2mesh_standin_female.pkl",
-    ),
+    "neutral": ("SMPL_NEUTRAL.npz", "SMPL_NEUTRAL.pkl", *_official_names("neutral"), "smpl_vid2mesh_standin_neutral.pkl"),
+    "male": ("SMPL_MALE.npz", "SMPL_MALE.pkl", *_official_names("m"), "smpl_vid2mesh_standin_male.pkl"),
+    "female": ("SMPL_FEMALE.npz", "SMPL_FEMALE.pkl", *_official_names("f"), "smpl_vid2mesh_standin_female.pkl"),
 }
+
+
+def gender_from_file_name(path: str | os.PathLike) -> str | None:
+    """The gender a model file's name states, or None when it says none.
+
+    ``SMPL_FEMALE.pkl`` -> female, ``basicmodel_m_lbs_10_207_0_v1.1.0.pkl`` -> male,
+    ``basicModel_neutral_...`` -> neutral; only the file name counts, not its folders.
+    """
+    name = str(path).replace("\\", "/").rsplit("/", 1)[-1].lower()
+    for gender in ("female", "male", "neutral"):  # "female" first: it contains "male"
+        if gender in name:
+            return gender
+    if "_f_" in name:
+        return "female"
+    if "_m_" in name:
+        return "male"
+    return None
 
 REQUIRED_KEYS: tuple[str, ...] = (
     "v_template",
@@ -254,15 +260,32 @@ def _to_plain(value: Any) -> Any:
     return value
 
 
-def load_npz_safely(path: Path, remedy: str) -> dict[str, Any]:
-    """All arrays of an ``.npz`` read with ``allow_pickle=False`` (no pickled object runs).
+def load_npz_safely(path: Path, remedy: str, needed: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The arrays of an ``.npz`` read with ``allow_pickle=False`` (no pickled object runs).
+
+    Args:
+        path: the ``.npz`` file.
+        remedy: what to do, appended to every error.
+        needed: the entries the caller uses; an object-typed (pickled) entry outside them
+            is left out with a log line. None: every entry is needed.
 
     Raises:
-        ModelFileError: naming the file, the reason and ``remedy`` (what to do).
+        ModelFileError: naming the file, the reason and ``remedy`` (what to do); for a
+            needed object-typed entry, its name.
     """
     try:
         with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+            arrays: dict[str, Any] = {}
+            for key in data.files:
+                try:
+                    arrays[key] = data[key]
+                except ValueError as exc:  # an object array: its pickle is never run
+                    if needed is None or key in needed:
+                        raise ModelFileError(
+                            f"{path}: entry {key!r} is an object (pickled) array, which is never unpickled; {remedy}"
+                        ) from exc
+                    logger.info("%s: leaving out the object-typed entry %r (not used)", path, key)
+            return arrays
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise ModelFileError(f"{path}: cannot read as .npz without pickles ({exc}); {remedy}") from exc
 
@@ -364,7 +387,9 @@ def load_smpl_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
             "or create the stand-in with `vid2mesh make-body-model DIR`"
         )
     if path.suffix == ".npz":
-        raw: dict[str, Any] = load_npz_safely(path, "recreate it with `vid2mesh convert-smpl IN.pkl OUT.npz`")
+        raw: dict[str, Any] = load_npz_safely(
+            path, "recreate it with `vid2mesh convert-smpl IN.pkl OUT.npz` from the official SMPL .pkl, or pass "
+            "that .pkl itself", needed=REQUIRED_KEYS + OPTIONAL_KEYS)
     else:
         raw = load_pickle_safely(path)
         if not isinstance(raw, dict):
@@ -425,9 +450,10 @@ def resolve_model_path(path: str | os.PathLike, gender: str | None = None) -> Pa
     if path.is_dir():
         g = gender or "neutral"
         for sub in (path, path / "smpl"):
+            files = {p.name.lower(): p for p in sorted(sub.iterdir()) if p.is_file()} if sub.is_dir() else {}
             for name in MODEL_FILE_NAMES[g]:
-                if (sub / name).is_file():
-                    return sub / name
+                if name.lower() in files:
+                    return files[name.lower()]
         raise FileNotFoundError(
             f"{path}: no {g} SMPL model in this folder (looked for "
             f"{', '.join(MODEL_FILE_NAMES[g])}); pass the model file itself"

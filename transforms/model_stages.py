@@ -75,7 +75,7 @@ def file_sha256(path: str) -> str:
 
 def resolve_model_files(
     smpl_model: str | None = None,
-    gender: str = "neutral",
+    gender: str | None = None,
     gmm_prior: str | None = None,
     pose_model: str | None = None,
     hmr_checkpoint: str | None = None,
@@ -86,9 +86,14 @@ def resolve_model_files(
 ) -> ModelFiles:
     """Check the model flags and files; fall back to the generated stand-in body.
 
+    Args:
+        gender: ``--gender``; None: the gender ``smpl_model``'s file name states
+            (:func:`models.smpl_io.gender_from_file_name`), else neutral.
+
     Raises:
         FileNotFoundError: a given file does not exist, or a needed one was not given;
             the message names the flag to pass.
+        ValueError: ``gender`` contradicts the gender ``smpl_model``'s file name states.
     """
     if keypoints_mode not in KEYPOINT_MODES:
         raise ValueError(f"--keypoints {keypoints_mode!r}: use one of {KEYPOINT_MODES}")
@@ -107,6 +112,7 @@ def resolve_model_files(
                                 "or pass --keypoints precomputed to use keypoint files")
     if bool(hmr_checkpoint) != bool(hmr_mean_params):
         raise FileNotFoundError("HMR needs both --hmr_checkpoint and --hmr_mean_params (smpl_mean_params.npz)")
+    gender = _model_gender(smpl_model, gender)
     if smpl_model:
         if not gmm_prior:
             raise FileNotFoundError("--smpl_model needs --gmm_prior: pass the SMPLify GMM pose prior file (.pkl)")
@@ -132,6 +138,18 @@ def resolve_model_files(
         LOGGER.warning("NO --gmm_prior GIVEN: using the generated stand-in GMM pose prior %s", prior)
     return ModelFiles(body, "standin", file_sha256(body), gender, prior, standin_cache=cache,
                       pose_model=pose_model, hmr_checkpoint=hmr_checkpoint, hmr_mean_params=hmr_mean_params)
+
+
+def _model_gender(smpl_model: str | None, flag: str | None) -> str:
+    """The run's body-model gender: ``--gender``, else what the model's file name states,
+    else neutral; a flag the file name contradicts is an error naming both."""
+    from models.smpl_io import gender_from_file_name
+
+    named = gender_from_file_name(smpl_model) if smpl_model else None
+    if flag and named and flag != named:
+        raise ValueError(f"--gender {flag} contradicts --smpl_model {smpl_model}, whose file name says {named}; "
+                         f"drop --gender or pass the {flag} model file")
+    return flag or named or "neutral"
 
 
 def build_dataclass(cls, values: dict[str, Any], flag: str):

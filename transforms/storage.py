@@ -71,6 +71,23 @@ def list_files(pattern: str) -> list[str]:
     return sorted(m.path for m in result.metadata_list)
 
 
+def scheme_problem(uri: str) -> str | None:
+    """Why the job cannot read ``uri`` (None when it can): its scheme is not one of
+    :data:`pipeline.perception.inputs.REMOTE_SCHEMES`, or Beam's file system for it is not
+    installed here (for :func:`pipeline.perception.inputs.read_inputs`)."""
+    from pipeline.perception.inputs import default_scheme_problem, unsupported_scheme_message, uri_scheme
+
+    problem = default_scheme_problem(uri)
+    if problem or uri_scheme(uri) in ("", "file"):
+        return problem
+    try:
+        FileSystems.get_filesystem(uri)
+    except (ValueError, ImportError):
+        return unsupported_scheme_message(uri, f" here: Beam's {uri_scheme(uri)}:// file system is not installed "
+                                               "(install the apache-beam extra for it, e.g. apache-beam[gcp] for gs://)")
+    return None
+
+
 def read_text(path: str) -> str:
     with FileSystems.open(path) as handle:
         return handle.read().decode("utf-8", errors="replace")

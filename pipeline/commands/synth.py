@@ -26,7 +26,7 @@ def register(subparsers) -> None:
     synth.add_argument("--height", type=int, help="frame height, pixels (default 240)")
     synth.add_argument("--fps", type=float, help="frame rate (default 25)")
     synth.add_argument("--duration", type=float, help="clip length, seconds (default 10)")
-    synth.add_argument("--supersample", type=int, help="anti-aliasing samples per pixel and axis (default 2; 1 is ~2x faster)")
+    synth.add_argument("--supersample", type=int, help="anti-aliasing samples per pixel and axis (default 2; 1 renders faster, with jagged edges)")
     synth.add_argument("--crowded", type=int, default=0, help="extra clips with 7-9 people (the job rejects them)")
     synth.add_argument("--corrupt", type=int, default=0, help="extra unreadable videos (zero-byte / garbage)")
     synth.add_argument("--body-model", help="SMPL-format body model file (default: the generated stand-in)")

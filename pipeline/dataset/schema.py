@@ -148,7 +148,7 @@ TRACKS_COLUMNS: tuple[Column, ...] = (
     Column("energy_terms", pa.list_(pa.struct([("term", STR), ("value", F64)])), (-1,), "", "Each energy term's total at the solution (term name, value); terms as named by optimize.bundle_adjust."),
     Column("trajectory_length", F64, (), "m", "Sum over frames and joints of the 3D joint displacement norm(X_i^t - X_i^{t-1}) (trajectory length)."),
     Column("e_norm", F64, (), "energy/frame", "Selection score, BAConfig.e_norm: per_frame (default) E / num_frames, the mean energy per frame in the fit's size-invariant units; trajectory (the paper's eq. 11) E / trajectory_length, energy per metre; inf when undefined."),
-    Column("iterations", I32, (), "", "Solver iterations the track took over all stages (Levenberg-Marquardt linear solves with solver=\"lm\", the default since 2026-12-04; L-BFGS steps with solver=\"batched\")."),
+    Column("iterations", I32, (), "", "Solver iterations the track took over all stages (Levenberg-Marquardt linear solves with solver=\"lm\", the default; L-BFGS steps with solver=\"batched\")."),
     Column("converged", BOOL, (), "", "The track met its own stopping criterion."),
     Column("betas", _fixed(F32, NUM_BETAS), (NUM_BETAS,), "", "Fitted SMPL shape of the track."),
     Column("selected", BOOL, (), "", "The track passed selection: false as committed; final in selection/tracks.parquet (the reader joins it)."),

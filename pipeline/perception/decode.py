@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -256,7 +257,7 @@ def _check_exists(uri: str) -> str:
     if not os.path.exists(path):
         raise DecodeError(RejectReason.MISSING_FILE, f"video file {uri} does not exist; check the input path.")
     if os.path.isdir(path):
-        raise DecodeError(RejectReason.UNREADABLE, f"video path {uri} is a directory, not a video file.")
+        raise DecodeError(RejectReason.UNREADABLE, f"video path {uri} is a directory, not a video file; give a video file.")
     if os.path.getsize(path) == 0:
         raise DecodeError(RejectReason.UNREADABLE, f"video file {uri} is empty (0 bytes); re-download it.")
     return path
@@ -296,9 +297,9 @@ def _probe_ffprobe(path: str, timeout_s: float) -> SourceInfo:
     try:
         done = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise DecodeError(RejectReason.TIMEOUT, f"ffprobe of {path} took more than {timeout_s:.0f} s.") from exc
+        raise DecodeError(RejectReason.TIMEOUT, f"ffprobe of {path} took more than {timeout_s:.0f} s; check the file and its disk, or re-encode it.") from exc
     if done.returncode != 0:
-        detail = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        detail = ffmpeg_text(done.stderr).strip().splitlines()
         raise DecodeError(
             RejectReason.UNREADABLE,
             f"ffprobe cannot read {path}: {detail[-1] if detail else 'unknown error'}; the file is not a video "
@@ -318,7 +319,7 @@ def _probe_ffprobe(path: str, timeout_s: float) -> SourceInfo:
         )
     width, height = int(stream.get("width") or 0), int(stream.get("height") or 0)
     if width <= 0 or height <= 0:
-        raise DecodeError(RejectReason.UNREADABLE, f"{path}: video stream has no frame size; the file is corrupt.")
+        raise DecodeError(RejectReason.UNREADABLE, f"{path}: video stream has no frame size; the file is corrupt: re-download or re-encode it.")
     rotation = _rotation_of(stream)
     if rotation in (90, 270):
         width, height = height, width
@@ -330,12 +331,13 @@ def _probe_ffprobe(path: str, timeout_s: float) -> SourceInfo:
     start_time = _ratio(stream.get("start_time"))
     frame_times = None
     if not fps or fps <= 0 or fps > 1000:
-        raise DecodeError(RejectReason.UNREADABLE, f"{path}: video stream has no usable frame rate ({fps}).")
+        raise DecodeError(RejectReason.UNREADABLE, f"{path}: video stream has no usable frame rate ({fps}); re-encode it with a constant rate (ffmpeg -r 30).")
     if num_frames is None or (real_rate and abs(real_rate - avg_rate) > 0.01 * real_rate):
         # No frame count in the header (Matroska/WebM) or a variable rate: list the packet
         # times (reads the container only, no decoding).
         times = _packet_times(path, timeout_s)
         if times.size:
+            _check_packets_fill_the_stream(path, times, fps, _declared_duration(stream, info))
             num_frames = int(times.size)
             start_time = float(times[0])
             times = times - times[0]
@@ -355,6 +357,54 @@ def _probe_ffprobe(path: str, timeout_s: float) -> SourceInfo:
     )
 
 
+TRUNCATION_SLACK_FRAMES = 2
+"""Frames by which a stream's packets may fall short of its declared duration (rounding of
+durations, a last frame without a duration) before the file is called truncated."""
+
+
+def _declared_duration(stream: dict, info: dict) -> float | None:
+    """The video stream's duration as its container header declares it (s), or None.
+
+    The stream's own ``duration``, else its ``DURATION`` tag (Matroska/WebM), else the
+    container's duration when the file has no other stream (an audio track may run longer).
+    """
+    value = _ratio(stream.get("duration"))
+    if value:
+        return value
+    tag = str((stream.get("tags") or {}).get("DURATION", ""))
+    match = re.fullmatch(r"(\d+):(\d+):(\d+(?:\.\d*)?)", tag.strip())
+    if match:
+        return int(match[1]) * 3600 + int(match[2]) * 60 + float(match[3])
+    if len(info.get("streams", [])) == 1:
+        return _ratio((info.get("format") or {}).get("duration")) or None
+    return None
+
+
+class _Truncated(DecodeError):
+    """A file whose data stop before its header says: no other backend can read more."""
+
+
+def _check_packets_fill_the_stream(path: str, times: np.ndarray, fps: float, declared: float | None) -> None:
+    """Raise ``unreadable`` when a stream's packets stop well before the duration its
+    container header declares: the file was cut (a Matroska/WebM header survives a cut, and
+    without this the frames it lost would be blamed on the keypoint sidecar).
+
+    Args:
+        times: (N,) sorted packet presentation times, seconds.
+        fps: the stream's frame rate, frames per second.
+        declared: the header's duration of the stream (s), or None (nothing to check).
+    """
+    if not declared:
+        return
+    span = float(times[-1] - times[0]) + 1.0 / fps
+    if span < declared - max(TRUNCATION_SLACK_FRAMES / fps, 0.05 * declared):
+        raise _Truncated(
+            RejectReason.UNREADABLE,
+            f"{path}: the container declares {declared:.2f} s of video but its data hold only {times.size} frames "
+            f"({span:.2f} s); the file is truncated: re-download it.",
+        )
+
+
 def _packet_times(path: str, timeout_s: float) -> np.ndarray:
     """Sorted presentation times (s) of the first video stream's packets (= frames)."""
     cmd = ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time",
@@ -362,7 +412,7 @@ def _packet_times(path: str, timeout_s: float) -> np.ndarray:
     try:
         done = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise DecodeError(RejectReason.TIMEOUT, f"ffprobe of {path} took more than {timeout_s:.0f} s.") from exc
+        raise DecodeError(RejectReason.TIMEOUT, f"ffprobe of {path} took more than {timeout_s:.0f} s; check the file and its disk, or re-encode it.") from exc
     values = []
     for line in done.stdout.decode("ascii", "replace").split():
         try:
@@ -378,7 +428,7 @@ def _probe_opencv(path: str) -> SourceInfo:
     cap = cv2.VideoCapture(path)
     try:
         if not cap.isOpened():
-            raise DecodeError(RejectReason.UNREADABLE, f"OpenCV cannot open {path}; the file is not a video or is corrupt.")
+            raise DecodeError(RejectReason.UNREADABLE, f"OpenCV cannot open {path}; the file is not a video or is corrupt: re-download or re-encode it.")
         width = int(round(cap.get(cv2.CAP_PROP_FRAME_WIDTH)))
         height = int(round(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
@@ -387,9 +437,9 @@ def _probe_opencv(path: str) -> SourceInfo:
     finally:
         cap.release()
     if width <= 0 or height <= 0:
-        raise DecodeError(RejectReason.NO_VIDEO_STREAM, f"OpenCV finds no video stream in {path}.")
+        raise DecodeError(RejectReason.NO_VIDEO_STREAM, f"OpenCV finds no video stream in {path}; give a file with a video stream.")
     if not fps or fps <= 0 or fps > 1000:
-        raise DecodeError(RejectReason.UNREADABLE, f"{path}: video stream has no usable frame rate ({fps}).")
+        raise DecodeError(RejectReason.UNREADABLE, f"{path}: video stream has no usable frame rate ({fps}); re-encode it with a constant rate (ffmpeg -r 30).")
     if rotation in (90, 270):
         width, height = height, width
     return SourceInfo(
@@ -425,7 +475,7 @@ def probe_video(uri: str, backend: str = "auto", timeout_s: float = 60.0) -> Sou
     try:
         return _probe_ffprobe(path, timeout_s)
     except DecodeError as exc:
-        if backend == "auto" and exc.reason == RejectReason.UNREADABLE:
+        if backend == "auto" and exc.reason == RejectReason.UNREADABLE and not isinstance(exc, _Truncated):
             try:
                 return _probe_opencv(path)
             except DecodeError:
@@ -469,9 +519,18 @@ def source_frame_index(meta: VideoMeta, output_index: np.ndarray) -> np.ndarray:
 _DAMAGE = ("Invalid data found", "Error while decoding", "partial file", "Invalid NAL unit", "error reading header")
 
 
+_ADDRESS = re.compile(r" @ 0x[0-9a-fA-F]+")
+
+
+def ffmpeg_text(stderr: bytes) -> str:
+    """ffmpeg's or ffprobe's stderr as text, without the memory addresses ffmpeg prints in its
+    log prefixes (``[h264 @ 0x55d2...]``), so a rejection message is the same on every run."""
+    return _ADDRESS.sub("", stderr.decode("utf-8", "replace"))
+
+
 def _damage(stderr: bytes) -> str | None:
     """The first line of ffmpeg's stderr that reports damaged or missing data, if any."""
-    for line in stderr.decode("utf-8", "replace").splitlines():
+    for line in ffmpeg_text(stderr).splitlines():
         if any(mark in line for mark in _DAMAGE):
             return line.strip()
     return None
@@ -502,13 +561,22 @@ def check_last_frame(meta: VideoMeta, timeout_s: float = 30.0) -> None:
         seek = float(src.frame_time(np.array([last - 1, last])).mean())
     else:
         seek = 0.0
-    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-ss", f"{seek:.6f}", "-i", src.path,
-           "-map", "0:v:0", "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-"]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise DecodeError(RejectReason.TIMEOUT, f"{src.path}: checking the last frame took over {timeout_s:.0f} s.") from exc
-    damage = _damage(proc.stderr)
+    tail = ["-map", "0:v:0", "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-"]
+    # An input seek jumps near the frame (cheap); containers without a seek index (MPEG-TS,
+    # whatever its file name) can land nowhere and return nothing without an error. Then
+    # an output seek decodes from the start and drops frames until the seek point: slower,
+    # but it finds the frame in every intact file and never in a cut one.
+    attempts = (["-ss", f"{seek:.6f}", "-i", src.path, *tail], ["-i", src.path, "-ss", f"{seek:.6f}", *tail])
+    for args in attempts:
+        try:
+            proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", *args], capture_output=True, timeout=timeout_s,
+                                  check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise DecodeError(RejectReason.TIMEOUT, f"{src.path}: checking the last frame took over {timeout_s:.0f} s; "
+                              "re-encode the file (it cannot be seeked quickly) or check the disk it lies on.") from exc
+        damage = _damage(proc.stderr)
+        if proc.returncode != 0 or damage or len(proc.stdout) > 0:
+            break
     if proc.returncode != 0 or len(proc.stdout) == 0 or damage:
         total = f"{src.num_frames} frames, " if src.num_frames else ""
         raise DecodeError(
@@ -669,13 +737,13 @@ def _iter_ffmpeg(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iter
             )
         if proc.returncode != 0:
             stderr.seek(0)
-            detail = stderr.read().decode("utf-8", "replace").strip().splitlines()
+            detail = ffmpeg_text(stderr.read()).strip().splitlines()
             message = f"ffmpeg failed on {src.path} (exit {proc.returncode}): {detail[-1] if detail else ''}"
             if produced == 0:
                 raise DecodeError(RejectReason.UNREADABLE, message)
             logger.warning("%s; keeping the %d frames decoded before the error", message, produced)
         if produced == 0:
-            raise DecodeError(RejectReason.ZERO_FRAMES, f"{src.path}: decoding produced no frame.")
+            raise DecodeError(RejectReason.ZERO_FRAMES, f"{src.path}: decoding produced no frame; check the clip's time range, or re-encode the file.")
     finally:
         watchdog.cancel()
         if proc.poll() is None:
@@ -695,7 +763,7 @@ def _iter_opencv(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iter
     src = meta.source
     cap = cv2.VideoCapture(src.path)
     if not cap.isOpened():
-        raise DecodeError(RejectReason.UNREADABLE, f"OpenCV cannot open {src.path}.")
+        raise DecodeError(RejectReason.UNREADABLE, f"OpenCV cannot open {src.path}; re-download or re-encode it.")
     produced = 0
     resize = (meta.width, meta.height) != (src.width, src.height)
     batch: list[np.ndarray] = []
@@ -756,7 +824,7 @@ def _iter_opencv(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iter
             if batch:
                 yield flush()
             if produced == 0:
-                raise DecodeError(RejectReason.ZERO_FRAMES, f"{src.path}: decoding produced no frame.")
+                raise DecodeError(RejectReason.ZERO_FRAMES, f"{src.path}: decoding produced no frame; check the clip's time range, or re-encode the file.")
             return
 
         # Unknown stream length: the same rule on the decoder's timestamps.
@@ -797,7 +865,7 @@ def _iter_opencv(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iter
         if batch:
             yield flush()
         if produced == 0:
-            raise DecodeError(RejectReason.ZERO_FRAMES, f"{src.path}: decoding produced no frame.")
+            raise DecodeError(RejectReason.ZERO_FRAMES, f"{src.path}: decoding produced no frame; check the clip's time range, or re-encode the file.")
     finally:
         cap.release()
 
@@ -836,7 +904,7 @@ def decode_video(
     start_clock = time.monotonic()
     use_ffmpeg = config.backend == "ffmpeg" or (config.backend == "auto" and _have_ffmpeg())
     if config.backend == "ffmpeg" and not _have_ffmpeg():
-        raise DecodeError(RejectReason.FAILED, "backend 'ffmpeg' asked for but ffmpeg/ffprobe are not on PATH.")
+        raise DecodeError(RejectReason.FAILED, "backend 'ffmpeg' asked for but ffmpeg/ffprobe are not on PATH; install ffmpeg.")
     # ffprobe's metadata (frame count, start time, frame times, rotation) whatever decodes.
     source = probe_video(uri, "auto", timeout_s=config.timeout_s)
     meta = plan_decode(source, config, time_start, time_end, backend="ffmpeg" if use_ffmpeg else "opencv")

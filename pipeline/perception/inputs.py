@@ -13,10 +13,18 @@ fraction); other file names get ``<stem>-<12 hex of the file's canonical path>``
 they come from one glob, two globs, a single file or a manifest, and the same file always
 gets the same id. ``ClipRef.uri`` is absolute (or the remote URI).
 
+One file is one clip: a second entry for a file already listed (a duplicate row, a symlink,
+another spelling of its path) is rejected as ``bad_input_row`` under a unique
+``<id>~dup<n>-<hash>`` id (:func:`_dedupe`). A row's label and split must be plain names
+(:func:`name_problem`: they pick folders under the roots and name output files), and a
+manifest URI must have a scheme the job reads (``scheme_problem``); otherwise the row is
+``bad_input_row`` too.
+
 Every entry a glob lists is accounted for (:func:`local_file_problem`): a dangling symlink
 or a symlink loop is rejected as ``missing_file``, a directory, FIFO, device or socket with
 a video's name as ``not_a_file``, a file or folder that cannot be read (permissions) as
-``unreadable``; each gets a log line and a ``rejected/`` row.
+``unreadable``; each gets a log line and a ``rejected/`` row. Hidden entries (names
+starting with ``.``), which a glob leaves out, are counted in one warning.
 
 Precomputed keypoints (``docs/conventions.md``): next to the video as ``<stem>.coco.json``
 or ``<stem>_openpose/``; under a keypoints root at ``<root>/<split>/<label>/<stem>.coco.json``
@@ -51,9 +59,66 @@ SPLITS = {"train", "val", "validate", "validation", "test"}
 COCO_SUFFIX = ".coco.json"
 OPENPOSE_SUFFIX = "_openpose"
 
+MAX_NAME_CHARS = 100
+"""Longest label or split a CSV or manifest row may give (the split names output files)."""
+REMOTE_SCHEMES = ("gs", "s3", "hdfs", "azfs")
+"""URI schemes the job may read through Beam's file systems (each needs its Beam extra,
+e.g. ``apache-beam[gcp]`` for ``gs://``); local paths and ``file://`` always work."""
+
 ListFiles = Callable[[str], list[str]]
 ReadText = Callable[[str], str]
 Exists = Callable[[str], bool]
+SchemeProblem = Callable[[str], "str | None"]
+
+
+def uri_scheme(uri: str) -> str:
+    """``gs`` for ``gs://bucket/x``; ``""`` for a local path."""
+    return uri.split("://", 1)[0].lower() if _is_url(uri) else ""
+
+
+def default_scheme_problem(uri: str) -> str | None:
+    """Why the job cannot read ``uri`` (its scheme is not one it reads), or None.
+
+    Local paths, ``file://`` and :data:`REMOTE_SCHEMES` pass; the Beam layer passes a stricter
+    check (whether the scheme's file system is installed) to :func:`read_inputs`.
+    """
+    scheme = uri_scheme(uri)
+    if scheme in ("", "file") or scheme in REMOTE_SCHEMES:
+        return None
+    return unsupported_scheme_message(uri)
+
+
+def unsupported_scheme_message(uri: str, detail: str = "") -> str:
+    """The one-line reason for a URI the job cannot read, with what to do."""
+    supported = ", ".join(["local paths", "file://"] + [f"{s}://" for s in REMOTE_SCHEMES])
+    return (f"{uri}: the job cannot read {uri_scheme(uri)}:// URIs{detail} (it reads {supported}); "
+            "download the file and list its local path, or copy it to a supported store")
+
+
+def name_problem(field_name: str, value: str) -> str | None:
+    """Why a row's ``label`` or ``split`` cannot be used, or None.
+
+    Labels and splits are plain names: they choose folders under ``--video_root`` and
+    ``--keypoints_root`` and the split names output files, so a path separator, ``.``,
+    ``..``, a control character or more than :data:`MAX_NAME_CHARS` characters is refused.
+    """
+    if len(value) > MAX_NAME_CHARS:
+        return (f"{field_name} {value[:40]!r}... is {len(value)} characters long, more than {MAX_NAME_CHARS}; "
+                f"shorten the {field_name} (it names folders and output files)")
+    if "/" in value or "\\" in value or value.strip() in (".", ".."):
+        return (f"{field_name} {value!r} is a path, not a name (it would leave the video and keypoint roots); "
+                f"give a plain {field_name} without '/', '\\' or '..'")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        return f"{field_name} {value!r} holds control characters; give a plain {field_name}"
+    return None
+
+
+def _inside(root: str, path: str) -> bool:
+    """Whether a local ``path`` lies under ``root`` once ``..`` is resolved (lexically)."""
+    if _is_url(root) or _is_url(path):
+        return True
+    root = os.path.normpath(os.path.abspath(root))
+    return os.path.commonpath([root, os.path.normpath(os.path.abspath(path))]) == root
 
 
 def local_list_files(pattern: str) -> list[str]:
@@ -206,20 +271,30 @@ def read_inputs(
     spec: InputSpec,
     list_files: ListFiles = local_list_files,
     read_text: ReadText = local_read_text,
+    scheme_problem: SchemeProblem = default_scheme_problem,
 ) -> InputListing:
     """Read the run's clips from a glob, a Kinetics CSV or a manifest.
+
+    Args:
+        scheme_problem: why a manifest's URI cannot be read (None when it can); such a row
+            is rejected as ``bad_input_row``, never retried.
 
     Raises:
         FileNotFoundError: the CSV/manifest does not exist or the glob matches no video
             (a whole-run error, reported before the job starts).
+        ValueError: ``--input`` or ``--video_root`` has a scheme the job cannot read.
     """
+    for flag, value in (("--input", spec.input), ("--video_root", spec.video_root)):
+        problem = scheme_problem(value) if value and _is_url(value) else None
+        if problem:
+            raise ValueError(f"{flag} {problem}")
     kind = spec.resolved_format()
     if kind == "glob":
         listing = clips_from_glob(spec.input, list_files, spec.extensions)
     elif kind == "csv":
         listing = clips_from_kinetics_csv(spec.input, spec.video_root, list_files, read_text, spec.extensions)
     else:
-        listing = clips_from_manifest(spec.input, read_text)
+        listing = clips_from_manifest(spec.input, read_text, scheme_problem)
     if spec.limit > 0:
         listing = InputListing(listing.clips[: spec.limit], listing.rejected, listing.description + f" (limit {spec.limit})")
     return listing
@@ -304,6 +379,8 @@ def clips_from_glob(pattern: str, list_files: ListFiles = local_list_files, exte
                 reject_reason=RejectReason.UNREADABLE, message=message))
     videos = [f for f in files if keep_all or f.lower().endswith(extensions)]
     videos = [f for f in videos if not _is_sidecar(f)]
+    if not _is_url(pattern):
+        _log_hidden_entries(pattern, set(files), extensions if not keep_all else ("",))
     if not videos and not rejected:
         raise FileNotFoundError(
             f"--input {pattern!r} matches no video files ({', '.join(extensions)}); "
@@ -324,6 +401,25 @@ def clips_from_glob(pattern: str, list_files: ListFiles = local_list_files, exte
                    + (f" ({len(rejected)} not readable video files)" if rejected else ""))
 
 
+def hidden_glob_entries(pattern: str, listed: set[str], extensions: tuple[str, ...]) -> list[str]:
+    """Video entries a local glob leaves out because they or a folder above them are hidden
+    (names starting with ``.``), in sorted order."""
+    if os.path.isdir(pattern):
+        pattern = os.path.join(pattern, "**", "*")
+    everything = globlib.glob(pattern, recursive=True, include_hidden=True)
+    return sorted(p for p in everything if p not in listed and p.lower().endswith(extensions) and not _is_sidecar(p))
+
+
+def _log_hidden_entries(pattern: str, listed: set[str], extensions: tuple[str, ...]) -> None:
+    """One warning naming how many hidden video entries the glob left out, and how to add them."""
+    hidden = hidden_glob_entries(pattern, listed, extensions)
+    if hidden:
+        LOGGER.warning(
+            "input: %d hidden video file(s) or file(s) in hidden folders (names starting with '.') left out of %s, "
+            "e.g. %s; to process them, rename them without the leading '.' or list them in a JSON-lines manifest",
+            len(hidden), pattern, hidden[0])
+
+
 def _safe_name(path: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", PurePosixPath(path.replace("\\", "/")).name)[:80] or "folder"
 
@@ -334,41 +430,63 @@ def _is_sidecar(path: str) -> bool:
 
 
 def _dedupe(clips: list[ClipRef], rejected: list[PerceptionResult], description: str) -> InputListing:
-    """Sort by clip id; later duplicates of an id become bad_input_row rejections, and a
-    rejection whose id another entry already has gets a ``~dup-`` suffix (ids stay unique)."""
+    """One clip per id and per file; the extras become ``bad_input_row`` rejections.
+
+    Entries are taken in listing order (input order: deterministic across reruns). A later
+    entry with a clip id already taken, or naming the same file and time range as an earlier
+    one under another id (a symlink or a second spelling of a path: the file keeps its
+    first id), is rejected with a message naming both. Extras get ids
+    ``<id>~dup<n>-<hash>`` (n counts the extras of one id), so every id stays unique however
+    many copies a manifest holds. A rejection whose id another entry already has gets the
+    same kind of suffix.
+    """
     seen: dict[str, ClipRef] = {}
+    by_file: dict[tuple[str, float | None, float | None], ClipRef] = {}
+    extras: dict[str, int] = {}
     out_rejected = []
     taken = {c.clip_id for c in clips}
+
+    def extra_id(clip_id: str, salt: str) -> str:
+        extras[clip_id] = extras.get(clip_id, 0) + 1
+        return f"{clip_id}~dup{extras[clip_id]}-{stable_hash(salt)[:8]}"
+
     for result in rejected:
         if result.clip.clip_id in taken:
             clip = result.clip
-            result = dataclasses.replace(
-                result, clip=clip.replace(clip_id=f"{clip.clip_id}~dup-{stable_hash(clip.uri + result.message)[:8]}"))
+            result = dataclasses.replace(result, clip=clip.replace(clip_id=extra_id(clip.clip_id, clip.uri + result.message)))
         taken.add(result.clip.clip_id)
         out_rejected.append(result)
     for clip in clips:
-        if clip.clip_id in seen:
-            dup_id = f"{clip.clip_id}~dup-{stable_hash(clip.uri + repr(clip.extra))[:8]}"
-            out_rejected.append(
-                PerceptionResult(
-                    clip=clip.replace(clip_id=dup_id),
-                    reject_reason=RejectReason.BAD_INPUT_ROW,
-                    message=f"duplicate clip id {clip.clip_id} ({clip.uri}; first seen as {seen[clip.clip_id].uri}); "
-                    "remove the duplicate row or file",
-                )
-            )
+        file_key = (canonical_uri(clip.uri), clip.time_start, clip.time_end)
+        first = seen.get(clip.clip_id)
+        same_file = by_file.get(file_key)
+        if first is None and same_file is not None:
+            first = same_file
+            why = (f"{clip.uri} is the same file as {same_file.uri} (a symlink or another spelling of its path), "
+                   f"already listed as clip {same_file.clip_id}; a file keeps one id: remove the duplicate entry")
+        elif first is not None:
+            why = (f"duplicate clip id {clip.clip_id} ({clip.uri}; first seen as {first.uri}); "
+                   "remove the duplicate row or file")
+        if first is not None:
+            out_rejected.append(PerceptionResult(
+                clip=clip.replace(clip_id=extra_id(clip.clip_id, clip.uri + repr(clip.extra))),
+                reject_reason=RejectReason.BAD_INPUT_ROW, message=why))
             continue
         seen[clip.clip_id] = clip
+        by_file[file_key] = clip
     ordered = tuple(sorted(seen.values(), key=lambda c: c.clip_id))
     return InputListing(ordered, tuple(sorted(out_rejected, key=lambda r: r.clip.clip_id)), description)
 
 
 def _bad_row(source: str, line: int, text: str, message: str) -> PerceptionResult:
+    """A ``bad_input_row`` rejection naming the file and line; a message that does not say
+    what to do (it has no ``;``) gets "fix or remove the line"."""
     clip_id = f"bad-row-{_stem(source)}-L{line}-{stable_hash(source + text)[:6]}"
+    fix = "" if ";" in message else "; fix or remove the line"
     return PerceptionResult(
         clip=ClipRef(clip_id=clip_id, uri=source, extra={"line": str(line), "row": text[:500]}),
         reject_reason=RejectReason.BAD_INPUT_ROW,
-        message=f"{source}:{line}: {message}",
+        message=f"{source}:{line}: {message}{fix}",
     )
 
 
@@ -440,6 +558,10 @@ def clips_from_kinetics_csv(
             rejected.append(_bad_row(csv_path, line_no, raw, f"bad time range [{start}, {end}] s"))
             continue
         label, split = record.get("label", ""), record.get("split", "")
+        problem = name_problem("label", label) or name_problem("split", split)
+        if problem:
+            rejected.append(_bad_row(csv_path, line_no, raw, problem))
+            continue
         clip_id = clip_id_for(youtube_id, start, end)
         extra = {k: v for k, v in record.items() if k not in KINETICS_COLUMNS}
         if clip_id in index:
@@ -448,18 +570,25 @@ def clips_from_kinetics_csv(
             clip = ClipRef(clip_id, index[youtube_id], label, split, start, end, extra=extra)
         else:
             expected = _join(root, *(p for p in (split, label) if p), f"{clip_id}.mp4")
+            if not _inside(root, expected):  # name_problem refuses what could get here
+                rejected.append(_bad_row(csv_path, line_no, raw, f"{expected} lies outside --video_root {root}; fix the row"))
+                continue
             clip = ClipRef(clip_id, expected, label, split, None, None, extra=extra)
         clips.append(clip)
     return _dedupe(clips, rejected, f"{len(clips) + len(rejected)} rows of {csv_path} (videos under {root})")
 
 
-def clips_from_manifest(manifest_path: str, read_text: ReadText = local_read_text) -> InputListing:
+def clips_from_manifest(
+    manifest_path: str, read_text: ReadText = local_read_text, scheme_problem: SchemeProblem = default_scheme_problem
+) -> InputListing:
     """Clips of a JSON-lines manifest, one object per line.
 
     Keys: ``uri`` (required; relative paths are relative to the manifest), ``clip_id``,
     ``youtube_id``, ``label``, ``split``, ``time_start``, ``time_end``, ``keypoints_uri``;
     other string-valued keys go to ``ClipRef.extra``. Without ``clip_id`` the id comes from
-    ``youtube_id`` + time range, or from the file name as for a glob.
+    ``youtube_id`` + time range, or from the file name as for a glob. A line whose URI has
+    a scheme the job cannot read (``scheme_problem``), or whose label or split is not a plain
+    name (:func:`name_problem`), is rejected as ``bad_input_row``.
     """
     try:
         text = read_text(manifest_path)
@@ -481,6 +610,14 @@ def clips_from_manifest(manifest_path: str, read_text: ReadText = local_read_tex
             uri = record.get("uri")
             if not isinstance(uri, str) or not uri:
                 raise ValueError("missing 'uri'")
+            for value in (uri, record.get("keypoints_uri")):
+                problem = scheme_problem(value) if isinstance(value, str) and _is_url(value) else None
+                if problem:
+                    raise ValueError(problem)
+            for name in ("label", "split"):
+                problem = name_problem(name, str(record.get(name, "")))
+                if problem:
+                    raise ValueError(problem)
             if not _is_url(uri) and not os.path.isabs(uri):
                 uri = _join(base, uri)
             uri = absolute_uri(uri)
@@ -513,7 +650,7 @@ def clips_from_manifest(manifest_path: str, read_text: ReadText = local_read_tex
                 )
             )
         except RecursionError:
-            rejected.append(_bad_row(manifest_path, line_no, line, "JSON nested too deeply; one flat object per line"))
+            rejected.append(_bad_row(manifest_path, line_no, line, "JSON nested too deeply: give one flat object per line"))
         except (ValueError, TypeError) as exc:
             rejected.append(_bad_row(manifest_path, line_no, line, str(exc)))
     return _dedupe(clips, rejected, f"{len(clips) + len(rejected)} lines of {manifest_path}")

@@ -273,7 +273,7 @@ def _read_json(path: Path, frame: int | None = None):
     except PermissionError as exc:
         raise KeypointsError(RejectReason.UNREADABLE, f"cannot read keypoints {where}: {exc.strerror}; fix the permissions.") from exc
     except OSError as exc:
-        raise KeypointsError(RejectReason.MISSING_KEYPOINTS, f"cannot stat keypoints {where}: {exc.strerror or exc}.") from exc
+        raise KeypointsError(RejectReason.MISSING_KEYPOINTS, f"cannot stat keypoints {where}: {exc.strerror or exc}; check the path and the disk.") from exc
     if not stat_module.S_ISREG(info.st_mode):
         raise KeypointsError(
             RejectReason.CORRUPT_KEYPOINTS,
@@ -309,7 +309,7 @@ def _read_json(path: Path, frame: int | None = None):
             "regenerate or remove the file.",
         ) from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise KeypointsError(RejectReason.CORRUPT_KEYPOINTS, f"cannot read keypoints {where}: {exc}") from exc
+        raise KeypointsError(RejectReason.CORRUPT_KEYPOINTS, f"cannot read keypoints {where}: {exc}; regenerate the file as UTF-8 JSON.") from exc
 
 
 def load_openpose_folder(folder: str | os.PathLike) -> PrecomputedKeypoints:
@@ -321,7 +321,7 @@ def load_openpose_folder(folder: str | os.PathLike) -> PrecomputedKeypoints:
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise KeypointsError(RejectReason.MISSING_KEYPOINTS, f"OpenPose keypoints folder {folder} does not exist.")
+        raise KeypointsError(RejectReason.MISSING_KEYPOINTS, f"OpenPose keypoints folder {folder} does not exist; put the <stem>_openpose/ folder there or pass --keypoints_root.")
     frames: dict[int, FrameDetections] = {}
     layouts: set[str] = set()
     for path in sorted(folder.iterdir()):
@@ -333,23 +333,29 @@ def load_openpose_folder(folder: str | os.PathLike) -> PrecomputedKeypoints:
         people = data.get("people") if isinstance(data, dict) else None
         if not isinstance(people, list):
             raise KeypointsError(
-                RejectReason.CORRUPT_KEYPOINTS, f"{path} (frame {frame}): no 'people' list; not an OpenPose file."
+                RejectReason.CORRUPT_KEYPOINTS, f"{path} (frame {frame}): no 'people' list; not an OpenPose file: regenerate it with OpenPose --write_json or remove it."
             )
         arrays = []
         for number, person in enumerate(people):
             values = person.get("pose_keypoints_2d", person.get("pose_keypoints")) if isinstance(person, dict) else None
+            if _has_bool(values):
+                raise KeypointsError(
+                    RejectReason.CORRUPT_KEYPOINTS,
+                    f"{path} (frame {frame}), person {number}: pose_keypoints_2d holds booleans (true/false); "
+                    "regenerate the file with numeric values.",
+                )
             try:
                 array = np.asarray(values, dtype=np.float64).reshape(-1, 3)
             except (TypeError, ValueError) as exc:
                 raise KeypointsError(
                     RejectReason.CORRUPT_KEYPOINTS,
-                    f"{path} (frame {frame}), person {number}: pose_keypoints_2d is not a list of numbers.",
+                    f"{path} (frame {frame}), person {number}: pose_keypoints_2d is not a list of numbers; regenerate the file.",
                 ) from exc
             if array.shape[0] not in _LAYOUTS or not np.isfinite(array).all():
                 raise KeypointsError(
                     RejectReason.CORRUPT_KEYPOINTS,
                     f"{path} (frame {frame}), person {number}: {np.size(values) if values is not None else 0} "
-                    "values; expected 75 (BODY_25) or 54 (COCO-18) finite numbers.",
+                    "values; expected 75 (BODY_25) or 54 (COCO-18) finite numbers: regenerate the file.",
                 )
             arrays.append(array)
         if not arrays:
@@ -364,19 +370,30 @@ def load_openpose_folder(folder: str | os.PathLike) -> PrecomputedKeypoints:
         frames[frame] = _detections(coco)
     if not frames:
         raise KeypointsError(
-            RejectReason.MISSING_KEYPOINTS, f"OpenPose folder {folder} holds no *_<frame>_keypoints.json file."
+            RejectReason.MISSING_KEYPOINTS, f"OpenPose folder {folder} holds no *_<frame>_keypoints.json file; put OpenPose's per-frame files "
+            "(--write_json) in it or remove the folder."
         )
     if len(layouts) > 1:
-        raise KeypointsError(RejectReason.CORRUPT_KEYPOINTS, f"OpenPose folder {folder} mixes layouts {sorted(layouts)}.")
+        raise KeypointsError(RejectReason.CORRUPT_KEYPOINTS, f"OpenPose folder {folder} mixes layouts {sorted(layouts)}; regenerate every frame with one model.")
     return PrecomputedKeypoints(str(folder), layouts.pop() if layouts else "openpose_body25", frames)
 
 
-def _visibility_to_confidence(values: np.ndarray) -> np.ndarray:
-    """COCO third channel: ground-truth flags {0, 1, 2} or detector confidences."""
-    flags = np.isin(values, (0.0, 1.0, 2.0)).all() and (values == 2.0).any()
-    if flags:
-        return np.select([values == 2.0, values == 1.0], [1.0, 0.5], 0.0)
-    return values
+def _is_visibility_flags(values: np.ndarray) -> bool:
+    """Whether a COCO file's third channel holds ground-truth flags {0, 1, 2} (all its
+    values, some 2) rather than detector confidences."""
+    return bool(np.isin(values, (0.0, 1.0, 2.0)).all() and (values == 2.0).any())
+
+
+def _flags_to_confidence(values: np.ndarray) -> np.ndarray:
+    """COCO visibility flags to confidences: 2 (visible) -> 1, 1 (occluded) -> 0.5, 0 -> 0."""
+    return np.select([values == 2.0, values == 1.0], [1.0, 0.5], 0.0).astype(values.dtype)
+
+
+def _has_bool(values: object) -> bool:
+    """Whether a JSON value is, or is a list holding, a boolean (``true``/``false``)."""
+    if isinstance(values, bool):
+        return True
+    return isinstance(values, list) and any(_has_bool(v) for v in values)
 
 
 def _image_size(path: Path, number: int, image: object) -> tuple[int, int] | None:
@@ -404,7 +421,7 @@ def load_coco_keypoints(path: str | os.PathLike) -> PrecomputedKeypoints:
     """
     path = Path(path)
     if not path.is_file():
-        raise KeypointsError(RejectReason.MISSING_KEYPOINTS, f"COCO keypoints file {path} does not exist.")
+        raise KeypointsError(RejectReason.MISSING_KEYPOINTS, f"COCO keypoints file {path} does not exist; give an existing <stem>.coco.json file.")
     data = _read_json(path)
     image_size = None
     if isinstance(data, list):
@@ -413,35 +430,47 @@ def load_coco_keypoints(path: str | os.PathLike) -> PrecomputedKeypoints:
         annotations = data["annotations"]
         images = data.get("images") or []
         if not isinstance(images, list):
-            raise KeypointsError(RejectReason.CORRUPT_KEYPOINTS, f"{path}: 'images' is not a list.")
+            raise KeypointsError(RejectReason.CORRUPT_KEYPOINTS, f"{path}: 'images' is not a list; regenerate the file in COCO keypoint format.")
         sizes = {_image_size(path, number, image) for number, image in enumerate(images)} - {None}
         if len(sizes) > 1:
             raise KeypointsError(
                 RejectReason.CORRUPT_KEYPOINTS,
-                f"{path}: images[] list {len(sizes)} different sizes {sorted(sizes)[:4]}; one video has one frame size.",
+                f"{path}: images[] list {len(sizes)} different sizes {sorted(sizes)[:4]}; one video has one frame size: regenerate the file.",
             )
         if sizes:
             image_size = sizes.pop()
     else:
         raise KeypointsError(
-            RejectReason.CORRUPT_KEYPOINTS, f"{path}: no 'annotations' list; not a COCO keypoint file."
+            RejectReason.CORRUPT_KEYPOINTS, f"{path}: no 'annotations' list; not a COCO keypoint file: regenerate it or remove it."
         )
     per_frame: dict[int, list[np.ndarray]] = {}
     if isinstance(data, dict):
         for image in data.get("images") or []:
+            if isinstance(image, dict) and isinstance(image.get("id"), bool):
+                raise KeypointsError(
+                    RejectReason.CORRUPT_KEYPOINTS,
+                    f"{path}: images[].id = {image['id']!r} is a boolean; image ids must be frame indices "
+                    "(int >= 0): regenerate the file.",
+                )
             if isinstance(image, dict) and isinstance(image.get("id"), int):
                 per_frame.setdefault(int(image["id"]), [])
     for number, annotation in enumerate(annotations):
         if not isinstance(annotation, dict) or "image_id" not in annotation:
-            raise KeypointsError(RejectReason.CORRUPT_KEYPOINTS, f"{path}: annotation {number} has no image_id.")
+            raise KeypointsError(RejectReason.CORRUPT_KEYPOINTS, f"{path}: annotation {number} has no image_id; regenerate the file (image_id = frame index).")
         frame = annotation["image_id"]
-        if not isinstance(frame, int) or frame < 0:
+        if isinstance(frame, bool) or not isinstance(frame, int) or frame < 0:
             raise KeypointsError(
                 RejectReason.CORRUPT_KEYPOINTS,
-                f"{path}: annotation {number} has image_id {frame!r}; image ids must be frame indices (int >= 0).",
+                f"{path}: annotation {number} has image_id {frame!r}; image ids must be frame indices (int >= 0, not a boolean): regenerate the file.",
             )
         if annotation.get("category_id", 1) != 1:
             continue
+        if _has_bool(annotation.get("keypoints")):
+            raise KeypointsError(
+                RejectReason.CORRUPT_KEYPOINTS,
+                f"{path} (frame {frame}), annotation {number}: keypoints hold booleans (true/false); they must be "
+                "51 numbers (17 x (x, y, v)): regenerate the file with numeric values.",
+            )
         try:
             keypoints = np.asarray(annotation.get("keypoints"), dtype=np.float64).reshape(17, 3)
         except (TypeError, ValueError) as exc:
@@ -455,20 +484,20 @@ def load_coco_keypoints(path: str | os.PathLike) -> PrecomputedKeypoints:
             )
         per_frame.setdefault(frame, []).append(keypoints)  # bbox and score: see _detections
     if not per_frame:
-        raise KeypointsError(RejectReason.MISSING_KEYPOINTS, f"COCO keypoints file {path} lists no frame.")
+        raise KeypointsError(RejectReason.MISSING_KEYPOINTS, f"COCO keypoints file {path} lists no frame; regenerate it for this video or remove it.")
+    # One reading of the third channel (flags or confidences) for the whole file, applied to
+    # each frame's own people: matched by frame index, whatever order the lists are in.
     all_v = [k[:, 2] for people in per_frame.values() for k in people]
-    flags = _visibility_to_confidence(np.concatenate(all_v)) if all_v else None
+    flags = _is_visibility_flags(np.concatenate(all_v)) if all_v else False
     frames: dict[int, FrameDetections] = {}
-    offset = 0
     for frame in sorted(per_frame):
         people = per_frame[frame]
         if not people:
             frames[frame] = empty_detections()
             continue
         keypoints = np.stack(people).astype(np.float32)
-        n = len(people)
-        keypoints[..., 2] = flags[offset : offset + 17 * n].reshape(n, 17)
-        offset += 17 * n
+        if flags:
+            keypoints[..., 2] = _flags_to_confidence(keypoints[..., 2])
         frames[frame] = _detections(keypoints)
     return PrecomputedKeypoints(str(path), "coco", frames, image_size)
 

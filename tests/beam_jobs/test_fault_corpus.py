@@ -35,7 +35,7 @@ pytestmark = pytest.mark.slow
 TIMEOUT_S = 30.0
 ISSUE15 = pytest.mark.xfail(strict=False, reason="the fix for this kind has not landed yet")
 ACTIONS = ("re-download", "give", "pass", "check", "fix", "regenerate", "remove", "raise", "use ", "set ", "put ",
-           "re-encode", "record")  # fmt: skip
+           "re-encode", "record", "shorten", "download")  # fmt: skip
 
 R = "rejected"
 # stem -> (outcome, reason, later: xfail until a pending fix lands); reason None for kept clips.
@@ -71,6 +71,13 @@ CASES: dict[str, tuple[str, str | None, bool]] = {
     "sidecar_nobody": (R, "no_person", False),
     "crowded": (R, "crowded", False),
     "sidecar_missing": (R, "missing_keypoints", False),
+    "ts_named_mp4": ("kept", None, False),  # an intact MPEG-TS named .mp4
+    "cut50_mkv": (R, "unreadable", False),  # the video is cut, not its sidecar
+    "cut50_webm": (R, "unreadable", False),
+    "symlink_alias": (R, "bad_input_row", False),  # a second name of good0's file: one clip
+    "sidecar_bool": (R, "corrupt_keypoints", False),  # keypoints written as booleans
+    "sidecar_boolframe": (R, "corrupt_keypoints", False),  # a boolean image_id
+    "sidecar_reversed": ("kept", None, False),  # images[] reversed, annotations descending
 }
 EXPECTED = {stem: (outcome, reason) for stem, (outcome, reason, _) in CASES.items()}
 XFAIL15 = {stem for stem, (_, _, later) in CASES.items() if later}
@@ -198,12 +205,38 @@ def _build(root: Path) -> dict:
     video_with_sidecar(_expect("crowded", **bad, reason="crowded"), crowd)
     video_with_sidecar(_expect("sidecar_missing", **bad, reason="missing_keypoints"), base)
     (folder / "sidecar_missing.coco.json").unlink()
+    # Containers: an intact MPEG-TS under an .mp4 name; Matroska and WebM cut at 50 % with an intact sidecar.
+    ts = video_with_sidecar(_expect("ts_named_mp4", "kept"), base)
+    _ffmpeg("-i", str(base), "-c", "copy", "-f", "mpegts", str(ts))
+    for stem, codec in (("cut50_mkv", "copy"), ("cut50_webm", "libvpx")):
+        ext = stem.rsplit("_", 1)[1]
+        cut = video_with_sidecar(_expect(stem, **bad, reason="unreadable"), base).with_suffix(f".{ext}")
+        (folder / f"{stem}.mp4").unlink()
+        _ffmpeg("-i", str(base), "-c:v", codec, *(["-b:v", "1M"] if codec != "copy" else []), str(cut))
+        cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    os.symlink(folder / "good0_000000_000001.mp4", folder / f"{_expect('symlink_alias', **bad, reason='bad_input_row')}.mp4")
+    bools = copy.deepcopy(coco)
+    bools["annotations"][0]["keypoints"] = [True] * 51
+    video_with_sidecar(_expect("sidecar_bool", **bad, reason="corrupt_keypoints"), base, bools)
+    boolframe = copy.deepcopy(coco)
+    boolframe["annotations"][1]["image_id"] = True
+    video_with_sidecar(_expect("sidecar_boolframe", **bad, reason="corrupt_keypoints"), base, boolframe)
+    backwards = copy.deepcopy(coco)
+    backwards["images"] = backwards["images"][::-1]
+    backwards["annotations"] = sorted(backwards["annotations"], key=lambda a: -a["image_id"])
+    video_with_sidecar(_expect("sidecar_reversed", "kept"), base, backwards)
 
     # A Kinetics CSV: one good row, then bad ones.
     csv_root = root / "kinetics"
     (csv_root / "videos").mkdir(parents=True)
     shutil.copy(base, csv_root / "videos" / "goodcsv0001_000000_000001.mp4")
     shutil.copy(base.with_name(base.stem + ".coco.json"), csv_root / "videos" / "goodcsv0001_000000_000001.coco.json")
+    # Videos the hostile rows below would reach: in the root (a split too long for a file
+    # name) and outside it (by a label or split that climbs out).
+    for where, name in (("videos", "longsplit1"), ("outside", "escape0001"), ("walk", "escape0002")):
+        (csv_root / where).mkdir(exist_ok=True)
+        shutil.copy(base, csv_root / where / f"{name}_000000_000001.mp4")
+        shutil.copy(base.with_name(base.stem + ".coco.json"), csv_root / where / f"{name}_000000_000001.coco.json")
     lines = [
         "label,youtube_id,time_start,time_end,split",
         "walk,goodcsv0001,0,1,train",
@@ -212,6 +245,10 @@ def _build(root: Path) -> dict:
         "walk,backwards,5,2,train",  # end < start
         "walk,goodcsv0001,0,1,train",  # duplicate
         "walk,notthere01,0,1,train",  # missing video
+        "walk,goodcsv0001,0,1,train",  # a third copy: the extras get distinct ids
+        "walk,longsplit1,0,1," + "S" * 250,  # a split too long for a file name
+        "../outside,escape0001,0,1,",  # a label that climbs out of --video_root
+        "walk,escape0002,0,1,..",  # a split that is the root's parent
     ]
     (csv_root / "list.csv").write_text("\n".join(lines) + "\n")
     # A JSON-lines manifest: one good line, broken ones.
@@ -222,11 +259,13 @@ def _build(root: Path) -> dict:
         json.dumps({"label": "walk"}),  # no uri
         json.dumps(["not", "an", "object"]),
         json.dumps({"uri": str(root / "absent.mp4"), "clip_id": "absentjsonl"}),
+        *(json.dumps({"uri": f"{scheme}://example.com/clip.mp4"}) for scheme in REMOTE_UNSUPPORTED),
     ]
     manifest.write_text("\n".join(entries) + "\n")
-    return {"glob": str(root / "corpus" / "**" / "*.mp4"), "csv": csv_root, "manifest": manifest}
+    return {"glob": str(root / "corpus" / "**" / "*"), "csv": csv_root, "manifest": manifest}
 
 
+REMOTE_UNSUPPORTED = ("http", "https", "ftp")  # gs:// and s3:// are read through Beam's file systems
 FLAGS = ["--keypoints", "precomputed", "--e_norm_threshold", "1e9", "--min_inlier_fraction", "0",
          "--min_track_frames", "1", "--ba_config", '{"max_iter": 8, "tau_r_schedule": [1.0]}',
          "--perception_config", json.dumps({"decode": {"max_duration_s": 5, "timeout_s": TIMEOUT_S}})]  # fmt: skip
@@ -291,7 +330,7 @@ def _by_stem(rejected, tracks) -> dict[str, tuple[str, str | None, str]]:
 
 
 def test_corpus_has_at_least_30_kinds(glob_run):
-    kinds = len(CASES) - 2 + 5 + 3  # bad kinds: CASES less two good ones, + CSV (5) and manifest (3) kinds
+    kinds = len(CASES) - 2 + 8 + 3 + len(REMOTE_UNSUPPORTED)  # CASES less two good ones, + CSV and manifest kinds
     assert kinds >= 30, kinds
 
 
@@ -326,16 +365,34 @@ def test_csv_and_manifest_faults(glob_run, tmp_path):
     code, rejected, tracks, stats, _ = _run(
         ["--input", str(inputs["csv"] / "list.csv"), "--video_root", str(inputs["csv"] / "videos"),
          "--output", str(tmp_path / "csv"), "--model_cache", str(root / "cache"), *FLAGS])  # fmt: skip
-    assert code == 0 and stats["clips"] == 6 == stats["clips_kept"] + stats["clips_rejected"] + stats["clips_failed"]
+    assert code == 0 and stats["clips"] == 10 == stats["clips_kept"] + stats["clips_rejected"] + stats["clips_failed"]
     reasons = sorted(r["reason"] for r in rejected)
-    assert reasons == ["bad_input_row"] * 4 + ["missing_file"], rejected
+    assert reasons == ["bad_input_row"] * 8 + ["missing_file"], rejected
     assert stats["clips_kept"] == 1
     for row in rejected:
         assert any(name in row["message"] for name in ("list.csv", "notthere01", "goodcsv0001")), row["message"]
+        assert any(word in row["message"].lower() for word in ACTIONS), row["message"]
+    assert not any("escape" in r["clip_id"] or "longsplit" in r["clip_id"] for r in tracks), "a row left --video_root"
     code, rejected, tracks, stats, _ = _run(
         ["--input", str(inputs["manifest"]), "--output", str(tmp_path / "jsonl"), "--model_cache",
          str(root / "cache"), *FLAGS])  # fmt: skip
-    assert code == 0 and stats["clips"] == 5 == stats["clips_kept"] + stats["clips_rejected"] + stats["clips_failed"]
-    assert sorted(r["reason"] for r in rejected) == ["bad_input_row"] * 3 + ["missing_file"], rejected
+    clips = 5 + len(REMOTE_UNSUPPORTED)
+    assert code == 0 and stats["clips"] == clips == stats["clips_kept"] + stats["clips_rejected"] + stats["clips_failed"]
+    assert sorted(r["reason"] for r in rejected) == ["bad_input_row"] * (clips - 2) + ["missing_file"], rejected
     for row in rejected:
         assert "manifest.jsonl" in row["message"] or "absent.mp4" in row["message"], row["message"]
+        assert any(word in row["message"].lower() for word in ACTIONS), row["message"]
+    remote = [r for r in rejected if "example.com" in r["message"]]
+    assert len(remote) == len(REMOTE_UNSUPPORTED) and all("gs://" in r["message"] for r in remote), remote
+
+
+def test_a_coco_sidecar_in_reverse_frame_order_gives_the_tracks_of_the_ordered_one(glob_run):
+    """``sidecar_reversed`` is good0's video with good0's sidecar, its ``images[]`` reversed
+    and its annotations in descending frame order: the same detections, so the same tracks."""
+    _, _, (_, _, tracks, _, _) = glob_run
+
+    def tracks_of(stem: str) -> list[tuple]:
+        rows = [r for r in tracks if Path(r["source_uri"]).stem == stem]
+        return sorted((r.get("num_frames"), r.get("selected")) for r in rows)
+
+    assert tracks_of("good0_000000_000001") and tracks_of("sidecar_reversed") == tracks_of("good0_000000_000001")

@@ -40,3 +40,15 @@ def test_bad_flags_stop_the_launcher_with_one_clear_line(argv, expected, tmp_pat
     assert code == 2 and expected in err, err
     assert err.count("\n") == 1 and "Traceback" not in err and "not supported between" not in err
     assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("flag", ["--perception_config", "--ba_config"])
+@pytest.mark.parametrize("depth", [40, 100_000])
+def test_deeply_nested_json_flags_are_one_line_naming_the_flag(flag, depth, tmp_path, capsys):
+    text = "[" * depth + "]" * depth if depth > 1000 else '{"a": ' * depth + "1" + "}" * depth
+    with pytest.raises(SystemExit) as info:
+        pseudo_gt.main(["--input", str(tmp_path / "x.mp4"), "--output", str(tmp_path / "out"), flag, text])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "RecursionError" not in err and "Traceback" not in err, err
+    (line,) = [e for e in err.splitlines() if "error:" in e]
+    assert f"argument {flag}: JSON nested {depth} levels deep" in line and len(line) < 300, line

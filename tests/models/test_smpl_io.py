@@ -194,3 +194,41 @@ def test_convert_smpl_command(standin, tmp_path, capsys):
     args = parser.parse_args(["convert-smpl", str(tmp_path / "nope.pkl"), str(tmp_path / "x.npz")])
     with pytest.raises(FileNotFoundError, match="nope.pkl"):
         args.func(args)
+
+
+@pytest.mark.parametrize("gender,tag", [("neutral", "neutral"), ("male", "m"), ("female", "f")])
+def test_a_folder_of_the_current_smpl_download_is_found(standin, tmp_path, gender, tag):
+    """The v1.1.0 download's names (and the mixed-case spellings) resolve per gender."""
+    folder = tmp_path / "smpl"
+    folder.mkdir()
+    for other_tag in ("neutral", "m", "f"):
+        (folder / f"basicmodel_{other_tag}_lbs_10_207_0_v1.1.0.pkl").write_bytes(getattr(standin, gender).read_bytes())
+    assert resolve_model_path(tmp_path, gender).name == f"basicmodel_{tag}_lbs_10_207_0_v1.1.0.pkl"
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    (mixed / f"basicModel_{tag}_lbs_10_207_0_v1.0.0.pkl").write_bytes(b"x")
+    assert resolve_model_path(mixed, gender).name == f"basicModel_{tag}_lbs_10_207_0_v1.0.0.pkl"
+
+
+def test_npz_with_an_unused_object_entry_loads_and_a_needed_one_is_named(standin, tmp_path):
+    arrays = {k: np.asarray(v) for k, v in load_smpl_arrays(standin.neutral).items()}
+    extra = tmp_path / "with_info.npz"
+    np.savez(extra, **arrays, pose_training_info=np.array([{"dataset": "x"}], dtype=object))
+    loaded = load_smpl_arrays(extra)
+    assert "pose_training_info" not in loaded
+    np.testing.assert_array_equal(loaded["v_template"], arrays["v_template"])
+    needed = tmp_path / "needed_object.npz"
+    np.savez(needed, **{**arrays, "posedirs": np.array([{"a": 1}], dtype=object)})
+    with pytest.raises(ModelFileError, match=r"needed_object.npz: entry 'posedirs' is an object.*convert-smpl"):
+        load_smpl_arrays(needed)
+
+
+@pytest.mark.parametrize("name,gender", [
+    ("SMPL_MALE.pkl", "male"), ("SMPL_FEMALE.npz", "female"), ("SMPL_NEUTRAL.pkl", "neutral"),
+    ("basicmodel_m_lbs_10_207_0_v1.1.0.pkl", "male"), ("basicModel_f_lbs_10_207_0_v1.0.0.pkl", "female"),
+    ("basicmodel_neutral_lbs_10_207_0_v1.1.0.pkl", "neutral"), ("/data/female_user/model.pkl", None),
+])  # fmt: skip
+def test_gender_from_file_name(name, gender):
+    from models.smpl_io import gender_from_file_name
+
+    assert gender_from_file_name(name) == gender

@@ -67,3 +67,16 @@ def test_config_overrides(cache):
 def test_clip_listing_round_trip():
     clip = ClipRef("a_000001_000002", "gs://b/a.mp4", "walk", "train", 1.0, 2.0, "gs://b/a.coco.json", {"k": "v"})
     assert clip_from_json(clip_to_json(clip)) == clip
+
+
+def test_gender_comes_from_the_model_file_name_unless_given(tmp_path):
+    male = tmp_path / "SMPL_MALE.pkl"
+    male.write_bytes(b"m")
+    assert resolve_model_files(smpl_model=str(male), gmm_prior=str(male)).gender == "male"
+    assert resolve_model_files(smpl_model=str(male), gmm_prior=str(male), gender="male").gender == "male"
+    with pytest.raises(ValueError, match=r"--gender female contradicts --smpl_model .*SMPL_MALE.pkl.*says male"):
+        resolve_model_files(smpl_model=str(male), gmm_prior=str(male), gender="female")
+    plain = tmp_path / "model.pkl"
+    plain.write_bytes(b"m")
+    assert resolve_model_files(smpl_model=str(plain), gmm_prior=str(plain)).gender == "neutral"
+    assert resolve_model_files(smpl_model=str(plain), gmm_prior=str(plain), gender="female").gender == "female"

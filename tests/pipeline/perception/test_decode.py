@@ -161,3 +161,60 @@ def test_check_last_frame_catches_a_truncated_file_that_still_probes(tmp_path):
         check_last_frame(meta)
     assert excinfo.value.reason == RejectReason.UNREADABLE
     assert "truncated" in str(excinfo.value) and "cut.mp4" in str(excinfo.value)
+
+
+def _ffmpeg(*args):
+    subprocess.run(["ffmpeg", "-y", "-nostdin", "-loglevel", "error", *args], check=True)
+
+
+def test_an_intact_mpeg_ts_named_mp4_passes_the_last_frame_check(tmp_path):
+    """MPEG-TS has no seek index: an input seek returns nothing without an error. The check
+    falls back to an output seek, so the intact stream passes; a cut faststart MP4 (header
+    intact, data cut) still fails."""
+    ts = tmp_path / "stream.mp4"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=12", "-t", "1", "-c:v", "libx264", "-f", "mpegts", str(ts))
+    source = probe_video(str(ts))
+    meta = plan_decode(source, DecodeConfig(), None, None, backend="probe")
+    assert meta.expected_frames == 12
+    check_last_frame(meta)
+    whole = tmp_path / "whole.mp4"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=12", "-t", "1", "-c:v", "libx264", "-movflags", "+faststart", str(whole))
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(DecodeError) as excinfo:
+        check_last_frame(plan_decode(probe_video(str(cut)), DecodeConfig(), None, None, backend="probe"))
+    assert excinfo.value.reason == RejectReason.UNREADABLE and "re-download" in excinfo.value.message
+
+
+@pytest.mark.parametrize("container,codec", [("mkv", "libx264"), ("webm", "libvpx")])
+def test_a_matroska_or_webm_cut_in_half_is_an_unreadable_video(tmp_path, container, codec):
+    """The header of a cut Matroska/WebM file still declares the whole duration while its
+    packets stop half way: the video is reported truncated (never blamed on a sidecar
+    whose frame ids run past the surviving packets), and the intact file probes fine."""
+    whole = tmp_path / f"whole.{container}"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=12", "-t", "2", "-c:v", codec, "-b:v", "200k", str(whole))
+    assert probe_video(str(whole)).num_frames == 24
+    cut = tmp_path / f"cut.{container}"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(DecodeError) as excinfo:
+        check_last_frame(plan_decode(probe_video(str(cut)), DecodeConfig(), None, None, backend="probe"))
+    assert excinfo.value.reason == RejectReason.UNREADABLE
+    assert f"cut.{container}" in excinfo.value.message and "re-download" in excinfo.value.message
+
+
+def test_a_webm_whose_audio_outlasts_its_video_is_not_truncated(tmp_path):
+    av = tmp_path / "av.webm"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=12:duration=1", "-f", "lavfi", "-i", "sine=duration=3",
+            "-c:v", "libvpx", "-c:a", "libopus", str(av))  # fmt: skip
+    meta = plan_decode(probe_video(str(av)), DecodeConfig(), None, None, backend="probe")
+    check_last_frame(meta)
+    assert meta.expected_frames == 12
+
+
+def test_ffmpeg_messages_drop_memory_addresses():
+    """ffmpeg's log prefixes carry a pointer that differs per process: a rejection message
+    built from them must not (rows are the same on every run and runner)."""
+    from pipeline.perception.decode import ffmpeg_text
+
+    text = ffmpeg_text(b"[NULL @ 0x5592e585fe80] Invalid NAL unit size (3016 > 269).\n[h264 @ 0x55d2aa] error")
+    assert text == "[NULL] Invalid NAL unit size (3016 > 269).\n[h264] error"

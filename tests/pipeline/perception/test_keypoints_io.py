@@ -112,3 +112,76 @@ def test_missing_keypoints_and_sidecar_lookup(tmp_path):
     assert find_sidecar_keypoints(video).endswith("_openpose")
     (tmp_path / "abc_000001_000011.coco.json").write_text("[]")
     assert find_sidecar_keypoints(video).endswith(".coco.json")
+
+
+def _distinct_confidences_coco(frames: int) -> dict:
+    """A COCO file whose frame f has one person with confidence 0.05 * (f + 1) on every joint."""
+    images = [{"id": f, "width": 320, "height": 240} for f in range(frames)]
+    annotations = []
+    for f in range(frames):
+        keypoints = []
+        for j in range(17):
+            keypoints += [100.0 + j, 50.0 + f, round(0.05 * (f + 1), 4)]
+        annotations.append({"image_id": f, "category_id": 1, "keypoints": keypoints})
+    return {"images": images, "annotations": annotations}
+
+
+@pytest.mark.parametrize("order", ["reversed_images", "descending_annotations", "shuffled_both"])
+def test_coco_out_of_order_lists_keep_each_frames_confidences(tmp_path, order):
+    data = _distinct_confidences_coco(12)
+    if order in ("reversed_images", "shuffled_both"):
+        data["images"] = data["images"][::-1]
+    if order in ("descending_annotations", "shuffled_both"):
+        data["annotations"] = data["annotations"][::-1]
+    if order == "shuffled_both":
+        data["annotations"] = data["annotations"][5:] + data["annotations"][:5]
+    path = tmp_path / "clip.coco.json"
+    path.write_text(json.dumps(data))
+    found = load_keypoints(path)
+    assert sorted(found.frames) == list(range(12))
+    for f in range(12):
+        kp = found.frames[f].keypoints
+        assert kp.shape == (1, 17, 3)
+        np.testing.assert_allclose(kp[0, :, 2], 0.05 * (f + 1), atol=1e-6, err_msg=f"frame {f}")
+        np.testing.assert_allclose(kp[0, :, 1], 50.0 + f)
+
+
+def test_coco_out_of_order_visibility_flags_stay_with_their_frame(tmp_path):
+    data = _distinct_confidences_coco(3)
+    for f, ann in enumerate(data["annotations"]):  # flags: frame 0 all occluded (1), the others visible (2)
+        ann["keypoints"] = [v if j % 3 != 2 else (1 if f == 0 else 2) for j, v in enumerate(ann["keypoints"])]
+    data["annotations"] = data["annotations"][::-1]
+    path = tmp_path / "clip.coco.json"
+    path.write_text(json.dumps(data))
+    found = load_keypoints(path)
+    np.testing.assert_allclose(found.frames[0].keypoints[0, :, 2], 0.5)
+    np.testing.assert_allclose(found.frames[2].keypoints[0, :, 2], 1.0)
+
+
+@pytest.mark.parametrize("where", ["keypoints", "image_id", "images_id"])
+def test_coco_booleans_are_refused_naming_the_file(tmp_path, where):
+    data = _distinct_confidences_coco(2)
+    if where == "keypoints":
+        data["annotations"][1]["keypoints"] = [True] * 51
+    elif where == "image_id":
+        data["annotations"][1]["image_id"] = True
+    else:
+        data["images"][1]["id"] = True
+    path = tmp_path / "bools.coco.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(KeypointsError) as info:
+        load_keypoints(path)
+    assert info.value.reason == RejectReason.CORRUPT_KEYPOINTS
+    assert "bools.coco.json" in info.value.message and "boolean" in info.value.message
+    assert "regenerate" in info.value.message
+
+
+def test_openpose_booleans_are_refused(tmp_path):
+    folder = tmp_path / "clip_openpose"
+    folder.mkdir()
+    person = {"pose_keypoints_2d": [True, False, True] * 25}
+    (folder / "clip_000000000000_keypoints.json").write_text(json.dumps({"people": [person]}))
+    with pytest.raises(KeypointsError) as info:
+        load_keypoints(folder)
+    assert info.value.reason == RejectReason.CORRUPT_KEYPOINTS
+    assert "clip_000000000000_keypoints.json" in info.value.message and "boolean" in info.value.message
