@@ -3,7 +3,7 @@ dataset card out.
 
 ::
 
-    ClipRef --PerceiveWholeClipFn--> PerceptionResult | ClipOutcome (rejects)
+    ClipRef --PerceiveClipFn--> PerceptionResult | ClipOutcome (rejects)
         (+ input rejects) --BatchClips--> [work] --FitAndCommitFn--> ShardSummary
         (BA of the batch, rows, shard + manifest: committed as soon as the batch is fitted)
     all ShardSummaries --Finish--> selection/ over the whole output, _common_metadata,
@@ -25,7 +25,8 @@ from pipeline.dataset.selection import SelectionConfig
 from pipeline.dataset.writer import WriterConfig
 from pipeline.records import PerceptionResult
 from transforms import metrics
-from transforms.commit import FitAndCommitFn, PerceiveWholeClipFn, batch_clips
+from transforms.commit import FitAndCommitFn, batch_clips
+from transforms.perceive import PerceiveClipFn
 from transforms.stages import BundleAdjustStage, PerceptionStage
 from transforms.write import WriteCard
 
@@ -87,7 +88,7 @@ class PseudoGroundTruth(beam.PTransform):
 
     def expand(self, clips):
         s = self._settings
-        perceived = clips | "Perceive" >> beam.ParDo(PerceiveWholeClipFn(self._perception))
+        perceived = clips | "Perceive" >> beam.ParDo(PerceiveClipFn(self._perception))
         input_rejects = (
             clips.pipeline
             | "InputRejects" >> beam.Create(self._input_rejects, reshuffle=False)
