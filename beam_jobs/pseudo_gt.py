@@ -113,7 +113,7 @@ def build_stages(options: PipelineOptions) -> tuple[PerceptionStage, BundleAdjus
     files = resolve_model_files(
         smpl_model=models.smpl_model, gender=models.gender, gmm_prior=models.gmm_prior,
         pose_model=models.pose_model, hmr_checkpoint=models.hmr_checkpoint, hmr_mean_params=models.hmr_mean_params,
-        cache_dir=models.model_cache, keypoints_mode=inp.keypoints, exists=storage.exists,
+        cache_dir=models.model_cache, keypoints_source=inp.keypoints, exists=storage.exists,
     )
     overrides = dict(models.perception_config or {})
     out = options.view_as(OutputOptions)

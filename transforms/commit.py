@@ -2,7 +2,7 @@
 
 ::
 
-    ClipRef --PerceiveWholeClipFn--> PerceptionResult (with its tracks) | ClipOutcome (reject)
+    ClipRef --PerceiveClipFn--> PerceptionResult (with its tracks) | ClipOutcome (reject)
     [the batch's results] --FitAndCommitFn--> ShardSummary   (BA of the batch's tracks, rows,
         shard + manifest)
 
@@ -17,7 +17,6 @@ output (:mod:`pipeline.dataset.selection_table`).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 
@@ -34,30 +33,12 @@ from pipeline.dataset.writer import WriterConfig, write_shard
 from pipeline.records import PerceptionResult, TrackProblem
 from transforms import metrics
 from transforms.bundle_adjust import fit_tracks, set_torch_threads
-from transforms.perceive import HEADERS, PerceiveClipFn
 from transforms.stages import BundleAdjustStage
 from transforms.storage import BeamStorage
 
 LOGGER = logging.getLogger("vid2mesh.clips")
 
 
-class PerceiveWholeClipFn(PerceiveClipFn):
-    """ClipRef -> one element per clip: its PerceptionResult with every track problem, or
-    the ClipOutcome of a rejected or failed clip (same stage, same dead letter as
-    :class:`transforms.perceive.PerceiveClipFn`)."""
-
-    def process(self, clip):
-        problems, header = [], None
-        for item in super().process(clip):
-            if isinstance(item, beam.pvalue.TaggedOutput):
-                if item.tag == HEADERS:
-                    header = item.value[1]
-                else:
-                    yield item.value  # a ClipOutcome
-            else:
-                problems.append(item)
-        if header is not None:
-            yield dataclasses.replace(header, problems=tuple(problems))
 
 
 def _chunks(problems: list[TrackProblem], max_frames: int, max_tracks: int) -> list[list[TrackProblem]]:

@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from pipeline.perception.keypoint_source import check_keypoint_source
 from pipeline.records import ClipRef, PerceptionResult, TrackFit, TrackProblem
 from transforms import storage
-from transforms.stages import KEYPOINT_MODES
 
 LOGGER = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def resolve_model_files(
     hmr_checkpoint: str | None = None,
     hmr_mean_params: str | None = None,
     cache_dir: str | None = None,
-    keypoints_mode: str = "auto",
+    keypoints_source: str = "auto",
     exists: Callable[[str], bool] = storage.exists,
 ) -> ModelFiles:
     """Check the model flags and files; fall back to the generated stand-in body.
@@ -95,8 +95,7 @@ def resolve_model_files(
             the message names the flag to pass.
         ValueError: ``gender`` contradicts the gender ``smpl_model``'s file name states.
     """
-    if keypoints_mode not in KEYPOINT_MODES:
-        raise ValueError(f"--keypoints {keypoints_mode!r}: use one of {KEYPOINT_MODES}")
+    check_keypoint_source(keypoints_source)
 
     def check(flag: str, path: str | None, what: str) -> None:
         if path and not exists(path):
@@ -107,7 +106,7 @@ def resolve_model_files(
     check("--pose_model", pose_model, "ultralytics YOLO pose weights (*-pose.pt); nothing is downloaded")
     check("--hmr_checkpoint", hmr_checkpoint, "a SPIN-format HMR checkpoint")
     check("--hmr_mean_params", hmr_mean_params, "the HMR checkpoint's smpl_mean_params.npz")
-    if keypoints_mode == "detect" and not pose_model:
+    if keypoints_source == "detect" and not pose_model:
         raise FileNotFoundError("--keypoints detect needs --pose_model (ultralytics *-pose.pt weights); "
                                 "or pass --keypoints precomputed to use keypoint files")
     if bool(hmr_checkpoint) != bool(hmr_mean_params):
@@ -233,20 +232,19 @@ class ModelPerception:
     Args:
         files: the run's model files.
         device: "auto", "cpu", "cuda", ...
-        keypoints_mode: "auto", "precomputed" or "detect".
+        keypoints_source: "auto", "precomputed" or "detect" (``--keypoints``).
         keypoints_root: folder of precomputed keypoints (None: next to the videos).
         overrides: PerceptionConfig field overrides (``--perception_config``).
     """
 
     files: ModelFiles
     device: str = "auto"
-    keypoints_mode: str = "auto"
+    keypoints_source: str = "auto"
     keypoints_root: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.keypoints_mode not in KEYPOINT_MODES:
-            raise ValueError(f"--keypoints {self.keypoints_mode!r}: use one of {KEYPOINT_MODES}")
+        check_keypoint_source(self.keypoints_source)
         self.config()  # bad overrides fail on the launcher, not on every worker
 
     @property
@@ -255,12 +253,12 @@ class ModelPerception:
 
     def config(self, local: Callable[[str | None], str | None] = lambda p: p):
         """The PerceptionConfig: overrides, then the model files (``local`` maps a path to
-        this machine) and the keypoint mode."""
+        this machine) and the keypoint source."""
         from pipeline.perception.perceive import PerceptionConfig
 
         values = dict(self.overrides)
         values.update(
-            keypoints_source={"auto": "auto", "precomputed": "precomputed", "detect": "detector"}[self.keypoints_mode],
+            keypoints_source=self.keypoints_source,
             detector_weights=local(self.files.pose_model),
             hmr_checkpoint=local(self.files.hmr_checkpoint),
             smpl_mean_params=local(self.files.hmr_mean_params),
@@ -270,7 +268,6 @@ class ModelPerception:
     def describe(self) -> dict[str, Any]:
         return {
             "config": dataclasses.asdict(self.config()),
-            "keypoints_mode": self.keypoints_mode,
             "keypoints_root": self.keypoints_root,
             "device": self.device,
             "init": "hmr" if self.files.hmr_checkpoint else "keypoints",

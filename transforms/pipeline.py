@@ -27,7 +27,8 @@ from pipeline.dataset.selection import SelectionConfig
 from pipeline.dataset.writer import WriterConfig
 from pipeline.perception.inputs import clip_from_json, clip_to_json
 from pipeline.records import ClipRef
-from transforms.commit import FitAndCommitFn, PerceiveWholeClipFn
+from transforms.commit import FitAndCommitFn
+from transforms.perceive import PerceiveClipFn
 from transforms.provenance import check_worker_source
 from transforms.stages import BundleAdjustStage, PerceptionStage
 from transforms.storage import BeamStorage
@@ -104,7 +105,7 @@ class PerceiveFitCommitFn(beam.DoFn):
     def __init__(self, perception: PerceptionStage, bundle_adjust: BundleAdjustStage, settings: JobSettings):
         s = settings
         self._source = (s.source_hash, s.allow_source_mismatch)
-        self._perceive = PerceiveWholeClipFn(perception)
+        self._perceive = PerceiveClipFn(perception)
         self._commit = FitAndCommitFn(bundle_adjust, s.selection, s.frames_mode, s.writer, s.run,
                                       s.batch_max_frames, s.batch_max_tracks, s.heartbeat_s, s.torch_threads)
 

@@ -14,26 +14,26 @@ from typing import Any, Protocol
 
 from pipeline.records import ClipRef, PerceptionResult, TrackFit, TrackProblem
 
-KEYPOINT_MODES = ("auto", "precomputed", "detect")
-
 
 class PerceptionStage(Protocol):
     """Per-clip perception: decode, detect (or read keypoints), track, initialise.
 
     Attributes:
-        keypoints_mode: "precomputed" (keypoint files only; a clip without one is rejected
-            with ``missing_keypoints``), "detect" (run the pose detector), or "auto"
-            (keypoint files where present, else the detector when there is one).
+        keypoints_source: one of :data:`pipeline.perception.keypoint_source.KEYPOINT_SOURCES`
+            (the ``--keypoints`` flag), passed to
+            :func:`pipeline.perception.keypoint_source.choose_keypoints` for each clip.
         keypoints_root: folder of precomputed keypoints, None = next to the videos.
         has_detector: a pose detector is configured.
     """
 
-    keypoints_mode: str
+    keypoints_source: str
     keypoints_root: str | None
     has_detector: bool
 
     def setup(self) -> None: ...
-    def __call__(self, clip: ClipRef) -> PerceptionResult: ...
+    def __call__(self, clip: ClipRef) -> PerceptionResult:
+        """Perceive a clip whose keypoint source is decided (``keypoints_uri`` set: read it;
+        None: detect) and whose files are local."""
     def describe(self) -> dict[str, Any]: ...
     def video_rejection(self, clip: ClipRef) -> PerceptionResult | None:
         """Rejection of a missing or unreadable video (checked before reporting missing keypoints)."""

@@ -75,8 +75,8 @@ def make_fit(problem: TrackProblem, e_norm: float, status: str = "ok", iteration
 class ScriptedPerception:
     """A :class:`transforms.stages.PerceptionStage` scripted by file names (see module doc)."""
 
-    def __init__(self, keypoints_mode: str = "detect", keypoints_root: str | None = None, has_detector: bool = True):
-        self.keypoints_mode = keypoints_mode
+    def __init__(self, keypoints_source: str = "detect", keypoints_root: str | None = None, has_detector: bool = True):
+        self.keypoints_source = keypoints_source
         self.keypoints_root = keypoints_root
         self.has_detector = has_detector
         self.setup_calls = 0
@@ -85,7 +85,7 @@ class ScriptedPerception:
         self.setup_calls += 1
 
     def describe(self) -> dict[str, Any]:
-        return {"stage": "scripted-perception", "keypoints_mode": self.keypoints_mode}
+        return {"stage": "scripted-perception", "keypoints_source": self.keypoints_source}
 
     def video_rejection(self, clip: ClipRef) -> PerceptionResult | None:
         if not os.path.exists(clip.uri):

@@ -17,8 +17,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,6 +31,7 @@ from pipeline.perception.decode import (
     DecodeConfig,
     DecodeError,
     FrameBatch,
+    VideoMeta,
     check_last_frame,
     decode_video,
     plan_decode,
@@ -39,15 +40,15 @@ from pipeline.perception.decode import (
 )
 from pipeline.perception.init import DetectionInit, KeypointInitializer, hmr_initialize, mean_pose_from_params
 from pipeline.perception.inputs import local_file_problem
-from pipeline.perception.keypoints_io import KeypointsError, PrecomputedKeypoints, find_sidecar_keypoints, load_keypoints
+from pipeline.perception.keypoint_source import KEYPOINT_SOURCES
+from pipeline.perception.keypoints_io import KeypointsError, PrecomputedKeypoints, load_keypoints
 from pipeline.records import ClipRef, PerceptionResult, RejectReason
+from pipeline.perception.stage_timer import StageTimer
 from pipeline.perception.track import PaddedDetections, Track, TrackingConfig, pad_detections, track_people
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["PerceptionConfig", "PerceptionModels", "load_perception_models", "perceive_clip", "tracking_at_rate"]
-
-KEYPOINT_SOURCES = ("auto", "detector", "precomputed")
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,10 @@ class PerceptionConfig:
     Attributes:
         decode: decoding bounds and output format.
         tracking: shortest-path tracker settings (crowd rule included).
-        keypoints_source: "auto" (the clip's ``keypoints_uri``, else a ``<stem>.coco.json``
-            / ``<stem>_openpose/`` next to the video, else the detector), "detector" or
-            "precomputed".
+        keypoints_source: one of
+            :data:`pipeline.perception.keypoint_source.KEYPOINT_SOURCES` (the ``--keypoints``
+            flag); "precomputed" loads no detector. Each clip's source is decided by
+            :func:`pipeline.perception.keypoint_source.choose_keypoints`.
         detector_weights: local YOLO ``*-pose.pt`` path (None: no detector).
         detector_confidence: minimum person score.
         detector_iou: NMS IoU threshold.
@@ -180,14 +182,6 @@ class _Reject(Exception):
         self.message = message
 
 
-def _keypoints_uri(clip: ClipRef, config: PerceptionConfig) -> str | None:
-    if config.keypoints_source == "detector":
-        return None
-    if clip.keypoints_uri:
-        return clip.keypoints_uri
-    return find_sidecar_keypoints(clip.uri)
-
-
 def _filter(found: FrameDetections, config: PerceptionConfig) -> FrameDetections:
     seen = (found.keypoints[..., 2] > config.min_keypoint_confidence).sum(-1)
     return found.select(seen >= config.min_visible_keypoints)
@@ -276,36 +270,63 @@ def _problem(
     return problem
 
 
+PERCEPTION_STAGES = ("decode", "detect", "track", "init")
+
+
+@dataclass
+class _ClipState:
+    """What the result reports of a clip, filled in as its frames are read."""
+
+    frames: int = 0
+    size: tuple[int, int] = (0, 0)
+    fps: float = 0.0
+    max_people: int = 0
+
+
+@dataclass
+class _Detections:
+    """Per decoded frame: the people found, their initial estimates (HMR), frame times, crops."""
+
+    found: list[FrameDetections] = field(default_factory=list)
+    inits: list[DetectionInit] = field(default_factory=list)
+    times: list[np.ndarray] = field(default_factory=list)
+    crops: list[list[bytes]] | None = None
+
+
 def perceive_clip(clip: ClipRef, config: PerceptionConfig, models: PerceptionModels) -> PerceptionResult:
     """Decode, detect, track and initialise one clip.
 
     Args:
-        clip: the input clip.
+        clip: the input clip, its keypoint source decided by
+            :func:`pipeline.perception.keypoint_source.choose_keypoints`: with
+            ``keypoints_uri`` set, the keypoints are read from it; without, ``models.detector``
+            finds them.
         config: perception settings.
         models: loaded models (:func:`load_perception_models`).
 
     Returns:
         :class:`PerceptionResult` with one :class:`TrackProblem` per track, or a
         ``reject_reason`` (missing_file, not_a_file, unreadable, no_video_stream, zero_frames, too_long,
-        timeout, missing_keypoints, corrupt_keypoints, no_person, crowded, failed).
+        timeout, corrupt_keypoints, no_person, crowded, failed); ``stage_seconds`` holds the
+        wall seconds of each of :data:`PERCEPTION_STAGES`.
     """
-    seconds = {"decode": 0.0, "detect": 0.0, "track": 0.0, "init": 0.0}
-    state = {"frames": 0, "size": (0, 0), "fps": 0.0, "max_people": 0}
+    timer = StageTimer(*PERCEPTION_STAGES)
+    state = _ClipState()
 
     def result(**kwargs) -> PerceptionResult:
         return PerceptionResult(
             clip=clip,
-            num_frames=state["frames"],
-            image_size=state["size"],
-            fps=state["fps"],
-            max_people=state["max_people"],
-            stage_seconds={k: round(v, 4) for k, v in seconds.items()},
+            num_frames=state.frames,
+            image_size=state.size,
+            fps=state.fps,
+            max_people=state.max_people,
+            stage_seconds=timer.rounded(),
             init_source=models.init_source,
             **kwargs,
         )
 
     try:
-        problems = _perceive(clip, config, models, seconds, state)
+        problems = _perceive(clip, config, models, timer, state)
         return result(problems=tuple(problems))
     except (_Reject, DecodeError, KeypointsError) as exc:
         logger.debug("clip %s rejected: %s (%s)", clip.clip_id, exc.reason, exc.message)
@@ -315,121 +336,29 @@ def perceive_clip(clip: ClipRef, config: PerceptionConfig, models: PerceptionMod
         return result(reject_reason=RejectReason.FAILED, message=f"{type(exc).__name__}: {exc}")
 
 
-def _perceive(clip, config, models, seconds, state) -> list[TrackProblem]:
-    tick = time.perf_counter()
-    keypoints_uri = _keypoints_uri(clip, config)
-    precomputed: PrecomputedKeypoints | None = None
-    if keypoints_uri is not None:
-        precomputed = load_keypoints(keypoints_uri)
-    elif config.keypoints_source == "precomputed":
-        raise _Reject(
-            RejectReason.MISSING_KEYPOINTS,
-            f"no precomputed keypoints for {clip.uri}: set keypoints_uri or put <stem>.coco.json next to the video.",
-        )
-    elif models.detector is None:
-        raise _Reject(
-            RejectReason.MISSING_KEYPOINTS,
-            f"no precomputed keypoints for {clip.uri} and no detector configured (detector_weights).",
-        )
-    problem = local_file_problem(clip.uri)  # dangling links, folders, FIFOs, devices, permissions
-    if problem is not None:
-        raise _Reject(*problem)
-    seconds["detect"] += time.perf_counter() - tick
-
+def _perceive(clip: ClipRef, config: PerceptionConfig, models: PerceptionModels, timer: StageTimer,
+              state: _ClipState) -> list[TrackProblem]:
+    with timer.stage("detect"):
+        precomputed = _open_keypoints(clip, models)
     need_frames = precomputed is None or models.hmr is not None or config.store_crops
-    detection_crops: list[list[bytes]] | None = [] if config.store_crops else None
-    max_people = config.tracking.max_people
-    detections: list[FrameDetections] = []
-    inits: list[DetectionInit] = []
-    times: list[np.ndarray] = []
-
-    if need_frames:
-        tick = time.perf_counter()
-        meta, batches = decode_video(clip.uri, config.decode, clip.time_start, clip.time_end)
-        seconds["decode"] += time.perf_counter() - tick
-        batch_iter = iter(batches)
-    else:
-        tick = time.perf_counter()
-        source = probe_video(clip.uri, "auto", config.decode.timeout_s)
-        meta = plan_decode(source, config.decode, clip.time_start, clip.time_end, backend="probe")
-        check_last_frame(meta)
-        seconds["decode"] += time.perf_counter() - tick
-        count = meta.expected_frames
-        if count is None:
-            # Unknown stream length (no ffprobe): up to the last keypoint frame.
-            count = int(math.floor((precomputed.num_frames / source.fps - meta.time_start) * meta.fps + 0.5))
-        if count <= 0:
-            raise _Reject(RejectReason.ZERO_FRAMES, f"{clip.uri}: the time range holds no frame.")
-        index = np.arange(count, dtype=np.int64)
-        batch_iter = iter(
-            FrameBatch(np.zeros((len(chunk), 0, 0, 3), np.uint8), chunk, chunk / meta.fps)
-            for chunk in np.array_split(index, max(1, math.ceil(count / config.decode.batch_frames)))
-        )
-    state["size"] = (meta.width, meta.height)
-    state["fps"] = meta.fps
-    if precomputed is not None:
-        source_frames = meta.source.num_frames
-        if source_frames is None and meta.source.duration_s:
-            source_frames = int(math.ceil(meta.source.duration_s * meta.source.fps))
-        precomputed.check_video(meta.source.width, meta.source.height, source_frames)
-        base = precomputed.image_size or (meta.source.width, meta.source.height)
-        scale = (meta.width / base[0], meta.height / base[1])
-
-    try:
-        while True:
-            tick = time.perf_counter()
-            batch = next(batch_iter, None)
-            seconds["decode"] += time.perf_counter() - tick
-            if batch is None:
-                break
-            tick = time.perf_counter()
-            if precomputed is not None:
-                source_index = source_frame_index(meta, batch.frame_index)
-                found = precomputed.for_frames(source_index, scale)
-            else:
-                found = models.detector.detect(batch.frames)
-            found = [_filter(f, config) for f in found]
-            seconds["detect"] += time.perf_counter() - tick
-            counts = [len(f) for f in found]
-            state["max_people"] = max([state["max_people"]] + counts)
-            state["frames"] += len(batch)
-            if max_people is not None and state["max_people"] > max_people:
-                worst = int(np.argmax(counts))
-                raise _Reject(
-                    RejectReason.CROWDED,
-                    f"{clip.uri}: {counts[worst]} people in frame {int(batch.frame_index[worst])}, more than "
-                    f"max_people={max_people}; to fit crowded clips pass --perception_config "
-                    f"'{{\"tracking\": {{\"max_people\": {counts[worst]}}}}}'.",
-                )
-            if models.hmr is not None:
-                tick = time.perf_counter()
-                inits.extend(hmr_initialize(models.hmr, batch.frames, found, config.min_keypoint_confidence))
-                seconds["init"] += time.perf_counter() - tick
-            if detection_crops is not None:
-                tick = time.perf_counter()
-                detection_crops.extend(encode_detection_crops(f, d.boxes, config.crop) for f, d in zip(batch.frames, found))
-                seconds["init"] += time.perf_counter() - tick
-            detections.extend(found)
-            times.append(batch.frame_time)
-    finally:
-        close = getattr(batch_iter, "close", None)
-        if close is not None:
-            close()
-
-    if not detections:
+    with timer.stage("decode"):
+        meta, batches = _open_frames(clip, config.decode, precomputed, need_frames)
+    state.size = (meta.width, meta.height)
+    state.fps = meta.fps
+    scale = _keypoint_scale(precomputed, meta) if precomputed is not None else None
+    detected = _detect_frames(clip, config, models, timer, state, meta, batches, precomputed, scale)
+    if not detected.found:
         raise _Reject(RejectReason.ZERO_FRAMES, f"{clip.uri}: no frame decoded.")
-    if state["max_people"] == 0:
+    if state.max_people == 0:
         raise _Reject(
             RejectReason.NO_PERSON,
-            f"{clip.uri}: no person detected in {len(detections)} frames; check that its keypoints (or the detector) "
-            "see the people in it.",
+            f"{clip.uri}: no person detected in {len(detected.found)} frames; check that its keypoints (or the "
+            "detector) see the people in it.",
         )
-
-    tick = time.perf_counter()
-    padded = pad_detections(detections)
-    tracking = tracking_at_rate(config.tracking, meta.fps, config.decode.target_fps)
-    tracks = track_people(padded, tracking)
-    seconds["track"] += time.perf_counter() - tick
+    with timer.stage("track"):
+        padded = pad_detections(detected.found)
+        tracking = tracking_at_rate(config.tracking, meta.fps, config.decode.target_fps)
+        tracks = track_people(padded, tracking)
     if not tracks:
         raise _Reject(
             RejectReason.NO_PERSON,
@@ -438,30 +367,130 @@ def _perceive(clip, config, models, seconds, state) -> list[TrackProblem]:
             + f"detections ({int(padded.mask.sum())} detections in {padded.num_frames} frames); to keep shorter tracks pass "
             f"--perception_config '{{\"tracking\": {{\"min_track_length\": N}}}}'.",
         )
+    with timer.stage("init"):
+        init = _initial_estimates(models, padded, detected.inits)
+    logger.debug(
+        "clip %s: %d frames, %d tracks, init=%s", clip.clip_id, padded.num_frames, len(tracks), models.init_source
+    )
+    frame_time = np.concatenate(detected.times)
+    meta_strings = {"label": clip.label, "split": clip.split, "uri": clip.uri}
+    if clip.keypoints_uri is not None:
+        meta_strings["keypoints"] = clip.keypoints_uri
+    return [
+        _problem(
+            clip, k, track, padded, init, frame_time, (meta.width, meta.height), meta.fps, models.init_source,
+            meta_strings, detected.crops,
+        )
+        for k, track in enumerate(tracks)
+    ]
 
-    tick = time.perf_counter()
+
+def _open_keypoints(clip: ClipRef, models: PerceptionModels) -> PrecomputedKeypoints | None:
+    """The clip's precomputed keypoints (None: the detector finds them); rejects a bad video file."""
+    precomputed = None
+    if clip.keypoints_uri is not None:
+        precomputed = load_keypoints(clip.keypoints_uri)
+    elif models.detector is None:
+        raise ValueError(
+            f"{clip.uri}: no keypoints_uri and no detector loaded; decide the clip's keypoints with "
+            "pipeline.perception.keypoint_source.choose_keypoints first."
+        )
+    problem = local_file_problem(clip.uri)  # dangling links, folders, FIFOs, devices, permissions
+    if problem is not None:
+        raise _Reject(*problem)
+    return precomputed
+
+
+def _open_frames(clip: ClipRef, decode: DecodeConfig, precomputed: PrecomputedKeypoints | None,
+                 need_frames: bool) -> tuple[VideoMeta, Iterator[FrameBatch]]:
+    """The decode plan and its frame batches: decoded pixels, or (keypoints without any use
+    for pixels) empty frames at the planned times, the video only probed."""
+    if need_frames:
+        meta, batches = decode_video(clip.uri, decode, clip.time_start, clip.time_end)
+        return meta, iter(batches)
+    source = probe_video(clip.uri, "auto", decode.timeout_s)
+    meta = plan_decode(source, decode, clip.time_start, clip.time_end, backend="probe")
+    check_last_frame(meta)
+    count = meta.expected_frames
+    if count is None:
+        # Unknown stream length (no ffprobe): up to the last keypoint frame.
+        count = int(math.floor((precomputed.num_frames / source.fps - meta.time_start) * meta.fps + 0.5))
+    if count <= 0:
+        raise _Reject(RejectReason.ZERO_FRAMES, f"{clip.uri}: the time range holds no frame.")
+    index = np.arange(count, dtype=np.int64)
+    return meta, iter(
+        FrameBatch(np.zeros((len(chunk), 0, 0, 3), np.uint8), chunk, chunk / meta.fps)
+        for chunk in np.array_split(index, max(1, math.ceil(count / decode.batch_frames)))
+    )
+
+
+def _keypoint_scale(precomputed: PrecomputedKeypoints, meta: VideoMeta) -> tuple[float, float]:
+    """Checks the keypoints against the video; (x, y) factors from their pixels to the decoded frames'."""
+    source_frames = meta.source.num_frames
+    if source_frames is None and meta.source.duration_s:
+        source_frames = int(math.ceil(meta.source.duration_s * meta.source.fps))
+    precomputed.check_video(meta.source.width, meta.source.height, source_frames)
+    base = precomputed.image_size or (meta.source.width, meta.source.height)
+    return (meta.width / base[0], meta.height / base[1])
+
+
+def _detect_frames(clip: ClipRef, config: PerceptionConfig, models: PerceptionModels, timer: StageTimer,
+                   state: _ClipState, meta: VideoMeta, batches: Iterator[FrameBatch],
+                   precomputed: PrecomputedKeypoints | None, scale: tuple[float, float] | None) -> _Detections:
+    """People in every frame batch, one batch of frames held at a time (HMR and crops run per batch)."""
+    detected = _Detections(crops=[] if config.store_crops else None)
+    try:
+        while True:
+            with timer.stage("decode"):
+                batch = next(batches, None)
+            if batch is None:
+                break
+            with timer.stage("detect"):
+                if precomputed is not None:
+                    found = precomputed.for_frames(source_frame_index(meta, batch.frame_index), scale)
+                else:
+                    found = models.detector.detect(batch.frames)
+                found = [_filter(f, config) for f in found]
+            _count_people(clip, batch, found, state, config.tracking.max_people)
+            if models.hmr is not None:
+                with timer.stage("init"):
+                    detected.inits.extend(hmr_initialize(models.hmr, batch.frames, found, config.min_keypoint_confidence))
+            if detected.crops is not None:
+                with timer.stage("init"):
+                    detected.crops.extend(encode_detection_crops(f, d.boxes, config.crop) for f, d in zip(batch.frames, found))
+            detected.found.extend(found)
+            detected.times.append(batch.frame_time)
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
+    return detected
+
+
+def _count_people(clip: ClipRef, batch: FrameBatch, found: list[FrameDetections], state: _ClipState,
+                  max_people: int | None) -> None:
+    """Counts the batch's frames and people; rejects a clip with more than ``max_people`` in a frame."""
+    counts = [len(f) for f in found]
+    state.max_people = max([state.max_people] + counts)
+    state.frames += len(batch)
+    if max_people is not None and state.max_people > max_people:
+        worst = int(np.argmax(counts))
+        raise _Reject(
+            RejectReason.CROWDED,
+            f"{clip.uri}: {counts[worst]} people in frame {int(batch.frame_index[worst])}, more than "
+            f"max_people={max_people}; to fit crowded clips pass --perception_config "
+            f"'{{\"tracking\": {{\"max_people\": {counts[worst]}}}}}'.",
+        )
+
+
+def _initial_estimates(models: PerceptionModels, padded: PaddedDetections,
+                       inits: list[DetectionInit]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pose, betas, camera) per frame and detection slot: HMR's, else the keypoint initialiser's."""
     if models.hmr is None:
-        flat = padded.keypoints[padded.mask]
-        estimate = models.keypoint_init(flat)
-        counts = padded.counts
-        bounds = np.concatenate([[0], np.cumsum(counts)])
+        estimate = models.keypoint_init(padded.keypoints[padded.mask])
+        bounds = np.concatenate([[0], np.cumsum(padded.counts)])
         inits = [
             DetectionInit(estimate.pose[a:b], estimate.betas[a:b], estimate.camera[a:b])
             for a, b in zip(bounds[:-1], bounds[1:])
         ]
-    init = _pad_init(inits, padded.mask.shape[1])
-    seconds["init"] += time.perf_counter() - tick
-    logger.debug(
-        "clip %s: %d frames, %d tracks, init=%s", clip.clip_id, padded.num_frames, len(tracks), models.init_source
-    )
-    frame_time = np.concatenate(times)
-    meta_strings = {"label": clip.label, "split": clip.split, "uri": clip.uri}
-    if keypoints_uri is not None:
-        meta_strings["keypoints"] = keypoints_uri
-    return [
-        _problem(
-            clip, k, track, padded, init, frame_time, (meta.width, meta.height), meta.fps, models.init_source,
-            meta_strings, detection_crops,
-        )
-        for k, track in enumerate(tracks)
-    ]
+    return _pad_init(inits, padded.mask.shape[1])

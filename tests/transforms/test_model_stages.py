@@ -22,7 +22,7 @@ def cache(tmp_path, standin):
 
 def test_standin_fallback_is_loud_and_hashed(cache, standin, caplog):
     with caplog.at_level(logging.WARNING):
-        files = resolve_model_files(cache_dir=cache, keypoints_mode="precomputed")
+        files = resolve_model_files(cache_dir=cache, keypoints_source="precomputed")
     assert files.body_model_variant == "standin" and files.body_model.endswith(standin.neutral.name)
     assert "NO --smpl_model GIVEN" in caplog.text and "STAND-IN" in caplog.text
     from pipeline.dataset.schema import file_sha256
@@ -40,7 +40,7 @@ def test_user_model_files_are_checked(tmp_path):
     with pytest.raises(FileNotFoundError, match="--hmr_checkpoint and --hmr_mean_params"):
         resolve_model_files(smpl_model=str(model), gmm_prior=str(model), hmr_checkpoint=str(model))
     with pytest.raises(ValueError, match="--keypoints"):
-        resolve_model_files(smpl_model=str(model), gmm_prior=str(model), keypoints_mode="magic")
+        resolve_model_files(smpl_model=str(model), gmm_prior=str(model), keypoints_source="magic")
 
 
 @pytest.mark.slow
@@ -49,7 +49,7 @@ def test_config_overrides(cache):
     perception = ModelPerception(files, "cpu", "precomputed", None, {"decode": {"target_fps": 10}, "tracking": {"max_people": 3}})
     config = perception.config()
     assert config.decode.target_fps == 10 and config.tracking.max_people == 3 and config.keypoints_source == "precomputed"
-    assert ModelPerception(files, keypoints_mode="detect").config().keypoints_source == "detector"
+    assert ModelPerception(files, keypoints_source="detect").config().keypoints_source == "detect"
     assert perception.describe()["config"]["decode"]["target_fps"] == 10
     with pytest.raises(ValueError, match="--perception_config: unknown fields \\['colour'\\]"):
         ModelPerception(files, overrides={"colour": 1})

@@ -13,7 +13,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.dataset import schema
 from pipeline.perception.inputs import InputSpec, read_inputs
-from pipeline.records import ClipRef, RejectReason
+from pipeline.records import ClipRef, PerceptionResult, RejectReason
 from pipeline.dataset.selection import SelectionConfig
 from pipeline.dataset.reader import FrameFilter, read_clips, read_frames, read_tracks
 from pipeline.dataset.books import run_books
@@ -21,7 +21,7 @@ from pipeline.dataset.selection_table import read_selection_outcomes
 from pipeline.dataset.writer import WriterConfig, completed_clips, read_manifests
 from transforms import metrics
 from transforms.bundle_adjust import fit_tracks
-from transforms.perceive import HEADERS, OUTCOMES, PerceiveClipFn
+from transforms.perceive import PerceiveClipFn
 from transforms.pipeline import JobSettings, PseudoGroundTruth, listing_bytes, plan_batches
 from transforms.write import commit_input_rejections, finish_run
 from transforms.testing import ScriptedBundleAdjust, ScriptedPerception, make_problem
@@ -112,25 +112,31 @@ def test_every_clip_accounted_for_and_metrics(corpus, tmp_path):
     assert {p: p.read_bytes() for p in out.rglob("*.parquet")} == before
 
 
-def test_perceive_fn_outputs_and_dead_letter(corpus):
+def _perceive(clips, stage):
+    """(clip id, outcome or "perceived", reason or track count) of each element PerceiveClipFn yields."""
+    def summary(item):
+        if isinstance(item, PerceptionResult):
+            return item.clip.clip_id, "perceived", len(item.problems)
+        return item.clip_id, item.outcome, item.reason
+
+    return beam.Create(clips) | beam.ParDo(PerceiveClipFn(stage)) | beam.Map(summary)
+
+
+def test_perceive_fn_gives_one_element_per_clip_with_a_dead_letter(corpus):
     clips = [ClipRef(n, str(corpus / "train" / "walk" / f"{n}.mp4")) for n in ("a1_000001_000011", "crowded_000000_000010", "explode_000000_000010")]
+    tracks = len(ScriptedPerception()(clips[0]).problems)
     with beam.Pipeline(runner=FnApiRunner()) as p:
-        out = p | beam.Create(clips) | beam.ParDo(PerceiveClipFn(ScriptedPerception())).with_outputs(HEADERS, OUTCOMES, main="problems")
-        assert_that(out.problems | "ProblemClip" >> beam.Map(lambda pr: pr.clip_id) | beam.Distinct(),
-                    equal_to(["a1_000001_000011"]), label="problems")
-        assert_that(out[HEADERS] | beam.Map(lambda kv: (kv[0], len(kv[1].problems))),
-                    equal_to([("a1_000001_000011", 0)]), label="headers")
-        assert_that(out[OUTCOMES] | beam.Map(lambda o: (o.clip_id, o.outcome, o.reason)),
-                    equal_to([("crowded_000000_000010", "rejected", "crowded"),
-                              ("explode_000000_000010", "failed", "failed")]), label="outcomes")
+        assert_that(p | _perceive(clips, ScriptedPerception()),
+                    equal_to([("a1_000001_000011", "perceived", tracks),
+                              ("crowded_000000_000010", "rejected", "crowded"),
+                              ("explode_000000_000010", "failed", "failed")]))
 
 
-def test_precomputed_keypoints_mode_rejects_clips_without_files(corpus):
+def test_precomputed_keypoints_source_rejects_clips_without_files(corpus):
     clip = ClipRef("a1_000001_000011", str(corpus / "train" / "walk" / "a1_000001_000011.mp4"))
     with beam.Pipeline(runner=FnApiRunner()) as p:
-        out = p | beam.Create([clip]) | beam.ParDo(
-            PerceiveClipFn(ScriptedPerception(keypoints_mode="precomputed"))).with_outputs(HEADERS, OUTCOMES, main="problems")
-        assert_that(out[OUTCOMES] | beam.Map(lambda o: o.reason), equal_to([RejectReason.MISSING_KEYPOINTS]))
+        assert_that(p | _perceive([clip], ScriptedPerception(keypoints_source="precomputed")),
+                    equal_to([("a1_000001_000011", "rejected", RejectReason.MISSING_KEYPOINTS)]))
 
 
 def test_fit_tracks_isolates_failures():

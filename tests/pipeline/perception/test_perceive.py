@@ -1,4 +1,6 @@
-"""perceive_clip end to end on small generated videos: problems or a recorded reason."""
+"""perceive_clip end to end on small generated videos: problems or a recorded reason.
+
+Each clip goes through ``choose_keypoints`` first, as in the job."""
 
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ import torch
 
 from models.pose_detector import FrameDetections
 from pipeline.perception.decode import DecodeConfig
+from pipeline.perception.keypoint_source import choose_keypoints
 from pipeline.perception.perceive import PerceptionConfig, PerceptionModels, load_perception_models, perceive_clip
-from pipeline.records import ClipRef, RejectReason
+from pipeline.records import ClipRef, PerceptionResult, RejectReason
 from pipeline.perception.track import TrackingConfig
 
 W, H, FPS, N = 160, 120, 25, 30
@@ -55,10 +58,16 @@ def models(body_model):
 CONFIG = PerceptionConfig(decode=DecodeConfig(target_fps=FPS), tracking=TrackingConfig(min_track_length=10))
 
 
+def _perceive(clip: ClipRef, config: PerceptionConfig, models: PerceptionModels) -> PerceptionResult:
+    """The clip's keypoint source decided (files next to the video), then perceived."""
+    chosen = choose_keypoints(clip, config.keypoints_source, models.detector is not None)
+    return chosen if isinstance(chosen, PerceptionResult) else perceive_clip(chosen, config, models)
+
+
 def test_precomputed_keypoints_give_problems(clip_dir, models):
     root, video = clip_dir
     clip = ClipRef(clip_id="abc_000000_000010", uri=str(video), label="walking", split="train")
-    result = perceive_clip(clip, CONFIG, models)
+    result = _perceive(clip, CONFIG, models)
     assert result.ok, result.message
     assert result.num_frames == N and result.image_size == (W, H) and result.fps == FPS
     assert result.init_source == "keypoints" and result.max_people == 2
@@ -88,7 +97,7 @@ def test_time_range_maps_keypoints_by_source_frame(clip_dir, models):
     clip = ClipRef(clip_id="abc", uri=str(video), time_start=0.4, time_end=1.0,
                    keypoints_uri=str(root / "abc_000000_000010.coco.json"))  # fmt: skip
     config = PerceptionConfig(decode=DecodeConfig(target_fps=12.5), tracking=TrackingConfig(min_track_length=3))
-    result = perceive_clip(clip, config, models)
+    result = _perceive(clip, config, models)
     assert result.ok, result.message
     assert result.num_frames == round(0.6 * 12.5) or abs(result.num_frames - 7.5) <= 1
     left = min(result.problems, key=lambda p: p.keypoints[0, 8, 0])
@@ -99,28 +108,28 @@ def test_time_range_maps_keypoints_by_source_frame(clip_dir, models):
 
 def test_reasons_are_values(clip_dir, models, tmp_path):
     root, video = clip_dir
-    missing = perceive_clip(ClipRef(clip_id="x", uri=str(tmp_path / "none.mp4")), CONFIG, models)
+    missing = _perceive(ClipRef(clip_id="x", uri=str(tmp_path / "none.mp4")), CONFIG, models)
     assert missing.reject_reason == RejectReason.MISSING_KEYPOINTS  # nothing to detect with
     detector_models = PerceptionModels(_StubDetector(2), None, models.keypoint_init)
-    missing = perceive_clip(ClipRef(clip_id="x", uri=str(tmp_path / "none.mp4")), CONFIG, detector_models)
+    missing = _perceive(ClipRef(clip_id="x", uri=str(tmp_path / "none.mp4")), CONFIG, detector_models)
     assert missing.reject_reason == RejectReason.MISSING_FILE and "none.mp4" in missing.message
 
     crowded = tmp_path / "crowd.mp4"
     crowded.symlink_to(video)
     _coco(tmp_path / "crowd.coco.json", lambda f: [(10 + 20 * p, 60) for p in range(7)])
-    result = perceive_clip(ClipRef(clip_id="c", uri=str(crowded)), CONFIG, models)
+    result = _perceive(ClipRef(clip_id="c", uri=str(crowded)), CONFIG, models)
     assert result.reject_reason == RejectReason.CROWDED and result.max_people == 7
 
     empty = tmp_path / "empty.mp4"
     empty.symlink_to(video)
     _coco(tmp_path / "empty.coco.json", lambda f: [(50, 60)] if f < 3 else [])
-    result = perceive_clip(ClipRef(clip_id="e", uri=str(empty)), CONFIG, models)
+    result = _perceive(ClipRef(clip_id="e", uri=str(empty)), CONFIG, models)
     assert result.reject_reason == RejectReason.NO_PERSON
 
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.symlink_to(video)
     (tmp_path / "corrupt.coco.json").write_text('{"annotations": [')
-    result = perceive_clip(ClipRef(clip_id="k", uri=str(corrupt)), CONFIG, models)
+    result = _perceive(ClipRef(clip_id="k", uri=str(corrupt)), CONFIG, models)
     assert result.reject_reason == RejectReason.CORRUPT_KEYPOINTS and "corrupt.coco.json" in result.message
     assert not result.ok and result.problems == ()
 
@@ -143,9 +152,9 @@ class _StubDetector:
 def test_detector_path_streams_batches(clip_dir, models):
     _, video = clip_dir
     stub = _StubDetector(2)
-    config = PerceptionConfig(decode=DecodeConfig(target_fps=FPS, batch_frames=8), keypoints_source="detector",
+    config = PerceptionConfig(decode=DecodeConfig(target_fps=FPS, batch_frames=8), keypoints_source="detect",
                               tracking=TrackingConfig(min_track_length=10))  # fmt: skip
-    result = perceive_clip(ClipRef(clip_id="d", uri=str(video)), config, PerceptionModels(stub, None, models.keypoint_init))
+    result = _perceive(ClipRef(clip_id="d", uri=str(video)), config, PerceptionModels(stub, None, models.keypoint_init))
     assert result.ok and len(result.problems) == 2
     assert [b[0] for b in stub.batches] == [8, 8, 8, 6] and stub.batches[0][1:] == (H, W, 3)
     assert set(result.stage_seconds) == {"decode", "detect", "track", "init"}
@@ -156,7 +165,7 @@ def test_store_crops_gives_a_crop_per_frame(clip_dir, models):
     _, video = clip_dir
     config = PerceptionConfig(decode=DecodeConfig(target_fps=FPS), tracking=TrackingConfig(min_track_length=10),
                               store_crops=True)  # fmt: skip
-    result = perceive_clip(ClipRef(clip_id="s", uri=str(video)), config, models)
+    result = _perceive(ClipRef(clip_id="s", uri=str(video)), config, models)
     assert result.ok, result.message
     for p in result.problems:
         assert len(p.crops) == p.num_frames
@@ -182,7 +191,7 @@ def test_hmr_init_end_to_end(clip_dir, body_model, tmp_path):
         hmr_checkpoint=str(weights), smpl_mean_params=str(mean),
     )  # fmt: skip
     models = load_perception_models(config, body_model)
-    result = perceive_clip(ClipRef(clip_id="h", uri=str(video)), config, models)
+    result = _perceive(ClipRef(clip_id="h", uri=str(video)), config, models)
     assert result.ok, result.message
     assert result.init_source == "hmr" and all(p.init_source == "hmr" for p in result.problems)
     for p in result.problems:
