@@ -41,6 +41,7 @@ from optimize.config import REFERENCE_BODY_HEIGHT_M, BAConfig
 from optimize.lm import LMProblem, levenberg_marquardt
 from optimize.energy import TERM_NAMES, TrackBatch, energy_terms, gmm_nll_offset, reprojection_penalty, track_total
 from optimize.problem import NUM_BETAS, NUM_CAMERA, NUM_POSE, TrackFit, TrackProblem
+from optimize.settings import EnergySettings
 from optimize.selection import (
     detection_inliers, e_norm, identity_switches, inlier_frames, keypoint_error_px, per_frame_energy,
     relative_error, track_scale, trajectory_length,
@@ -504,7 +505,7 @@ def _length_batches(problems: list[TrackProblem], max_batch_frames: int,
     return groups
 
 
-def make_objective(packed: PackedTracks, body_model, prior, config: BAConfig, gmm_offset: float):
+def make_objective(packed: PackedTracks, body_model, prior, config: EnergySettings, gmm_offset: float):
     """The per-track objective E_b / T_b as a function of solver variables (b, n) and index (b,)."""
     frames = packed.batch.num_frames.to(packed.x0.dtype)
     full = torch.arange(len(packed.problems), device=packed.x0.device)
@@ -548,7 +549,7 @@ def _solve_batch(problems, body_model, prior, gmm_offset, config, device) -> lis
     x = torch.where(torch.isfinite(x), x, torch.zeros_like(x))
     with torch.no_grad():
         pose, betas, camera = packed.decode(x)
-        terms = energy_terms(pose, betas, camera, packed.batch, body_model, prior, config, gmm_offset)
+        terms = energy_terms(pose, betas, camera, packed.batch, body_model, prior, config.energy_settings(), gmm_offset)
         # per track on its own frames: a sum over the padded axis would round differently
         # with the longest track of the batch
         length = torch.cat([
@@ -595,7 +596,7 @@ def _lm_stage(packed, body_model, prior, gmm_offset, config: BAConfig, is_diverg
     last = len(config.tau_r_schedule) - 1
 
     def solve(stage: BAConfig, stage_index: int, x: Tensor, used: Tensor) -> SolverResult:
-        problem = LMProblem(packed, body_model, prior, stage, gmm_offset, TRANSLATION_UNIT)
+        problem = LMProblem(packed, body_model, prior, stage.energy_settings(), gmm_offset, TRANSLATION_UNIT)
         settings = config.lm_settings()
         if stage_index < last:
             # a looser cap is only a warm start for the next stage
@@ -615,7 +616,7 @@ def _lbfgs_stage(packed, body_model, prior, gmm_offset, config: BAConfig, is_div
     settings = config.lbfgs_settings()
 
     def solve(stage: BAConfig, stage_index: int, x: Tensor, used: Tensor) -> SolverResult:
-        objective = make_objective(packed, body_model, prior, stage, gmm_offset)
+        objective = make_objective(packed, body_model, prior, stage.energy_settings(), gmm_offset)
         if config.solver == "batched":
             return lbfgs_batched(objective, x, settings, is_diverged)
         if config.solver == "summed":

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
+from optimize.settings import EnergySettings as _E
 from optimize.settings import LMSettings as _LM
 from optimize.settings import SolverSettings as _LBFGS
 from optimize.validate import boolean, choice, declare_ranges, integer, real, sequence, validate_fields
@@ -41,10 +42,10 @@ REFERENCE_BODY_HEIGHT_M = 1.7  # metres: a person's height in units of the camer
 class BAConfig:
     """Every setting of whole-clip bundle adjustment, as the flat ``--ba_config`` JSON keys.
 
-    The fields fall in three groups: the problem's units and track handling, the energy
-    (:mod:`optimize.energy`), and the solvers, whose defaults live in
-    :class:`optimize.settings.LMSettings` and :class:`optimize.settings.SolverSettings`
-    (:meth:`lm_settings`, :meth:`lbfgs_settings`). ``D`` below is
+    The fields fall in three groups: the problem's units and track handling; the energy,
+    whose defaults live in :class:`optimize.settings.EnergySettings` (:meth:`energy_settings`);
+    and the solvers, whose defaults live in :class:`optimize.settings.LMSettings` and
+    :class:`optimize.settings.SolverSettings` (:meth:`lm_settings`, :meth:`lbfgs_settings`). ``D`` below is
     ``docs/bundle_adjustment.md``; ``_px`` values are in reference pixels with ``units="relative"``.
 
     Attributes:
@@ -114,34 +115,34 @@ class BAConfig:
     switch_size_ratio: float = 1.5
     switch_persistence: int = 3
 
-    reprojection_loss: str = "hinge"
-    huber_delta_px: float = 5.0
-    hinge_margin_px: float = 5.0
-    hinge_smoothing_px: float = 2.0
-    tau_r_px: float = 50.0
-    tau_i: float = 4.0
+    reprojection_loss: str = _E.reprojection_loss
+    huber_delta_px: float = _E.huber_delta_px
+    hinge_margin_px: float = _E.hinge_margin_px
+    hinge_smoothing_px: float = _E.hinge_smoothing_px
+    tau_r_px: float = _E.tau_r_px
+    tau_i: float = _E.tau_i
 
-    w_reprojection: float = 1.0
-    w_temporal_3d: float = 50.0
-    temporal_3d_delta_m: float = 0.05
-    w_temporal_2d: float = 0.2
-    temporal_2d_delta_px: float = 10.0
-    w_temporal_camera: float = 0.2
-    temporal_camera_delta_px: float = 10.0
-    camera_translation_cap: float = 0.1
-    temporal_reference_fps: float | None = 25.0
-    w_gmm: float = 0.2
-    w_init: float = 20.0
-    keypoint_init_scale: float = 0.3
-    w_init_betas: float = 0.1
-    init_delta_m: float = 0.05
-    init_betas_delta: float = 1.0
-    shape_bound: float = 3.0
-    w_shape: float = 1.0
+    w_reprojection: float = _E.w_reprojection
+    w_temporal_3d: float = _E.w_temporal_3d
+    temporal_3d_delta_m: float = _E.temporal_3d_delta_m
+    w_temporal_2d: float = _E.w_temporal_2d
+    temporal_2d_delta_px: float = _E.temporal_2d_delta_px
+    w_temporal_camera: float = _E.w_temporal_camera
+    temporal_camera_delta_px: float = _E.temporal_camera_delta_px
+    camera_translation_cap: float = _E.camera_translation_cap
+    temporal_reference_fps: float | None = _E.temporal_reference_fps
+    w_gmm: float = _E.w_gmm
+    w_init: float = _E.w_init
+    keypoint_init_scale: float = _E.keypoint_init_scale
+    w_init_betas: float = _E.w_init_betas
+    init_delta_m: float = _E.init_delta_m
+    init_betas_delta: float = _E.init_betas_delta
+    shape_bound: float = _E.shape_bound
+    w_shape: float = _E.w_shape
 
-    use_reprojection: bool = True
-    use_temporal: bool = True
-    use_prior: bool = True
+    use_reprojection: bool = _E.use_reprojection
+    use_temporal: bool = _E.use_temporal
+    use_prior: bool = _E.use_prior
 
     tau_r_schedule: tuple[float, ...] = (8.0, 1.0)
     solver: str = "lm"
@@ -206,6 +207,10 @@ class BAConfig:
             )
         if not 0 < self.c1 < self.c2 < 1:
             raise ValueError(f"BAConfig needs 0 < c1 < c2 < 1, got c1={self.c1}, c2={self.c2}.")
+
+    def energy_settings(self) -> _E:
+        """The energy's settings of these fields."""
+        return _E(**{name: getattr(self, name) for name in _E.__dataclass_fields__})
 
     def lm_settings(self) -> _LM:
         """The Levenberg-Marquardt settings of these fields (``check_every`` 0: per device)."""

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from models.geometry import weak_perspective_project
-from optimize.config import BAConfig
+from optimize.settings import EnergySettings
 from optimize.terms import (  # noqa: F401  (re-exported: the terms' public helpers)
     TERM_NAMES, TERMS, InitTerm, JointMotion, KeypointMotion, CameraMotion, ShapeBound, TermInputs, gmm_nll_offset,
     reprojection_energy, reprojection_penalty, temporal_widths,
@@ -91,7 +91,7 @@ def _maybe(value: Tensor | None, fn) -> Tensor | None:
 
 
 def temporal_energy(
-    joints3d: Tensor, keypoints2d: Tensor, camera: Tensor, batch: TrackBatch, config: BAConfig
+    joints3d: Tensor, keypoints2d: Tensor, camera: Tensor, batch: TrackBatch, config: EnergySettings
 ) -> dict[str, Tensor]:
     """E_T per frame t (pair t-1, t; frame 0 carries none): the values of the three
     temporal terms of :mod:`optimize.terms`, {"temporal_3d", "temporal_2d",
@@ -100,12 +100,12 @@ def temporal_energy(
     return {term.name: term.value(inputs) for term in (JointMotion(), KeypointMotion(), CameraMotion())}
 
 
-def init_energy(joints3d: Tensor, betas: Tensor, batch: TrackBatch, config: BAConfig) -> Tensor:
+def init_energy(joints3d: Tensor, betas: Tensor, batch: TrackBatch, config: EnergySettings) -> Tensor:
     """lambda_I E_I per frame, (B, T) (:class:`optimize.terms.InitTerm`)."""
     return InitTerm().value(TermInputs(batch, config, betas=betas, joints3d=joints3d))
 
 
-def shape_energy(betas: Tensor, batch: TrackBatch, config: BAConfig) -> Tensor:
+def shape_energy(betas: Tensor, batch: TrackBatch, config: EnergySettings) -> Tensor:
     """The shape bound per frame, (B, T) (:class:`optimize.terms.ShapeBound`)."""
     return ShapeBound().value(TermInputs(batch, config, betas=betas))
 
@@ -167,7 +167,7 @@ def energy_terms(
     batch: TrackBatch,
     body_model,
     prior,
-    config: BAConfig,
+    config: EnergySettings,
     gmm_offset: float = 0.0,
     body_outputs: tuple[Tensor, Tensor] | None = None,
 ) -> EnergyTerms:

@@ -237,7 +237,7 @@ class LMProblem:
         packed: :class:`optimize.bundle_adjust.PackedTracks` (decode, scale_ref, betas_scale).
         body_model: with ``jacobians`` and ``joints_and_keypoints``.
         prior: GMM prior (``nll``, ``nll_gradient_responsibility``, ``precision``) or None.
-        config: the stage's :class:`optimize.config.BAConfig` (weights, caps).
+        config: the stage's :class:`optimize.settings.EnergySettings` (weights, widths, caps).
         gmm_offset: see ``optimize.energy.gmm_nll_offset``.
         translation_unit: metres per unit of the camera translation variables.
     """

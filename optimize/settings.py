@@ -1,10 +1,10 @@
-"""The solvers' settings: the one place their defaults are written.
+"""The energy's and the solvers' settings: the one place their defaults are written.
 
 :class:`optimize.config.BAConfig` carries the same values as flat fields (the
-``--ba_config`` JSON keys: ``lm_*`` for Levenberg-Marquardt, the bare names for L-BFGS),
-taking its defaults from here; :meth:`BAConfig.lm_settings` and
-:meth:`BAConfig.lbfgs_settings` build these records from it. Meanings and calibration:
-``docs/bundle_adjustment.md``.
+``--ba_config`` JSON keys: the energy's names, ``lm_*`` for Levenberg-Marquardt, the bare
+names for L-BFGS), taking its defaults from here; :meth:`BAConfig.energy_settings`,
+:meth:`BAConfig.lm_settings` and :meth:`BAConfig.lbfgs_settings` build these records from
+it. Meanings and calibration: ``docs/bundle_adjustment.md``, "The objective" and "Solver".
 """
 
 from __future__ import annotations
@@ -13,6 +13,44 @@ import dataclasses
 from dataclasses import dataclass
 
 import torch
+
+
+@dataclass(frozen=True)
+class EnergySettings:
+    """The weights, widths, caps, losses and switches of the energy (:mod:`optimize.terms`).
+
+    ``_px`` values are solver pixels (reference pixels in relative units), ``_m`` metres;
+    one line per field in :class:`optimize.config.BAConfig`'s docstring.
+    """
+
+    reprojection_loss: str = "hinge"
+    huber_delta_px: float = 5.0
+    hinge_margin_px: float = 5.0
+    hinge_smoothing_px: float = 2.0
+    tau_r_px: float = 50.0
+    tau_i: float = 4.0
+
+    w_reprojection: float = 1.0
+    w_temporal_3d: float = 50.0
+    temporal_3d_delta_m: float = 0.05
+    w_temporal_2d: float = 0.2
+    temporal_2d_delta_px: float = 10.0
+    w_temporal_camera: float = 0.2
+    temporal_camera_delta_px: float = 10.0
+    camera_translation_cap: float = 0.1
+    temporal_reference_fps: float | None = 25.0
+    w_gmm: float = 0.2
+    w_init: float = 20.0
+    keypoint_init_scale: float = 0.3
+    w_init_betas: float = 0.1
+    init_delta_m: float = 0.05
+    init_betas_delta: float = 1.0
+    shape_bound: float = 3.0
+    w_shape: float = 1.0
+
+    use_reprojection: bool = True
+    use_temporal: bool = True
+    use_prior: bool = True
 
 
 @dataclass(frozen=True)

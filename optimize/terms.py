@@ -37,8 +37,8 @@ from optimize.losses import bounded_huber, hinge, huber, squared_norm
 from optimize.problem import NUM_BETAS, NUM_CAMERA, NUM_POSE
 
 if TYPE_CHECKING:
-    from optimize.config import BAConfig
     from optimize.energy import EnergyTerms, TrackBatch
+    from optimize.settings import EnergySettings
 
 FRAME = NUM_POSE + NUM_CAMERA  # 75 variables per frame: pose, camera (log s, tx / u, ty / u)
 
@@ -58,7 +58,7 @@ class TermInputs:
     """
 
     batch: TrackBatch
-    config: BAConfig
+    config: EnergySettings
     pose: Tensor | None = None
     betas: Tensor | None = None
     camera: Tensor | None = None
@@ -127,11 +127,11 @@ class Term:
     name: str = ""
     quantity: str | None = None
 
-    def enabled(self, config: BAConfig) -> bool:
+    def enabled(self, config: EnergySettings) -> bool:
         """Whether the term is part of E (its value is 0 otherwise)."""
         raise NotImplementedError
 
-    def linearized(self, config: BAConfig, prior) -> bool:
+    def linearized(self, config: EnergySettings, prior) -> bool:
         """Whether the term contributes to the normal equations (a zero weight does not)."""
         return self.enabled(config)
 
@@ -171,7 +171,7 @@ def slope(penalty: Callable[[Tensor], Tensor], squared: Tensor) -> Tensor:
 # ---- E_R: reprojection -------------------------------------------------------------------
 
 
-def reprojection_penalty(squared_error: Tensor, config: BAConfig) -> Tensor:
+def reprojection_penalty(squared_error: Tensor, config: EnergySettings) -> Tensor:
     """The per-keypoint reprojection loss (hinge or Huber). squared_error: (...) px^2 -> (...) px."""
     if config.reprojection_loss == "hinge":
         return hinge(squared_error, config.hinge_margin_px, config.hinge_smoothing_px)
@@ -179,7 +179,7 @@ def reprojection_penalty(squared_error: Tensor, config: BAConfig) -> Tensor:
 
 
 def reprojection_energy(
-    keypoints2d: Tensor, batch: TrackBatch, config: BAConfig
+    keypoints2d: Tensor, batch: TrackBatch, config: EnergySettings
 ) -> tuple[Tensor, Tensor, Tensor]:
     """E_R per frame: min(min_p sum_i w_i h(x_i - x_det,i^p), tau_R).
 
@@ -206,7 +206,7 @@ def reprojection_energy(
     return energy, frame_error, matched
 
 
-def keypoint_curvature(residual: Tensor, squared: Tensor, slope: Tensor, config: BAConfig) -> Tensor:
+def keypoint_curvature(residual: Tensor, squared: Tensor, slope: Tensor, config: EnergySettings) -> Tensor:
     """2 x 2 curvature of the reprojection penalty of each keypoint, per unit of 2 lambda c.
 
     The Hessian of ``phi(|r|)`` (``phi(n) = rho(n^2)``) is ``phi''(n) u u^T + phi'(n) / n
@@ -253,7 +253,7 @@ class Reprojection(Term):
 
     name, quantity = "reprojection", "keypoints"
 
-    def enabled(self, config: BAConfig) -> bool:
+    def enabled(self, config: EnergySettings) -> bool:
         return config.use_reprojection
 
     def value(self, inputs: TermInputs) -> Tensor:
@@ -296,7 +296,7 @@ class TemporalWidths:
     camera_bound_px: Tensor
 
 
-def temporal_widths(batch: TrackBatch, config: BAConfig, dtype: torch.dtype) -> TemporalWidths:
+def temporal_widths(batch: TrackBatch, config: EnergySettings, dtype: torch.dtype) -> TemporalWidths:
     """The temporal terms' widths for ``batch``.
 
     The weights and Huber widths hold at ``config.temporal_reference_fps``. At another
@@ -321,7 +321,7 @@ class _PointMotion(Term):
     Residual: the difference of each point (pairwise rows); weight ``2 lambda rho'``.
     """
 
-    def weight(self, config: BAConfig) -> float:
+    def weight(self, config: EnergySettings) -> float:
         raise NotImplementedError
 
     def points(self, inputs: TermInputs) -> Tensor:
@@ -331,10 +331,10 @@ class _PointMotion(Term):
     def delta(self, widths: TemporalWidths) -> float | Tensor:
         raise NotImplementedError
 
-    def enabled(self, config: BAConfig) -> bool:
+    def enabled(self, config: EnergySettings) -> bool:
         return config.use_temporal
 
-    def linearized(self, config: BAConfig, prior) -> bool:
+    def linearized(self, config: EnergySettings, prior) -> bool:
         return config.use_temporal and self.weight(config) > 0
 
     def value(self, inputs: TermInputs) -> Tensor:
@@ -364,7 +364,7 @@ class JointMotion(_PointMotion):
 
     name, quantity = "temporal_3d", "joints"
 
-    def weight(self, config: BAConfig) -> float:
+    def weight(self, config: EnergySettings) -> float:
         return config.w_temporal_3d
 
     def points(self, inputs: TermInputs) -> Tensor:
@@ -379,7 +379,7 @@ class KeypointMotion(_PointMotion):
 
     name, quantity = "temporal_2d", "keypoints"
 
-    def weight(self, config: BAConfig) -> float:
+    def weight(self, config: EnergySettings) -> float:
         return config.w_temporal_2d
 
     def points(self, inputs: TermInputs) -> Tensor:
@@ -399,10 +399,10 @@ class CameraMotion(Term):
 
     name = "temporal_camera"
 
-    def enabled(self, config: BAConfig) -> bool:
+    def enabled(self, config: EnergySettings) -> bool:
         return config.use_temporal
 
-    def linearized(self, config: BAConfig, prior) -> bool:
+    def linearized(self, config: EnergySettings, prior) -> bool:
         return config.use_temporal and config.w_temporal_camera > 0
 
     def value(self, inputs: TermInputs) -> Tensor:
@@ -462,10 +462,10 @@ class PosePrior(Term):
 
     name = "gmm"
 
-    def enabled(self, config: BAConfig) -> bool:
+    def enabled(self, config: EnergySettings) -> bool:
         return config.use_prior and config.w_gmm > 0
 
-    def linearized(self, config: BAConfig, prior) -> bool:
+    def linearized(self, config: EnergySettings, prior) -> bool:
         return self.enabled(config) and prior is not None
 
     def value(self, inputs: TermInputs) -> Tensor:
@@ -500,7 +500,7 @@ def joints_init_scale(batch: TrackBatch) -> float | Tensor:
     return 1.0 if batch.init_scale is None else batch.init_scale[:, None, None]
 
 
-def init_parts(joints3d: Tensor, betas: Tensor, batch: TrackBatch, config: BAConfig) -> tuple[Tensor, Tensor]:
+def init_parts(joints3d: Tensor, betas: Tensor, batch: TrackBatch, config: EnergySettings) -> tuple[Tensor, Tensor]:
     """The two parts of E_I per candidate, before the cap, the weights and the candidate
     mask: ``sum_i rho(X_i - X~_i^p)`` and ``rho(beta - beta~^p)``, (B, T, P) each."""
     joint_term = huber(
@@ -510,7 +510,7 @@ def init_parts(joints3d: Tensor, betas: Tensor, batch: TrackBatch, config: BACon
     return joint_term, beta_term
 
 
-def init_per_candidate(joints3d: Tensor, betas: Tensor, batch: TrackBatch, config: BAConfig,
+def init_per_candidate(joints3d: Tensor, betas: Tensor, batch: TrackBatch, config: EnergySettings,
                        parts: tuple[Tensor, Tensor] | None = None) -> Tensor:
     """E_I of each candidate before the min: (B, T, P), +inf where no candidate.
 
@@ -535,7 +535,7 @@ class InitTerm(Term):
 
     name, quantity = "init", "joints"
 
-    def enabled(self, config: BAConfig) -> bool:
+    def enabled(self, config: EnergySettings) -> bool:
         return config.use_prior and config.w_init > 0
 
     def value(self, inputs: TermInputs) -> Tensor:
@@ -572,7 +572,7 @@ class InitTerm(Term):
         normal.corner += (per * per * normal.sum_frames(weight_betas[..., None]))[..., None] * eye
 
 
-def shape_excess(betas: Tensor, config: BAConfig) -> Tensor:
+def shape_excess(betas: Tensor, config: EnergySettings) -> Tensor:
     """(B, 10) how far each beta lies beyond +-``config.shape_bound`` (0 inside)."""
     return torch.relu(betas.abs() - config.shape_bound)
 
@@ -588,7 +588,7 @@ class ShapeBound(Term):
 
     name = "shape"
 
-    def enabled(self, config: BAConfig) -> bool:
+    def enabled(self, config: EnergySettings) -> bool:
         return config.use_prior and config.w_shape > 0
 
     def value(self, inputs: TermInputs) -> Tensor:
