@@ -17,6 +17,9 @@ quantity (:attr:`Term.quantity`) and fills its residual and weight rows:
   so the gradient is the exact gradient of the energy);
 * a pairwise term on ``f(t) - f(t-1)``: the difference and its weight, stored at t.
 
+Weights and weighted residuals are added (``+=``) to the rows, so several terms may share
+a quantity's rows; a pairwise term writes the quantity's difference itself.
+
 Outer minima over candidates use the candidate achieving the minimum at the current
 iterate; a capped frame's term is constant (weight 0).
 
@@ -273,7 +276,7 @@ class Reprojection(Term):
         live = (batch.has_candidate & (terms.frame_error < config.tau_r_px))[..., None]  # a capped frame is constant
         factor = torch.where(live, 2.0 * config.w_reprojection * confidence, _zero(inputs))
         kp = rows.keypoint_rows
-        rows.normal.weighted_residual[:, :, kp] = rows.rows(factor * rho_slope, 2) * residual.reshape(b, T, 34)
+        rows.normal.weighted_residual[:, :, kp] += rows.rows(factor * rho_slope, 2) * residual.reshape(b, T, 34)
         rows.normal.add_blocks(kp, factor[..., None, None] * curvature)
 
 
@@ -355,7 +358,7 @@ class _PointMotion(Term):
         rho_slope = slope(lambda s: huber(s, delta), squared_norm(diff))
         at = rows.keypoint_rows if self.quantity == "keypoints" else rows.joint_rows
         rows.normal.pair_residual[:, :, at] = diff.reshape(b, T, K * D)
-        rows.normal.pair_weight[:, :, at] = rows.rows(torch.where(
+        rows.normal.pair_weight[:, :, at] += rows.rows(torch.where(
             inputs.batch.pair_mask[..., None], 2.0 * self.weight(inputs.config) * rho_slope, _zero(inputs)), D)
 
 
@@ -560,8 +563,8 @@ class InitTerm(Term):
         residual = joints - target
         rho_slope = slope(lambda s: huber(s, config.init_delta_m), squared_norm(residual))
         weight = rows.rows(torch.where(live[..., None], 2.0 * lam[..., None] * rho_slope, zero), 3)
-        normal.weighted_residual[:, :, rows.joint_rows] = weight * residual.reshape(b, T, 72)
-        normal.curvature[:, :, rows.joint_rows] = weight
+        normal.weighted_residual[:, :, rows.joint_rows] += weight * residual.reshape(b, T, 72)
+        normal.curvature[:, :, rows.joint_rows] += weight
         # the betas' own residual: beta - beta~ (d / d z = per_beta)
         target_betas = batch.init_betas.gather(2, chosen[:, :, None, None].expand(b, T, 1, NUM_BETAS))[:, :, 0]
         residual_betas = betas[:, None] - target_betas  # (b, T, 10)
