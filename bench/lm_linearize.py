@@ -2,11 +2,11 @@
 
 Times ``linearize`` (energy, gradient and Gauss-Newton blocks) and ``BodyModel.jacobians``
 on synthetic walking tracks (``bench._synthetic_tracks``), median of ``--repeat`` runs.
-With ``--against REV`` it also loads ``optimize/lm.py``, ``optimize/energy.py`` and ``models/body_model.py`` as
-they were at the git revision REV, times them interleaved with the current code (so both
-see the same machine load) and compares the 7 fields of the two linearisations (at x0 and
-at a perturbed x0, and with terms switched off or the Huber reprojection loss): max
-|new - old| / max |old| per field.
+With ``--against REV`` it also loads ``optimize/lm.py``, ``optimize/energy.py`` and
+``models/body_model.py`` as they were at the git revision REV, times them interleaved with
+the current code (so both see the same machine load) and compares the 7 fields of the two
+linearisations (at x0 and at a perturbed x0, and with terms switched off or the Huber
+reprojection loss): max |new - old| / max |old| per field.
 
     python -m bench.lm_linearize [--tracks 8] [--frames 250] [--repeat 7] [--against 3b0f7c9]
 
