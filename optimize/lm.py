@@ -41,7 +41,7 @@ from torch import Tensor
 
 from optimize.blocks import solve_bordered_tridiagonal
 from optimize.energy import TrackBatch, energy_terms, track_total
-from optimize.problem import NUM_BETAS, NUM_CAMERA, NUM_POSE
+from optimize.problem import NUM_BETAS, NUM_POSE
 from optimize.settings import LMSettings
 from optimize.terms import FRAME, TERMS, RowInputs, next_frame
 from optimize.solver import SolverResult
