@@ -2,11 +2,11 @@
 
 Times ``linearize`` (energy, gradient and Gauss-Newton blocks) and ``BodyModel.jacobians``
 on synthetic walking tracks (``bench._synthetic_tracks``), median of ``--repeat`` runs.
-With ``--against REV`` it also loads ``optimize/lm.py`` and ``models/body_model.py`` as
-they were at the git revision REV, times them interleaved with the current code (so both
-see the same machine load) and compares the 7 fields of the two linearisations (at x0 and
-at a perturbed x0, and with terms switched off or the Huber reprojection loss): max
-|new - old| / max |old| per field.
+With ``--against REV`` it also loads ``optimize/lm.py``, ``optimize/energy.py`` and
+``models/body_model.py`` as they were at the git revision REV, times them interleaved with
+the current code (so both see the same machine load) and compares the 7 fields of the two
+linearisations (at x0 and at a perturbed x0, and with terms switched off or the Huber
+reprojection loss): max |new - old| / max |old| per field.
 
     python -m bench.lm_linearize [--tracks 8] [--frames 250] [--repeat 7] [--against 3b0f7c9]
 
@@ -30,8 +30,9 @@ import torch
 FIELDS = ("energy", "gradient", "gradient_betas", "diagonal", "lower", "border", "corner")
 
 
-def _module_at(revision: str, path: str, name: str):
-    """The module ``path`` as it was at git ``revision`` (imports resolve to the current tree)."""
+def _module_at(revision: str, path: str, name: str, replacing: dict | None = None):
+    """The module ``path`` as it was at git ``revision`` (imports resolve to the current tree,
+    except the modules ``replacing`` maps by name, e.g. ``{"optimize.energy": old_energy}``)."""
     source = subprocess.run(["git", "show", f"{revision}:{path}"], check=True, capture_output=True, text=True).stdout
     folder = tempfile.mkdtemp(prefix="lm_linearize_")
     file = os.path.join(folder, f"{name}.py")
@@ -40,7 +41,17 @@ def _module_at(revision: str, path: str, name: str):
     spec = importlib.util.spec_from_file_location(name, file)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    replacing = replacing or {}
+    saved = {key: sys.modules.get(key) for key in replacing}
+    sys.modules.update(replacing)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                sys.modules.pop(key, None)
+            else:
+                sys.modules[key] = value
     return module
 
 
@@ -98,7 +109,9 @@ def main(argv: list[str] | None = None) -> dict:
         body.jacobians(pose, betas)
         if args.against:
             old_body_module = _module_at(args.against, "models/body_model.py", "_old_body_model")
-            old_lm = _module_at(args.against, "optimize/lm.py", "_old_lm")
+            # the revision's linearisation with the revision's energy (the terms' home moved)
+            old_energy = _module_at(args.against, "optimize/energy.py", "_old_energy")
+            old_lm = _module_at(args.against, "optimize/lm.py", "_old_lm", {"optimize.energy": old_energy})
             old_body = old_body_module.BodyModel.from_file(standin.neutral)
             old_problem = old_lm.LMProblem(packed, old_body, prior, config, offset, TRANSLATION_UNIT)
             old_problem.linearize(x0, index)

@@ -6,7 +6,8 @@ energies and inliers do not depend on the person's size on screen), cuts tracks 
 identity switches, packs them into padded,
 masked batches (length buckets with at most 5 % padded frames and at most
 ``BAConfig.max_batch_frames`` padded frames per solver call), minimises every track's
-energy with the batched L-BFGS of :mod:`optimize.solver`, and unpacks one
+energy (Levenberg-Marquardt, :mod:`optimize.lm`, or the batched L-BFGS of
+:mod:`optimize.solver`, through the continuation on tau_R, :func:`continuation`), and unpacks one
 :class:`~optimize.problem.TrackFit` per problem. A track's fit does not depend on the
 other tracks of its batch, bit for bit on a CPU (see ``track_total`` and
 ``TAIL_PAD_FRAMES``; ``docs/bundle_adjustment.md``).
@@ -29,6 +30,7 @@ import copy
 import dataclasses
 import logging
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -36,14 +38,15 @@ from torch import Tensor
 
 from models.geometry import axis_angle_to_matrix
 from optimize.config import REFERENCE_BODY_HEIGHT_M, BAConfig
-from optimize.lm import LMProblem, LMSettings, levenberg_marquardt
+from optimize.lm import LMProblem, levenberg_marquardt
 from optimize.energy import TERM_NAMES, TrackBatch, energy_terms, gmm_nll_offset, reprojection_penalty, track_total
 from optimize.problem import NUM_BETAS, NUM_CAMERA, NUM_POSE, TrackFit, TrackProblem
+from optimize.settings import EnergySettings
 from optimize.selection import (
     detection_inliers, e_norm, identity_switches, inlier_frames, keypoint_error_px, per_frame_energy,
     relative_error, track_scale, trajectory_length,
 )
-from optimize.solver import SolverResult, SolverSettings, lbfgs_batched, lbfgs_per_track, lbfgs_summed
+from optimize.solver import SolverResult, lbfgs_batched, lbfgs_per_track, lbfgs_summed
 
 logger = logging.getLogger(__name__)
 
@@ -238,8 +241,7 @@ def _starting_point(p: TrackProblem) -> tuple[np.ndarray, np.ndarray, np.ndarray
     kept_mask = selected >= 0
     # a regressor's flips only: the keypoint-only init takes its facing from the keypoints
     # themselves (shoulder order), so a change there is the data's, e.g. a turn seen at a
-    # low frame rate, which a flip looks exactly like (measured on the demo corpus: L-BFGS
-    # MPJPE 154 -> 194 mm when such frames were restarted)
+    # low frame rate, which a flip looks exactly like
     flipped = np.zeros(p.num_frames, bool)
     if p.init_source != "keypoints":
         flipped = flipped_start_frames(pose[:, :3], kept_mask)
@@ -264,19 +266,6 @@ def _model_on(module, device, dtype):
     if all(t.device == torch.device(device) and (not t.is_floating_point() or t.dtype == dtype) for t in tensors):
         return module
     return copy.deepcopy(module).to(device=device, dtype=dtype)
-
-
-def _failed_fit(problem: TrackProblem, message: str) -> TrackFit:
-    T = int(np.asarray(problem.frame_index).shape[0])
-    zeros = lambda *shape: np.zeros(shape, np.float32)  # noqa: E731
-    return TrackFit(
-        clip_id=problem.clip_id, track_id=problem.track_id, status="failed",
-        betas=zeros(NUM_BETAS), pose=zeros(T, NUM_POSE), camera=zeros(T, NUM_CAMERA),
-        joints3d=zeros(T, 24, 3), keypoints3d=zeros(T, 17, 3), reprojection=zeros(T, 17, 2),
-        frame_error=np.full(T, np.nan, np.float32), matched_candidate=np.full(T, -1, np.int32),
-        inlier=np.zeros(T, bool), frame_energies={}, energies={}, trajectory_length=0.0,
-        e_norm=math.inf, iterations=0, converged=False, message=message,
-    )
 
 
 def _check_problem(problem: TrackProblem) -> str | None:
@@ -341,7 +330,7 @@ def bundle_adjust(
     for i, problem in enumerate(problems):
         reason = _check_problem(problem)
         if reason is not None:
-            fits[i] = _failed_fit(problem, reason)
+            fits[i] = TrackFit.failed(problem, reason)
             continue
         cuts = _identity_switches(problem, config) if config.split_identity_switches else []
         parts = [(problem, 0)] if not cuts else _pieces(problem, cuts)
@@ -350,7 +339,7 @@ def bundle_adjust(
         for part, start in parts:
             scale = track_scale(part.init_camera, part.selected, part.keypoints)
             if scale is None or not math.isfinite(scale) or scale <= 0:
-                jobs.append(_Job(i, part, start, 1.0, float("nan"), None, _failed_fit(part, (
+                jobs.append(_Job(i, part, start, 1.0, float("nan"), None, TrackFit.failed(part, (
                     f"TrackProblem {part.clip_id}#{part.track_id} has no valid person scale (no selected "
                     "detection with an init camera scale s > 0 or with 5 confident keypoints); its "
                     "reprojection cannot be put in relative units. Check the init camera and keypoints."
@@ -481,12 +470,12 @@ def _split_fit(problem: TrackProblem, cuts: list[int], jobs: list[_Job]) -> Trac
     ids = ", ".join(str(p.track_id) for p in pieces)
     message = (f"identity switch at frame(s) {frames}: the detections jump to another person; "
                f"fitted as {len(pieces)} tracks ({ids})")
-    parent = _failed_fit(problem, message)
+    parent = TrackFit.failed(problem, message)
     return parent.replace(status="split", switch_frames=tuple(frames), pieces=tuple(pieces))
 
 
-# Most padded frames a length bucket may hold, as a fraction of its frames (issue 16.5:
-# the tracks of one clip are fitted in length buckets, not padded to the longest).
+# Most padded frames a length bucket may hold, as a fraction of its frames (the tracks of
+# one clip are fitted in length buckets, not padded to the longest).
 MAX_PADDING_FRACTION = 0.05
 
 
@@ -516,7 +505,7 @@ def _length_batches(problems: list[TrackProblem], max_batch_frames: int,
     return groups
 
 
-def make_objective(packed: PackedTracks, body_model, prior, config: BAConfig, gmm_offset: float):
+def make_objective(packed: PackedTracks, body_model, prior, config: EnergySettings, gmm_offset: float):
     """The per-track objective E_b / T_b as a function of solver variables (b, n) and index (b,)."""
     frames = packed.batch.num_frames.to(packed.x0.dtype)
     full = torch.arange(len(packed.problems), device=packed.x0.device)
@@ -544,7 +533,6 @@ def _temporal_scale(problems: list[TrackProblem], reference_fps: float | None, t
 def _solve_batch(problems, body_model, prior, gmm_offset, config, device) -> list[TrackFit]:
     packed = PackedTracks(problems, body_model, device, config.torch_dtype, config.keypoint_init_scale,
                           pad_frames=TAIL_PAD_FRAMES, temporal_reference_fps=config.temporal_reference_fps)
-    settings = SolverSettings.from_config(config)
     T = packed.num_frames_max
 
     def is_diverged(x: Tensor) -> Tensor:
@@ -554,49 +542,14 @@ def _solve_batch(problems, body_model, prior, gmm_offset, config, device) -> lis
         cam_bad = (frames[..., NUM_POSE].abs().amax(-1) > 20) | (frames[..., NUM_POSE + 1 :].abs().amax((-1, -2)) > 1e5)
         return ~torch.isfinite(x).all(-1) | pose_bad | cam_bad
 
-    x = packed.x0
-    iterations = torch.zeros(len(problems), dtype=torch.long, device=x.device)
-    evaluations = torch.zeros_like(iterations)
-    diverged_any = torch.zeros(len(problems), dtype=torch.bool, device=x.device)
-    for stage_index, multiplier in enumerate(config.tau_r_schedule):
-        stage = config.replace(tau_r_px=config.tau_r_px * multiplier)
-        if config.solver == "lm":
-            problem = LMProblem(packed, body_model, prior, stage, gmm_offset, TRANSLATION_UNIT)
-            lm_settings = LMSettings.from_config(config, x.device)
-            if stage_index < len(config.tau_r_schedule) - 1:
-                # a looser cap is only a warm start for the next stage: LM_WARM_START_FTOL x
-                # lm_ftol (measured: same final energies, 29 -> 22 iterations)
-                lm_settings = dataclasses.replace(lm_settings, ftol=lm_settings.ftol * LM_WARM_START_FTOL)
-            if stage_index > 0:
-                lm_settings = dataclasses.replace(
-                    lm_settings, initial_damping=min(lm_settings.initial_damping, LM_CONTINUATION_DAMPING))
-            # lm_max_iter per stage, and what a track left unused in earlier stages
-            budget = config.lm_max_iter * (stage_index + 1) - iterations
-            result = levenberg_marquardt(problem, x, lm_settings, is_diverged, budget=budget)
-            iterations += result.iterations
-            evaluations += result.evaluations
-            diverged_any |= result.diverged
-            x = torch.where(torch.isfinite(result.x), result.x, x)
-            continue
-        objective = make_objective(packed, body_model, prior, stage, gmm_offset)
-        if config.solver == "batched":
-            result = lbfgs_batched(objective, x, settings, is_diverged)
-        elif config.solver == "summed":
-            result = lbfgs_summed(objective, x, settings)
-        else:
-            result = lbfgs_per_track(objective, x, settings)
-        iterations += result.iterations
-        evaluations += result.evaluations
-        diverged_any |= result.diverged
-        x = torch.where(torch.isfinite(result.x), result.x, x)
-    result = SolverResult(x=x, f=result.f, iterations=iterations, evaluations=evaluations,
-                          converged=result.converged, diverged=diverged_any)
+    stage_solver = _lm_stage if config.solver == "lm" else _lbfgs_stage
+    result = continuation(packed.x0, config, stage_solver(packed, body_model, prior, gmm_offset, config, is_diverged))
     diverged = result.diverged | is_diverged(result.x)
     x = torch.where(torch.isfinite(result.x), result.x, packed.x0)
     x = torch.where(torch.isfinite(x), x, torch.zeros_like(x))
     with torch.no_grad():
         pose, betas, camera = packed.decode(x)
-        terms = energy_terms(pose, betas, camera, packed.batch, body_model, prior, config, gmm_offset)
+        terms = energy_terms(pose, betas, camera, packed.batch, body_model, prior, config.energy_settings(), gmm_offset)
         # per track on its own frames: a sum over the padded axis would round differently
         # with the longest track of the batch
         length = torch.cat([
@@ -609,6 +562,68 @@ def _solve_batch(problems, body_model, prior, gmm_offset, config, device) -> lis
         _unpack(b, p, pose, betas, camera, terms, per_frame_total, length, result, bool(diverged[b]), config)
         for b, p in enumerate(problems)
     ]
+
+
+# solve(stage config, stage index, x (B, n), iterations used so far (B,)) -> SolverResult
+StageSolver = Callable[[BAConfig, int, Tensor, Tensor], SolverResult]
+
+
+def continuation(x0: Tensor, config: BAConfig, solve: StageSolver) -> SolverResult:
+    """Minimise through the continuation on tau_R: one solve per ``config.tau_r_schedule``
+    entry, tau_R multiplied by it, each warm-started from the previous one's finite values.
+
+    Returns:
+        the last stage's result, with iterations and evaluations summed over the stages
+        and ``diverged`` set where any stage diverged.
+    """
+    x = x0
+    iterations = torch.zeros(x0.shape[0], dtype=torch.long, device=x0.device)
+    evaluations = torch.zeros_like(iterations)
+    diverged = torch.zeros(x0.shape[0], dtype=torch.bool, device=x0.device)
+    for stage_index, multiplier in enumerate(config.tau_r_schedule):
+        stage = config.replace(tau_r_px=config.tau_r_px * multiplier)
+        result = solve(stage, stage_index, x, iterations)
+        iterations += result.iterations
+        evaluations += result.evaluations
+        diverged |= result.diverged
+        x = torch.where(torch.isfinite(result.x), result.x, x)
+    return SolverResult(x=x, f=result.f, iterations=iterations, evaluations=evaluations,
+                        converged=result.converged, diverged=diverged)
+
+
+def _lm_stage(packed, body_model, prior, gmm_offset, config: BAConfig, is_diverged) -> StageSolver:
+    """A continuation stage by Levenberg-Marquardt (:func:`optimize.lm.levenberg_marquardt`)."""
+    last = len(config.tau_r_schedule) - 1
+
+    def solve(stage: BAConfig, stage_index: int, x: Tensor, used: Tensor) -> SolverResult:
+        problem = LMProblem(packed, body_model, prior, stage.energy_settings(), gmm_offset, TRANSLATION_UNIT)
+        settings = config.lm_settings()
+        if stage_index < last:
+            # a looser cap is only a warm start for the next stage
+            settings = dataclasses.replace(settings, ftol=settings.ftol * LM_WARM_START_FTOL)
+        if stage_index > 0:
+            settings = dataclasses.replace(
+                settings, initial_damping=min(settings.initial_damping, LM_CONTINUATION_DAMPING))
+        # lm_max_iter per stage, and what a track left unused in earlier stages
+        budget = config.lm_max_iter * (stage_index + 1) - used
+        return levenberg_marquardt(problem, x, settings, is_diverged, budget=budget)
+
+    return solve
+
+
+def _lbfgs_stage(packed, body_model, prior, gmm_offset, config: BAConfig, is_diverged) -> StageSolver:
+    """A continuation stage by L-BFGS (``config.solver``: batched, summed or per_track)."""
+    settings = config.lbfgs_settings()
+
+    def solve(stage: BAConfig, stage_index: int, x: Tensor, used: Tensor) -> SolverResult:
+        objective = make_objective(packed, body_model, prior, stage.energy_settings(), gmm_offset)
+        if config.solver == "batched":
+            return lbfgs_batched(objective, x, settings, is_diverged)
+        if config.solver == "summed":
+            return lbfgs_summed(objective, x, settings)
+        return lbfgs_per_track(objective, x, settings)
+
+    return solve
 
 
 def _numpy(t: Tensor, dtype=np.float32) -> np.ndarray:

@@ -26,6 +26,9 @@ from dataclasses import dataclass
 
 import torch
 
+from optimize.settings import EnergySettings as _E
+from optimize.settings import LMSettings as _LM
+from optimize.settings import SolverSettings as _LBFGS
 from optimize.validate import boolean, choice, declare_ranges, integer, real, sequence, validate_fields
 
 REPROJECTION_LOSSES = ("hinge", "huber")
@@ -37,134 +40,69 @@ REFERENCE_BODY_HEIGHT_M = 1.7  # metres: a person's height in units of the camer
 
 @dataclass(frozen=True)
 class BAConfig:
-    """Weights, caps, robust-loss settings, term switches and solver settings.
+    """Every setting of whole-clip bundle adjustment, as the flat ``--ba_config`` JSON keys.
+
+    The fields fall in three groups: the problem's units and track handling; the energy,
+    whose defaults live in :class:`optimize.settings.EnergySettings` (:meth:`energy_settings`);
+    and the solvers, whose defaults live in :class:`optimize.settings.LMSettings` and
+    :class:`optimize.settings.SolverSettings` (:meth:`lm_settings`, :meth:`lbfgs_settings`). ``D`` below is
+    ``docs/bundle_adjustment.md``; ``_px`` values are in reference pixels with ``units="relative"``.
 
     Attributes:
-        units: "relative" (default) or "pixels". In "relative" units every pixel-valued
-            input of a track (detections, init camera s, tx, ty, image size) is multiplied
-            by ``reference_height_px / (1.7 m x s_track)`` before the fit, with s_track the
-            track's median init camera scale (px/m) over its detected frames, so the
-            ``_px`` values below apply to a person ``reference_height_px`` tall and E,
-            E_norm and the inlier test do not change when the video is zoomed. "pixels"
-            is the paper's (image pixels).
-        reference_height_px: the person height (pixels, a 1.7 m body) at which the
-            ``_px`` values hold in "relative" units. 200 px: about the middle of the
-            heights the weights were calibrated on (150-280 px) and of a person in a
-            340p Kinetics clip, where the paper set its 5 px / 50 px.
-        e_norm: the selection score of a track: "per_frame" (default, E / T: mean energy
-            per frame) or "trajectory" (the paper's eq. 11, E / trajectory length in
-            metres). See docs/bundle_adjustment.md for the measured ranking of both.
-        match_skipped_frames: False (default): on a frame where the tracker kept no
-            detection for the track, E_R and the init term are off (the fit there is
-            regularised by the temporal and prior terms, i.e. towards the track) instead of
-            taking the minimum over the other people's detections. True: the paper's min
-            over all candidates on every frame.
-        split_identity_switches: detect frames where the track's detections jump to another
-            person (``optimize.selection.identity_switches``) and fit the pieces as tracks
-            of their own.
-        switch_speed_heights_per_s: fastest plausible torso motion in the image, person
-            heights per second (4 ~ 7 m/s for a 1.7 m person).
-        switch_slack_heights: allowance for detector noise on the torso centre, heights.
-        switch_size_ratio: a persistent change of the person's scale by more than this
-            factor between consecutive detected frames is a switch too.
-        switch_persistence: detected frames after a jump that must stay with the new
-            position (a shorter excursion is a tracker slip, handled by the min over
-            candidates, not a switch).
-        reprojection_loss: "hinge" (in the wild: 0 below ``hinge_margin_px``, L1 above)
-            or "huber" (controlled setting), applied to each keypoint's pixel error norm.
-        huber_delta_px: width of the quadratic zone of the Huber reprojection loss, px.
-        hinge_margin_px: errors below this cost nothing under the hinge, px (paper: 5).
-        hinge_smoothing_px: quadratic blend after the margin so the hinge is C1, px.
-        tau_r_px: per-frame cap of the reprojection energy (outer min), px (paper: 50).
-        tau_i: per-frame cap of the init term's joint part, in its units (robust metres
-            summed over the 24 joints). The shape residual is not capped: beta is shared
-            by every frame, and a cap on every frame would leave it free.
-        w_reprojection: lambda_R.
-        w_temporal_3d: lambda_1, on the 24 SMPL joints (per metre of robust displacement).
-        temporal_3d_delta_m: Huber width of the 3D temporal term, metres.
-        w_temporal_2d: lambda_2, on the 17 projected COCO keypoints (per pixel).
-        temporal_2d_delta_px: Huber width of the 2D temporal term, px.
-        w_temporal_camera: lambda_3, on the camera translation (per pixel).
-        temporal_camera_delta_px: Huber width of the camera term, px.
-        camera_translation_cap: bound of the camera translation penalty as a fraction
-            of the image width (paper: 0.1). Camera scale is never penalised.
-        temporal_reference_fps: the frame rate (Hz) at which the three temporal terms'
-            Huber widths and the camera bound hold (25: the rate they were calibrated at,
-            and the decoder's default output rate). A track at ``fps`` uses them times
-            ``temporal_reference_fps / fps``, i.e. its frame differences are measured as
-            velocities and each pair weighs the time it spans, so a motion costs the same per
-            second at 10, 25 or 60 fps (see ``optimize.energy.temporal_energy``). None:
-            per-frame widths at every rate (before 2026-12-04).
-        w_gmm: weight of the GMM pose prior (negative log-likelihood, offset to be about
-            0 at the best mixture mean).
-        w_init: lambda_I, weight of the stay-close-to-init term.
-        keypoint_init_scale: the init term's joints' part is multiplied by this for tracks
-            whose init came from the keypoint-only initialiser (``TrackProblem.init_source
-            == "keypoints"``): its "estimate" is the mean pose, so a full-weight pull towards
-            it fights the keypoints (demo corpus, L-BFGS: inlier frames 54 % at 1.0, 91 % at
-            0.1). The betas' part keeps lambda_I: the keypoint init's betas are the mean
-            shape, the population prior (``optimize.energy.joints_init_scale``). 0.3:
-            calibrated on synthetic tuning tracks with the keypoint-only init (24 tracks,
-            both solvers; at 0.1 L-BFGS stopped at its cap on nearly every track, so the
-            earlier 0.1 was chosen on unconverged fits), checked on held-out tracks and the
-            demo (docs/bundle_adjustment.md, "Calibration").
-        w_init_betas: lambda_beta inside the init term (per unit of robust beta distance).
-        init_delta_m: Huber width of the init term on joints, metres.
-        init_betas_delta: Huber width of the init term on betas.
-        shape_bound: |beta_k| (SMPL's standard deviations) beyond which the shape bound
-            applies; 0 cost inside it.
-        w_shape: weight of the shape bound, per frame and squared standard deviation beyond
-            ``shape_bound``; 0 switches it off. Part of E_P (dropped with ``use_prior``).
-        use_reprojection, use_temporal, use_prior: term switches (the ablation). With
-            ``use_prior`` off both the GMM and the init term are dropped.
-        tau_r_schedule: continuation on the reprojection cap: the solver runs once per
-            entry with tau_R multiplied by it, each run warm-started from the previous; the
-            last entry must be 1 (the paper's objective). A per-frame regressor's init often
-            reprojects worse than tau_R, and a capped frame has no reprojection gradient, so
-            a first pass with a looser cap pulls such frames in before the outer min makes
-            the remaining ones inert. ``(1.0,)`` solves the final objective directly.
-        solver: "lm" (default since 2026-12-04: Levenberg-Marquardt on the block
-            tridiagonal normal equations, ``optimize.lm``: every measured track converges
-            in tens of iterations, 4-5x less CPU time per frame than L-BFGS, equal or
-            better 3D accuracy; see docs/bundle_adjustment.md, "Levenberg-Marquardt"),
-            "batched" (per-track L-BFGS histories, step sizes, line searches and stopping,
-            many tracks per call; hundreds of iterations, the default before), "summed"
-            (torchmin L-BFGS on the sum of all tracks' objectives: one shared line search;
-            for measurement) or "per_track" (torchmin L-BFGS on one track at a time; the
-            reference).
-        lm_max_iter: Levenberg-Marquardt iterations (linear solves) per track and stage;
-            what a stage leaves unused carries over to the next, so a track gets at most
-            ``lm_max_iter x len(tau_r_schedule)`` in all (measured on the demo: a track
-            that took 13 iterations in the first stage needed 26 in the second).
-        lm_ftol: LM stops when an accepted step lowers E / T by less than this. 1e-2 (not
-            L-BFGS's 1e-4): an LM step gains far more than an L-BFGS step; LM's tail
-            converges linearly (rate about 0.5), so the energy left is about the last
-            decrease, 1e-2 of an E / T of 20-80 (measured on the 8 x 250 benchmark tracks:
-            within 0.05 % of the energy reached with 1e-3, in 143 iterations instead of 204).
-        lm_initial_damping: lambda at the start of the first stage, relative to diag(H)
-            (later stages start from the previous minimum with 1e-3). 1.0: the first steps
-            are short, and a track whose init is flipped on some frames less often ends in
-            a worse minimum than L-BFGS's (1e-3: 2 of 8 benchmark tracks > 1 % above
-            L-BFGS's energy; 1.0: 1 of 8).
-        lm_check_every: LM iterations between looks at which tracks are done (host
-            synchronisations); 0: 1 on a CPU, 5 on a GPU.
-        lm_max_batch_frames: with ``solver="lm"``, padded frames per solver call (the
-            smaller of this and ``max_batch_frames``). LM holds per-frame Jacobians and
-            75 x 75 blocks, about 270 KB per frame in float32 (measured: +540 MB for 2,000
-            frames), so 4,096 frames is about 1.1 GB; a larger batch is no faster on a CPU
-            (the block work is per matrix). Raise it on a GPU.
-        max_iter: L-BFGS iterations per track.
-        max_eval: objective evaluations per track (line-search trials included).
-        history_size: L-BFGS memory.
-        line_search_max_evals: trials per strong-Wolfe line search.
-        c1, c2: strong-Wolfe sufficient decrease and curvature constants.
-        ftol: stop when the per-frame objective changes by less than this (absolute).
-        xtol: stop when no parameter moves by more than this in one step.
-        gtol: stop when every gradient entry of the per-frame objective is below this.
-        max_abs_pose_rad: a pose entry beyond this marks the track diverged.
-        max_batch_frames: padded frames (tracks x longest track) per solver call; larger
-            inputs are split into length-sorted batches. A single track is never split.
-        dtype: "float32" (default) or "float64".
+        units: "relative" (person rescaled to ``reference_height_px``) or "pixels" (D, "Units").
+        reference_height_px: height of a 1.7 m person at which ``_px`` values hold (D, "Units").
+        e_norm: selection score, "per_frame" (E / T) or "trajectory" (E / metres) (D, "Selection score").
+        match_skipped_frames: match other people's detections on frames the tracker skipped (D, "Skipped frames").
+        split_identity_switches: cut tracks where detections jump to another person (D, "Identity switches").
+        switch_speed_heights_per_s: fastest plausible torso motion, heights / s (D, "Identity switches").
+        switch_slack_heights: detector noise allowance on the torso centre, heights (D, "Identity switches").
+        switch_size_ratio: persistent scale change that counts as a switch, > 1 (D, "Identity switches").
+        switch_persistence: detected frames a jump must persist for (D, "Identity switches").
+        reprojection_loss: "hinge" (in the wild) or "huber" (controlled) per keypoint (D, "The objective").
+        huber_delta_px: quadratic zone of the Huber reprojection loss, px (D, "The objective").
+        hinge_margin_px: errors below this cost nothing under the hinge, px (D, "The objective").
+        hinge_smoothing_px: quadratic blend after the hinge margin, px (D, "The objective").
+        tau_r_px: per-frame cap tau_R of the reprojection energy, px (D, "The objective").
+        tau_i: per-frame cap of the init term's joints' part, robust metres (D, "The objective").
+        w_reprojection: lambda_R (D, "The objective").
+        w_temporal_3d: lambda_1 on the 24 SMPL joints' motion (D, "The objective").
+        temporal_3d_delta_m: Huber width of the 3D temporal term, m (D, "Frame rate").
+        w_temporal_2d: lambda_2 on the 17 projected keypoints' motion (D, "The objective").
+        temporal_2d_delta_px: Huber width of the 2D temporal term, px (D, "Frame rate").
+        w_temporal_camera: lambda_3 on the camera translation's motion (D, "The objective").
+        temporal_camera_delta_px: Huber width of the camera term, px (D, "Frame rate").
+        camera_translation_cap: camera term's bound, fraction of the image width (D, "The objective").
+        temporal_reference_fps: rate at which the temporal widths hold, Hz; None: per frame (D, "Frame rate").
+        w_gmm: weight of the GMM pose prior (D, "The objective").
+        w_init: lambda_I of the stay-close-to-init term (D, "The objective").
+        keypoint_init_scale: init joints' weight on keypoint-only inits (D, "Calibration").
+        w_init_betas: lambda_beta of the init term's betas part (D, "The objective").
+        init_delta_m: Huber width of the init term on joints, m (D, "The objective").
+        init_betas_delta: Huber width of the init term on betas (D, "The objective").
+        shape_bound: |beta_k| beyond which the shape bound applies (D, "The objective").
+        w_shape: weight of the shape bound; 0 switches it off (D, "The objective").
+        use_reprojection: E_R on (the ablation) (D, "The objective").
+        use_temporal: E_T on (D, "The objective").
+        use_prior: GMM, init and shape terms on (D, "The objective").
+        tau_r_schedule: tau_R multipliers of the continuation stages, ending with 1 (D, "Solver").
+        solver: "lm", "batched" (L-BFGS), "summed" or "per_track" (references) (D, "Solver").
+        lm_max_iter: LM iterations per track and stage, unused ones carry over (D, "Levenberg-Marquardt").
+        lm_ftol: LM stops when a step lowers E / T by less (D, "Levenberg-Marquardt").
+        lm_initial_damping: LM lambda of the first stage, relative to diag(H) (D, "Levenberg-Marquardt").
+        lm_check_every: LM iterations between host looks; 0: 1 on a CPU, 5 on a GPU (D, "Levenberg-Marquardt").
+        lm_max_batch_frames: padded frames per LM call (D, "Levenberg-Marquardt").
+        max_iter: L-BFGS iterations per track and stage (D, "Solver").
+        max_eval: L-BFGS objective evaluations per track (D, "Solver").
+        history_size: L-BFGS memory (D, "Solver").
+        line_search_max_evals: trials per strong-Wolfe line search (D, "Solver").
+        c1: strong-Wolfe sufficient-decrease constant (D, "Solver").
+        c2: strong-Wolfe curvature constant (D, "Solver").
+        ftol: L-BFGS stops when E / T changes by less (D, "Solver").
+        xtol: L-BFGS stops when no variable moves by more (D, "Solver").
+        gtol: both solvers stop when every entry of grad(E / T) is below this (D, "Solver").
+        max_abs_pose_rad: a pose entry beyond this marks the track diverged (D, "Solver").
+        max_batch_frames: padded frames (tracks x longest) per solver call (D, "Batch independence").
+        dtype: "float32" or "float64" (D, "Batch independence").
     """
 
     units: str = "relative"
@@ -177,51 +115,51 @@ class BAConfig:
     switch_size_ratio: float = 1.5
     switch_persistence: int = 3
 
-    reprojection_loss: str = "hinge"
-    huber_delta_px: float = 5.0
-    hinge_margin_px: float = 5.0
-    hinge_smoothing_px: float = 2.0
-    tau_r_px: float = 50.0
-    tau_i: float = 4.0
+    reprojection_loss: str = _E.reprojection_loss
+    huber_delta_px: float = _E.huber_delta_px
+    hinge_margin_px: float = _E.hinge_margin_px
+    hinge_smoothing_px: float = _E.hinge_smoothing_px
+    tau_r_px: float = _E.tau_r_px
+    tau_i: float = _E.tau_i
 
-    w_reprojection: float = 1.0
-    w_temporal_3d: float = 50.0
-    temporal_3d_delta_m: float = 0.05
-    w_temporal_2d: float = 0.2
-    temporal_2d_delta_px: float = 10.0
-    w_temporal_camera: float = 0.2
-    temporal_camera_delta_px: float = 10.0
-    camera_translation_cap: float = 0.1
-    temporal_reference_fps: float | None = 25.0
-    w_gmm: float = 0.2
-    w_init: float = 20.0
-    keypoint_init_scale: float = 0.3
-    w_init_betas: float = 0.1
-    init_delta_m: float = 0.05
-    init_betas_delta: float = 1.0
-    shape_bound: float = 3.0
-    w_shape: float = 1.0
+    w_reprojection: float = _E.w_reprojection
+    w_temporal_3d: float = _E.w_temporal_3d
+    temporal_3d_delta_m: float = _E.temporal_3d_delta_m
+    w_temporal_2d: float = _E.w_temporal_2d
+    temporal_2d_delta_px: float = _E.temporal_2d_delta_px
+    w_temporal_camera: float = _E.w_temporal_camera
+    temporal_camera_delta_px: float = _E.temporal_camera_delta_px
+    camera_translation_cap: float = _E.camera_translation_cap
+    temporal_reference_fps: float | None = _E.temporal_reference_fps
+    w_gmm: float = _E.w_gmm
+    w_init: float = _E.w_init
+    keypoint_init_scale: float = _E.keypoint_init_scale
+    w_init_betas: float = _E.w_init_betas
+    init_delta_m: float = _E.init_delta_m
+    init_betas_delta: float = _E.init_betas_delta
+    shape_bound: float = _E.shape_bound
+    w_shape: float = _E.w_shape
 
-    use_reprojection: bool = True
-    use_temporal: bool = True
-    use_prior: bool = True
+    use_reprojection: bool = _E.use_reprojection
+    use_temporal: bool = _E.use_temporal
+    use_prior: bool = _E.use_prior
 
     tau_r_schedule: tuple[float, ...] = (8.0, 1.0)
     solver: str = "lm"
-    lm_max_iter: int = 25
-    lm_ftol: float = 1e-2
-    lm_initial_damping: float = 1.0
-    lm_check_every: int = 0
+    lm_max_iter: int = _LM.max_iter
+    lm_ftol: float = _LM.ftol
+    lm_initial_damping: float = _LM.initial_damping
+    lm_check_every: int = _LM.check_every
     lm_max_batch_frames: int = 4096
-    max_iter: int = 300
-    max_eval: int = 750
-    history_size: int = 10
-    line_search_max_evals: int = 25
-    c1: float = 1e-4
-    c2: float = 0.9
-    ftol: float = 1e-4
-    xtol: float = 1e-7
-    gtol: float = 1e-5
+    max_iter: int = _LBFGS.max_iter
+    max_eval: int = _LBFGS.max_eval
+    history_size: int = _LBFGS.history_size
+    line_search_max_evals: int = _LBFGS.line_search_max_evals
+    c1: float = _LBFGS.c1
+    c2: float = _LBFGS.c2
+    ftol: float = _LBFGS.ftol
+    xtol: float = _LBFGS.xtol
+    gtol: float = _LBFGS.gtol
     max_abs_pose_rad: float = 100.0
     max_batch_frames: int = 32768
     dtype: str = "float32"
@@ -269,6 +207,19 @@ class BAConfig:
             )
         if not 0 < self.c1 < self.c2 < 1:
             raise ValueError(f"BAConfig needs 0 < c1 < c2 < 1, got c1={self.c1}, c2={self.c2}.")
+
+    def energy_settings(self) -> _E:
+        """The energy's settings of these fields."""
+        return _E(**{name: getattr(self, name) for name in _E.__dataclass_fields__})
+
+    def lm_settings(self) -> _LM:
+        """The Levenberg-Marquardt settings of these fields (``check_every`` 0: per device)."""
+        return _LM(max_iter=self.lm_max_iter, ftol=self.lm_ftol, gtol=self.gtol,
+                   initial_damping=self.lm_initial_damping, check_every=self.lm_check_every)
+
+    def lbfgs_settings(self) -> _LBFGS:
+        """The L-BFGS settings of these fields."""
+        return _LBFGS(**{name: getattr(self, name) for name in _LBFGS.__dataclass_fields__})
 
     @property
     def torch_dtype(self) -> torch.dtype:

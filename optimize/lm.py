@@ -1,49 +1,32 @@
-"""Levenberg-Marquardt on the block structure of the whole-clip bundle adjustment (issue 14).
+"""Levenberg-Marquardt on the block structure of the whole-clip bundle adjustment.
 
-The energy of a track (``optimize.energy``) is a sum of robust penalties of small residual
-vectors: a keypoint's reprojection error (frame t), a joint's or keypoint's motion and the
-camera's translation between frames t-1 and t, a joint's distance to the init estimate
-(frame t), the betas' distance to the init betas, and the GMM pose prior (frame t). Each
-penalty is ``lambda rho(|r|^2)`` of a residual ``r`` whose Jacobian touches frame t, maybe
-frame t-1, and the 10 shared betas. So the Gauss-Newton normal matrix of one track is
-block tridiagonal (T blocks of 75 x 75: pose 72 + camera 3) with a 10-wide dense border,
-solved in O(T 75^3) by :func:`optimize.blocks.solve_bordered_tridiagonal`.
+The energy of a track is a sum of terms (:mod:`optimize.terms`), each a robust penalty of
+small residual vectors whose Jacobian touches frame t, maybe frame t-1, and the 10 shared
+betas. So the Gauss-Newton normal matrix of one track is block tridiagonal (T blocks of
+75 x 75: pose 72 + camera 3) with a 10-wide dense border, solved in O(T 75^3) by
+:func:`optimize.blocks.solve_bordered_tridiagonal`.
 
-How the non-least-squares parts enter (the objective itself is never changed):
-
-* **Robust penalties** by iteratively reweighted least squares: a term ``lambda rho(s)``,
-  ``s = |r|^2``, contributes ``W J^T r`` to the gradient and ``W J^T J`` to the normal
-  matrix, with ``W = 2 lambda rho'(s)`` taken from the penalty functions of
-  ``optimize.losses`` themselves (so the gradient is the exact gradient of the energy).
-* **Outer minima over candidates** (reprojection, init term): the candidate achieving the
-  minimum at the current iterate, fixed for the iteration.
-* **Caps** (tau_R, tau_I, the camera bound): a capped frame's term is constant, W = 0.
-* **GMM prior**: the exact gradient of the log-sum-exp NLL and the curvature
-  ``sum_k r_k Sigma_k^-1`` (``GMMPrior.nll_gradient_responsibility``, formed in the blocks' layout).
-
-* **Shape**: the init term's betas residual (never capped) and the shape bound
-  ``w_shape sum_k max(0, |beta_k| - bound)^2`` (exact: a quadratic in the betas).
+The solver only linearises through the terms, damps, solves and steps:
+:meth:`LMProblem.linearize` forms the Jacobian rows of the quantities the residuals live
+on (keypoints, joints: analytic, ``BodyModel.jacobians``), every term writes its residuals,
+IRLS weights and curvatures (``Term.linearize``: robust penalties by iteratively
+reweighted least squares, outer minima by the candidate achieving them, capped frames
+with weight 0, the GMM prior by its exact gradient and responsibility-weighted
+precisions), and :class:`_Normal` assembles the blocks. The objective is never changed.
 
 Every step is checked on the exact energy: the gain ratio of actual to predicted decrease
 accepts or rejects it and adapts each track's damping (Nielsen's rule). The damping is
 Marquardt's, ``lambda diag(H)`` with a floor, so it is invariant to the variables' units.
-A trial point is judged on its energy alone (a forward pass, about 1/25 of a
-linearisation), so a rejected step costs a solve and a forward pass, not a
-linearisation. Two cheap corrections along the step's own direction, energies only:
-an accepted step is stretched (``STRETCH``) while E keeps falling, because IRLS
-over-estimates the robust penalties' curvature (measured gain ratios 1.1-1.3: the model's
-step stops short); a rejected one is shortened (``BACKTRACK``) before the damping grows.
-On the 8 x 250 benchmark tracks the two took the iterations from 231 to 204 (at
-``lm_ftol`` 1e-3) with equal or lower energies.
+A trial point is judged on its energy alone (a forward pass), so a rejected step costs a
+solve and a forward pass, not a linearisation. Two cheap corrections along the step's own
+direction, energies only: an accepted step is stretched (``STRETCH``) while E keeps
+falling, because IRLS over-estimates the robust penalties' curvature (the model's step
+stops short); a rejected one is shortened (``BACKTRACK``) before the damping grows.
 
 Batched over tracks, with per-track damping, accept/reject and stopping as masks: the
 iteration has no host synchronisation (no ``.item()``, no branch on tensor values). The
 driver looks at the tracks' state every ``check_every`` iterations (1 on a CPU, where a
 look is free and finished tracks drop out of the batch at once; more on a GPU).
-
-Jacobians are analytic (``BodyModel.jacobians``): ``bench.lm_jacobians`` measured them 29x
-faster than ``torch.func.vmap(jacrev)`` over frames and 14x faster than ``vmap(jacfwd)``
-(104 frames, CPU, one thread), equal to 4e-7 in float32.
 """
 
 from __future__ import annotations
@@ -57,46 +40,15 @@ import torch
 from torch import Tensor
 
 from optimize.blocks import solve_bordered_tridiagonal
-from optimize.energy import (
-    TrackBatch, energy_terms, init_parts, init_per_candidate, joints_init_scale, reprojection_penalty, shape_excess,
-    temporal_widths, track_total,
-)
-from optimize.losses import bounded_huber, huber, squared_norm
-from optimize.problem import NUM_BETAS, NUM_CAMERA, NUM_POSE
+from optimize.energy import TrackBatch, energy_terms, track_total
+from optimize.problem import NUM_BETAS, NUM_POSE
+from optimize.settings import LMSettings
+from optimize.terms import FRAME, TERMS, RowInputs, next_frame
 from optimize.solver import SolverResult
 
-FRAME = NUM_POSE + NUM_CAMERA  # 75 variables per frame: pose, camera (log s, tx / u, ty / u)
 _DAMPING_FLOOR = 1e-6  # relative to the track's mean diagonal entry
 BACKTRACK = (0.5, 0.25)  # fractions of a rejected step tried before the damping grows
 STRETCH = (2.0,)  # multiples of an accepted step tried (the largest that lowers E further is taken)
-
-
-@dataclass(frozen=True)
-class LMSettings:
-    """Levenberg-Marquardt settings (see :class:`optimize.config.BAConfig`, ``lm_*`` fields).
-
-    Attributes:
-        max_iter: iterations (linear solves) per track and stage.
-        ftol: stop when an accepted step lowers the per-frame energy by less than this.
-        gtol: stop when every entry of the per-frame energy's gradient is below this.
-        initial_damping: lambda at the start, relative to diag(H).
-        max_damping: a track whose damping exceeds this cannot descend further: it stops
-            (converged: every direction the model proposes fails to lower E).
-        check_every: iterations between looks at the tracks' state (host syncs).
-    """
-
-    max_iter: int = 25
-    ftol: float = 1e-4
-    gtol: float = 1e-5
-    initial_damping: float = 1e-3
-    max_damping: float = 1e8
-    check_every: int = 1
-
-    @classmethod
-    def from_config(cls, config, device: torch.device) -> "LMSettings":
-        check = config.lm_check_every or (1 if device.type == "cpu" else 5)
-        return cls(max_iter=config.lm_max_iter, ftol=config.lm_ftol, gtol=config.gtol,
-                   initial_damping=config.lm_initial_damping, check_every=check)
 
 
 @dataclass(frozen=True)
@@ -139,11 +91,13 @@ class _Normal:
 
     Every robust term is a penalty of residual rows of a per-frame quantity f(t) (the 34
     keypoint coordinates in pixels, the 72 joint coordinates in metres): unary terms of frame
-    t and pairwise terms on ``f(t) - f(t-1)``. The rows of all such terms are registered with
-    :meth:`rows`, their Jacobians written into :attr:`jac` and :attr:`jac_betas`, their
-    weights into the per-row tensors; :meth:`assemble` then forms each block with one batched
-    product over all rows. The other terms (the betas' init term, the camera's temporal term,
-    the GMM prior) are added to the blocks after :meth:`assemble`.
+    t and pairwise terms on ``f(t) - f(t-1)``. The rows are registered with :meth:`rows`,
+    their Jacobians written into :attr:`jac` and :attr:`jac_betas` (by
+    :meth:`LMProblem._jacobian_rows`), each term's weights into the per-row tensors
+    (``Term.linearize``); :meth:`assemble` then forms each block with one batched product
+    over all rows. Terms not on those rows (the betas' own residuals, the camera's motion,
+    the GMM prior) write into ``gradient_betas`` and ``corner``, seed ``diagonal``, or add
+    to the blocks after :meth:`assemble`.
 
     Attributes:
         jac: (b, T, R, 75) d rows(t) / d frame t's variables (a workspace: reused by the next
@@ -208,7 +162,7 @@ class _Normal:
         n = b * T
         jac, jac_betas = self.jac, self.jac_betas
         w = self.pair_weight
-        scalar = self.curvature + w + _next_frame(w)  # (b, T, R): C of the rows without 2 x 2 blocks
+        scalar = self.curvature + w + next_frame(w)  # (b, T, R): C of the rows without 2 x 2 blocks
         jt = jac.view(n, R, FRAME).transpose(1, 2)  # (n, 75, R): no copy, the product reads it transposed
         # C J: what multiplies J_t^T in the diagonal block
         product = self._workspace("product", (b, T, R, FRAME))
@@ -234,17 +188,15 @@ class _Normal:
         change_w = change * w[..., None]
         betas_rows += change_w
         betas_rows[:, :-1] -= change_w[:, 1:]
-        # J^T B and J^T r as (B^T J)^T and r^T J: the product with J on the right is 3x faster
+        # J^T B and J^T r as (B^T J)^T and r^T J: the product with J on the right is the faster one
         border = torch.bmm(betas_rows.view(n, R, NUM_BETAS).transpose(1, 2), jac.view(n, R, FRAME))
         self.border = border.transpose(1, 2).contiguous().view(b, T, FRAME, NUM_BETAS)
         self.corner += self.sum_frames(change.transpose(-1, -2) @ change_w)
         wd = w * self.pair_residual
-        residual_rows = self.weighted_residual + wd - _next_frame(wd)
+        residual_rows = self.weighted_residual + wd - next_frame(wd)
         # r^T J per frame as R multiply-adds over all frames at once, not a (1 x R) (R x 75)
-        # bmm: BLAS's thin paths (M = 1 or 2) rounded the first columns differently with the
-        # frame's memory offset, i.e. with the batch (measured: 13 ms for 2,032 frames,
-        # against 5 ms for the bmm and 38 ms for one (b, T, R, 75) product and sum). On a
-        # GPU, where batch independence is not promised (kernels are chosen by shape), the
+        # bmm: BLAS's thin paths (M = 1 or 2) round the first columns differently with the
+        # frame's memory offset, i.e. with the batch. On a GPU, where batch independence is not promised (kernels are chosen by shape), the
         # bmm: one kernel instead of R.
         if jac.device.type == "cpu":
             self.gradient = torch.zeros(b, T, FRAME, dtype=jac.dtype, device=jac.device)
@@ -266,11 +218,6 @@ class _Normal:
                              self.border, self.corner)
 
 
-def _next_frame(values: Tensor) -> Tensor:
-    """values (b, T, ...) at frame t + 1, stored at t (0 at the last frame)."""
-    return torch.cat((values[:, 1:], torch.zeros_like(values[:, :1])), 1)
-
-
 def _times_2x2(blocks: Tensor, rows: Tensor) -> Tensor:
     """Each pair of rows times its 2 x 2 block (elementwise: a batched 2 x 2 matmul is slow).
 
@@ -283,52 +230,6 @@ def _times_2x2(blocks: Tensor, rows: Tensor) -> Tensor:
     return out.reshape(rows.shape)
 
 
-def _keypoint_curvature(residual: Tensor, squared: Tensor, slope: Tensor, config) -> Tensor:
-    """2 x 2 curvature of the reprojection penalty of each keypoint, per unit of 2 lambda c.
-
-    The Hessian of ``phi(|r|)`` (``phi(n) = rho(n^2)``) is ``phi''(n) u u^T + phi'(n) / n
-    (I - u u^T)``, u = r / n. IRLS keeps ``phi'(n) / n`` in both directions; that misses the
-    hinge's radial curvature ``1 / smoothing`` in its blend zone just past the margin (the
-    model then promised about twice the decrease the steps gave, and the damping grew).
-    Here: radial ``phi''(n)`` in the hinge's blend zone and in Huber's quadratic zone, IRLS's
-    ``phi'(n) / n`` (an over-estimate, safe) in the L1 tail, tangential ``phi'(n) / n``;
-    inside the hinge's margin (where the penalty is flat) both fade from the blend zone's
-    values at the margin to 0 at the detection, so a keypoint there cannot be moved out of
-    the margin for free.
-
-    Args:
-        residual: (b, T, 17, 2) px. squared: (b, T, 17) px^2. slope: (b, T, 17) rho'(s).
-
-    Returns:
-        (b, T, 17, 2, 2).
-    """
-    norm = torch.sqrt(squared.clamp(min=1e-12))
-    if config.reprojection_loss == "hinge":
-        margin, width = config.hinge_margin_px, config.hinge_smoothing_px
-        knee = margin + width
-        inside = (norm / max(margin, 1e-6)).clamp(max=1.0) ** 2  # 0 at the detection, 1 at the margin
-        tangential = torch.where(norm < knee, inside / knee, 2.0 * slope)
-        # radial: phi''(n) = 1 / width in the blend zone (m, m + width), fading to 0 inside
-        radial = torch.where(norm < knee, inside / width, 2.0 * slope)
-    else:
-        delta = config.huber_delta_px
-        tangential = 2.0 * slope
-        radial = torch.where(norm <= delta, torch.full_like(norm, 1.0 / delta), 2.0 * slope)
-    unit = residual / norm[..., None]
-    unit = torch.where((squared > 1e-12)[..., None], unit, torch.tensor([1.0, 0.0], dtype=residual.dtype, device=residual.device))
-    outer = unit[..., :, None] * unit[..., None, :]
-    eye = torch.eye(2, dtype=residual.dtype, device=residual.device)
-    return 0.5 * (radial[..., None, None] * outer + tangential[..., None, None] * (eye - outer))
-
-
-def _slope(penalty: Callable[[Tensor], Tensor], squared: Tensor) -> Tensor:
-    """d penalty / d s, elementwise, for a penalty of the squared norm s (the losses' own code)."""
-    with torch.enable_grad():
-        s = squared.detach().requires_grad_(True)
-        (slope,) = torch.autograd.grad(penalty(s).sum(), s)
-    return slope.detach()
-
-
 class LMProblem:
     """The energy of a packed batch and its linearisation in the solver's variables.
 
@@ -336,7 +237,7 @@ class LMProblem:
         packed: :class:`optimize.bundle_adjust.PackedTracks` (decode, scale_ref, betas_scale).
         body_model: with ``jacobians`` and ``joints_and_keypoints``.
         prior: GMM prior (``nll``, ``nll_gradient_responsibility``, ``precision``) or None.
-        config: the stage's :class:`optimize.config.BAConfig` (weights, caps).
+        config: the stage's :class:`optimize.settings.EnergySettings` (weights, widths, caps).
         gmm_offset: see ``optimize.energy.gmm_nll_offset``.
         translation_unit: metres per unit of the camera translation variables.
     """
@@ -388,23 +289,51 @@ class LMProblem:
         return track_total(terms.per_frame_total())
 
     def linearize(self, x: Tensor, index: Tensor) -> Linearization:
-        """E, its gradient and the Gauss-Newton blocks at x (b, n) for the tracks ``index`` (b,)."""
+        """E, its gradient and the Gauss-Newton blocks at x (b, n) for the tracks ``index`` (b,).
+
+        The solver's part is the Jacobian rows of the quantities the terms' residuals live on
+        (:meth:`_jacobian_rows`); every term of :data:`optimize.terms.TERMS` then writes its
+        residuals, weights and curvatures (``Term.linearize``), and the blocks are assembled.
+        """
         config = self.config
         batch = self.batch(index)
         pose, betas, camera = self.packed.decode(x, index)
         b, T = pose.shape[:2]
-        n = b * T
         dtype, device = x.dtype, x.device
-        widths = temporal_widths(batch, config, dtype)
+        active = [term for term in TERMS if term.linearized(config, self.prior)]
         # the residual rows: 34 keypoint coordinates (px), 72 joint coordinates (m)
-        on_keypoints = config.use_reprojection or (config.use_temporal and config.w_temporal_2d > 0)
-        on_joints = (config.use_prior and config.w_init > 0) or (config.use_temporal and config.w_temporal_3d > 0)
+        on_keypoints = any(term.quantity == "keypoints" for term in active)
+        on_joints = any(term.quantity == "joints" for term in active)
         normal = _Normal(b, T, 34 * on_keypoints + 72 * on_joints, dtype, device,
                          lambda name, shape: self._workspace(name, shape, dtype, device))
         kp = normal.rows(34) if on_keypoints else None
         jr = normal.rows(72) if on_joints else None
+        body_outputs, per_beta, unit = self._jacobian_rows(normal, pose, betas, camera, index, kp, jr)
+        terms = energy_terms(pose, betas, camera, batch, self.body, self.prior, config, self.offset,
+                             body_outputs=body_outputs)
+        energy = track_total(terms.per_frame_total())
+        rows = RowInputs(normal, terms, kp, jr, per_beta[:, :, 0, 0, 0], unit,
+                         lambda: self._block_precision(dtype, device))
+        for term in active:
+            term.linearize(terms.inputs, rows)
+        normal.assemble()
+        for add in rows.after_assembly:
+            add()
+        return normal.result(energy)
+
+    def _jacobian_rows(self, normal: _Normal, pose: Tensor, betas: Tensor, camera: Tensor, index: Tensor,
+                       kp: slice | None, jr: slice | None) -> tuple[tuple[Tensor, Tensor], Tensor, Tensor]:
+        """Write d keypoints2d / d variables into rows ``kp`` and d joints / d variables into
+        rows ``jr`` of ``normal.jac`` and ``normal.jac_betas`` (the body model's chain rule).
+
+        Returns:
+            the body outputs (joints (b, T, 24, 3) m, keypoints (b, T, 17, 3) m), d beta / d z
+            (b, 1, 1, 1, 1) and the pixels per translation variable (b, 1, 1).
+        """
+        b, T = pose.shape[:2]
+        n = b * T
         joints_pose = None  # the joints' pose Jacobian, written by the body model straight into their rows
-        if jr is not None and self.body.dtype == dtype:
+        if jr is not None and self.body.dtype == pose.dtype:
             joints_pose = normal.jac[:, :, jr, :NUM_POSE].view(n, 24, 3, NUM_POSE)
         jac = self.body.jacobians(pose.reshape(n, NUM_POSE),
                                   betas[:, None].expand(b, T, NUM_BETAS).reshape(n, NUM_BETAS),
@@ -413,30 +342,10 @@ class LMProblem:
             normal.jac[:, :, jr, :NUM_POSE] = jac["joints_pose"].reshape(b, T, 72, NUM_POSE)
         joints = jac["joints"].reshape(b, T, 24, 3)
         keypoints = jac["keypoints"].reshape(b, T, 17, 3)
-        terms = energy_terms(pose, betas, camera, batch, self.body, self.prior, config, self.offset,
-                             body_outputs=(joints, keypoints))
-        energy = track_total(terms.per_frame_total())
-
         per_beta = (1.0 / self.packed.betas_scale[index])[:, None, None, None, None]  # d beta / d z
         unit = (self.translation_unit * self.packed.scale_ref[index])[:, None, None]  # (b, 1, 1) px per variable
         scale = camera[..., 0][..., None, None, None]  # (b, T, 1, 1, 1) px / m
-        per = per_beta[:, :, 0, 0, 0]  # (b, 1) d beta / d z
-
-        zero = torch.zeros((), dtype=dtype, device=device)
-        present = batch.has_candidate
-        pair_mask = batch.pair_mask
-
-        def rows(values: Tensor, width: int) -> Tensor:
-            """(b, T, K) per point -> (b, T, K * width) per residual row."""
-            return values[..., None].expand(*values.shape, width).reshape(b, T, -1)
-
-        def differences(values: Tensor) -> Tensor:
-            diff = torch.zeros_like(values)
-            diff[:, 1:] = values[:, 1:] - values[:, :-1]
-            return diff
-
-        # ---- terms on the 17 projected keypoints (pixels): E_R and the 2D temporal term
-        if on_keypoints:
+        if kp is not None:
             # x = s X_xy + t: d / d pose, d / d log s, d / d (tx, ty) variables
             kp_jac = normal.jac[:, :, kp].view(b, T, 17, 2, FRAME)
             kp_pose = jac["keypoints_pose"].reshape(b, T, 17, 3, NUM_POSE)[..., :2, :]
@@ -448,94 +357,11 @@ class LMProblem:
             kp_jac[..., 1, NUM_POSE + 2] = unit
             kp_betas = jac["keypoints_betas"].reshape(b, T, 17, 3, NUM_BETAS)[..., :2, :]
             normal.jac_betas[:, :, kp] = (scale * kp_betas * per_beta).reshape(b, T, 34, NUM_BETAS)
-            if config.use_reprojection:
-                matched = terms.matched.clamp(min=0)  # (b, T)
-                gather = matched[:, :, None, None, None].expand(b, T, 1, 17, 2)
-                detection = batch.candidates.gather(2, gather)[:, :, 0]  # (b, T, 17, 2)
-                confidence = batch.confidence.gather(2, matched[:, :, None, None].expand(b, T, 1, 17))[:, :, 0]
-                residual = terms.keypoints2d - detection
-                squared = squared_norm(residual)
-                slope = _slope(lambda s: reprojection_penalty(s, config), squared)
-                curvature = _keypoint_curvature(residual, squared, slope, config)  # (b, T, 17, 2, 2)
-                live = (present & (terms.frame_error < config.tau_r_px))[..., None]  # a capped frame is constant
-                factor = torch.where(live, 2.0 * config.w_reprojection * confidence, zero)
-                normal.weighted_residual[:, :, kp] = rows(factor * slope, 2) * residual.reshape(b, T, 34)
-                normal.add_blocks(kp, factor[..., None, None] * curvature)
-            if config.use_temporal and config.w_temporal_2d > 0:
-                diff = differences(terms.keypoints2d)
-                slope = _slope(lambda s: huber(s, widths.keypoints_px), squared_norm(diff))
-                normal.pair_residual[:, :, kp] = diff.reshape(b, T, 34)
-                normal.pair_weight[:, :, kp] = rows(
-                    torch.where(pair_mask[..., None], 2.0 * config.w_temporal_2d * slope, zero), 2)
-
-        # ---- terms on the 24 joints (metres): the init term and the 3D temporal term
-        if on_joints:
+        if jr is not None:
             normal.jac[:, :, jr, NUM_POSE:] = 0.0  # the joints do not depend on the camera
             normal.jac_betas[:, :, jr] = (
                 jac["joints_betas"].reshape(b, T, 24, 3, NUM_BETAS) * per_beta).reshape(b, T, 72, NUM_BETAS)
-        if config.use_prior and config.w_init > 0:
-            parts = init_parts(joints, betas, batch, config)
-            _, chosen = init_per_candidate(joints, betas, batch, config, parts).min(-1)
-            joint_part = parts[0].gather(2, chosen[..., None])[..., 0]
-            live = present & (joint_part < config.tau_i)  # the joints' part is capped, the betas' is not
-            joints_scale = joints_init_scale(batch)  # the joints' part only (the betas' keeps lambda_I)
-            lam = config.w_init * (joints_scale[..., 0] if isinstance(joints_scale, Tensor)
-                                   else torch.ones((b, 1), dtype=dtype, device=device))
-            target = batch.init_joints.gather(2, chosen[:, :, None, None, None].expand(b, T, 1, 24, 3))[:, :, 0]
-            residual = joints - target
-            slope = _slope(lambda s: huber(s, config.init_delta_m), squared_norm(residual))
-            weight = rows(torch.where(live[..., None], 2.0 * lam[..., None] * slope, zero), 3)
-            normal.weighted_residual[:, :, jr] = weight * residual.reshape(b, T, 72)
-            normal.curvature[:, :, jr] = weight
-            # the betas' own residual: beta - beta~ (d / d z = 1 / sqrt(T))
-            target_betas = batch.init_betas.gather(2, chosen[:, :, None, None].expand(b, T, 1, NUM_BETAS))[:, :, 0]
-            residual_betas = betas[:, None] - target_betas  # (b, T, 10)
-            slope = _slope(lambda s: huber(s, config.init_betas_delta), squared_norm(residual_betas))
-            weight_betas = torch.where(present, 2.0 * config.w_init * config.w_init_betas * slope, zero)  # (b, T)
-            normal.gradient_betas += per * normal.sum_frames(weight_betas[..., None] * residual_betas)
-            eye = torch.eye(NUM_BETAS, dtype=dtype, device=device)
-            normal.corner += (per * per * normal.sum_frames(weight_betas[..., None]))[..., None] * eye
-        if config.use_prior and config.w_shape > 0:
-            # the shape bound: w sum_k max(0, |beta_k| - bound)^2 on every real frame (exact GN)
-            excess = shape_excess(betas, config)  # (b, 10)
-            count = batch.frame_mask.sum(-1, keepdim=True).to(dtype)  # (b, 1)
-            normal.gradient_betas += per * count * 2.0 * config.w_shape * excess * torch.sign(betas)
-            normal.corner += torch.diag_embed(per * per * count * 2.0 * config.w_shape * (excess > 0).to(dtype))
-        if config.use_temporal and config.w_temporal_3d > 0:
-            diff = differences(joints)
-            slope = _slope(lambda s: huber(s, widths.joints_m), squared_norm(diff))
-            normal.pair_residual[:, :, jr] = diff.reshape(b, T, 72)
-            normal.pair_weight[:, :, jr] = rows(
-                torch.where(pair_mask[..., None], 2.0 * config.w_temporal_3d * slope, zero), 3)
-        # ---- the GMM prior: exact gradient, curvature sum_k r_k P_k (GMMPrior.nll_gradient_responsibility),
-        # formed by one product straight in the 75 x 75 layout, which assemble() then adds J^T C J to
-        gmm_gradient = None
-        if config.use_prior and config.w_gmm > 0 and self.prior is not None:
-            _, grad, responsibility = self.prior.nll_gradient_responsibility(pose[..., 3:].reshape(n, NUM_POSE - 3))
-            mask = batch.frame_mask[..., None]
-            gmm_gradient = torch.where(mask, config.w_gmm * grad.reshape(b, T, -1), zero)
-            weights = responsibility.to(dtype) * (config.w_gmm * mask.to(dtype)).view(n, 1)  # 0 on padded frames
-            normal.diagonal = torch.mm(weights, self._block_precision(dtype, device)).view(b, T, FRAME, FRAME)
-        normal.assemble()
-
-        # ---- the camera translation's temporal term (pixels)
-        if config.use_temporal and config.w_temporal_camera > 0:
-            diff = differences(camera[..., 1:])
-            slope = _slope(lambda s: bounded_huber(s, widths.camera_px, widths.camera_bound_px), squared_norm(diff))
-            weight = torch.where(pair_mask, 2.0 * config.w_temporal_camera * slope, zero)[..., None]  # (b, T, 1)
-            unit2 = unit * unit  # d translation / d variable = u
-            w_next = _next_frame(weight)
-            wd = weight * diff
-            wd_next = _next_frame(wd)
-            cols = torch.arange(NUM_POSE + 1, FRAME, device=device)
-            normal.diagonal[..., cols, cols] += unit2 * (weight + w_next)
-            normal.lower[..., cols, cols] -= unit2 * weight
-            normal.gradient[..., NUM_POSE + 1:] += unit * (wd - wd_next)
-
-        if gmm_gradient is not None:
-            normal.gradient[..., 3:NUM_POSE] += gmm_gradient
-
-        return normal.result(energy)
+        return (joints, keypoints), per_beta, unit
 
 
 def levenberg_marquardt(
@@ -566,6 +392,7 @@ def levenberg_marquardt(
     """
     B = x0.shape[0]
     device, dtype = x0.device, x0.dtype
+    settings = settings.on(device)
     frames_per_track = problem.packed.batch.num_frames.to(dtype)
     frame_mask_all = problem.packed.batch.frame_mask
 
@@ -715,8 +542,7 @@ def _step(problem, work, x, lin, damping, growth, alive, frames, frame_mask, set
         actual = lin.energy.double() - trial_energy.double()
     full = accept
     # an accepted step is stretched while that lowers E further (energies only): IRLS's
-    # curvature over-estimates the robust penalties' (measured gain ratios 1.1-1.3), so
-    # the model's steps fall short of the minimum along their direction
+    # curvature over-estimates the robust penalties', so the model's steps fall short of the minimum along their direction
     longer = full.clone()
     if settings.check_every != 1 or bool(longer.any()):
         for factor in STRETCH:

@@ -31,6 +31,7 @@ NUM_KEYPOINTS = 17
 NUM_POSE = 72
 NUM_BETAS = 10
 NUM_CAMERA = 3
+NUM_JOINTS = NUM_POSE // 3  # SMPL-24
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ class TrackFit:
         status: "ok", "diverged" (NaN/Inf or exploding energy: never written as data),
             "failed" (exception; ``message`` says why) or "split" (an identity switch was
             found: the track was cut and its ``pieces`` fitted instead; its own arrays are
-            zeros and never written as frames).
+            NaN and never written as frames). Both are built by :meth:`failed`.
         betas: (10,) float32 shape, shared by all frames.
         pose: (T, 72) float32 axis-angle pose per frame (radians).
         camera: (T, 3) float32 weak-perspective camera per frame (s px/m, tx px, ty px).
@@ -184,7 +185,7 @@ class TrackFit:
         trajectory_length: sum over t, i of ||X_i^t - X_i^{t-1}|| in metres.
         e_norm: the track's selection score (``BAConfig.e_norm``: E / trajectory_length,
             the paper's, or E / T); inf when undefined (a still track, no frame).
-        iterations: L-BFGS iterations this track took.
+        iterations: solver iterations this track took (LM: linear solves; L-BFGS: steps).
         converged: True when the track met its own stopping criterion.
         message: free text (failure reason, solver notes).
         detection_energy: (T,) float32 robust reprojection energy against the track's own
@@ -238,6 +239,25 @@ class TrackFit:
     piece_start: int = 0
     switch_frames: tuple[int, ...] = ()
     pieces: tuple["TrackFit", ...] = ()
+
+    @classmethod
+    def failed(cls, problem: TrackProblem, message: str) -> "TrackFit":
+        """The fit of a track that could not be fitted: status "failed", the whole ``message``.
+
+        Numbers that do not exist are NaN (arrays shaped as a real fit's), energies empty,
+        ``trajectory_length`` 0 and ``e_norm`` inf (it never ranks), ``matched_candidate``
+        -1, no inlier frame. Never written as frames; the writer truncates the message.
+        """
+        T = int(np.asarray(problem.frame_index).shape[0])
+        nan = lambda *shape: np.full(shape, np.nan, np.float32)  # noqa: E731
+        return cls(
+            clip_id=problem.clip_id, track_id=problem.track_id, status="failed",
+            betas=nan(NUM_BETAS), pose=nan(T, NUM_POSE), camera=nan(T, NUM_CAMERA),
+            joints3d=nan(T, NUM_JOINTS, 3), keypoints3d=nan(T, NUM_KEYPOINTS, 3), reprojection=nan(T, NUM_KEYPOINTS, 2),
+            frame_error=nan(T), matched_candidate=np.full(T, -1, np.int32), inlier=np.zeros(T, bool),
+            frame_energies={}, energies={}, trajectory_length=0.0, e_norm=math.inf, iterations=0,
+            converged=False, message=message,
+        )
 
     @property
     def num_frames(self) -> int:

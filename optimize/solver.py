@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from optimize.settings import SolverSettings
+
 logger = logging.getLogger(__name__)
 
 # objective(x (b, n), index (b,) long) -> (b,) values, differentiable in x.
@@ -57,25 +59,6 @@ class SolverResult:
     evaluations: Tensor
     converged: Tensor
     diverged: Tensor
-
-
-@dataclass(frozen=True)
-class SolverSettings:
-    """L-BFGS settings (see :class:`optimize.config.BAConfig` for their meaning)."""
-
-    max_iter: int = 300
-    max_eval: int = 750
-    history_size: int = 10
-    line_search_max_evals: int = 25
-    c1: float = 1e-4
-    c2: float = 0.9
-    ftol: float = 1e-6
-    xtol: float = 1e-7
-    gtol: float = 1e-5
-
-    @classmethod
-    def from_config(cls, config) -> "SolverSettings":
-        return cls(**{name: getattr(config, name) for name in cls.__dataclass_fields__})
 
 
 def _evaluate(objective: BatchedObjective, x: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:

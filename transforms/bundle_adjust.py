@@ -9,7 +9,6 @@ from collections.abc import Sequence
 
 
 from pipeline.records import TrackFit, TrackProblem
-from pipeline.dataset.rows import failed_fit
 from transforms import metrics
 from transforms.stages import BundleAdjustStage
 
@@ -31,7 +30,7 @@ def fit_tracks(stage: BundleAdjustStage, problems: Sequence[TrackProblem]) -> li
             problem.validate()
             valid.append(i)
         except ValueError as exc:
-            fits[i] = failed_fit(problem, f"invalid track problem: {exc}")
+            fits[i] = TrackFit.failed(problem, f"invalid track problem: {exc}")
     try:
         batch = stage([problems[i] for i in valid]) if valid else []
         if len(batch) != len(valid):
@@ -44,7 +43,7 @@ def fit_tracks(stage: BundleAdjustStage, problems: Sequence[TrackProblem]) -> li
             try:
                 (fits[i],) = stage([problems[i]])
             except Exception as exc:
-                fits[i] = failed_fit(problems[i], f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+                fits[i] = TrackFit.failed(problems[i], f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
     return [fits[i] for i in range(len(problems))]
 
 

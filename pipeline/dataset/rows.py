@@ -8,7 +8,6 @@ fixed-size lists, never through Python lists.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -379,32 +378,4 @@ def outcome_from_fits(
         num_tracks=len(verdicts), num_selected_tracks=selected,
         num_frames_written=0 if frames is None else frames.num_rows,
         num_inlier_frames=inliers,
-    )
-
-
-def failed_fit(problem: TrackProblem, message: str) -> TrackFit:
-    """A TrackFit with status "failed" (NaN arrays of the right shapes) for a track whose
-    bundle adjustment raised; it is recorded in ``tracks/`` and never written as frames."""
-    T = problem.num_frames
-    nan = float("nan")
-    return TrackFit(
-        clip_id=problem.clip_id,
-        track_id=problem.track_id,
-        status="failed",
-        betas=np.full(schema.NUM_BETAS, nan, np.float32),
-        pose=np.full((T, schema.NUM_POSE), nan, np.float32),
-        camera=np.full((T, 3), nan, np.float32),
-        joints3d=np.full((T, schema.NUM_SMPL_JOINTS, 3), nan, np.float32),
-        keypoints3d=np.full((T, schema.NUM_COCO, 3), nan, np.float32),
-        reprojection=np.full((T, schema.NUM_COCO, 2), nan, np.float32),
-        frame_error=np.full(T, nan, np.float32),
-        matched_candidate=np.full(T, -1, np.int32),
-        inlier=np.zeros(T, bool),
-        frame_energies={},
-        energies={},
-        trajectory_length=0.0,
-        e_norm=math.inf,
-        iterations=0,
-        converged=False,
-        message=truncate_message(message),
     )

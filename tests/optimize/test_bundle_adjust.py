@@ -121,9 +121,12 @@ def test_diverging_and_invalid_problems_are_reported_not_written(body_model, pri
     assert [f.status for f in fits] == ["ok", "diverged", "failed", "failed"]
     assert "init_pose" in fits[2].message
     assert "fps=0.0" in fits[3].message
-    for fit in fits:
+    for fit in fits[:2]:  # a diverged fit holds its last finite iterate
         for array in (fit.pose, fit.camera, fit.betas, fit.joints3d, fit.reprojection):
             assert np.isfinite(array).all()
+    for fit in fits[2:]:  # a failed fit's numbers do not exist: NaN, shaped as a real fit's
+        assert fit.pose.shape == good.init_pose[:, 0].shape and np.isnan(fit.pose).all() and np.isnan(fit.betas).all()
+        assert not fit.inlier.any() and (fit.matched_candidate == -1).all()
     assert not fits[1].converged and not fits[1].inlier.any()
 
 

@@ -7,8 +7,8 @@ import pyarrow as pa
 import pytest
 
 from pipeline.dataset import schema
-from pipeline.records import ClipRef, PerceptionResult, RejectReason
-from pipeline.dataset.rows import failed_fit, failed_outcome, frames_table, outcome_from_fits, outcome_from_rejection
+from pipeline.records import ClipRef, PerceptionResult, RejectReason, TrackFit
+from pipeline.dataset.rows import failed_outcome, frames_table, outcome_from_fits, outcome_from_rejection
 from pipeline.dataset.selection import SelectionConfig, select_track
 from transforms.testing import make_fit, make_problem
 
@@ -50,7 +50,7 @@ def test_frames_table_values_round_trip():
 
 def test_failed_fit_never_becomes_frames():
     problem = make_problem(CLIP.clip_id, 0, 12, seed=3)
-    fit = failed_fit(problem, "boom")
+    fit = TrackFit.failed(problem, "boom")
     with pytest.raises(ValueError, match="only 'ok' fits"):
         frames_table(CLIP, problem, fit, select_track(problem, fit, CONFIG, 10.0))
 
@@ -84,7 +84,7 @@ def test_outcome_all_diverged_and_all_failed():
     p0 = make_problem(CLIP.clip_id, 0, 12, 1)
     diverged = outcome_from_fits(_header(), [(p0, make_fit(p0, 1.0, status="diverged"))], CONFIG, 10.0)
     assert (diverged.outcome, diverged.reason, diverged.frames) == ("rejected", RejectReason.ALL_TRACKS_DIVERGED, None)
-    failed = outcome_from_fits(_header(), [(p0, failed_fit(p0, "Traceback ... ValueError: x"))], CONFIG, 10.0)
+    failed = outcome_from_fits(_header(), [(p0, TrackFit.failed(p0, "Traceback ... ValueError: x"))], CONFIG, 10.0)
     assert (failed.outcome, failed.reason) == ("failed", RejectReason.FAILED)
     assert failed.tracks.to_pylist()[0]["fit_status"] == "failed"
     assert "ValueError" in failed.rejected.to_pylist()[0]["message"]
@@ -133,7 +133,7 @@ def test_split_track_writes_its_pieces_with_their_parent():
         sub = problem.piece(start, stop, 2 + 1000 * (k + 1))
         pieces.append(make_fit(sub, 2.0 + k).replace(parent_track_id=2, split_frame=int(problem.frame_index[12]),
                                                      piece_start=start))
-    parent = failed_fit(problem, "identity switch").replace(status="split", switch_frames=(12,), pieces=tuple(pieces))
+    parent = TrackFit.failed(problem, "identity switch").replace(status="split", switch_frames=(12,), pieces=tuple(pieces))
     outcome = outcome_from_fits(_header(), [(problem, parent)], CONFIG, 10.0)
     tracks = {r["track_id"]: r for r in outcome.tracks.to_pylist()}
     assert tracks[2]["fit_status"] == "split" and tracks[2]["selection_reason"] == "split" and not tracks[2]["selected"]
