@@ -13,7 +13,7 @@ import difflib
 import json
 from collections.abc import Iterable
 
-from pipeline.dataset.selection import SelectionConfig
+from pipeline.dataset.selection.rules import SelectionConfig
 
 
 def _json_object(text: str) -> dict:

@@ -26,8 +26,8 @@ from apache_beam.utils.shared import Shared
 from pipeline.dataset import schema
 from pipeline.dataset.progress import ba_batch
 from pipeline.dataset.rows import ClipOutcome
-from pipeline.dataset.selection import SelectionConfig
-from pipeline.dataset.selection_table import PENDING, commit_outcome
+from pipeline.dataset.selection.commit import PENDING, commit_outcome
+from pipeline.dataset.selection.rules import SelectionConfig
 from pipeline.dataset.writer import WriterConfig, write_shard
 from pipeline.records import PerceptionResult, TrackProblem
 from transforms import metrics

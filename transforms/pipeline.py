@@ -21,7 +21,7 @@ import apache_beam as beam
 
 from pipeline.dataset import schema
 from pipeline.dataset.rows import outcome_from_rejection
-from pipeline.dataset.selection import SelectionConfig
+from pipeline.dataset.selection.rules import SelectionConfig
 from pipeline.dataset.writer import WriterConfig
 from pipeline.records import PerceptionResult
 from transforms import metrics
@@ -39,7 +39,7 @@ class JobSettings:
         writer: output folder and Parquet settings.
         run: run metadata for the schemas (body model, config, code version).
         frames_mode: "eligible" (alias "selected"), "inliers" or "all" (see
-            ``pipeline.dataset.selection_table.commit_outcome``).
+            ``pipeline.dataset.selection.commit.commit_outcome``).
         clips_per_shard: most clips (about) of one batch, hence of one shard.
         batch_max_frames, batch_max_tracks: the BA batching boundary (batches fill up to
             these bounds within a bundle; a batch holds whole clips).

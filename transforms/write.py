@@ -6,9 +6,10 @@ from __future__ import annotations
 import apache_beam as beam
 
 from pipeline.dataset import schema
-from pipeline.dataset.selection import SelectionConfig
-from pipeline.dataset.selection_table import select_output
-from pipeline.dataset.writer import WriterConfig, write_card, write_common_metadata
+from pipeline.dataset.card import write_card
+from pipeline.dataset.selection.rules import SelectionConfig
+from pipeline.dataset.selection.table import select_output
+from pipeline.dataset.writer import WriterConfig, write_common_metadata
 from pipeline.records import RejectReason
 from transforms import metrics
 from transforms.storage import BeamStorage

@@ -14,9 +14,10 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipeline.dataset import schema
 from pipeline.perception.inputs import InputSpec, read_inputs
 from pipeline.records import ClipRef, RejectReason
-from pipeline.dataset.selection import SelectionConfig
+from pipeline.dataset.selection.rules import SelectionConfig
 from pipeline.dataset.reader import FrameFilter, read_clips, read_frames, read_tracks
-from pipeline.dataset.writer import WriterConfig, completed_clips
+from pipeline.dataset.manifests import completed_clips
+from pipeline.dataset.writer import WriterConfig
 from transforms import metrics
 from transforms.bundle_adjust import fit_tracks
 from transforms.perceive import HEADERS, OUTCOMES, PerceiveClipFn
