@@ -7,7 +7,6 @@ import math
 from collections import Counter
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 import torch
 from torch.utils.data import DataLoader
