@@ -13,7 +13,7 @@ import difflib
 import json
 from collections.abc import Iterable
 
-from pipeline.dataset.selection import SelectionConfig
+from pipeline.dataset.selection.rules import SelectionConfig
 
 
 MAX_FLAG_JSON_DEPTH = 16

@@ -34,19 +34,21 @@ quiet_gcp_import_noise()  # before Beam's import logs its GCP notes
 
 import apache_beam as beam  # noqa: E402
 from apache_beam.metrics import MetricsFilter  # noqa: E402
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions, WorkerOptions  # noqa: E402
+from apache_beam.options.pipeline_options import PipelineOptions, TestOptions, WorkerOptions  # noqa: E402
 
 from beam_jobs import dataflow, runners  # noqa: E402
 from beam_jobs.options import InputOptions, ModelOptions, OptimisationOptions, OutputOptions, RunnerOptions, check_option_values
 from beam_jobs.preflight import preflight
 from pipeline.dataset.books import RunBooks, run_books
 from pipeline.dataset import schema
-from pipeline.perception.inputs import InputListing, InputSpec, clip_from_json, clip_to_json, read_inputs
+from pipeline.perception.inputs import InputListing, InputSpec, read_inputs
 from pipeline.dataset.progress import ManifestPoller, ProgressMonitor, format_rate
-from pipeline.dataset.selection import SelectionConfig
-from pipeline.dataset.selection_table import SELECTION, commit_frames_mode, read_selection_outcomes, read_selection_summary
-from pipeline.dataset.writer import (MANIFESTS, WriterConfig, completed_clips, failed_clips, read_manifests,
-                                     remove_orphan_shards, retire_clips, write_card)
+from pipeline.dataset.card import write_card
+from pipeline.dataset.manifests import MANIFESTS, completed_clips, failed_clips, read_manifests
+from pipeline.dataset.selection.commit import commit_frames_mode
+from pipeline.dataset.selection.rules import SelectionConfig
+from pipeline.dataset.selection.table import SELECTION, read_selection_outcomes, read_selection_summary
+from pipeline.dataset.writer import WriterConfig, remove_orphan_shards, retire_clips
 from transforms import metrics, storage
 from transforms.model_stages import ModelFiles, ModelPerception, ModelBundleAdjust, resolve_model_files
 from transforms.pipeline import JobSettings, PseudoGroundTruth, listing_bytes, plan_batches

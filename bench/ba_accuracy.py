@@ -68,7 +68,7 @@ def fitted_joints(fit, track: SyntheticTrack) -> np.ndarray:
     between them keep the init's); the init's joints when the fit failed or diverged.
 
     A synthetic track has no identity switch, so a split is a false alarm of
-    ``optimize.selection.identity_switches``; its pieces are still fits of the person.
+    ``optimize.track_metrics.identity_switches``; its pieces are still fits of the person.
     """
     if fit.status == "ok":
         return fit.joints3d.astype(np.float64)

@@ -19,7 +19,7 @@ strength drawn per track (x 0.5 to x 2), so true errors spread within each kind.
 
 Every track is bundle-adjusted with the default :class:`~optimize.config.BAConfig` (quick:
 the L-BFGS budget ``max_iter`` lowered to 60 per stage; LM keeps its own) and
-selected with the default :class:`~pipeline.dataset.selection.SelectionConfig` (pieces of
+selected with the default :class:`~pipeline.dataset.selection.rules.SelectionConfig` (pieces of
 split tracks included); a track's true error is its mean MPJPE (mm, pelvis-aligned) against
 the person whose detection it follows on each frame. Printed: Spearman(E_norm, true MPJPE)
 (and for the other E_norm normalisation), kept vs rejected MPJPE, inlier fraction by
@@ -47,9 +47,9 @@ from models.joint_names import COCO17_FLIP_INDEX, COCO17_INDEX
 from optimize.bundle_adjust import bundle_adjust
 from optimize.config import BAConfig
 from optimize.problem import TrackProblem
-from optimize.selection import e_norm as trajectory_e_norm
-from optimize.selection import per_frame_energy
-from pipeline.dataset.selection import SelectionConfig, eligibility, expand_pieces, run_threshold, select_track
+from optimize.track_metrics import e_norm as trajectory_e_norm
+from optimize.track_metrics import per_frame_energy
+from pipeline.dataset.selection.rules import SelectionConfig, eligibility, expand_pieces, run_threshold, select_track
 from pipeline.qa.metrics import mpjpe
 from pipeline.synth.motions import BACKGROUND_MOTIONS, HELDOUT_MOTIONS, rot_y, sample_motion
 

@@ -42,7 +42,7 @@ from optimize.lm import LMProblem, levenberg_marquardt
 from optimize.energy import TERM_NAMES, TrackBatch, energy_terms, gmm_nll_offset, reprojection_penalty, track_total
 from optimize.problem import NUM_BETAS, NUM_CAMERA, NUM_POSE, TrackFit, TrackProblem
 from optimize.settings import EnergySettings
-from optimize.selection import (
+from optimize.track_metrics import (
     detection_inliers, e_norm, identity_switches, inlier_frames, keypoint_error_px, per_frame_energy,
     relative_error, track_scale, trajectory_length,
 )

@@ -12,7 +12,7 @@ No GroupByKey stands between perception, bundle adjustment and the write, so a b
 reach storage as soon as the batch is fitted (in batch mode a GroupByKey would hold every
 result until all clips were fitted). A batch never splits a clip, so each clip's rows are
 in exactly one shard, committed by its manifest; the selection comes after, over the whole
-output (:mod:`pipeline.dataset.selection_table`).
+output (:mod:`pipeline.dataset.selection.table`).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from apache_beam.utils.shared import Shared
 from pipeline.dataset import schema
 from pipeline.dataset.progress import ba_batch
 from pipeline.dataset.rows import ClipOutcome
-from pipeline.dataset.selection import SelectionConfig
-from pipeline.dataset.selection_table import PENDING, commit_outcome
+from pipeline.dataset.selection.commit import PENDING, commit_outcome
+from pipeline.dataset.selection.rules import SelectionConfig
 from pipeline.dataset.writer import WriterConfig, write_shard
 from pipeline.records import PerceptionResult, TrackProblem
 from transforms import metrics

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 
 from pipeline.dataset import schema
-from pipeline.dataset.selection import SelectionConfig
+from pipeline.dataset.selection.rules import SelectionConfig
 from pipeline.dataset.writer import WriterConfig
 from pipeline.perception.inputs import clip_from_json, clip_to_json
 from pipeline.records import ClipRef
@@ -75,7 +75,7 @@ class JobSettings:
         writer: output folder and Parquet settings.
         run: run metadata for the schemas (body model, config, code version).
         frames_mode: "eligible" (alias "selected"), "inliers" or "all" (see
-            ``pipeline.dataset.selection_table.commit_outcome``).
+            ``pipeline.dataset.selection.commit.commit_outcome``).
         batch_max_frames, batch_max_tracks: the bundle-adjustment chunk bounds inside a
             batch (a batch's tracks are fitted in chunks of at most these sizes).
         heartbeat_s: seconds between "BA batch running" lines while a batch runs.

@@ -13,7 +13,7 @@ import tempfile
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.dataset.writer import LocalStorage
+from pipeline.dataset.fs import ArrowStorage
 
 
 def is_remote(path: str | None) -> bool:
@@ -21,11 +21,11 @@ def is_remote(path: str | None) -> bool:
 
 
 class BeamStorage:
-    """:class:`pipeline.dataset.writer.Storage` over Beam ``FileSystems`` (local disk delegated to
-    :class:`~pipeline.dataset.writer.LocalStorage` for atomic ``os.replace`` writes)."""
+    """:class:`pipeline.dataset.fs.Storage` over Beam ``FileSystems`` (local disk delegated to
+    :class:`~pipeline.dataset.fs.ArrowStorage` for atomic ``os.replace`` writes)."""
 
     def __init__(self) -> None:
-        self._local = LocalStorage()
+        self._local = ArrowStorage()
 
     def join(self, *parts: str) -> str:
         if is_remote(parts[0]):

@@ -7,10 +7,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pipeline.dataset import schema
+from pipeline.dataset.card import write_card
 from pipeline.dataset.rows import outcome_from_rejection
-from pipeline.dataset.selection import SelectionConfig
-from pipeline.dataset.selection_table import select_output
-from pipeline.dataset.writer import WriterConfig, write_card, write_common_metadata, write_shard
+from pipeline.dataset.selection.rules import SelectionConfig
+from pipeline.dataset.selection.table import select_output
+from pipeline.dataset.writer import WriterConfig, write_common_metadata, write_shard
 from pipeline.records import PerceptionResult
 from transforms.storage import BeamStorage
 

@@ -117,9 +117,9 @@ def select_command(args: argparse.Namespace) -> int:
     import dataclasses
 
     from pipeline.dataset.fs import ArrowStorage
-    from pipeline.dataset.selection import SelectionConfig
-    from pipeline.dataset.selection_table import select_output
-    from pipeline.dataset.writer import write_card
+    from pipeline.dataset.card import write_card
+    from pipeline.dataset.selection.rules import SelectionConfig
+    from pipeline.dataset.selection.table import select_output
 
     storage, inner = ArrowStorage.for_path(args.output_dir)
     if not storage.exists(storage.join(inner, "_manifests")):

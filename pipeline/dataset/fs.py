@@ -12,17 +12,36 @@ Every reader of an output (:mod:`pipeline.dataset.reader`, ``vid2mesh report``,
 * or an explicit ``filesystem=`` (a ``pyarrow.fs.FileSystem`` such as a
   ``SubTreeFileSystem``, or an fsspec filesystem), with the path inside it.
 
-:class:`ArrowStorage` adapts one to the writer's :class:`pipeline.dataset.writer.Storage`.
+Writers go through :class:`Storage`, the few file operations they need. :class:`ArrowStorage`
+implements it over any of the filesystems above (local disk by default, with atomic writes);
+the Beam layer's ``transforms.storage.BeamStorage`` implements it over Beam's ``FileSystems``.
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
-from typing import Any
+import re
+import uuid
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.fs as pafs
+
+
+class Storage(Protocol):
+    """The few file operations the writer needs (paths are strings: local or URLs)."""
+
+    def join(self, *parts: str) -> str: ...
+    def write_bytes(self, path: str, data: bytes) -> None: ...  # whole file, moved into place
+    def read_bytes(self, path: str) -> bytes: ...
+    def list(self, folder: str) -> list[str]: ...  # files directly inside folder (full paths)
+    def delete(self, path: str) -> None: ...
+    def exists(self, path: str) -> bool: ...
+
+
+TEMPORARY_NAME = re.compile(r"\.tmp-[0-9a-f]{8}$")
+"""The name a local write has until it is moved into place (a killed writer leaves it)."""
 
 
 def as_arrow(filesystem: Any) -> pafs.FileSystem:
@@ -82,21 +101,36 @@ def read_bytes(filesystem: pafs.FileSystem, path: str) -> bytes:
         return handle.read()
 
 
+def write_local(path: str, data: bytes) -> None:
+    """Write a whole local file: to a temporary name (:data:`TEMPORARY_NAME`), flushed to
+    disk, then ``os.replace``-d into place, so readers never see a half-written file."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def write_bytes(filesystem: pafs.FileSystem, path: str, data: bytes) -> None:
-    """Write a whole file (local: to a temporary name, then moved into place)."""
-    parent = posixpath.dirname(path) if not is_local(filesystem) else os.path.dirname(path)
+    """Write a whole file (local: :func:`write_local`)."""
+    if is_local(filesystem):
+        return write_local(path, data)
+    parent = posixpath.dirname(path)
     if parent:
         filesystem.create_dir(parent, recursive=True)
-    if is_local(filesystem):
-        from pipeline.dataset.writer import LocalStorage
-
-        return LocalStorage().write_bytes(path, data)
     with filesystem.open_output_stream(path) as handle:
         handle.write(data)
 
 
 class ArrowStorage:
-    """:class:`pipeline.dataset.writer.Storage` over a ``pyarrow.fs.FileSystem``."""
+    """:class:`Storage` over a ``pyarrow.fs.FileSystem`` (or an fsspec one): the local disk
+    by default, or the filesystem :func:`resolve` gives for a path or URI."""
 
     def __init__(self, filesystem: Any = None):
         self.filesystem = as_arrow(filesystem) if filesystem is not None else pafs.LocalFileSystem()
@@ -118,6 +152,9 @@ class ArrowStorage:
     def list(self, folder: str) -> list[str]:
         if not is_dir(self.filesystem, folder):
             return []
+        if is_local(self.filesystem):  # the paths as os.path.join spells them
+            return sorted(os.path.join(folder, name) for name in os.listdir(folder)
+                          if os.path.isfile(os.path.join(folder, name)))
         infos = self.filesystem.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
         return sorted(i.path for i in infos if i.type == pafs.FileType.File)
 

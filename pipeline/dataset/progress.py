@@ -116,7 +116,7 @@ class ManifestPoller:
 
     Args:
         output: the output folder.
-        storage: a :class:`pipeline.dataset.writer.Storage`.
+        storage: a :class:`pipeline.dataset.fs.Storage`.
         ignore: manifest paths present before the run started (earlier runs).
     """
 
@@ -133,7 +133,7 @@ class ManifestPoller:
         return poller
 
     def _paths(self) -> list[str]:
-        from pipeline.dataset.writer import MANIFESTS
+        from pipeline.dataset.manifests import MANIFESTS
 
         return [p for p in self.storage.list(self.storage.join(self.output, MANIFESTS)) if p.endswith(".json")]
 

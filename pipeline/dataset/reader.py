@@ -21,7 +21,7 @@ window is cut by a row-group boundary or produced twice.
 
 Selection. Fits are committed before the selection is known; the selection over the whole
 output is the small table ``selection/tracks.parquet`` (see
-:mod:`pipeline.dataset.selection_table`). When it exists the reader joins it: a frame's
+:mod:`pipeline.dataset.selection.table`). When it exists the reader joins it: a frame's
 ``track_selected`` is the table's verdict, ``selected_only`` keeps the selected tracks, and
 rows of a clip's extra copy (a clip committed twice by a retried bundle) are dropped. Without
 it (a run interrupted before its end) the stored flags are used and nothing is selected
@@ -58,7 +58,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from pipeline.dataset import fs as vfs
 from pipeline.dataset import schema
-from pipeline.dataset.selection_table import SELECTION, TRACKS_FILE
+from pipeline.dataset.selection.table import SELECTION, TRACKS_FILE
 from pipeline.perception.crops import CROP_COLUMN, decode_crop
 
 LOGGER = logging.getLogger(__name__)
@@ -338,7 +338,7 @@ def read_clips(output: str | os.PathLike, filesystem=None) -> pa.Table:
     Raises:
         FileNotFoundError: no selection yet (run ``vid2mesh select OUTPUT``).
     """
-    from pipeline.dataset.selection_table import CLIPS_FILE
+    from pipeline.dataset.selection.table import CLIPS_FILE
 
     fs, inner = vfs.resolve(output, filesystem)
     path = vfs.join(fs, inner, SELECTION, CLIPS_FILE)

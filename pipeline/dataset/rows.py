@@ -14,15 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from optimize.selection import joint_acceleration, keypoint_error_px, orientation_change, relative_error
+from optimize.track_metrics import joint_acceleration, keypoint_error_px, orientation_change, relative_error
 from pipeline.dataset import schema
 from pipeline.records import ClipRef, PerceptionResult, RejectReason, TrackFit, TrackProblem
-from pipeline.dataset.selection import (
-    SelectionConfig, TrackReason, TrackSelection, clip_verdict, expand_pieces, select_track,
-)
+from pipeline.dataset.selection.rules import TrackSelection
 
 MAX_MESSAGE_CHARS = 4000
-FRAMES_MODES = ("selected", "inliers", "all")
 
 
 @dataclass(frozen=True)
@@ -284,7 +281,7 @@ def outcome_from_rejection(result: PerceptionResult, stage: str = "perceive") ->
     ``RejectReason.FAILED`` makes it a failure; every other reason a rejection.
     """
     if result.reject_reason is None:
-        raise ValueError(f"clip {result.clip.clip_id} was not rejected; use outcome_from_fits")
+        raise ValueError(f"clip {result.clip.clip_id} was not rejected: build its rows with commit_outcome (pipeline.dataset.selection.commit)")
     outcome = "failed" if result.reject_reason == RejectReason.FAILED else "rejected"
     table = rejected_table(
         result.clip, outcome, result.reject_reason, stage, result.message,
@@ -298,84 +295,3 @@ def failed_outcome(clip: ClipRef, stage: str, message: str) -> ClipOutcome:
     """The outcome of a clip whose processing raised an unexpected error."""
     table = rejected_table(clip, "failed", RejectReason.FAILED, stage, message)
     return ClipOutcome(clip.clip_id, "failed", RejectReason.FAILED, stage, rejected=table)
-
-
-def bound_note(fit: TrackFit, verdict: TrackSelection, config: SelectionConfig) -> str:
-    """The bound (option and value) behind a track's selection reason, for messages."""
-    reason = verdict.reason
-    if reason == TrackReason.E_NORM_ABOVE_THRESHOLD:
-        return f" (E_norm {fit.e_norm:.4g} > --e_norm_threshold {verdict.threshold:.4g})"
-    if reason == TrackReason.BELOW_BEST_FRACTION:
-        return (f" (E_norm {fit.e_norm:.4g} > {verdict.threshold:.4g}, the run's best --keep_fraction "
-                f"{config.keep_fraction:g}; raise it or pass --e_norm_threshold)")
-    if reason == TrackReason.TOO_SHORT:
-        return f" ({verdict.num_detected_frames} detected frames < --min_track_frames {config.min_frames})"
-    if reason == TrackReason.TOO_FEW_INLIERS:
-        return (f" ({verdict.num_inlier_frames} of {verdict.num_detected_frames} frames inliers < "
-                f"--min_inlier_fraction {config.min_inlier_fraction:g})")
-    if reason == TrackReason.NOT_MOVING:
-        return f" (trajectory {fit.trajectory_length:.3g} m < {config.min_trajectory_length_m:g} m)"
-    return ""
-
-
-def outcome_from_fits(
-    header: PerceptionResult,
-    fitted: Sequence[tuple[TrackProblem, TrackFit]],
-    config: SelectionConfig,
-    threshold: float,
-    frames_mode: str = "selected",
-) -> ClipOutcome:
-    """Select a clip's fitted tracks and build all its rows.
-
-    Args:
-        header: the clip's perception result (problems may be empty: only its clip,
-            frame count and people count are used).
-        fitted: (problem, fit) of every track of the clip; a fit with status "split"
-            brings its pieces (:func:`pipeline.dataset.selection.expand_pieces`), each a track
-            with its own rows.
-        config: selection settings.
-        threshold: the run's E_norm threshold (:func:`pipeline.dataset.selection.run_threshold`).
-        frames_mode: which frames go to ``frames/``: "selected" (every frame of selected
-            tracks), "inliers" (inlier frames of selected tracks) or "all" (every frame of
-            every track whose fit is ok, with its flags, so a threshold can be re-chosen).
-    """
-    if frames_mode not in FRAMES_MODES:
-        raise ValueError(f"frames mode {frames_mode!r}: use one of {FRAMES_MODES}")
-    clip = header.clip
-    if not fitted:
-        return failed_outcome(clip, "bundle_adjust", f"clip {clip.clip_id}: no track reached bundle adjustment")
-    expanded = [pf for problem, fit in fitted for pf in expand_pieces(problem, fit)]
-    verdicts = [(p, f, select_track(p, f, config, threshold)) for p, f in sorted(expanded, key=lambda pf: pf[1].track_id)]
-    frame_tables = []
-    inliers = 0
-    for problem, fit, selection in verdicts:
-        writes = selection.selected or (frames_mode == "all" and fit.status == "ok" and selection.reason not in (
-            TrackReason.DIVERGED, TrackReason.FAILED, TrackReason.SPLIT))
-        if writes:
-            table = frames_table(clip, problem, fit, selection, inliers_only=frames_mode == "inliers")
-            frame_tables.append(table)
-            if selection.selected:
-                inliers += selection.num_inlier_frames
-    frames = pa.concat_tables(frame_tables, promote_options="default") if frame_tables else None
-    tracks = tracks_table(clip, verdicts)
-    outcome, reason = clip_verdict([v for _, _, v in verdicts])
-    selected = sum(v.selected for _, _, v in verdicts)
-    rejected = None
-    if outcome != "kept":
-        messages = "; ".join(
-            f"track {f.track_id}: {v.reason}" + bound_note(f, v, config)
-            + (f" ({truncate_message(f.message, 300)})" if f.message and v.reason in (TrackReason.FAILED, TrackReason.DIVERGED) else "")
-            for _, f, v in verdicts
-        )
-        rejected = rejected_table(
-            clip, outcome, reason, "bundle_adjust" if outcome == "failed" or reason == RejectReason.ALL_TRACKS_DIVERGED else "select",
-            messages, header.num_frames, header.max_people, len(verdicts),
-        )
-    return ClipOutcome(
-        clip.clip_id, outcome, reason,
-        "select" if outcome != "failed" else "bundle_adjust",
-        frames=frames, tracks=tracks, rejected=rejected,
-        num_tracks=len(verdicts), num_selected_tracks=selected,
-        num_frames_written=0 if frames is None else frames.num_rows,
-        num_inlier_frames=inliers,
-    )

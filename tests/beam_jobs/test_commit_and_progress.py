@@ -18,7 +18,7 @@ import pytest
 from beam_jobs import pseudo_gt
 from pipeline.dataset import schema
 from pipeline.dataset.reader import FrameFilter, FramesDataset, read_clips, read_tracks
-from pipeline.dataset.writer import completed_clips
+from pipeline.dataset.manifests import completed_clips
 from transforms.testing import ScriptedBundleAdjust, ScriptedPerception
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ import pytest
 
 from beam_jobs import dataflow, pseudo_gt
 from pipeline.dataset import schema
-from pipeline.dataset.writer import LocalStorage
+from pipeline.dataset.fs import ArrowStorage
 from pipeline.perception.inputs import local_list_files
 from transforms import storage
 from transforms.testing import ScriptedBundleAdjust, ScriptedPerception
@@ -62,7 +62,7 @@ def fake_gcs(tmp_path, monkeypatch):
     def remote(path):
         return prefix + path[len(str(root)):] if path.startswith(str(root)) else path
 
-    class FakeStorage(LocalStorage):
+    class FakeStorage(ArrowStorage):
         def join(self, *parts):
             return "/".join(p.rstrip("/") for p in parts)
 

@@ -16,7 +16,6 @@ validation; the ``later`` flag of :data:`CASES` marks a kind xfail while a fix i
 from __future__ import annotations
 
 import copy
-import csv
 import json
 import logging
 import os

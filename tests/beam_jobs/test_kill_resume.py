@@ -17,7 +17,7 @@ import pytest
 
 from beam_jobs import pseudo_gt
 from pipeline.dataset import schema
-from pipeline.dataset.writer import read_manifests
+from pipeline.dataset.manifests import read_manifests
 from transforms.testing import ScriptedBundleAdjust
 
 from test_retry_failed import BODY, FlakyPerception, dataset_rows

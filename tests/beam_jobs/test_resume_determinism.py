@@ -15,7 +15,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from beam_jobs import pseudo_gt
-from pipeline.dataset.writer import MANIFESTS
+from pipeline.dataset.manifests import MANIFESTS
 
 
 def _comparable(value):

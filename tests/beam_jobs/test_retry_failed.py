@@ -8,7 +8,7 @@ import pyarrow.dataset as ds
 
 from beam_jobs import pseudo_gt
 from pipeline.dataset import schema
-from pipeline.dataset.writer import completed_clips, read_manifests
+from pipeline.dataset.manifests import completed_clips, read_manifests
 from transforms.testing import ScriptedBundleAdjust, ScriptedPerception
 
 BODY = schema.BodyModelInfo("standin", "neutral", "vid2mesh_standin_neutral.pkl", "12" * 32)

@@ -11,8 +11,8 @@ from bench._synthetic_tracks import DetectionNoise, RegressorNoise, make_track, 
 from optimize.bundle_adjust import SPLIT_TRACK_ID_STRIDE, bundle_adjust
 from optimize.config import BAConfig
 from optimize.problem import TrackProblem
-from optimize.selection import identity_switches, keypoint_error_px, relative_error, track_scale
-from pipeline.dataset.selection import SelectionConfig, TrackReason, expand_pieces, select_track
+from optimize.track_metrics import identity_switches, keypoint_error_px, relative_error, track_scale
+from pipeline.dataset.selection.rules import SelectionConfig, TrackReason, expand_pieces, select_track
 
 STEADY = DetectionNoise(body_swap=0.0, limb_swap=0.0, drop_frame=0.0, outlier=0.0, distractor=False)
 MILD = RegressorNoise(joint_bias=0.05, joint_noise=0.05, orient_noise=0.03, flip_on=0.0)

@@ -1,7 +1,8 @@
 """Small vid2mesh output folders for the reader, overlay, report and HF tests.
 
-The rows go through the real code path (``pipeline.dataset.rows.outcome_from_fits`` /
-``outcome_from_rejection`` and ``pipeline.dataset.writer.write_shard`` / ``write_card``) from
+The rows go through the job's own code path (``pipeline.dataset.selection.commit.commit_outcome``
+/ ``pipeline.dataset.rows.outcome_from_rejection``, ``pipeline.dataset.writer.write_shard``,
+``pipeline.dataset.selection.table.select_output``, ``pipeline.dataset.card.write_card``) from
 generated track problems and fits, so no Beam job is needed. Arrays are plausible
 (a skeleton-shaped weak-perspective projection, per-frame errors around a few pixels with
 some outlier frames) but not a body-model fit.
@@ -9,16 +10,20 @@ some outlier frames) but not a body-model fit.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.dataset import rows, schema, writer
+from pipeline.dataset import card, rows, schema, writer
+from pipeline.dataset.rows import ClipOutcome
+from pipeline.dataset.selection.commit import commit_outcome
+from pipeline.dataset.selection.rules import SelectionConfig
+from pipeline.dataset.selection.table import SelectionSummary, select_output
 from pipeline.perception.crops import CropConfig, crop_person, encode_crop
 from pipeline.records import ClipRef, PerceptionResult, RejectReason, TrackFit, TrackProblem
-from pipeline.dataset.selection import SelectionConfig, run_threshold
 
 LABELS = ("dancing", "jumping", "running", "waving")
 REJECT_REASONS = (RejectReason.NO_PERSON, RejectReason.CROWDED, RejectReason.UNREADABLE, RejectReason.FAILED)
@@ -95,7 +100,7 @@ def build_run(
     max_tracks: int = 2,
     row_group_size: int = 64,
     clips_per_shard: int = 4,
-    frames_mode: str = "selected",
+    frames_mode: str = "eligible",
     e_norm_threshold: float = 25.0,
     e_norm_median: float = 20.0,
     store_crops: bool = False,
@@ -109,7 +114,7 @@ def build_run(
         frames_per_track: (min, max) frames of a track.
         row_group_size: rows per Parquet row group (small: many units for the reader).
         clips_per_shard: clips per shard file.
-        frames_mode: "selected" or "all" (``--frames``).
+        frames_mode: "eligible", "inliers" or "all" (``--frames``).
         e_norm_threshold: the run's selection threshold.
         e_norm_median: median of the tracks' (log-normal) E_norm.
         store_crops: write the ``crop_jpeg`` column (real JPEG crops of a generated frame),
@@ -120,7 +125,6 @@ def build_run(
     run = schema.RunMetadata(info, {"bundle_adjust": {"tau_r_px": 50.0}, "selection": {"mode": "threshold",
                              "e_norm_threshold": e_norm_threshold}, "frames": frames_mode}, "vid2mesh test")
     config = SelectionConfig(mode="threshold", e_norm_threshold=e_norm_threshold, min_frames=8)
-    threshold = run_threshold([], config)
     outcomes = []
     background = (rng.random((240, 320, 3)) * 255).astype(np.uint8)
     for c in range(num_clips):
@@ -139,16 +143,15 @@ def build_run(
             e_norm = float(np.exp(rng.normal(np.log(e_norm_median), 0.6)))
             fitted.append((problem, _fit(problem, e_norm, 0.08, rng)))
         header = PerceptionResult(clip, tuple(p for p, _ in fitted), num_frames=60, image_size=(320, 240), fps=25.0, max_people=len(fitted))
-        outcomes.append(rows.outcome_from_fits(header, fitted, config, threshold, frames_mode))
+        outcomes.append(commit_outcome(header, fitted, config, frames_mode))
     for r in range(num_rejected):
         clip = ClipRef(f"bad{r:03d}_000000_000010", f"/corpus/train/waving/bad{r:03d}.mp4", "waving", "train")
         reason = REJECT_REASONS[r % len(REJECT_REASONS)]
         outcomes.append(rows.outcome_from_rejection(PerceptionResult(clip, reject_reason=reason, message=f"generated {reason}")))
     config_w = writer.WriterConfig(output, row_group_size=row_group_size, store_crops=store_crops)
-    writer.write_common_metadata(config_w, run)
-    for start in range(0, len(outcomes), clips_per_shard):
-        writer.write_shard(outcomes[start:start + clips_per_shard], config_w, run)
-    stats = writer.write_card(output, run, extra={"e_norm_threshold": threshold})
+    shards = [outcomes[start:start + clips_per_shard] for start in range(0, len(outcomes), clips_per_shard)]
+    selection = commit_and_select(output, shards, config, run, config_w)
+    stats = card.write_card(output, run, extra={"e_norm_threshold": selection.threshold})
     return BuiltRun(output, run, tuple(o.clip_id for o in outcomes), stats)
 
 
@@ -213,12 +216,45 @@ def build_run_from_truth(
     header = PerceptionResult(clip, tuple(p for p, _ in fitted), num_frames=truth.num_frames,
                               image_size=truth.image_size, fps=truth.fps, max_people=truth.num_people)
     config = SelectionConfig(mode="threshold", e_norm_threshold=100.0, min_frames=2)
-    outcome = rows.outcome_from_fits(header, fitted, config, 100.0)
-    writer_config = writer.WriterConfig(output, row_group_size=4096)
-    writer.write_common_metadata(writer_config, run)
-    summary = writer.write_shard([outcome], writer_config, run)
-    stats = writer.write_card(output, run)
+    commit_and_select(output, [[commit_outcome(header, fitted, config)]], config, run)
+    stats = card.write_card(output, run)
     return BuiltRun(output, run, (clip.clip_id,), stats)
+
+
+def commit_and_select(
+    output: str,
+    shards: Sequence[Sequence[ClipOutcome]],
+    config: SelectionConfig,
+    run: schema.RunMetadata,
+    writer_config: writer.WriterConfig | None = None,
+) -> SelectionSummary:
+    """Commit each group of clip outcomes as a shard of ``output``, then run the selection
+    over the output, as the job does: the verdicts are in ``selection/`` and the summary.
+
+    Args:
+        output: the output folder.
+        shards: the clips of each shard (``commit_outcome`` / ``outcome_from_rejection`` rows).
+        config: selection settings (the same the rows were committed with).
+        run: the run's metadata (schema metadata of every file).
+        writer_config: Parquet settings (default: :class:`WriterConfig` of ``output``).
+    """
+    writer_config = writer_config or writer.WriterConfig(output)
+    writer.write_common_metadata(writer_config, run)
+    for outcomes in shards:
+        writer.write_shard(outcomes, writer_config, run)
+    return select_output(output, config)
+
+
+def read_with_verdicts(output: str, dataset: str) -> pa.Table:
+    """Every row of ``frames/`` or ``tracks/`` with its track's final verdict from
+    ``selection/tracks.parquet`` in ``track_selected`` / ``selected`` (the committed column
+    holds the commit-time value, False), in the rows' own order."""
+    table = pq.ParquetDataset(f"{output}/{dataset}").read()
+    verdicts = pq.read_table(f"{output}/selection/tracks.parquet", columns=["clip_id", "track_id", "selected"]).to_pylist()
+    selected = {(v["clip_id"], v["track_id"]): v["selected"] for v in verdicts}
+    keys = zip(table.column("clip_id").to_pylist(), table.column("track_id").to_pylist())
+    column = "track_selected" if dataset == "frames" else "selected"
+    return table.set_column(table.schema.get_field_index(column), column, pa.array([selected[k] for k in keys], pa.bool_()))
 
 
 def drop_init_columns(output: str) -> None:

@@ -14,11 +14,12 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipeline.dataset import schema
 from pipeline.perception.inputs import InputSpec, read_inputs
 from pipeline.records import ClipRef, PerceptionResult, RejectReason
-from pipeline.dataset.selection import SelectionConfig
+from pipeline.dataset.selection.rules import SelectionConfig
 from pipeline.dataset.reader import FrameFilter, read_clips, read_frames, read_tracks
 from pipeline.dataset.books import run_books
-from pipeline.dataset.selection_table import read_selection_outcomes
-from pipeline.dataset.writer import WriterConfig, completed_clips, read_manifests
+from pipeline.dataset.manifests import completed_clips, read_manifests
+from pipeline.dataset.selection.table import read_selection_outcomes
+from pipeline.dataset.writer import WriterConfig
 from transforms import metrics
 from transforms.bundle_adjust import fit_tracks
 from transforms.perceive import PerceiveClipFn

@@ -7,7 +7,7 @@ import logging
 import time
 
 from pipeline.dataset.progress import Counts, ManifestPoller, ProgressMonitor, ba_batch, format_rate, running_batches
-from pipeline.dataset.writer import LocalStorage
+from pipeline.dataset.fs import ArrowStorage
 
 
 def test_rate_falls_back_to_frames_and_tracks_per_second():
@@ -28,7 +28,7 @@ def test_heartbeat_lines_and_running_batch(caplog):
 
 
 def test_monitor_lines_from_committed_manifests(tmp_path):
-    storage = LocalStorage()
+    storage = ArrowStorage()
     (tmp_path / "_manifests").mkdir()
     (tmp_path / "_manifests" / "shard-old.json").write_text(json.dumps({"clips": {"x": {"outcome": "pending"}}}))
     poller = ManifestPoller.starting_now(str(tmp_path), storage)  # an earlier run's shard is not this run's progress

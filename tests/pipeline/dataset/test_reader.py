@@ -7,12 +7,11 @@ import math
 from collections import Counter
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from dataset_builders import build_run
+from dataset_builders import build_run, read_with_verdicts
 from pipeline.perception.crops import decode_crop
 from pipeline.dataset.reader import FrameFilter, FramesDataset, SequenceConfig, Unit, assign_units, read_frames
 
@@ -28,7 +27,7 @@ def run_all(tmp_path_factory):
 
 
 def _table(run):
-    return pq.ParquetDataset(f"{run.output}/frames").read().to_pandas()
+    return read_with_verdicts(run.output, "frames").to_pandas()
 
 
 def _keys(samples):

@@ -7,12 +7,10 @@ import pytest
 
 from pipeline.dataset import schema
 from pipeline.dataset.rows import failed_outcome
+from pipeline.dataset.fs import ArrowStorage
+from pipeline.dataset.manifests import completed_clips, failed_clips, read_manifests
 from pipeline.dataset.writer import (
-    LocalStorage,
     WriterConfig,
-    completed_clips,
-    failed_clips,
-    read_manifests,
     remove_orphan_shards,
     retire_clips,
     shard_name,
@@ -20,7 +18,7 @@ from pipeline.dataset.writer import (
 )
 from pipeline.records import ClipRef
 
-from test_writer import RUN, _kept, _rejected
+from test_writer import RUN, _fitted, _rejected
 
 
 def _failed(clip_id):
@@ -29,7 +27,7 @@ def _failed(clip_id):
 
 def _shard(tmp_path):
     config = WriterConfig(str(tmp_path))
-    write_shard([_kept("a_000000_000010"), _failed("f_000000_000010"), _rejected("r_000000_000010")], config, RUN)
+    write_shard([_fitted("a_000000_000010"), _failed("f_000000_000010"), _rejected("r_000000_000010")], config, RUN)
     write_shard([_failed("g_000000_000010")], config, RUN)
     return config
 
@@ -58,7 +56,7 @@ def test_retire_rewrites_shards_without_the_clips(tmp_path):
 def test_a_crash_while_retiring_never_commits_a_clip_twice(tmp_path, crash_at):
     config = _shard(tmp_path)
 
-    class Crashing(LocalStorage):
+    class Crashing(ArrowStorage):
         def write_bytes(self, path, data):
             if crash_at == "new_manifest" and "_manifests" in path:
                 raise OSError("killed")

@@ -1,19 +1,24 @@
-"""Rows: fits -> arrow tables in the schema's columns, outcomes of every kind."""
+"""Rows: fits -> arrow tables in the schema's columns, outcomes of every kind (committed, then selected)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pipeline.dataset import schema
 from pipeline.records import ClipRef, PerceptionResult, RejectReason, TrackFit
-from pipeline.dataset.rows import failed_outcome, frames_table, outcome_from_fits, outcome_from_rejection
-from pipeline.dataset.selection import SelectionConfig, select_track
+from pipeline.dataset.rows import failed_outcome, frames_table, outcome_from_rejection
+from pipeline.dataset.selection.commit import commit_outcome
+from pipeline.dataset.selection.rules import SelectionConfig, select_track
 from transforms.testing import make_fit, make_problem
+
+from dataset_builders import commit_and_select
 
 CLIP = ClipRef("abc_000010_000020", "/data/train/walk/abc_000010_000020.mp4", "walk", "train")
 CONFIG = SelectionConfig(mode="threshold", e_norm_threshold=10.0, min_inlier_fraction=0.0)
+RUN = schema.RunMetadata(schema.BodyModelInfo("standin", "neutral", "m.pkl", "cd" * 32), {"k": 1}, "vid2mesh test")
 
 
 def _header(problems=()):
@@ -55,36 +60,50 @@ def test_failed_fit_never_becomes_frames():
         frames_table(CLIP, problem, fit, select_track(problem, fit, CONFIG, 10.0))
 
 
-def test_outcome_kept_with_one_selected_track():
+def _selected(tmp_path, outcome):
+    """(final clip entry, track id -> final selection reason) after the selection over ``outcome``."""
+    summary = commit_and_select(str(tmp_path), [[outcome]], CONFIG, RUN)
+    tracks = pq.read_table(tmp_path / "selection" / "tracks.parquet").to_pylist()
+    return summary.outcomes[outcome.clip_id], {t["track_id"]: t["selection_reason"] for t in tracks}
+
+
+def test_outcome_kept_with_one_selected_track(tmp_path):
     p0, p1 = make_problem(CLIP.clip_id, 0, 12, 1), make_problem(CLIP.clip_id, 1, 15, 2)
-    outcome = outcome_from_fits(_header(), [(p1, make_fit(p1, 30.0)), (p0, make_fit(p0, 3.0))], CONFIG, 10.0)
-    assert (outcome.outcome, outcome.reason, outcome.rejected) == ("kept", None, None)
-    assert outcome.frames.num_rows == 12 and set(outcome.frames.column("track_id").to_pylist()) == {0}
+    fit0 = make_fit(p0, 3.0)
+    outcome = commit_outcome(_header(), [(p1, make_fit(p1, 30.0)), (p0, fit0)], CONFIG)
+    assert (outcome.outcome, outcome.reason, outcome.rejected) == ("pending", None, None)
+    assert outcome.frames.num_rows == 27 and set(outcome.frames.column("track_id").to_pylist()) == {0, 1}
     tracks = outcome.tracks.to_pylist()
     assert [t["track_id"] for t in tracks] == [0, 1]
-    assert [t["selected"] for t in tracks] == [True, False]
-    assert tracks[1]["selection_reason"] == "e_norm_above_threshold"
+    assert [(t["selected"], t["selection_reason"]) for t in tracks] == [(False, "eligible")] * 2
     assert tracks[0]["energy"] == pytest.approx(3.0 * 2.5)
     assert {t["term"] for t in tracks[0]["energy_terms"]} == {"reprojection", "temporal", "prior"}
-    assert outcome.num_tracks == 2 and outcome.num_selected_tracks == 1 and outcome.num_frames_written == 12
+    assert outcome.num_tracks == 2 and outcome.num_selected_tracks == 0 and outcome.num_frames_written == 27
+    clip, reasons = _selected(tmp_path, outcome)
+    assert clip == {"outcome": "kept", "reason": None, "selected_tracks": 1, "inlier_frames": int(fit0.inlier.sum())}
+    assert reasons == {0: "selected", 1: "e_norm_above_threshold"}
 
 
-def test_outcome_all_frames_mode_writes_every_ok_track():
+def test_outcome_all_frames_mode_writes_every_ok_track(tmp_path):
     p0, p1, p2 = (make_problem(CLIP.clip_id, t, 12, t) for t in range(3))
     fitted = [(p0, make_fit(p0, 30.0)), (p1, make_fit(p1, 40.0)), (p2, make_fit(p2, 1.0, status="diverged"))]
-    outcome = outcome_from_fits(_header(), fitted, CONFIG, 10.0, frames_mode="all")
-    assert outcome.outcome == "rejected" and outcome.reason == RejectReason.NO_TRACK_SELECTED
+    outcome = commit_outcome(_header(), fitted, CONFIG, frames_mode="all")
+    assert outcome.outcome == "pending" and outcome.rejected is None
     assert outcome.frames.num_rows == 24 and not any(outcome.frames.column("track_selected").to_pylist())
-    row = outcome.rejected.to_pylist()[0]
-    assert row["stage"] == "select" and row["num_tracks"] == 3 and "track 2: diverged" in row["message"]
-    assert outcome.num_frames_written == 24
+    assert [t["selection_reason"] for t in outcome.tracks.to_pylist()] == ["eligible", "eligible", "diverged"]
+    assert outcome.num_frames_written == 24 and outcome.num_tracks == 3
+    clip, reasons = _selected(tmp_path, outcome)
+    assert (clip["outcome"], clip["reason"], clip["selected_tracks"]) == ("rejected", RejectReason.NO_TRACK_SELECTED, 0)
+    assert reasons == {0: "e_norm_above_threshold", 1: "e_norm_above_threshold", 2: "diverged"}
+    row = pq.read_table(tmp_path / "selection" / "clips.parquet").to_pylist()[0]
+    assert row["stage"] == "select"
 
 
 def test_outcome_all_diverged_and_all_failed():
     p0 = make_problem(CLIP.clip_id, 0, 12, 1)
-    diverged = outcome_from_fits(_header(), [(p0, make_fit(p0, 1.0, status="diverged"))], CONFIG, 10.0)
+    diverged = commit_outcome(_header(), [(p0, make_fit(p0, 1.0, status="diverged"))], CONFIG)
     assert (diverged.outcome, diverged.reason, diverged.frames) == ("rejected", RejectReason.ALL_TRACKS_DIVERGED, None)
-    failed = outcome_from_fits(_header(), [(p0, TrackFit.failed(p0, "Traceback ... ValueError: x"))], CONFIG, 10.0)
+    failed = commit_outcome(_header(), [(p0, TrackFit.failed(p0, "Traceback ... ValueError: x"))], CONFIG)
     assert (failed.outcome, failed.reason) == ("failed", RejectReason.FAILED)
     assert failed.tracks.to_pylist()[0]["fit_status"] == "failed"
     assert "ValueError" in failed.rejected.to_pylist()[0]["message"]
@@ -121,12 +140,12 @@ def test_quality_columns_have_their_units_and_inliers_stay_on_detections():
     assert np.isfinite(np.array(table.column("orientation_change").to_pylist(), dtype=np.float64)).all()
     accel = np.array(table.column("joint_acceleration").to_pylist(), dtype=np.float64)
     assert np.isnan(accel[[0, -1]]).all() and (accel[1:-1] >= 0).all()
-    tracks = outcome_from_fits(_header(), [(problem, fit)], CONFIG, 10.0).tracks.to_pylist()
+    tracks = commit_outcome(_header(), [(problem, fit)], CONFIG).tracks.to_pylist()
     assert tracks[0]["num_inlier_frames"] <= tracks[0]["num_detected_frames"]
     assert tracks[0]["parent_track_id"] == -1 and tracks[0]["split_frame"] == -1
 
 
-def test_split_track_writes_its_pieces_with_their_parent():
+def test_split_track_writes_its_pieces_with_their_parent(tmp_path):
     problem = make_problem(CLIP.clip_id, 2, 20, seed=4)
     pieces = []
     for k, (start, stop) in enumerate(((0, 12), (12, 20))):
@@ -134,10 +153,12 @@ def test_split_track_writes_its_pieces_with_their_parent():
         pieces.append(make_fit(sub, 2.0 + k).replace(parent_track_id=2, split_frame=int(problem.frame_index[12]),
                                                      piece_start=start))
     parent = TrackFit.failed(problem, "identity switch").replace(status="split", switch_frames=(12,), pieces=tuple(pieces))
-    outcome = outcome_from_fits(_header(), [(problem, parent)], CONFIG, 10.0)
+    outcome = commit_outcome(_header(), [(problem, parent)], CONFIG)
     tracks = {r["track_id"]: r for r in outcome.tracks.to_pylist()}
     assert tracks[2]["fit_status"] == "split" and tracks[2]["selection_reason"] == "split" and not tracks[2]["selected"]
     assert tracks[1002]["parent_track_id"] == tracks[2002]["parent_track_id"] == 2
     assert tracks[1002]["num_frames"] == 12 and tracks[2002]["first_frame"] == int(problem.frame_index[12])
-    assert outcome.outcome == "kept"
+    assert outcome.outcome == "pending"
     assert set(outcome.frames.column("track_id").to_pylist()) == {1002, 2002}
+    clip, reasons = _selected(tmp_path, outcome)
+    assert clip["outcome"] == "kept" and reasons == {2: "split", 1002: "selected", 2002: "selected"}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.records import RejectReason
-from pipeline.dataset.selection import (
+from pipeline.dataset.selection.rules import (
     SelectionConfig,
     TrackReason,
     clip_verdict,

@@ -9,17 +9,18 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.dataset import schema
+from pipeline.dataset.card import dataset_card, write_card
+from pipeline.dataset.manifests import completed_clips
 from pipeline.records import ClipRef, PerceptionResult, RejectReason
-from pipeline.dataset.rows import outcome_from_fits, outcome_from_rejection
-from pipeline.dataset.selection import SelectionConfig
+from pipeline.dataset.rows import outcome_from_rejection
+from pipeline.dataset.selection.commit import commit_outcome
+from pipeline.dataset.selection.rules import SelectionConfig
+from pipeline.dataset.selection.table import select_output
 from pipeline.dataset.writer import (
     WriterConfig,
-    completed_clips,
-    dataset_card,
     remove_orphan_shards,
     shard_bucket,
     shard_name,
-    write_card,
     write_common_metadata,
     write_shard,
 )
@@ -29,12 +30,13 @@ RUN = schema.RunMetadata(schema.BodyModelInfo("standin", "neutral", "m.pkl", "cd
 CONFIG = SelectionConfig(mode="threshold", e_norm_threshold=10.0, min_inlier_fraction=0.0)
 
 
-def _kept(clip_id, label="walk", tracks=2):
+def _fitted(clip_id, label="walk", tracks=2):
+    """A committed clip whose tracks are eligible (10 + t frames each); track 0 passes CONFIG's threshold."""
     clip = ClipRef(clip_id, f"/v/{clip_id}.mp4", label, "train")
     header = PerceptionResult(clip, num_frames=20, image_size=(320, 240), fps=10.0)
     problems = [make_problem(clip_id, t, 10 + t, seed=t) for t in range(tracks)]
     fits = [(p, make_fit(p, 2.0 if p.track_id == 0 else 50.0)) for p in problems]
-    return outcome_from_fits(header, fits, CONFIG, 10.0)
+    return commit_outcome(header, fits, CONFIG)
 
 
 def _rejected(clip_id, reason=RejectReason.NO_PERSON):
@@ -43,13 +45,13 @@ def _rejected(clip_id, reason=RejectReason.NO_PERSON):
 
 def test_write_and_read_back_with_metadata(tmp_path):
     config = WriterConfig(str(tmp_path), row_group_size=8)
-    outcomes = [_kept("b_000000_000010"), _rejected("c_000000_000010"), _kept("a_000000_000010")]
+    outcomes = [_fitted("b_000000_000010"), _rejected("c_000000_000010"), _fitted("a_000000_000010")]
     summary = write_shard(outcomes, config, RUN)
     assert summary.name == shard_name(["a_000000_000010", "b_000000_000010", "c_000000_000010"])
-    assert summary.rows == {"frames": 20, "tracks": 4, "rejected": 1}
+    assert summary.rows == {"frames": 42, "tracks": 4, "rejected": 1}
     frames_file = tmp_path / "frames" / f"{summary.name}.train.parquet"  # one file per source split
     meta = pq.read_metadata(frames_file)
-    assert meta.num_row_groups == 3  # 20 rows in groups of 8
+    assert meta.num_row_groups == 6  # 42 rows in groups of 8
     assert meta.row_group(0).column(0).compression == "ZSTD"
     table = pq.read_table(frames_file)
     assert table.column("clip_id").to_pylist() == sorted(table.column("clip_id").to_pylist())
@@ -69,7 +71,7 @@ def test_write_and_read_back_with_metadata(tmp_path):
 
 def test_rewriting_a_shard_is_byte_identical(tmp_path):
     config = WriterConfig(str(tmp_path))
-    outcomes = [_kept("a_000000_000010"), _rejected("c_000000_000010")]
+    outcomes = [_fitted("a_000000_000010"), _rejected("c_000000_000010")]
     first = write_shard(outcomes, config, RUN)
     files = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     second = write_shard(list(reversed(outcomes)), config, RUN)  # a retried bundle, other order
@@ -85,7 +87,7 @@ def test_duplicate_clip_in_a_shard_is_refused(tmp_path):
 
 def test_resume_bookkeeping_and_orphans(tmp_path):
     config = WriterConfig(str(tmp_path))
-    write_shard([_kept("a_000000_000010")], config, RUN)
+    write_shard([_fitted("a_000000_000010")], config, RUN)
     assert set(completed_clips(str(tmp_path))) == {"a_000000_000010"}
     orphan = tmp_path / "frames" / "shard-0000.parquet"
     orphan.write_bytes(b"half-written")
@@ -104,9 +106,10 @@ def test_buckets_are_stable_and_spread():
 
 def test_card_and_stats(tmp_path):
     config = WriterConfig(str(tmp_path))
-    write_shard([_kept("a_000000_000010"), _rejected("c_000000_000010", RejectReason.CROWDED)], config, RUN)
+    write_shard([_fitted("a_000000_000010"), _rejected("c_000000_000010", RejectReason.CROWDED)], config, RUN)
     write_shard([_rejected("d_000000_000010", RejectReason.FAILED)], config, RUN)
     write_common_metadata(config, RUN)
+    select_output(str(tmp_path), CONFIG)  # the card counts the selection's verdicts
     stats = write_card(str(tmp_path), RUN, extra={"input": "test"})
     assert stats["clips"] == 3 == stats["clips_kept"] + stats["clips_rejected"] + stats["clips_failed"]
     assert stats["rejected_by_reason"] == {"crowded": 1, "failed": 1}
@@ -124,10 +127,11 @@ def test_card_and_stats(tmp_path):
 def test_huggingface_loads_typed_arrays(tmp_path):
     datasets = pytest.importorskip("datasets")
     config = WriterConfig(str(tmp_path))
-    write_shard([_kept("a_000000_000010"), _kept("b_000000_000010"), _rejected("c_000000_000010")], config, RUN)
+    write_shard([_fitted("a_000000_000010"), _fitted("b_000000_000010"), _rejected("c_000000_000010")], config, RUN)
+    select_output(str(tmp_path), CONFIG)
     write_card(str(tmp_path), RUN)
     frames = datasets.load_dataset(str(tmp_path), "frames", split="train", cache_dir=str(tmp_path / ".hf"))
-    assert frames.num_rows == 20
+    assert frames.num_rows == 42
     assert frames.features["keypoints_2d"] == datasets.List(datasets.List(datasets.Value("float32"), length=3), length=17)
     row = frames.with_format("numpy")[0]
     assert row["keypoints_2d"].shape == (17, 3) and row["joints_3d"].shape == (24, 3) and row["pose"].shape == (72,)
@@ -142,9 +146,9 @@ def test_store_crops_adds_a_nullable_jpeg_column(tmp_path):
     object.__setattr__(with_crops, "crops", tuple(b"" if t == 5 else b"\xff\xd8jpeg%d" % t for t in range(10)))
     without = make_problem(clip.clip_id, 1, 10, seed=1)
     header = PerceptionResult(clip, num_frames=10, image_size=(320, 240), fps=10.0)
-    kept = outcome_from_fits(header, [(with_crops, make_fit(with_crops, 1.0)), (without, make_fit(without, 2.0))], CONFIG, 10.0)
+    kept = commit_outcome(header, [(with_crops, make_fit(with_crops, 1.0)), (without, make_fit(without, 2.0))], CONFIG)
     config = WriterConfig(str(tmp_path), store_crops=True)
-    summary = write_shard([kept, _kept("b_000000_000010")], config, RUN)
+    summary = write_shard([kept, _fitted("b_000000_000010")], config, RUN)
     table = pq.read_table(tmp_path / "frames" / f"{summary.name}.train.parquet")
     assert table.schema.field("crop_jpeg").type == schema.CROP_COLUMN.type
     crops = [c for c, clip_id in zip(table.column("crop_jpeg").to_pylist(), table.column("clip_id").to_pylist())

@@ -169,12 +169,14 @@ def test_side_by_side_init_and_fit(truth_run, init_run, tmp_path, body_model):
 
 
 def test_missing_video_and_background(truth_run, tmp_path, body_model):
-    table = pq.read_table(sorted((__import__("pathlib").Path(truth_run.output) / "frames").glob("*.parquet"))[0])
+    source = sorted((__import__("pathlib").Path(truth_run.output) / "frames").glob("*.parquet"))[0]
+    table = pq.read_table(source)
     moved = tmp_path / "moved"
     (moved / "frames").mkdir(parents=True)
+    __import__("shutil").copytree(source.parent.parent / "selection", moved / "selection")  # the verdicts travel with the rows
     table = table.set_column(table.schema.get_field_index("source_uri"), "source_uri",
                              __import__("pyarrow").array(["/nowhere/clip.mp4"] * table.num_rows))
-    pq.write_table(table, moved / "frames" / "shard-x.parquet")
+    pq.write_table(table, moved / "frames" / source.name)
     clip = truth_run.clip_ids[0]
     with pytest.raises(FileNotFoundError, match="--video PATH"):
         list(overlay_frames(str(moved), clip, body_model, frames=[0]))

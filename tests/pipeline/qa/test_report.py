@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow.dataset as ds
 import pytest
 
-from dataset_builders import build_run, build_run_from_truth
+from dataset_builders import build_run, build_run_from_truth, read_with_verdicts
 from pipeline.qa.report import ReportConfig, load_summary, pick_thumbnail_frames, render_report, table3, write_report
 
 IMAGES = re.compile(r'<img alt="([^"]*)" src="data:image/png;base64,([^"]+)">')
@@ -33,6 +33,8 @@ def video_run(tmp_path_factory, standin, body_model):
 
 
 def _rows(output, dataset):
+    if dataset in ("frames", "tracks"):  # with the selection's verdicts, as readers see them
+        return read_with_verdicts(output, dataset).to_pylist()
     return ds.dataset(f"{output}/{dataset}", format="parquet").to_table().to_pylist()
 
 

@@ -1,4 +1,4 @@
-"""Training-data selection after bundle adjustment (paper section 4, extended to every person).
+"""The selection rules: one track's verdict and one clip's (paper section 4, extended to every person).
 
 A track is kept when its fit is sound (status ``ok``, long enough, moving, enough inlier
 frames) and its selection score E_norm (``BAConfig.e_norm``: energy per frame by default,
@@ -16,7 +16,8 @@ is rejected as ``identity_switch``.
 
 A clip is *kept* when at least one of its tracks is selected; otherwise it is rejected
 with ``no_track_selected``, or ``all_tracks_diverged`` when no track fitted soundly, or
-counted *failed* when every track's fit raised.
+counted *failed* when every track's fit raised. :func:`bound_note` names the option and
+value behind a track's reason in ``rejected/`` messages.
 """
 
 from __future__ import annotations
@@ -192,3 +193,21 @@ def clip_verdict(selections: Sequence[TrackSelection]) -> tuple[str, str | None]
     if selections and all(s.reason in (TrackReason.FAILED, TrackReason.DIVERGED) for s in selections):
         return "rejected", RejectReason.ALL_TRACKS_DIVERGED
     return "rejected", RejectReason.NO_TRACK_SELECTED
+
+
+def bound_note(fit: TrackFit, verdict: TrackSelection, config: SelectionConfig) -> str:
+    """The bound (option and value) behind a track's selection reason, for messages."""
+    reason = verdict.reason
+    if reason == TrackReason.E_NORM_ABOVE_THRESHOLD:
+        return f" (E_norm {fit.e_norm:.4g} > --e_norm_threshold {verdict.threshold:.4g})"
+    if reason == TrackReason.BELOW_BEST_FRACTION:
+        return (f" (E_norm {fit.e_norm:.4g} > {verdict.threshold:.4g}, the run's best --keep_fraction "
+                f"{config.keep_fraction:g}; raise it or pass --e_norm_threshold)")
+    if reason == TrackReason.TOO_SHORT:
+        return f" ({verdict.num_detected_frames} detected frames < --min_track_frames {config.min_frames})"
+    if reason == TrackReason.TOO_FEW_INLIERS:
+        return (f" ({verdict.num_inlier_frames} of {verdict.num_detected_frames} frames inliers < "
+                f"--min_inlier_fraction {config.min_inlier_fraction:g})")
+    if reason == TrackReason.NOT_MOVING:
+        return f" (trajectory {fit.trajectory_length:.3g} m < {config.min_trajectory_length_m:g} m)"
+    return ""

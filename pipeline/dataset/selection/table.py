@@ -1,16 +1,9 @@
-"""Commit-time rows of a fitted clip, and the ``selection/`` table computed over a whole output.
+"""The ``selection/`` table: the run's E_norm threshold and every clip's final outcome.
 
-Fits are committed as soon as their clip is done, before the run's E_norm threshold is
-known (a best-fraction threshold needs every track of the output). So the job writes, per
-clip, rows whose selection is *pending*: every fitted track in ``tracks/`` with
-``selection_reason`` = ``eligible`` (any threshold could select it) or the reason no
-threshold can (too_short, diverged, ...), and the frames of its eligible tracks (or of
-every ``ok`` track with ``--frames all``) in ``frames/``. A clip none of whose tracks is
-eligible is final at commit time and gets its ``rejected/`` row then.
-
-:func:`select_output` then reads every committed shard of the output (all runs that wrote
-into it), computes the threshold over the eligible tracks with the pure functions of
-:mod:`pipeline.dataset.selection`, and writes two small Parquet files::
+:func:`select_output` reads every committed shard of the output (all runs that wrote
+into it; the commit-time rows of :mod:`pipeline.dataset.selection.commit`), computes the
+threshold over the eligible tracks with the rules of :mod:`pipeline.dataset.selection.rules`,
+and writes two small Parquet files::
 
     selection/tracks.parquet   clip_id, track_id, shard, e_norm, selected, selection_reason, e_norm_threshold
     selection/clips.parquet    clip_id, label, split, shard, outcome, reason, stage, selected_tracks, inlier_frames
@@ -32,20 +25,19 @@ import io
 import json
 import logging
 import math
-import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.dataset.rows import (
-    ClipOutcome, bound_note, failed_outcome, frames_table, rejected_table, tracks_table, truncate_message,
-)
-from pipeline.dataset.selection import SelectionConfig, TrackReason, clip_verdict, expand_pieces, run_threshold, select_track
-from pipeline.records import PerceptionResult, RejectReason, TrackFit, TrackProblem
+from pipeline.dataset.fs import ArrowStorage
+from pipeline.dataset.manifests import manifest_files, read_manifests
+from pipeline.dataset.selection.commit import ELIGIBLE, PENDING
+from pipeline.dataset.selection.rules import SelectionConfig, TrackReason, run_threshold
+from pipeline.records import RejectReason
 
 LOGGER = logging.getLogger(__name__)
 
@@ -53,13 +45,6 @@ SELECTION = "selection"
 TRACKS_FILE = "tracks.parquet"
 CLIPS_FILE = "clips.parquet"
 SUMMARY_FILE = "selection.json"
-ELIGIBLE = "eligible"
-"""``tracks.selection_reason`` at commit time of a track any E_norm threshold could select."""
-PENDING = "pending"
-"""Manifest outcome of a committed clip with an eligible track: kept or not is decided by
-the selection."""
-COMMIT_FRAMES_MODES = ("eligible", "inliers", "all")
-FRAMES_MODE_ALIASES = {"selected": "eligible"}
 
 SELECTION_TRACKS_SCHEMA = pa.schema([
     pa.field("clip_id", pa.string()), pa.field("track_id", pa.int32()), pa.field("shard", pa.string()),
@@ -71,80 +56,6 @@ SELECTION_CLIPS_SCHEMA = pa.schema([
     pa.field("shard", pa.string()), pa.field("outcome", pa.string()), pa.field("reason", pa.string()),
     pa.field("stage", pa.string()), pa.field("selected_tracks", pa.int32()), pa.field("inlier_frames", pa.int64()),
 ])
-
-
-def commit_frames_mode(mode: str) -> str:
-    """The commit-time frames mode of a ``--frames`` value ("selected" is the old name of
-    "eligible": the selection is not known when frames are written)."""
-    mode = FRAMES_MODE_ALIASES.get(mode, mode)
-    if mode not in COMMIT_FRAMES_MODES:
-        raise ValueError(f"--frames {mode!r}: use one of {COMMIT_FRAMES_MODES}")
-    return mode
-
-
-def _pending(problem: TrackProblem, fit: TrackFit, config: SelectionConfig):
-    """Commit-time verdict: the eligibility reason, or ``eligible`` (never ``selected``)."""
-    verdict = select_track(problem, fit, config, sys.float_info.max)  # any finite E_norm passes
-    if verdict.reason == TrackReason.SELECTED:
-        return replace(verdict, selected=False, reason=ELIGIBLE, threshold=float("nan"))
-    return replace(verdict, threshold=float("nan"))
-
-
-def commit_outcome(
-    header: PerceptionResult,
-    fitted: Sequence[tuple[TrackProblem, TrackFit]],
-    config: SelectionConfig,
-    frames_mode: str = "eligible",
-) -> ClipOutcome:
-    """The rows of a fitted clip written as soon as its tracks are fitted.
-
-    Args:
-        header: the clip's perception result (clip, frame and people counts).
-        fitted: (problem, fit) of every track of the clip.
-        config: selection settings (only the eligibility checks are applied here).
-        frames_mode: "eligible" (every frame of the eligible tracks), "inliers" (their
-            inlier frames) or "all" (every frame of every track whose fit is ``ok``).
-
-    Returns:
-        A ClipOutcome with outcome "pending" when a track is eligible (the selection
-        decides), else "rejected"/"failed" with its ``rejected/`` row.
-    """
-    frames_mode = commit_frames_mode(frames_mode)
-    clip = header.clip
-    if not fitted:
-        return failed_outcome(clip, "bundle_adjust", f"clip {clip.clip_id}: no track reached bundle adjustment")
-    # a track cut at identity switches brings its pieces, each a track with rows of its own
-    expanded = [pf for problem, fit in fitted for pf in expand_pieces(problem, fit)]
-    verdicts = [(p, f, _pending(p, f, config)) for p, f in sorted(expanded, key=lambda pf: pf[1].track_id)]
-    frame_tables = []
-    for problem, fit, verdict in verdicts:
-        eligible = verdict.reason == ELIGIBLE
-        if eligible or (frames_mode == "all" and fit.status == "ok" and verdict.reason not in (TrackReason.DIVERGED, TrackReason.FAILED, TrackReason.SPLIT)):
-            frame_tables.append(frames_table(clip, problem, fit, verdict, inliers_only=frames_mode == "inliers"))
-    frames = pa.concat_tables(frame_tables, promote_options="default") if frame_tables else None
-    tracks = tracks_table(clip, verdicts)
-    eligible = sum(v.reason == ELIGIBLE for _, _, v in verdicts)
-    rejected = None
-    if eligible:
-        outcome, reason, stage = PENDING, None, "select"
-    else:
-        outcome, reason = clip_verdict([v for _, _, v in verdicts])
-        stage = "bundle_adjust" if outcome == "failed" or reason == RejectReason.ALL_TRACKS_DIVERGED else "select"
-        messages = "; ".join(
-            f"track {f.track_id}: {v.reason}" + bound_note(f, v, config)
-            + (f" ({truncate_message(f.message, 300)})" if f.message and v.reason in (TrackReason.FAILED, TrackReason.DIVERGED) else "")
-            for _, f, v in verdicts
-        )
-        rejected = rejected_table(clip, outcome, reason, stage, messages, header.num_frames, header.max_people, len(verdicts))
-    return ClipOutcome(
-        clip.clip_id, outcome, reason, stage, frames=frames, tracks=tracks, rejected=rejected,
-        num_tracks=len(verdicts), num_selected_tracks=0,
-        num_frames_written=0 if frames is None else frames.num_rows,
-        num_inlier_frames=0,
-    )
-
-
-# ----------------------------------------------------------------------------- selection
 
 
 @dataclass(frozen=True)
@@ -205,8 +116,6 @@ def _committed_tracks(output: str, manifests: Sequence[dict[str, Any]], owners: 
     num_inlier_frames."""
     columns = ["clip_id", "track_id", "e_norm", "selection_reason", "num_inlier_frames"]
     parts = []
-    from pipeline.dataset.writer import manifest_files
-
     for manifest in manifests:
         names = manifest_files(manifest, "tracks")
         if not names:
@@ -228,9 +137,7 @@ def compute_selection(output: str, config: SelectionConfig, storage=None) -> tup
     Returns:
         (summary, selection tracks table, selection clips table).
     """
-    from pipeline.dataset.writer import LocalStorage, read_manifests
-
-    storage = storage or LocalStorage()
+    storage = storage or ArrowStorage()
     manifests = read_manifests(output, storage)
     owners = _owners(manifests)
     tracks = _committed_tracks(output, manifests, owners, storage)
@@ -306,11 +213,9 @@ def select_output(output: str, config: SelectionConfig, storage=None) -> Selecti
     Args:
         output: the output folder (local path or URL served by ``storage``).
         config: selection settings (mode, keep_fraction or e_norm_threshold).
-        storage: a :class:`pipeline.dataset.writer.Storage` (default: local disk).
+        storage: a :class:`pipeline.dataset.fs.Storage` (default: local disk).
     """
-    from pipeline.dataset.writer import LocalStorage
-
-    storage = storage or LocalStorage()
+    storage = storage or ArrowStorage()
     summary, tracks, clips = compute_selection(output, config, storage)
     meta = {b"vid2mesh.selection": json.dumps(summary.to_json(), sort_keys=True).encode()}
     storage.write_bytes(storage.join(output, SELECTION, TRACKS_FILE), _parquet(tracks.replace_schema_metadata(meta)))
@@ -325,9 +230,7 @@ def select_output(output: str, config: SelectionConfig, storage=None) -> Selecti
 
 def read_selection_outcomes(output: str, storage=None) -> dict[str, dict[str, Any]] | None:
     """clip id -> final outcome entry from ``selection/clips.parquet`` (None: no selection yet)."""
-    from pipeline.dataset.writer import LocalStorage
-
-    storage = storage or LocalStorage()
+    storage = storage or ArrowStorage()
     path = storage.join(output, SELECTION, CLIPS_FILE)
     if not storage.exists(path):
         return None
@@ -337,8 +240,6 @@ def read_selection_outcomes(output: str, storage=None) -> dict[str, dict[str, An
 
 def read_selection_summary(output: str, storage=None) -> dict[str, Any] | None:
     """``selection/selection.json`` of the output (None: no selection yet)."""
-    from pipeline.dataset.writer import LocalStorage
-
-    storage = storage or LocalStorage()
+    storage = storage or ArrowStorage()
     path = storage.join(output, SELECTION, SUMMARY_FILE)
     return json.loads(storage.read_bytes(path)) if storage.exists(path) else None

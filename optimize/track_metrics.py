@@ -1,4 +1,9 @@
-"""Pure helpers for track selection: trajectory length, E_norm and inlier frames."""
+"""Per-track metrics computed with each fit; selection reads them, but they decide nothing.
+
+Trajectory length, the E_norm scores, the track's scale, inlier frames, per-frame quality
+(pixel and relative error, joint acceleration, orientation change) and identity switches.
+The verdicts built on them live in the ``pipeline.dataset.selection`` package.
+"""
 
 from __future__ import annotations
 

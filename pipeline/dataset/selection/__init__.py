@@ -1,0 +1,17 @@
+"""Track selection: which fitted tracks become training data, and why the others did not.
+
+"Why was this track dropped?" is answered here, in three modules read in this order:
+
+* :mod:`~pipeline.dataset.selection.rules`: the verdict of one track (``TrackReason``,
+  ``SelectionConfig``, eligibility, the E_norm threshold, the clip's verdict from its
+  tracks, and the bound each reason names in messages);
+* :mod:`~pipeline.dataset.selection.commit`: the rows a fitted clip commits before the
+  run's threshold is known (eligible tracks are *pending*);
+* :mod:`~pipeline.dataset.selection.table`: the ``selection/`` table over the whole
+  output (the threshold applied, each track's final reason, each clip's final outcome).
+
+The scores the rules read (E_norm, trajectory length, inlier frames, identity switches)
+are computed with each fit in :mod:`optimize.track_metrics`; ``BAConfig.e_norm`` picks the
+score. This package imports nothing at import time, so each module's own imports are its
+whole dependency set.
+"""
