@@ -47,11 +47,11 @@ RUN pip install --no-cache-dir "pip==26.3" \
     && pip check \
     && python -c "import apache_beam, torch, models, pipeline, transforms, beam_jobs; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 
-RUN python -c "from transforms.provenance import source_hash; print(source_hash())" > /opt/vid2mesh/SOURCE_HASH
-
-# The stand-in body model is generated at build time so that every worker has the same
-# bytes (a run with --smpl_model reads the user's file from GCS instead).
-RUN python -c "from models.standin import ensure_standin; print(ensure_standin('/opt/vid2mesh/cache/standin'))"
+# The source hash the image is built from (transforms/provenance.py), and the stand-in body
+# model, generated at build time so that every worker has the same bytes (a run with
+# --smpl_model reads the user's file from GCS instead).
+RUN python -c "from transforms.provenance import source_hash; print(source_hash())" > /opt/vid2mesh/SOURCE_HASH \
+    && python -c "from models.standin import ensure_standin; print(ensure_standin('/opt/vid2mesh/cache/standin'))"
 
 COPY --from=beam_sdk /opt/apache/beam /opt/apache/beam
 ENTRYPOINT ["/opt/apache/beam/boot"]
