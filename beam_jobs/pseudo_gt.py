@@ -557,11 +557,14 @@ def run_and_summarise(prog: str, launch) -> int:
             print(line)
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
-    except Exception as exc:  # noqa: BLE001 -- user and storage errors become one line; others re-raise
+    except (FileNotFoundError, ValueError) as exc:  # user errors: their message names the input and the fix
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 -- storage errors become one line; others re-raise
         line = storage_error(exc)
-        if line is None and not isinstance(exc, (FileNotFoundError, ValueError)):
+        if line is None:
             raise
-        print(f"{prog}: error: {line or exc}", file=sys.stderr)
+        print(f"{prog}: error: {line}", file=sys.stderr)
         return 2
     for line in summary_lines(report, process_seconds()):
         print(line)
