@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from beam_jobs import flags as job_options
 
@@ -55,13 +54,4 @@ def _run(args: argparse.Namespace) -> int:
     runners.register_dask_options(args.beam_args + [f"--runner={a}" for a in args.beam_args if a.lower() in runners.DASK_RUNNERS])
     pseudo_gt.check_flags(args.beam_args)
     options = PipelineOptions(flags=args.beam_args, **_job_values(args), **({"dry_run": True} if args.dry_run else {}))
-    try:
-        report = pseudo_gt.run(options=options)
-    except pseudo_gt.BooksError as exc:
-        for line in pseudo_gt.summary_lines(exc.report):
-            print(line)
-        print(f"vid2mesh run: error: {exc}", file=sys.stderr)
-        return 1
-    for line in pseudo_gt.summary_lines(report):
-        print(line)
-    return 0
+    return pseudo_gt.run_and_summarise("vid2mesh run", lambda: pseudo_gt.run(options=options))

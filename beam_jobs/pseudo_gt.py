@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from beam_jobs.logs import quiet_gcp_import_noise, setup_logging
+from beam_jobs.logs import quiet_gcp_import_noise, setup_logging, storage_error
 
 quiet_gcp_import_noise()  # before Beam's import logs its GCP notes
 
@@ -78,6 +78,7 @@ class JobReport:
         failed_retried: clips that had failed in an earlier run and were processed again.
         failed_still_failing: of those, the clips that failed again.
         books: where this run's clips ended, from the committed rows (None: nothing ran).
+        body_model: the fits' body model variant ("smpl", "standin"; "" when not known).
     """
 
     output: str
@@ -93,6 +94,7 @@ class JobReport:
     failed_retried: int = 0
     failed_still_failing: int = 0
     books: RunBooks | None = None
+    body_model: str = ""
 
 
 def selection_config(opts: OptimisationOptions) -> SelectionConfig:
@@ -415,7 +417,8 @@ def _finish(options: PipelineOptions, settings: JobSettings, listing: InputListi
     stats = write_card(out.output, settings.run, beam_storage,
                        {**extra, "last_run": last_run, "selection": read_selection_summary(out.output, beam_storage)})
     report = JobReport(out.output, listing.num_inputs, skipped, len(expected), counters, distributions, stats, wall, state,
-                       failed_retried=len(retried), failed_still_failing=still_failing, books=books)
+                       failed_retried=len(retried), failed_still_failing=still_failing, books=books,
+                       body_model=settings.run.body_model.variant)
     if not books.balanced:
         raise BooksError(report, f"the run's books do not balance: {books.problems()}; the output keeps what was "
                                  f"committed; run the job again to process the missing clips")
@@ -480,7 +483,45 @@ def job_metrics(result) -> tuple[dict[str, int], dict[str, dict[str, float]]]:
     return counters, distributions
 
 
-def summary_lines(report: JobReport) -> list[str]:
+def process_seconds() -> float | None:
+    """Seconds since the operating system started this process (Python's start-up and every
+    import included), from ``/proc``; None where ``/proc`` is not available."""
+    try:
+        with open("/proc/self/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        with open("/proc/uptime") as handle:
+            uptime = float(handle.read().split()[0])
+        return max(0.0, uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def wall_line(report: JobReport, since_start: float | None = None) -> str:
+    """The summary's wall-time line: from the process start when known (``since_start``,
+    seconds), with the job's part (model checks, pipeline, selection, card) beside it."""
+    c = report.counters
+    tracks = c.get("tracks_fitted", report.books.tracks if report.books else 0)
+    rate = format_rate(report.clips_in, report.wall_seconds, c.get("frames_written", 0), tracks)
+    job = f"{report.wall_seconds:.1f} s"
+    if since_start is None:
+        return f"wall {job} for the job (model checks, pipeline, selection and card; process start-up not counted), {rate}"
+    startup = max(0.0, since_start - report.wall_seconds)
+    return (f"wall {since_start:.1f} s since the process started: {startup:.1f} s start-up (Python, imports, "
+            f"options) + {job} job (model checks, pipeline, selection and card); job rate {rate}")
+
+
+STANDIN_SUMMARY = ("body model: the fits use the generated STAND-IN body model, not SMPL: they are not real SMPL "
+                   "fits (for testing the pipeline only); pass --smpl_model (and --gmm_prior) to fit real SMPL")
+
+
+def summary_lines(report: JobReport, since_start: float | None = None) -> list[str]:
+    """The run's summary, one fact a line.
+
+    Args:
+        report: what the run did.
+        since_start: seconds since the process started (:func:`process_seconds`); None:
+            the wall line covers the job only and says so.
+    """
     if report.state == "DRY_RUN":
         return [f"dry run: nothing was run or written under {report.output}", *report.dry_run]
     c, s, books = report.counters, report.stats, report.books
@@ -495,9 +536,10 @@ def summary_lines(report: JobReport) -> list[str]:
           if report.failed_retried else []),
         f"tracks fitted {tracks}, selected {c.get('tracks_selected', 0)}; frames written "
         f"{c.get('frames_written', 0)} (the selected tracks hold {c.get('inlier_frames', 0)} inlier frames)",
-        f"wall {report.wall_seconds:.1f} s, {format_rate(report.clips_in, report.wall_seconds, c.get('frames_written', 0), tracks)}",
+        wall_line(report, since_start),
         f"dataset (all runs): {s.get('clips', 0)} clips, {s.get('clips_kept', 0)} kept, {s.get('clips_rejected', 0)} "
         f"rejected, {s.get('clips_failed', 0)} failed; rejected by reason {s.get('rejected_by_reason', {})}",
+        *([STANDIN_SUMMARY] if report.body_model == "standin" else []),
     ]
     return lines
 
@@ -506,21 +548,34 @@ def configure_logging(verbose: bool = False) -> None:
     setup_logging(verbose)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    configure_logging()
+def run_and_summarise(prog: str, launch) -> int:
+    """Call ``launch()`` (which returns a :class:`JobReport`), print the summary and return
+    the exit status: 0 done, 1 the books do not balance, 2 a user error or a full, over-quota,
+    unwritable or read-only output (one line naming the path, the OS error and what to do)."""
     try:
-        report = run(sys.argv[1:] if argv is None else argv)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"pseudo_gt: error: {exc}", file=sys.stderr)
-        return 2
+        report = launch()
     except BooksError as exc:
-        for line in summary_lines(exc.report):
+        for line in summary_lines(exc.report, process_seconds()):
             print(line)
-        print(f"pseudo_gt: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
-    for line in summary_lines(report):
+    except (FileNotFoundError, ValueError) as exc:  # user errors: their message names the input and the fix
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 -- storage errors become one line; others re-raise
+        line = storage_error(exc)
+        if line is None:
+            raise
+        print(f"{prog}: error: {line}", file=sys.stderr)
+        return 2
+    for line in summary_lines(report, process_seconds()):
         print(line)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    configure_logging()
+    return run_and_summarise("pseudo_gt", lambda: run(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

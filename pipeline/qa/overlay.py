@@ -6,7 +6,8 @@ mesh of the fit (``pose``, ``betas``) placed by its weak-perspective camera
 :mod:`pipeline.synth.render` and blended semi-transparently, the fitted COCO-17 skeleton
 (``reprojection_2d``) as lines, and the detected keypoints (``keypoints_2d``) as white
 dots, so a reader sees at once where the fit and the detector disagree. A label gives the
-track id, its E_norm and "outlier" on frames that are not inliers.
+track id, its E_norm, "no detection" on frames where the track has no detection and
+"outlier" on detected frames whose reprojection is above the inlier bound.
 
 The optional side-by-side view puts the per-frame initial estimate on the left and the
 bundle-adjusted fit on the right. ``frames/`` of schema 1.0.0 stores no initial
@@ -79,7 +80,7 @@ class OverlayConfig:
         mesh: draw the shaded mesh.
         skeleton: draw the fitted COCO-17 skeleton (``reprojection_2d``).
         detections: draw the detected keypoints (``keypoints_2d``) above ``min_confidence``.
-        labels: write track id / E_norm / outlier next to each person, and a caption
+        labels: write track id / E_norm / "no detection" or "outlier" next to each person, and a caption
             (frame index, panel) at the bottom.
         side_by_side: init (left) | bundle adjusted (right).
         min_confidence: detected keypoints at or below it are not drawn.
@@ -110,7 +111,7 @@ class TrackGeometry:
     Attributes:
         track_id: the track.
         color: (3,) RGB in [0, 1].
-        e_norm: the track's E_norm (1/m).
+        e_norm: the track's E_norm (the run's ``BAConfig.e_norm`` score).
         selected: the track passed selection.
         frame_index: (T,) int decoded frame indices.
         vertices: (T, V, 3) float32 mesh in image space: x px, y px, depth (s * Z, px).
@@ -118,6 +119,8 @@ class TrackGeometry:
         keypoints: (T, 17, 3) detected keypoints, px + confidence.
         inlier: (T,) bool.
         init_vertices: (T, V, 3) image-space mesh of the initial estimate, or None.
+        detected: (T,) bool, the track has its own detection on the frame (None: every
+            frame counts as detected).
     """
 
     track_id: int
@@ -130,6 +133,14 @@ class TrackGeometry:
     keypoints: np.ndarray
     inlier: np.ndarray
     init_vertices: np.ndarray | None = None
+    detected: np.ndarray | None = None
+
+    def frame_status(self, row: int) -> str:
+        """"no detection", "outlier" (detected, reprojection above the inlier bound) or ""
+        (an inlier) for a row."""
+        if self.detected is not None and not self.detected[row]:
+            return "no detection"
+        return "" if self.inlier[row] else "outlier"
 
     def row_of(self, frame_index: int) -> int | None:
         """Row of a decoded frame index, None when the track has no row there."""
@@ -287,6 +298,8 @@ def clip_geometry(table: pa.Table, body_model, tracks: Sequence[int] | None = No
                 keypoints=_stack(rows, "keypoints_2d"),
                 inlier=rows.column("inlier").to_numpy(zero_copy_only=False).astype(bool),
                 init_vertices=init_vertices,
+                detected=(rows.column("has_detection").to_numpy(zero_copy_only=False).astype(bool)
+                          if "has_detection" in rows.column_names else None),
             )
         )
     return out
@@ -379,8 +392,9 @@ def _panel(
             extent = np.nanmax(anchor[:, 1]) - np.nanmin(anchor[:, 1])
             top_left = (np.nanmin(anchor[:, 0]) * scale, (np.nanmin(anchor[:, 1]) - 0.12 * extent) * scale - 4)
             text = f"#{geom.track_id}" if init else f"#{geom.track_id} E_norm {geom.e_norm:.3g}"
-            if not init and not geom.inlier[row]:
-                text += " outlier"
+            status = "" if init else geom.frame_status(row)
+            if status:
+                text += f" {status}"
             if not geom.selected:
                 text += " (not selected)"
             _text(image, text, (int(top_left[0]), int(top_left[1])), color, taken=taken)

@@ -5,7 +5,9 @@ no network) that answers "can I trust this run, and what did it keep?":
 
 * this run's counterpart of the paper's Table 3 (videos in, videos selected, frames in
   selected videos, bundle-adjustment inliers), next to the paper's Kinetics figures;
-* the E_norm histogram of every fitted track with the selection threshold;
+* the E_norm histogram of every fitted track with the selection threshold, its axis named
+  from the run's ``BAConfig.e_norm`` (energy per frame, or per metre of trajectory);
+* the borderline tracks: those nearest the threshold, kept just below and rejected just above;
 * kept clips per label;
 * the CDF of the per-frame reprojection error, with tau_R;
 * the inlier fraction per track; bundle-adjustment iterations;
@@ -220,8 +222,33 @@ def _thresholds(tracks: pa.Table) -> list[float]:
     return sorted({float(v) for v in values if math.isfinite(v)})
 
 
-def plot_e_norm(tracks: pa.Table) -> bytes:
-    """Histogram of E_norm over fitted tracks (selected vs not) with the threshold."""
+E_NORM_LABELS = {
+    "per_frame": "E_norm (mean bundle-adjustment energy per frame, E / T)",
+    "trajectory": "E_norm (energy per metre of 3D joint trajectory)",
+}
+
+
+def e_norm_mode(metadata: dict[str, Any]) -> str | None:
+    """The run's ``BAConfig.e_norm`` ("per_frame" or "trajectory") from its metadata, None
+    when the run did not record it."""
+    mode = _ba_setting(metadata, "e_norm")
+    return mode if isinstance(mode, str) else None
+
+
+def e_norm_label(mode: str | None) -> str:
+    """Axis label of E_norm for a ``BAConfig.e_norm`` setting (None: not recorded)."""
+    if mode is None:
+        return "E_norm (score setting not recorded in the run's metadata)"
+    return E_NORM_LABELS.get(mode, f"E_norm ({mode})")
+
+
+def plot_e_norm(tracks: pa.Table, mode: str | None = None) -> bytes:
+    """Histogram of E_norm over fitted tracks (selected vs not) with the threshold.
+
+    Args:
+        tracks: the tracks/ table.
+        mode: the run's ``BAConfig.e_norm`` (names the axis; None: not recorded).
+    """
     title = "E_norm of fitted tracks"
     ok = np.array([s == "ok" for s in tracks.column("fit_status").to_pylist()], bool) if tracks.num_rows else np.zeros(0, bool)
     e_norm = _np(tracks, "e_norm")
@@ -245,7 +272,7 @@ def plot_e_norm(tracks: pa.Table) -> bytes:
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
     for i, threshold in enumerate(_thresholds(tracks)):
         ax.axvline(threshold, color="#d73027", linestyle="--", label="threshold" if i == 0 else None)
-    ax.set_xlabel("E_norm (energy per metre of 3D joint trajectory)")
+    ax.set_xlabel(e_norm_label(mode))
     ax.set_ylabel("tracks")
     ax.set_title(f"{title} ({int(finite.sum())})")
     ax.legend(frameon=False)
@@ -339,12 +366,12 @@ def _iteration_limit(meta) -> tuple[str | None, int | None]:
     """The run's solver and its iterations limit per track over all stages (None: unknown)."""
     from optimize.config import BAConfig
 
-    solver = _config_value(meta, "bundle_adjust", "solver")
+    solver = _ba_setting(meta, "solver")
     solver = solver if isinstance(solver, str) else BAConfig().solver
-    schedule = _config_value(meta, "bundle_adjust", "tau_r_schedule")
+    schedule = _ba_setting(meta, "tau_r_schedule")
     stages = len(schedule) if isinstance(schedule, (list, tuple)) else len(BAConfig().tau_r_schedule)
     key = "lm_max_iter" if solver == "lm" else "max_iter"
-    per_stage = _config_value(meta, "bundle_adjust", key)
+    per_stage = _ba_setting(meta, key)
     per_stage = per_stage if isinstance(per_stage, int) else getattr(BAConfig(), key)
     return solver, per_stage * stages
 
@@ -402,6 +429,50 @@ def plot_iterations(tracks: pa.Table, solver: str | None = None, cap: int | None
     ax.set_title(f"{title} (median {np.median(iterations):.0f})")
     ax.legend(frameon=False)
     return _png(fig)
+
+
+BORDERLINE_COLUMNS = ["clip_id", "track_id", "e_norm", "e_norm_threshold", "num_detected_frames",
+                      "num_inlier_frames", "selection_reason"]
+
+
+def borderline_tracks(tracks: pa.Table, count: int = 5) -> tuple[list[dict], list[dict]]:
+    """The fitted tracks nearest the E_norm selection threshold on each side.
+
+    Args:
+        tracks: the tracks/ table (``e_norm``, ``e_norm_threshold``, ``selected``,
+            ``selection_reason``, ``fit_status``).
+        count: tracks per side.
+
+    Returns:
+        (kept, rejected): up to ``count`` selected tracks with E_norm at or below their
+        threshold, nearest it first, and up to ``count`` unselected tracks with E_norm
+        above it, nearest it first; rows of ``BORDERLINE_COLUMNS`` plus ``ratio``
+        (E_norm / threshold).
+    """
+    if tracks.num_rows == 0:
+        return [], []
+    rows = [r for r in tracks.select(BORDERLINE_COLUMNS + ["selected", "fit_status"]).to_pylist()
+            if r["fit_status"] == "ok" and r["e_norm"] is not None and r["e_norm_threshold"] is not None
+            and math.isfinite(r["e_norm"]) and math.isfinite(r["e_norm_threshold"]) and r["e_norm_threshold"] > 0]
+    for r in rows:
+        r["ratio"] = r["e_norm"] / r["e_norm_threshold"]
+    kept = sorted((r for r in rows if r["selected"] and r["ratio"] <= 1), key=lambda r: (-r["ratio"], r["clip_id"], r["track_id"]))
+    rejected = sorted((r for r in rows if not r["selected"] and r["ratio"] > 1), key=lambda r: (r["ratio"], r["clip_id"], r["track_id"]))
+    return kept[:count], rejected[:count]
+
+
+def _borderline_section(tracks: pa.Table, mode: str | None) -> str:
+    kept, rejected = borderline_tracks(tracks)
+    parts = [f"<h2>Borderline tracks</h2><p class='meta'>The fitted tracks nearest the selection threshold: kept "
+             f"just below it and rejected just above it. {html.escape(e_norm_label(mode))}; inlier frames / "
+             "detected frames.</p><div class='grid'>"]
+    for title, rows in (("kept, just below the threshold", kept), ("rejected, just above the threshold", rejected)):
+        parts.append(_table([title, "track", "E_norm", "threshold", "E_norm / threshold", "inliers", "reason"],
+                            [[r["clip_id"], r["track_id"], f"{r['e_norm']:.4g}", f"{r['e_norm_threshold']:.4g}",
+                              f"{r['ratio']:.3f}", f"{r['num_inlier_frames']} / {r['num_detected_frames']}",
+                              r["selection_reason"] or "-"] for r in rows] or [["none", "-", "-", "-", "-", "-", "-"]]))
+    parts.append("</div>")
+    return "".join(parts)
 
 
 # ------------------------------------------------------------------------------ thumbnails
@@ -492,6 +563,14 @@ def _config_value(metadata: dict[str, Any], *path: str) -> Any:
     return value
 
 
+def _ba_setting(metadata: dict[str, Any], key: str) -> Any:
+    """A ``BAConfig`` field of the run: the job records the stage's description, with the
+    config under ``bundle_adjust.config``; older or hand-made metadata has it flat under
+    ``bundle_adjust`` (None: not recorded)."""
+    value = _config_value(metadata, "bundle_adjust", "config", key)
+    return value if value is not None else _config_value(metadata, "bundle_adjust", key)
+
+
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1180px;color:#222;padding:0 1em}
 h1{font-size:1.6em;margin-bottom:.2em} h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd;padding-bottom:.2em}
@@ -508,10 +587,11 @@ def render_report(summary: RunSummary, config: ReportConfig = ReportConfig(), bo
     meta = summary.metadata
     counts = table3(summary)
     body = meta.get(schema.KEY_BODY_MODEL) or {}
-    tau_r = _config_value(meta, "bundle_adjust", "tau_r_px")
+    tau_r = _ba_setting(meta, "tau_r_px")
     tau_r = float(tau_r) if isinstance(tau_r, (int, float)) else 50.0
     min_fraction = _config_value(meta, "selection", "min_inlier_fraction")
     solver, iteration_cap = _iteration_limit(meta)
+    e_mode = e_norm_mode(meta)
     parts = [f"<h1>vid2mesh dataset report</h1><p class='meta'>{html.escape(summary.output if '://' in summary.output else os.path.abspath(summary.output))}<br>"
              f"schema {html.escape(str(meta.get(schema.KEY_SCHEMA_VERSION, '?')))} &middot; "
              f"{html.escape(str(meta.get(schema.KEY_CODE_VERSION, '')))} &middot; body model "
@@ -550,7 +630,7 @@ def render_report(summary: RunSummary, config: ReportConfig = ReportConfig(), bo
             parts.append("<p class='warn'>stats.json disagrees with the rows (a run still writing, or an interrupted one).</p>")
     parts.append("<h2>Quality</h2><div class='grid'>")
     plots = [
-        (plot_e_norm(summary.tracks), "E_norm histogram with the selection threshold"),
+        (plot_e_norm(summary.tracks, e_mode), "E_norm histogram with the selection threshold"),
         (plot_reprojection_cdf(summary.frames, tau_r), "Reprojection-error CDF of frames/ rows"),
         (plot_inlier_fraction(summary.tracks, float(min_fraction) if isinstance(min_fraction, (int, float)) else None),
          "Inlier fraction per fitted track"),
@@ -563,6 +643,7 @@ def render_report(summary: RunSummary, config: ReportConfig = ReportConfig(), bo
     unconverged = iteration_warning(summary.tracks, solver, iteration_cap)
     if unconverged:
         parts.append(f"<p class='warn'>{html.escape(unconverged)}</p>")
+    parts.append(_borderline_section(summary.tracks, e_mode))
     reasons = Counter(zip(summary.rejected.column("outcome").to_pylist(), summary.rejected.column("reason").to_pylist()))
     verdicts = Counter(summary.tracks.column("selection_reason").to_pylist())
     parts.append("<h2>Where the clips went</h2><div class='grid'>")
@@ -573,7 +654,9 @@ def render_report(summary: RunSummary, config: ReportConfig = ReportConfig(), bo
     if config.thumbnails > 0:
         thumbs, notes = render_thumbnails(summary, config, body_model)
         parts.append("<h2>Thumbnails</h2><p class='meta'>Fitted mesh (one colour per track), fitted skeleton and "
-                     "detected keypoints (white) over the source frame; regenerate any clip with "
+                     "detected keypoints (white) over the source frame; a label says \"no detection\" on a frame "
+                     "where the track has no detection and \"outlier\" on a detected frame whose reprojection "
+                     "energy is above tau_R; regenerate any clip with "
                      "<code>vid2mesh render OUTPUT_DIR --clip CLIP_ID</code>.</p><div class='grid thumbs'>")
         parts += [f"<figure>{_img(png, clip)}<figcaption>{html.escape(clip)} frame {index}</figcaption></figure>"
                   for clip, index, png in thumbs]
