@@ -116,7 +116,7 @@ def test_card_and_stats(tmp_path):
     assert stats["files"] == {"frames": 1, "tracks": 1, "rejected": 2} and stats["input"] == "test"
     assert json.loads((tmp_path / "stats.json").read_text()) == stats
     card = (tmp_path / "README.md").read_text()
-    assert card.startswith("---\nlicense: other\n") and "configs:\n- config_name: frames" in card
+    assert card.startswith("---\nlicense: other\n") and "configs:\n- config_name: selected" in card
     assert "path: tracks/*.train.parquet" in card and "size_categories:\n- n<1K" in card and "@inproceedings{arnab2019" in card and "| clips kept | 1 |" in card and "stand-in" in card
     assert schema.read_metadata(pq.read_schema(tmp_path / "rejected" / "_common_metadata"))["vid2mesh.dataset"] == "rejected"
     # Datasets without files get no config (load_dataset would fail on an empty glob).
