@@ -22,23 +22,36 @@ from pipeline.dataset import schema
 from pipeline.dataset.fs import ArrowStorage, Storage
 from pipeline.dataset.manifests import manifest_files, read_manifests
 from pipeline.dataset.selection.publish import SELECTED_VIEW
-from pipeline.dataset.selection.table import read_selection_outcomes
+from pipeline.dataset.selection.table import clip_owners, read_selection_outcomes
 from pipeline.dataset.writer import COMMON_METADATA
 
 STATS_FILE = "stats.json"
 CARD_FILE = "README.md"
 
 
+def _copy_rows(manifest: dict[str, Any], owners: dict[str, str]) -> Counter:
+    """Rows of the clips of ``manifest`` that another shard owns (copies of a clip committed
+    twice), per dataset, from the manifest's per-clip counts."""
+    copies = [c for k, c in manifest["clips"].items() if owners[k] != manifest["shard"]]
+    return Counter({"frames": sum(c.get("frames", 0) for c in copies), "tracks": sum(c.get("tracks", 0) for c in copies),
+                    "rejected": sum(c.get("outcome") in ("rejected", "failed") for c in copies)})
+
+
 def dataset_stats(output: str, storage: Storage | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Counts over every committed shard of the output (all runs that wrote into it)."""
+    """Counts over every committed shard of the output (all runs that wrote into it); a clip
+    committed by two shards (two runs at once into a remote output, a retried bundle) is
+    counted once, in the shard that owns it (the first name), as the reader and the
+    selection do."""
     manifests = read_manifests(output, storage)
     clips: dict[str, dict[str, Any]] = {}
     rows = Counter()
     files = Counter()
     splits: dict[str, set[str]] = {}
+    owners = clip_owners(manifests)
     for manifest in manifests:
-        clips.update(manifest["clips"])
+        clips.update({k: v for k, v in manifest["clips"].items() if owners[k] == manifest["shard"]})
         rows.update(manifest["rows"])
+        rows.subtract(_copy_rows(manifest, owners))  # a clip committed twice is counted in its owner only
         files.update({d: 1 for d in manifest["files"]})
         for d in manifest["files"]:
             splits.setdefault(d, set()).update(f.split(".")[1] for f in manifest_files(manifest, d) if f.count(".") == 2)
@@ -209,8 +222,44 @@ copies of a clip committed twice): filter it on `track_selected`, which is True 
 selected tracks' frames of the copy the selection counts. The selection's own tables are in
 `selection/` (`tracks.parquet`: every track's verdict; `clips.parquet`: every clip's outcome).
 
-Licence: fill in `license` above with the terms of the source videos and of the body model
-(SMPL's licence forbids redistribution of fits made with it without permission).
+## Fields
+
+Columns of `frames/` and `frames_selected/` (each Parquet field carries its description and
+unit in its field metadata; `tracks/` and `rejected/` are described the same way, and in
+`docs/schema.md` of vid2mesh):
+
+{_fields_table("frames")}
+
+## Limitations
+
+- These are pseudo-ground-truth fits, not measurements: SMPL parameters optimised to agree
+  with automatically detected 2D keypoints over a whole clip. Depth, body shape and
+  occluded limbs are weakly constrained; errors of the keypoint detector and the tracker
+  (missed people, identity switches) pass into the fits.
+- The camera is weak-perspective (scale and 2D translation): there is no metric
+  translation, and `joints_3d` are in the body frame, without translation.
+- The selection keeps the tracks with the lowest normalised energy (E_norm); it favours
+  easy, well-detected people and motions, so the selected data are not a uniform sample of
+  the source videos. `frames/` keeps the frames of every eligible track for re-selection.
+- `inlier` marks frames whose reprojection energy is below the threshold; other frames of a
+  selected track are regularised by the temporal and prior terms and should be weighted or
+  filtered when training.
+- The source videos' biases (who is filmed, doing what, where) are inherited.
+
+## Licence
+
+Fill in `license` above with the terms that apply before sharing this folder:
+
+- The body-model outputs (`pose`, `betas`, `joints_3d`, `keypoints_3d`, `reprojection_2d`
+  and every value computed from the fitted body) are derived from the SMPL model file the
+  run used, so the SMPL model licence (smpl.is.tue.mpg.de) applies to them: it grants
+  non-commercial research use only; commercial use needs a separate licence, and sharing
+  data made with the model may need the licensor's permission. Read it before you publish
+  or sell these fits.
+- The source videos' licences apply to the clips, labels and anything derived from their
+  frames (`keypoints_2d`, boxes, crops).
+- A run with the generated stand-in body model (`variant: standin`) is not SMPL-derived,
+  but its fits are for pipeline testing only.
 
 Citation of the method:
 
@@ -218,6 +267,13 @@ Citation of the method:
 {CITATION}
 ```
 """
+
+
+def _fields_table(dataset: str) -> str:
+    """Markdown table of a dataset's columns for the card: name, unit, meaning."""
+    lines = ["| column | unit | meaning |", "| --- | --- | --- |"]
+    lines += [f"| `{c.name}` | {c.unit or '-'} | {c.description.replace('|', '/')} |" for c in schema.columns_of(dataset)]
+    return "\n".join(lines)
 
 
 def _written_features(output: str, storage: Storage) -> dict[str, dict[str, Any]]:

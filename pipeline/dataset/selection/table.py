@@ -100,7 +100,7 @@ class SelectionSummary:
         }
 
 
-def _owners(manifests: Sequence[dict[str, Any]]) -> dict[str, str]:
+def clip_owners(manifests: Sequence[dict[str, Any]]) -> dict[str, str]:
     """clip id -> the committed shard that owns it (first shard name holding it)."""
     owners: dict[str, str] = {}
     for manifest in sorted(manifests, key=lambda m: m["shard"]):
@@ -141,7 +141,7 @@ def compute_selection(output: str, config: SelectionConfig, storage=None) -> tup
     """
     storage = storage or ArrowStorage()
     manifests = read_manifests(output, storage)
-    owners = _owners(manifests)
+    owners = clip_owners(manifests)
     tracks = _committed_tracks(output, manifests, owners, storage)
     reasons = tracks.column("selection_reason").to_pylist()
     e_norm = tracks.column("e_norm").to_numpy(zero_copy_only=False).astype(np.float64)

@@ -9,6 +9,7 @@ import os
 import pyarrow.parquet as pq
 
 from dataset_builders import build_run
+from pipeline.dataset.card import dataset_stats
 from pipeline.dataset.fs import ArrowStorage
 from pipeline.dataset.manifests import read_manifests
 from pipeline.dataset.reader import FrameFilter, read_frames, read_tracks
@@ -65,7 +66,7 @@ def test_rerun_is_idempotent_and_another_setting_updates_the_files(tmp_path):
     assert _view_rows(run.output) == 0 and not glob.glob(f"{run.output}/{SELECTED_VIEW}/*.parquet")
 
 
-def test_a_clip_committed_twice_is_selected_in_its_owner_only(tmp_path):
+def test_a_clip_committed_twice_is_selected_and_counted_in_its_owner_only(tmp_path):
     run = build_run(str(tmp_path), num_clips=4, num_rejected=0, seed=5, clips_per_shard=4)
     truth = _truth(run.output)
     # a second shard holding a copy of the clips (a retried bundle), under another shard name
@@ -94,3 +95,7 @@ def test_a_clip_committed_twice_is_selected_in_its_owner_only(tmp_path):
     assert frames.filter(frames.column("track_selected")).num_rows == \
         read_frames(run.output, filter=FrameFilter(selected_only=True)).num_rows == _view_rows(run.output)
     assert any(truth.values())
+    # stats.json counts each clip once: the copy's rows are not counted
+    stats = dataset_stats(run.output)
+    assert stats["clips"] == run.stats["clips"] and stats["rows"] == run.stats["rows"]
+    assert stats["frames_written"] == run.stats["frames_written"] and stats["shards"] == 2

@@ -157,3 +157,14 @@ def test_store_crops_adds_a_nullable_jpeg_column(tmp_path):
     # A run without crops drops nothing else and has no crop column.
     plain = write_shard([kept], WriterConfig(str(tmp_path / "plain")), RUN)
     assert "crop_jpeg" not in pq.read_schema(tmp_path / "plain" / "frames" / f"{plain.name}.train.parquet").names
+
+
+def test_card_has_fields_limitations_and_licence(tmp_path):
+    config = WriterConfig(str(tmp_path))
+    write_shard([_fitted("a_000000_000010")], config, RUN)
+    select_output(str(tmp_path), CONFIG)
+    write_card(str(tmp_path), RUN)
+    card = (tmp_path / "README.md").read_text()
+    for heading in ("## Fields", "## Limitations", "## Licence"):
+        assert heading in card
+    assert "| `joints_3d` | m |" in card and "SMPL model licence" in card and "non-commercial" in card
