@@ -60,8 +60,15 @@ def _changed(old: pa.Table, new: pa.Table, columns: Sequence[str]) -> bool:
                for c in columns if c in old.column_names)
 
 
-def _parquet(table: pa.Table) -> bytes:
-    return parquet_bytes(table, WriterConfig(output=""))
+def _parquet(table: pa.Table, like: pq.FileMetaData) -> bytes:
+    """Parquet bytes of ``table`` with the row groups of the file it replaces (``like``)."""
+    rows = like.row_group(0).num_rows if like.num_row_groups else table.num_rows
+    return parquet_bytes(table, WriterConfig(output="", row_group_size=max(1, rows)))
+
+
+def _read(storage, path: str) -> tuple[pa.Table, pq.FileMetaData]:
+    data = pq.ParquetFile(io.BytesIO(storage.read_bytes(path)))
+    return data.read(), data.metadata
 
 
 def _selected(table: pa.Table, shard: str, selection: pa.Table) -> pa.ChunkedArray:
@@ -109,22 +116,22 @@ def publish_selection(output: str, selection: pa.Table, storage, manifests: Sequ
         shard = manifest["shard"]
         for name in manifest_files(manifest, "tracks"):
             path = storage.join(output, "tracks", name)
-            table = pq.read_table(io.BytesIO(storage.read_bytes(path)))
+            table, meta = _read(storage, path)
             true = _true_tracks(table, shard, selection)
             if _changed(table, true, ("selected", "selection_reason", "e_norm_threshold")):
-                storage.write_bytes(path, _parquet(true))
+                storage.write_bytes(path, _parquet(true, meta))
                 counts["files_rewritten"] += 1
         for name in manifest_files(manifest, "frames"):
             path = storage.join(output, "frames", name)
-            table = pq.read_table(io.BytesIO(storage.read_bytes(path)))
+            table, meta = _read(storage, path)
             true = _with(table, "track_selected", _selected(table, shard, selection))
             if _changed(table, true, ("track_selected",)):
-                storage.write_bytes(path, _parquet(true))
+                storage.write_bytes(path, _parquet(true, meta))
                 counts["files_rewritten"] += 1
             view = true.filter(true.column("track_selected"))
             if view.num_rows:
                 view_path = storage.join(output, SELECTED_VIEW, name)
-                data = _parquet(view)
+                data = _parquet(view, meta)
                 if not storage.exists(view_path) or storage.read_bytes(view_path) != data:
                     storage.write_bytes(view_path, data)
                 wanted_view.add(name)

@@ -45,6 +45,10 @@ def test_stored_columns_are_the_selection(tmp_path):
     assert "eligible" not in reasons.values()
     assert read_tracks(run.output).column("selected").to_pylist().count(True) == sum(truth.values())
     assert _view_rows(run.output) == read_frames(run.output, filter=FrameFilter(selected_only=True)).num_rows
+    # a rewritten file keeps the run's row groups (build_run writes groups of 64 rows)
+    sizes = {pq.read_metadata(f).row_group(0).num_rows for f in glob.glob(f"{run.output}/frames/*.parquet")
+             if pq.read_metadata(f).num_rows > 64}
+    assert sizes == {64}
 
 
 def test_rerun_is_idempotent_and_another_setting_updates_the_files(tmp_path):
