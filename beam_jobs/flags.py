@@ -125,6 +125,10 @@ def add_output_arguments(parser) -> None:
                        help="seconds between 'BA batch running' lines while a batch runs (default: %(default)s)")
     group.add_argument("--overwrite", action="store_true", help="delete what an earlier run wrote under --output first "
                        "(default: resume, skipping the clips already written)")
+    group.add_argument("--force_unlock", action="store_true",
+                       help="remove the output's lock (_lock.json) left by another run before starting; use it only "
+                       "after checking that no run is writing into --output (a lock of a dead run on this host is "
+                       "taken over without it)")
     group.add_argument("--no_retry_failed", dest="retry_failed", action="store_false", default=True,
                        help="on resume, keep the clips an earlier run marked failed as they are (default: process "
                        "them again and replace their rows; rejected clips are never redone)")

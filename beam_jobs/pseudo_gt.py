@@ -17,6 +17,7 @@ Runners: :mod:`beam_jobs.runners` (local FnApiRunner by default, ``--runner dask
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -44,8 +45,10 @@ from pipeline.dataset import schema
 from pipeline.perception.inputs import InputListing, InputSpec, read_inputs
 from pipeline.dataset.progress import ManifestPoller, ProgressMonitor, format_rate
 from pipeline.dataset.card import write_card
+from pipeline.dataset.lock import OutputLock
 from pipeline.dataset.manifests import MANIFESTS, completed_clips, failed_clips, read_manifests
 from pipeline.dataset.selection.commit import commit_frames_mode
+from pipeline.dataset.selection.publish import SELECTED_VIEW
 from pipeline.dataset.selection.rules import SelectionConfig
 from pipeline.dataset.selection.table import SELECTION, read_selection_outcomes, read_selection_summary
 from pipeline.dataset.writer import WriterConfig, remove_orphan_shards, retire_clips
@@ -183,7 +186,7 @@ def plan_inputs(options: PipelineOptions, dry_run: bool = False) -> tuple[InputL
 
 def _clear_output(output: str, beam_storage: storage.BeamStorage) -> None:
     removed = 0
-    for folder in (*schema.DATASETS, MANIFESTS, SELECTION):
+    for folder in (*schema.DATASETS, MANIFESTS, SELECTION, SELECTED_VIEW):
         for path in beam_storage.list(beam_storage.join(output, folder)):
             beam_storage.delete(path)
             removed += 1
@@ -321,6 +324,8 @@ def run(
     Raises:
         ValueError / FileNotFoundError: bad flags, missing model files, unreadable input;
             raised before the pipeline starts.
+        OutputLocked (a ValueError): another run is writing into ``--output`` (its lock,
+            ``<output>/_lock.json``, names it; ``--force_unlock`` clears a stale one).
         BooksError: the run's committed outcomes do not add up to the clips it took in
             (a runner lost or doubled clips); raised after the run, naming the clips.
     """
@@ -333,6 +338,15 @@ def run(
     else:
         preflight(out.output, options.view_as(ModelOptions).device, files,  # output, device, model files: exit 2 if bad
                   local_workers=runners.is_local(options))
+    # one writer per output: a second run into a live output is refused here, before it plans
+    with OutputLock(out.output, force=out.force_unlock) if not dry_run else contextlib.nullcontext():
+        return _plan_and_run(options, dry_run, perception, bundle_adjust, run_meta, start, checked if dry_run else [])
+
+
+def _plan_and_run(options: PipelineOptions, dry_run: bool, perception: PerceptionStage, bundle_adjust: BundleAdjustStage,
+                  run_meta: schema.RunMetadata, start: float, checked: list[str]) -> JobReport:
+    """Plan the input, build and run the pipeline, then finish the output (under its lock)."""
+    out = options.view_as(OutputOptions)
     settings = _job_settings(options, perception, bundle_adjust, run_meta)
     listing, todo, skipped, retried = plan_inputs(options, dry_run)
     extra = {"input": listing.description}

@@ -95,21 +95,27 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def run_metadata_of(output: str, storage, inner: str):
-    """The run metadata recorded in an output's ``_common_metadata`` (for its card)."""
+    """The run metadata recorded in an output (for its card): from a ``_common_metadata``
+    (written at the end of a run) or, in an interrupted output that has none, from the
+    schema of a committed shard's file (every data file carries the same metadata)."""
     import pyarrow.parquet as pq
 
     from pipeline.dataset import schema
+    from pipeline.dataset.manifests import manifest_files, read_manifests
 
-    for dataset in schema.DATASETS:
-        path = storage.join(inner, dataset, "_common_metadata")
+    candidates = [storage.join(inner, dataset, "_common_metadata") for dataset in schema.DATASETS]
+    candidates += [storage.join(inner, dataset, name) for manifest in read_manifests(inner, storage)
+                   for dataset in schema.DATASETS for name in manifest_files(manifest, dataset)[:1]]
+    for path in candidates:
         if storage.exists(path):
             meta = schema.read_metadata(pq.read_schema(path, filesystem=storage.filesystem))
             body = meta.get(schema.KEY_BODY_MODEL) or {}
             info = schema.BodyModelInfo(body.get("variant", "unknown"), body.get("gender", "neutral"),
                                         body.get("file_name", ""), body.get("sha256", ""))
             return schema.RunMetadata(info, meta.get(schema.KEY_CONFIG) or {}, meta.get(schema.KEY_CODE_VERSION) or "")
-    raise FileNotFoundError(f"{output} has no */_common_metadata: pass the --output folder of a finished or "
-                            "interrupted `vid2mesh run` (its first shard writes it)")
+    raise FileNotFoundError(f"{output} has no committed shard (no data file listed in _manifests/ and no "
+                            "*/_common_metadata): pass the --output folder of a `vid2mesh run` that committed at "
+                            "least one shard")
 
 
 def select_command(args: argparse.Namespace) -> int:

@@ -23,9 +23,11 @@ Selection. Fits are committed before the selection is known; the selection over 
 output is the small table ``selection/tracks.parquet`` (see
 :mod:`pipeline.dataset.selection.table`). When it exists the reader joins it: a frame's
 ``track_selected`` is the table's verdict, ``selected_only`` keeps the selected tracks, and
-rows of a clip's extra copy (a clip committed twice by a retried bundle) are dropped. Without
-it (a run interrupted before its end) the stored flags are used and nothing is selected
-yet: read with ``FrameFilter(selected_only=False)`` or run ``vid2mesh select OUTPUT``.
+rows of a clip's extra copy (a clip committed twice by a retried bundle) are dropped. The
+selection also writes its verdicts into the stored flags
+(:mod:`pipeline.dataset.selection.publish`), so both agree. Without it (a run interrupted
+before its end) the stored flags are False and nothing is selected yet: read with
+``FrameFilter(selected_only=False)`` or run ``vid2mesh select OUTPUT``.
 
 Filesystems. Paths go through :mod:`pipeline.dataset.fs`: local folders, ``gs://`` and any
 pyarrow or fsspec filesystem (or pass ``filesystem=``).

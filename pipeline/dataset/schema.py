@@ -1,7 +1,9 @@
 """Explicit pyarrow schemas of the three output datasets: ``frames/``, ``tracks/``, ``rejected/``.
 
 Every column is declared once here, as a :class:`Column` with its arrow type, shape, unit
-and meaning; ``docs/schema.md`` is checked against these lists by a test. Array columns are
+and meaning. Each Parquet field carries them in its field metadata (``description``,
+``unit``, ``shape``, ``joint_order``), and the column tables of ``docs/schema.md`` are
+generated from them (:mod:`pipeline.dataset.schema_doc`; a test checks the committed file). Array columns are
 (nested) fixed-size lists, so pyarrow, PyTorch readers and HuggingFace ``datasets`` all see
 their shapes; the HF ``features`` are also written into the schema metadata under the
 ``huggingface`` key, which ``datasets.load_dataset("parquet", ...)`` reads.
@@ -46,6 +48,12 @@ KEY_CONFIG = "vid2mesh.config"
 KEY_CODE_VERSION = "vid2mesh.code_version"
 KEY_HUGGINGFACE = "huggingface"
 
+# Field metadata keys (each column's own description, in every Parquet file).
+FIELD_DESCRIPTION = b"description"
+FIELD_UNIT = b"unit"
+FIELD_SHAPE = b"shape"
+FIELD_JOINT_ORDER = b"joint_order"
+
 NUM_COCO = 17
 NUM_SMPL_JOINTS = 24
 NUM_POSE = 72
@@ -81,7 +89,19 @@ class Column:
     joint_order: str | None = None
 
     def field(self) -> pa.Field:
-        return pa.field(self.name, self.type)
+        """The arrow field, carrying its description and unit (and shape, joint order) in
+        its field metadata, so each Parquet file describes its own columns."""
+        return pa.field(self.name, self.type, metadata=self.field_metadata())
+
+    def field_metadata(self) -> dict[bytes, bytes]:
+        """Field metadata: ``description``, ``unit`` (empty for ids, flags and text),
+        ``shape`` (per row, ``scalar`` or e.g. ``17x3``) and ``joint_order`` when the array
+        has a joint axis."""
+        shape = "scalar" if not self.shape else ("variable" if self.shape == (-1,) else "x".join(map(str, self.shape)))
+        meta = {FIELD_DESCRIPTION: self.description.encode(), FIELD_UNIT: self.unit.encode(), FIELD_SHAPE: shape.encode()}
+        if self.joint_order:
+            meta[FIELD_JOINT_ORDER] = self.joint_order.encode()
+        return meta
 
 
 F32 = pa.float32()
@@ -366,9 +386,15 @@ def _type_text(dtype: pa.DataType) -> str:
 
 
 def markdown_table(dataset: str) -> str:
-    """The column table of ``dataset`` as Markdown (``docs/schema.md`` embeds it verbatim)."""
+    """The column table of ``dataset`` as Markdown (``docs/schema.md`` embeds it verbatim,
+    :mod:`pipeline.dataset.schema_doc` generates it)."""
+    return markdown_table_of(COLUMNS[dataset])
+
+
+def markdown_table_of(columns: tuple[Column, ...]) -> str:
+    """A Markdown table of ``columns``: name, type, shape, unit, joint order, meaning."""
     lines = ["| column | type | shape | unit | joint order | meaning |", "| --- | --- | --- | --- | --- | --- |"]
-    for c in COLUMNS[dataset]:
+    for c in columns:
         shape = "scalar" if not c.shape else ("variable" if c.shape == (-1,) else " x ".join(map(str, c.shape)))
         lines.append(
             f"| `{c.name}` | `{_type_text(c.type)}` | {shape} | {c.unit or '-'} | {c.joint_order or '-'} | {c.description} |"

@@ -247,8 +247,8 @@ def commit_and_select(
 
 def read_with_verdicts(output: str, dataset: str) -> pa.Table:
     """Every row of ``frames/`` or ``tracks/`` with its track's final verdict from
-    ``selection/tracks.parquet`` in ``track_selected`` / ``selected`` (the committed column
-    holds the commit-time value, False), in the rows' own order."""
+    ``selection/tracks.parquet`` in ``track_selected`` / ``selected`` (the selection also writes
+    it into the stored column), in the rows' own order."""
     table = pq.ParquetDataset(f"{output}/{dataset}").read()
     verdicts = pq.read_table(f"{output}/selection/tracks.parquet", columns=["clip_id", "track_id", "selected"]).to_pylist()
     selected = {(v["clip_id"], v["track_id"]): v["selected"] for v in verdicts}

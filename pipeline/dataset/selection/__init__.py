@@ -8,7 +8,9 @@
 * :mod:`~pipeline.dataset.selection.commit`: the rows a fitted clip commits before the
   run's threshold is known (eligible tracks are *pending*);
 * :mod:`~pipeline.dataset.selection.table`: the ``selection/`` table over the whole
-  output (the threshold applied, each track's final reason, each clip's final outcome).
+  output (the threshold applied, each track's final reason, each clip's final outcome);
+* :mod:`~pipeline.dataset.selection.publish`: the verdicts written back into the data
+  (true ``track_selected`` / ``selected`` columns, the ``frames_selected/`` view).
 
 The scores the rules read (E_norm, trajectory length, inlier frames, identity switches)
 are computed with each fit in :mod:`optimize.track_metrics`; ``BAConfig.e_norm`` picks the

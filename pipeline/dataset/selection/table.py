@@ -11,8 +11,9 @@ and writes two small Parquet files::
 The reader (:mod:`pipeline.dataset.reader`) joins ``selection/tracks.parquet`` onto
 ``frames/`` and ``tracks/``; ``selection/clips.parquet`` is the ledger where every clip of
 the output ends (kept, rejected with a reason, or failed). Re-running the selection
-(``vid2mesh select OUTPUT --keep_fraction 0.2``) rewrites only these two files, so the
-fraction is global over the output by construction and never needs a refit.
+(``vid2mesh select OUTPUT --keep_fraction 0.2``) rewrites these files and the selection
+columns of the data (:mod:`pipeline.dataset.selection.publish`), so the fraction is global
+over the output by construction and never needs a refit.
 
 A clip found in more than one committed shard (a retried bundle that formed a different
 batch) is owned by the shard whose name sorts first; the other copies' rows are ignored by
@@ -36,6 +37,7 @@ import pyarrow.parquet as pq
 from pipeline.dataset.fs import ArrowStorage
 from pipeline.dataset.manifests import manifest_files, read_manifests
 from pipeline.dataset.selection.commit import ELIGIBLE, PENDING
+from pipeline.dataset.selection.publish import publish_selection
 from pipeline.dataset.selection.rules import SelectionConfig, TrackReason, run_threshold
 from pipeline.records import RejectReason
 
@@ -98,7 +100,7 @@ class SelectionSummary:
         }
 
 
-def _owners(manifests: Sequence[dict[str, Any]]) -> dict[str, str]:
+def clip_owners(manifests: Sequence[dict[str, Any]]) -> dict[str, str]:
     """clip id -> the committed shard that owns it (first shard name holding it)."""
     owners: dict[str, str] = {}
     for manifest in sorted(manifests, key=lambda m: m["shard"]):
@@ -139,7 +141,7 @@ def compute_selection(output: str, config: SelectionConfig, storage=None) -> tup
     """
     storage = storage or ArrowStorage()
     manifests = read_manifests(output, storage)
-    owners = _owners(manifests)
+    owners = clip_owners(manifests)
     tracks = _committed_tracks(output, manifests, owners, storage)
     reasons = tracks.column("selection_reason").to_pylist()
     e_norm = tracks.column("e_norm").to_numpy(zero_copy_only=False).astype(np.float64)
@@ -208,7 +210,9 @@ def _parquet(table: pa.Table) -> bytes:
 
 
 def select_output(output: str, config: SelectionConfig, storage=None) -> SelectionSummary:
-    """Compute the selection over the whole output and (re)write ``selection/``.
+    """Compute the selection over the whole output, (re)write ``selection/``, then write the
+    verdicts into the data (:func:`pipeline.dataset.selection.publish.publish_selection`:
+    true ``track_selected`` / ``selected`` columns and the ``frames_selected/`` view).
 
     Args:
         output: the output folder (local path or URL served by ``storage``).
@@ -221,6 +225,7 @@ def select_output(output: str, config: SelectionConfig, storage=None) -> Selecti
     storage.write_bytes(storage.join(output, SELECTION, TRACKS_FILE), _parquet(tracks.replace_schema_metadata(meta)))
     storage.write_bytes(storage.join(output, SELECTION, CLIPS_FILE), _parquet(clips.replace_schema_metadata(meta)))
     storage.write_bytes(storage.join(output, SELECTION, SUMMARY_FILE), (json.dumps(summary.to_json(), indent=1, sort_keys=True) + "\n").encode())
+    publish_selection(output, tracks, storage)  # the verdicts into the data files and frames_selected/
     LOGGER.info("selection over %d clips (%d tracks, %d eligible): E_norm threshold %s -> %d tracks selected, "
                 "%d clips kept, %d rejected, %d failed", summary.clips, summary.tracks, summary.tracks_eligible,
                 f"{summary.threshold:.4g}" if math.isfinite(summary.threshold) else "none", summary.tracks_selected,

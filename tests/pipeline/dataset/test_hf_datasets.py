@@ -5,6 +5,8 @@ from __future__ import annotations
 import glob
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -83,8 +85,43 @@ def test_dataset_card_metadata_block(run):
     data = card.data.to_dict()
     assert data["license"] == "other" and data["license_name"].startswith("fill-in")
     assert data["task_categories"] and data["size_categories"] == ["n<1K"]
-    assert {c["config_name"] for c in data["configs"]} == set(schema.DATASETS)
+    assert {c["config_name"] for c in data["configs"]} == {"selected", *schema.DATASETS}
+    assert [c["config_name"] for c in data["configs"] if c.get("default")] == ["selected"]
     infos = datasets.info.DatasetInfosDict.from_dataset_card_data(card.data)
+    assert infos["selected"].features == infos["frames"].features
     for dataset in schema.DATASETS:
         assert infos[dataset].features == datasets.Features.from_dict(schema.hf_features(dataset, crops=dataset == "frames"))
     assert "@inproceedings{arnab2019" in card.text
+
+
+HF_SPLIT = {"train": "train", "val": "validation", "test": "test", "": "unsplit"}
+KEY = ("clip_id", "track_id", "frame_index")
+
+
+def _keys(rows) -> list[tuple]:
+    return sorted(zip(*(rows[k] for k in KEY)))
+
+
+def test_card_recipe_returns_the_selected_frames_split_by_split(run, tmp_path):
+    """The card's default config gives exactly ``read_frames(OUT, FrameFilter(selected_only=True))``
+    per split: no unselected track, no split mixed into another."""
+    from pipeline.dataset.reader import FrameFilter, read_frames
+
+    selected = datasets.load_dataset(run.output, cache_dir=str(tmp_path / "hf"))  # the default config
+    truth = read_frames(run.output, filter=FrameFilter(selected_only=True))
+    assert 0 < truth.num_rows < run.stats["rows"]["frames"]  # some frames are not selected
+    by_split: dict[str, pa.Table] = {}
+    for source in set(truth.column("split").to_pylist()):
+        by_split[HF_SPLIT[source]] = truth.filter(pc.equal(truth.column("split"), source))
+    assert set(selected) == set(by_split)
+    for name, part in selected.items():
+        expected = by_split[name]
+        assert _keys(part.to_dict()) == _keys(expected.to_pydict())
+        assert all(part["track_selected"])
+        got = {k: p for k, p in zip(zip(*(part[k] for k in KEY)), part["pose"])}
+        for k, p in zip(zip(*(expected.column(k).to_pylist() for k in KEY)), expected.column("pose").to_pylist()):
+            np.testing.assert_array_equal(got[k], p)
+    # frames/ filtered on its own column gives the same rows (the columns are true)
+    frames = datasets.load_dataset(run.output, "frames", cache_dir=str(tmp_path / "hf2"))
+    for name, part in frames.items():
+        assert _keys(part.filter(lambda r: r["track_selected"]).to_dict()) == _keys(by_split[name].to_pydict())

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pipeline.dataset import schema
@@ -92,3 +93,40 @@ def test_body_model_info_hashes_file(tmp_path):
     info = schema.BodyModelInfo.from_file(path, "smpl", "female")
     assert info.sha256 == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert info.file_name == "model.pkl" and info.gender == "female"
+
+
+def test_every_field_describes_itself():
+    for dataset in schema.DATASETS:
+        for column, field in zip(schema.columns_of(dataset, crops=True), schema.schema_for(dataset, crops=True)):
+            meta = field.metadata
+            assert meta[schema.FIELD_DESCRIPTION].decode() == column.description and column.description
+            assert meta[schema.FIELD_UNIT].decode() == column.unit
+            assert (meta.get(schema.FIELD_JOINT_ORDER, b"").decode() or None) == column.joint_order
+
+
+def test_written_files_carry_the_field_metadata(tmp_path):
+    from dataset_builders import build_run
+
+    run = build_run(str(tmp_path), num_clips=3, num_rejected=1, seed=2)
+    for dataset in schema.DATASETS:
+        paths = sorted((tmp_path / dataset).glob("*.parquet")) + [tmp_path / dataset / "_common_metadata"]
+        for path in paths:
+            file_schema = pq.read_schema(path)
+            for column in schema.columns_of(dataset):
+                meta = file_schema.field(column.name).metadata
+                assert meta[b"description"].decode() == column.description, (path, column.name)
+                assert meta[b"unit"].decode() == column.unit
+    joints = pq.read_schema(next((tmp_path / "frames").glob("*.parquet"))).field("joints_3d").metadata
+    assert joints[b"unit"] == b"m" and joints[b"shape"] == b"24x3" and joints[b"joint_order"] == b"smpl24"
+    assert run.stats["rows"]["frames"]
+
+
+def test_docs_schema_md_is_generated():
+    """docs/schema.md's tables are the generator's output (python -m pipeline.dataset.schema_doc)."""
+    from pipeline.dataset import schema_doc
+
+    text = (ROOT / "docs" / "schema.md").read_text()
+    assert schema_doc.render(text) == text, "docs/schema.md is out of date: run python -m pipeline.dataset.schema_doc"
+    for dataset in (*schema.DATASETS, "crops"):
+        assert f"<!-- generated: columns {dataset} -->" in text
+    assert schema_doc.main(["--check"]) == 0

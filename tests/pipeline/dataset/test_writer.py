@@ -116,7 +116,7 @@ def test_card_and_stats(tmp_path):
     assert stats["files"] == {"frames": 1, "tracks": 1, "rejected": 2} and stats["input"] == "test"
     assert json.loads((tmp_path / "stats.json").read_text()) == stats
     card = (tmp_path / "README.md").read_text()
-    assert card.startswith("---\nlicense: other\n") and "configs:\n- config_name: frames" in card
+    assert card.startswith("---\nlicense: other\n") and "configs:\n- config_name: selected" in card
     assert "path: tracks/*.train.parquet" in card and "size_categories:\n- n<1K" in card and "@inproceedings{arnab2019" in card and "| clips kept | 1 |" in card and "stand-in" in card
     assert schema.read_metadata(pq.read_schema(tmp_path / "rejected" / "_common_metadata"))["vid2mesh.dataset"] == "rejected"
     # Datasets without files get no config (load_dataset would fail on an empty glob).
@@ -157,3 +157,14 @@ def test_store_crops_adds_a_nullable_jpeg_column(tmp_path):
     # A run without crops drops nothing else and has no crop column.
     plain = write_shard([kept], WriterConfig(str(tmp_path / "plain")), RUN)
     assert "crop_jpeg" not in pq.read_schema(tmp_path / "plain" / "frames" / f"{plain.name}.train.parquet").names
+
+
+def test_card_has_fields_limitations_and_licence(tmp_path):
+    config = WriterConfig(str(tmp_path))
+    write_shard([_fitted("a_000000_000010")], config, RUN)
+    select_output(str(tmp_path), CONFIG)
+    write_card(str(tmp_path), RUN)
+    card = (tmp_path / "README.md").read_text()
+    for heading in ("## Fields", "## Limitations", "## Licence"):
+        assert heading in card
+    assert "| `joints_3d` | m |" in card and "SMPL model licence" in card and "non-commercial" in card
