@@ -40,8 +40,8 @@ from optimize.losses import bounded_huber, hinge, huber, squared_norm
 from optimize.problem import NUM_BETAS, NUM_CAMERA, NUM_POSE
 
 if TYPE_CHECKING:
-    from optimize.energy import EnergyTerms, TrackBatch
     from optimize.settings import EnergySettings
+    from optimize.track_batch import TrackBatch
 
 FRAME = NUM_POSE + NUM_CAMERA  # 75 variables per frame: pose, camera (log s, tx / u, ty / u)
 
@@ -51,7 +51,7 @@ class TermInputs:
     """What every term reads at one iterate of a padded batch.
 
     Attributes:
-        batch: the fixed data (:class:`optimize.energy.TrackBatch`).
+        batch: the fixed data (:class:`optimize.track_batch.TrackBatch`).
         config: weights, widths, caps and switches.
         pose: (B, T, 72) axis-angle, radians. betas: (B, 10).
         camera: (B, T, 3) s px/m, tx px, ty px.
@@ -104,7 +104,7 @@ class RowInputs:
     """
 
     normal: object
-    energy: EnergyTerms
+    energy: object  # optimize.energy.EnergyTerms (not imported: energy imports this module)
     keypoint_rows: slice | None
     joint_rows: slice | None
     per_beta: Tensor
