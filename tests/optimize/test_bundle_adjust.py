@@ -167,11 +167,22 @@ BATCH_SETTINGS = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("solver", sorted(BATCH_SETTINGS))
-def test_a_fit_does_not_depend_on_its_batch(body_model, prior, solver):
-    """Issue 15.2: the same track alone, in a batch of 5 and in a batch of 18, at different
-    positions and beside copies of itself, gets the same parameters bit for bit (float32),
-    with either solver (LM: its thin products avoid BLAS's position-dependent vector paths,
-    see ``optimize.blocks``)."""
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread: with several, torch splits reductions by the tensor's size, so
+    the last float32 digits of a fit can depend on the batch it shares (measured: the LM
+    case differs in the 7th digit at 2 threads, on this code and on the code before it)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_a_fit_does_not_depend_on_its_batch(body_model, prior, solver, one_torch_thread):
+    """The same track alone, in a batch of 5 and in a batch of 18, at different positions
+    and beside copies of itself, gets the same parameters bit for bit (float32, one torch
+    thread per worker), with either solver (LM: its thin products avoid BLAS's
+    position-dependent vector paths, see ``optimize.blocks``)."""
     tracks = [make_track(body_model, ("walking", "boxing", "waving")[i % 3], 5 + (i * 3) % 7, seed=40 + i).problem
               for i in range(17)]
     target = make_track(body_model, "squatting", 8, seed=77).problem
