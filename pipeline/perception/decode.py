@@ -84,7 +84,7 @@ class DecodeConfig:
             other), "ffmpeg" or "opencv".
         threads: decoder threads for ffmpeg (0 = ffmpeg decides).
         opencv_max_source_pixels: "auto" decodes sources up to this size with OpenCV
-            (measured faster there: no subprocess start, no pipe copy).
+            (faster there: no subprocess start, no pipe copy).
     """
 
     target_fps: float | None = 25.0
@@ -913,7 +913,7 @@ def decode_video(
         return meta, _complete(meta, _iter_opencv(meta, config, deadline))
     if config.backend == "ffmpeg":
         return meta, _complete(meta, _iter_ffmpeg(meta, config, deadline))
-    # auto: the measured faster backend for this source size first (docs/perception.md).
+    # auto: the faster backend for this source size first (docs/perception.md).
     primary = "opencv" if source.width * source.height <= config.opencv_max_source_pixels else "ffmpeg"
     meta = dataclasses.replace(meta, backend=primary)
     return meta, _complete(meta, _with_fallback(meta, config, deadline, primary))

@@ -1,4 +1,4 @@
-"""Kill and resume (issue 11.6): a multi-process local run is SIGKILLed after some of its
+"""Kill and resume: a multi-process local run is SIGKILLed after some of its
 shards are committed, then rerun into the same output; the sorted rows of all three
 datasets must equal a clean run's, with no orphan file. The same for a run whose failed
 clips are being retried when it is killed."""

@@ -1,6 +1,6 @@
-"""The launcher with scripted stages: bad glob entries reach rejected/ and the summary
-(issue 15.3); a resume after a kill between the last manifest and the card writes the card
-and the _common_metadata files (issue 15.6)."""
+"""The launcher with scripted stages: bad glob entries reach rejected/ and the summary,
+and a resume after a kill between the last manifest and the card writes the card
+and the _common_metadata files."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Failed means "try again" (issue 11.2): a rerun into the same output processes the clips an
+"""Failed means "try again": a rerun into the same output processes the clips an
 earlier run marked ``failed`` and replaces their rows; ``rejected`` clips stay;
 ``--no_retry_failed`` keeps the old behaviour; summary and stats count the retries."""
 

@@ -168,7 +168,7 @@ BATCH_SETTINGS = {
 @pytest.mark.slow
 @pytest.mark.parametrize("solver", sorted(BATCH_SETTINGS))
 def test_a_fit_does_not_depend_on_its_batch(body_model, prior, solver):
-    """Issue 15.2: the same track alone, in a batch of 5 and in a batch of 18, at different
+    """The same track alone, in a batch of 5 and in a batch of 18, at different
     positions and beside copies of itself, gets the same parameters bit for bit (float32),
     with either solver (LM: its thin products avoid BLAS's position-dependent vector paths,
     see ``optimize.blocks``)."""
@@ -192,7 +192,7 @@ def test_length_buckets_keep_padding_under_five_percent():
         def __init__(self, frames):
             self.num_frames = frames
 
-    # issue 16.5: 19 tracks of 86-570 frames of one clip were padded to 570 (10,830 padded frames)
+    # 19 tracks of 86-570 frames of one clip: one batch would pad them all to 570
     lengths = [570, 86, 412, 300, 299, 150, 149, 148, 520, 95, 96, 97, 300, 410, 88, 200, 201, 560, 90]
     groups = _length_batches([_Track(n) for n in lengths], 32768)
     assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
