@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from beam_jobs import pseudo_gt
 from pipeline.dataset import schema
-from transforms.testing import ScriptedBundleAdjust, ScriptedPerception
+from helpers.scripted import ScriptedBundleAdjust, ScriptedPerception
 
 BODY = schema.BodyModelInfo("standin", "neutral", "vid2mesh_standin_neutral.pkl", "12" * 32)
 
