@@ -259,7 +259,14 @@ class BodyModel(nn.Module):
             "joint_shapedirs", torch.einsum("jv,vdb->jdb", j_regressor, shapedirs).to(dtype)
         )  # (24, 3, B)
 
-        # Vertices skinned one by one: COCO face keypoints + extra-regressor support.
+        self._register_sparse_vertices(v_template, shapedirs, posedirs, weights, extra_regressor, extra_names, dtype)
+        self._register_keypoint_layout()
+        self._register_forward_kinematics(dtype)
+
+    def _register_sparse_vertices(self, v_template: Tensor, shapedirs: Tensor, posedirs: Tensor, weights: Tensor,
+                                  extra_regressor: np.ndarray | None, extra_names: tuple[str, ...],
+                                  dtype: torch.dtype) -> None:
+        """Buffers of the vertices skinned one by one: COCO face keypoints + extra-regressor support."""
         face_ids = np.asarray(COCO17_FACE_VERTEX_IDS, dtype=np.int64)
         if extra_regressor is not None:
             extra = np.asarray(extra_regressor, dtype=np.float64)
@@ -284,7 +291,8 @@ class BodyModel(nn.Module):
         )
         self.extra_names = tuple(extra_names) or ("",) * extra.shape[0]
 
-        # COCO-17 layout: each keypoint is a joint, a face vertex or an extra joint.
+    def _register_keypoint_layout(self) -> None:
+        """COCO-17 layout buffers: each keypoint is a joint, a face vertex or an extra joint."""
         sources = ["joint"] * 17
         index = [0] * 17
         for k, vid in enumerate(COCO17_FACE_VERTEX_IDS):
@@ -311,6 +319,9 @@ class BodyModel(nn.Module):
             self.register_buffer(f"keypoint_slots_{kind}", torch.tensor([k for k, _ in picked], dtype=torch.long),
                                  persistent=False)
             self.register_buffer(f"keypoint_rows_{kind}", torch.tensor(rows, dtype=torch.long), persistent=False)
+
+    def _register_forward_kinematics(self, dtype: torch.dtype) -> None:
+        """Pointer-jumping tables of the forward kinematics."""
         # Forward kinematics by pointer jumping: every joint composes its transform with
         # the one 2^k levels up, so ceil(log2(depth + 1)) batched steps cover the tree.
         # Slot 24 is the identity (the root's "parent").
@@ -598,27 +609,26 @@ class BodyModel(nn.Module):
                            torch.einsum("njef,jfb->njeb", world_rot, self.joint_shapedirs))
             + torch.einsum("sj,njdb->nsdb", self.sparse_weights, joints_betas)
         )
-
-        def keypoints_of(joint_values: Tensor | None, sparse_values: Tensor, out: Tensor | None = None) -> Tensor:
-            """The 17 keypoints' rows (N, 17, ...) of the joints' (N, 24, ...) and the sparse
-            vertices' (N, S, ...) values (only the rows used are copied); ``out``: the joint
-            keypoints' rows already computed (the others are overwritten)."""
-            if out is None:
-                out = joint_values.index_select(1, self.keypoint_joint_rows)  # (N, 17, ...)
-            out[:, self.keypoint_slots_face] = sparse_values[:, self.keypoint_rows_face]
-            if self.keypoint_slots_extra.numel():
-                extra = torch.einsum("es,ns...->ne...", self.extra_regressor[self.keypoint_rows_extra], sparse_values)
-                out[:, self.keypoint_slots_extra] = extra
-            return out
-
         return {
             "joints": world_pos,
-            "keypoints": keypoints_of(world_pos, verts),
+            "keypoints": self._keypoint_rows(world_pos, verts),
             "joints_pose": joints_pose,
             "joints_betas": joints_betas,
-            "keypoints_pose": keypoints_of(None, verts_pose, out=keypoints_pose),
-            "keypoints_betas": keypoints_of(joints_betas, verts_betas),
+            "keypoints_pose": self._keypoint_rows(None, verts_pose, out=keypoints_pose),
+            "keypoints_betas": self._keypoint_rows(joints_betas, verts_betas),
         }
+
+    def _keypoint_rows(self, joint_values: Tensor | None, sparse_values: Tensor, out: Tensor | None = None) -> Tensor:
+        """The 17 keypoints' rows (N, 17, ...) of the joints' (N, 24, ...) and the sparse
+        vertices' (N, S, ...) values (only the rows used are copied); ``out``: the joint
+        keypoints' rows already computed (the others are overwritten)."""
+        if out is None:
+            out = joint_values.index_select(1, self.keypoint_joint_rows)  # (N, 17, ...)
+        out[:, self.keypoint_slots_face] = sparse_values[:, self.keypoint_rows_face]
+        if self.keypoint_slots_extra.numel():
+            extra = torch.einsum("es,ns...->ne...", self.extra_regressor[self.keypoint_rows_extra], sparse_values)
+            out[:, self.keypoint_slots_extra] = extra
+        return out
 
     @property
     def _ancestor_matrix(self) -> Tensor:

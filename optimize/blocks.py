@@ -1,7 +1,7 @@
 """Batched solver for block-tridiagonal systems with a dense border (whole-clip normal equations).
 
 The Gauss-Newton / Levenberg-Marquardt normal matrix of one track's bundle adjustment
-has this structure (issue 14): each frame t has ``n`` parameters (75: pose + camera), the
+has this structure: each frame t has ``n`` parameters (75: pose + camera), the
 temporal terms couple only frames t-1 and t, and the ``m`` shared parameters (10 betas)
 touch every frame::
 
@@ -16,9 +16,8 @@ border, ``S = C - E^T A^-1 E = C - q_E^T q_E``, then one backward pass with a si
 column, ``x = L^-T (q_r - q_E y)``. Two orderings of the same factorisation:
 
 * ``"sweep"`` (block Thomas): T sequential steps batched over tracks, the fewest flops;
-  the CPU default (about twice as fast as the first implementation, which ran three
-  triangular solves per frame and a backward pass on m + 1 columns; see
-  ``bench.block_solve`` and docs/bundle_adjustment.md).
+  the CPU default (one triangular solve per frame and a backward pass on a single column;
+  figures from ``bench.block_solve`` in docs/measurements.md).
 * ``"cyclic"`` (block cyclic reduction): ceil(log2 T) levels, each batched over all the
   frames it eliminates; about 3x the flops of the sweep (slower on a CPU) but about 30
   kernels per level instead of about 10 per frame, the default on other devices.
@@ -108,7 +107,7 @@ def solve_bordered_tridiagonal(
     rhs = torch.cat((border, rhs_frames[..., None]), -1)  # (B, T, n, m + 1)
     if method == "sweep":
         # masks and shift are applied frame by frame, on the sweep's own copies of the
-        # blocks: three (B, T, n, n) passes less (measured 15 % of a solve, B = 8, T = 254)
+        # blocks: three (B, T, n, n) passes less
         forward, gram, ok = _sweep_forward(diagonal, lower, rhs, frame_mask, pair, diagonal_shift)
     else:
         if diagonal_shift is not None:
@@ -117,7 +116,7 @@ def solve_bordered_tridiagonal(
         if frame_mask is not None:
             eye = torch.eye(diagonal.shape[-1], dtype=diagonal.dtype, device=diagonal.device)
             diagonal = torch.where(frame_mask[..., None, None], diagonal, eye)
-            # a scalar 0, not a zeros tensor: no (B, T, n, n) fill (measured 8 % of a solve)
+            # a scalar 0, not a zeros tensor: no (B, T, n, n) fill
             lower = torch.where(pair[..., None, None], lower, 0.0)
         forward, gram, ok = _cyclic_forward(diagonal, lower, rhs)
     # A = L L^T, q = L^-1 [E r]:  E^T A^-1 E = q_E^T q_E,  E^T A^-1 r = q_E^T q_r.
@@ -140,14 +139,13 @@ def _gram(q: Tensor) -> Tensor:
     """sum over frames of q_t^T q_t: (B, K, n, k) -> (B, k, k).
 
     Per frame, then summed over the frames in float64: one matrix product over all K n
-    rows accumulated in float32 made the Schur complement the largest error of the solve
-    (T = 1000: relative residual 3e-4 against 2e-5 with a pairwise float32 sum, see
-    ``bench.block_solve``); and a float32 sum over the (padded) frames rounds differently
+    rows accumulated in float32 makes the Schur complement the largest error of the solve
+    for long tracks (``bench.block_solve`` reports the residuals); and a float32 sum over the (padded) frames rounds differently
     with K, i.e. with the longest track of the batch.
     """
     out = torch.zeros(q.shape[0], q.shape[-1], q.shape[-1], dtype=torch.float64, device=q.device)
     # per frame as products and sums, not a thin (k x n) (n x k) matmul: BLAS rounded that
-    # differently with the matrix's position in the batch (measured on this CPU's MKL), and
+    # differently with the matrix's position in the batch (seen with MKL), and
     # a track's solve must not depend on its batch; in chunks of frames to bound the
     # (B, K, n, k, k) products' memory
     step = max(1, _GRAM_CHUNK_VALUES // max(1, q.shape[0] * q.shape[2] * q.shape[3] ** 2))
@@ -185,7 +183,7 @@ class _SweepFactor:
         """
         # Batch independence: a track's solve must not depend on its batch, but BLAS's
         # vector paths (a (1 x n) row through gemv or trsv) rounded differently with the
-        # vector's position in the batch (measured on this CPU's MKL); so the weights are
+        # vector's position in the batch (seen with MKL); so the weights are
         # applied as products and a sum, and each row is carried with a zero second row,
         # which takes the matrix paths, position-independent.
         forward = self.forward
@@ -212,8 +210,8 @@ def _sweep_forward(diagonal: Tensor, lower: Tensor, rhs: Tensor, frame_mask: Ten
     solve ``F_t [M_{t+1}^T, q_t] = [A[t+1, t]^T, rhs_t - M_t q_{t-1}]`` and two matrix
     products.
 
-    The memory layouts are chosen so that LAPACK copies nothing it need not (measured,
-    ``bench.block_solve``): the Cholesky factorises ``block^T`` (= block, symmetric), whose
+    The memory layouts are chosen so that LAPACK copies nothing it need not
+    (``bench.block_solve`` times the alternatives): the Cholesky factorises ``block^T`` (= block, symmetric), whose
     column-major copy is a plain one; the triangular solve is the right-side form, whose
     operands are already column-major.
 
@@ -233,7 +231,7 @@ def _sweep_forward(diagonal: Tensor, lower: Tensor, rhs: Tensor, frame_mask: Ten
     masked = [frame_mask is not None] * T  # frame t needs masking (some system lacks it)
     if frame_mask is not None and diagonal.device.type == "cpu":
         # on the CPU a look at the mask is free: the frames every system has (all but the
-        # padding) skip the two masking passes (measured 25 % of a solve, B = 8, T = 254)
+        # padding) skip the two masking passes
         masked = (~frame_mask).any(0).tolist()
         masked = [a or b for a, b in zip(masked, masked[1:] + [False])]  # pair[t + 1] needs frame t
     factors, couplings, forward, infos = [], [], [], []

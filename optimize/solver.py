@@ -9,8 +9,8 @@ a line search, never share a step size, and a finished problem costs nothing mor
 
 :func:`lbfgs_summed` (torchmin's L-BFGS on the *sum* of the problems: one history, one
 line search, one stopping test) and :func:`lbfgs_per_track` (torchmin on one problem at a
-time) are the naive approach and the reference it is measured against
-(``bench.ba_speed`` reports the figures). torchmin is used for what it does well, a
+time) are the naive approach and the reference it is compared with
+(``bench.ba_speed``). torchmin is used for what it does well, a
 careful single-problem L-BFGS with strong-Wolfe line search; the batched solver reuses
 its algorithm, not its scalar control flow (which cannot branch per problem).
 

@@ -1,4 +1,4 @@
-"""Strict options (issue 11.4): every field of every config dataclass has a declared type and
+"""Strict options: every field of every config dataclass has a declared type and
 range (optimize.validate), and a bad value of any of them fails with the class, field, value
 and allowed range, never with Python's own exception text."""
 

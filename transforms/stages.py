@@ -3,7 +3,7 @@
 A stage is a small picklable object built on the launcher, shipped to the workers, and
 set up there once per process (``setup`` loads models; the DoFns share the loaded stage
 between their threads through ``apache_beam.utils.shared.Shared``). The Beam layer only
-sees these two protocols, so tests swap in deterministic stages (``transforms.testing``) and
+sees these two protocols, so tests swap in deterministic stages (``tests/helpers/scripted.py``) and
 the job passes the real ones (``transforms.model_stages``).
 """
 

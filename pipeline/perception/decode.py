@@ -84,7 +84,7 @@ class DecodeConfig:
             other), "ffmpeg" or "opencv".
         threads: decoder threads for ffmpeg (0 = ffmpeg decides).
         opencv_max_source_pixels: "auto" decodes sources up to this size with OpenCV
-            (measured faster there: no subprocess start, no pipe copy).
+            (faster there: no subprocess start, no pipe copy).
     """
 
     target_fps: float | None = 25.0
@@ -670,6 +670,27 @@ def plan_decode(
 # --------------------------------------------------------------------------- ffmpeg
 
 
+def _too_many_frames(path: str, config: DecodeConfig, fps: float) -> DecodeError:
+    """The ``too_long`` error of a decode that passed ``config.max_frames`` frames at ``fps``."""
+    return DecodeError(
+        RejectReason.TOO_LONG,
+        f"{path}: more than max_frames={config.max_frames} frames at {fps:g} fps; give a time "
+        f"range, or raise it: --perception_config '{{\"decode\": {{\"max_frames\": N}}}}'.",
+    )
+
+
+def _timed_out(path: str, config: DecodeConfig) -> DecodeError:
+    """The ``timeout`` error of a decode that ran past ``config.timeout_s`` seconds."""
+    return DecodeError(RejectReason.TIMEOUT, f"decoding {path} took more than timeout_s={config.timeout_s:g} s; "
+                       f"raise it: --perception_config '{{\"decode\": {{\"timeout_s\": N}}}}'.")
+
+
+def _no_frame(path: str) -> DecodeError:
+    """The ``zero_frames`` error of a decode that produced no frame."""
+    return DecodeError(RejectReason.ZERO_FRAMES,
+                       f"{path}: decoding produced no frame; check the clip's time range, or re-encode the file.")
+
+
 def _iter_ffmpeg(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iterator[FrameBatch]:
     src = meta.source
     cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-threads", str(config.threads)]
@@ -713,11 +734,7 @@ def _iter_ffmpeg(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iter
                 got += 1
             if got:
                 if produced + got > config.max_frames:
-                    raise DecodeError(
-                        RejectReason.TOO_LONG,
-                        f"{src.path}: more than max_frames={config.max_frames} frames at {meta.fps:g} fps; give a time "
-                        f"range, or raise it: --perception_config '{{\"decode\": {{\"max_frames\": N}}}}'.",
-                    )
+                    raise _too_many_frames(src.path, config, meta.fps)
                 index = np.arange(produced, produced + got, dtype=np.int64)
                 yield FrameBatch(batch[:got], index, index / meta.fps)
                 produced += got
@@ -725,8 +742,7 @@ def _iter_ffmpeg(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iter
                 break
         proc.wait()
         if timed_out.is_set():
-            raise DecodeError(RejectReason.TIMEOUT, f"decoding {src.path} took more than timeout_s={config.timeout_s:g} s; "
-                                  f"raise it: --perception_config '{{\"decode\": {{\"timeout_s\": N}}}}'.")
+            raise _timed_out(src.path, config)
         stderr.seek(0)
         damage = _damage(stderr.read())
         if damage and produced:
@@ -743,7 +759,7 @@ def _iter_ffmpeg(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iter
                 raise DecodeError(RejectReason.UNREADABLE, message)
             logger.warning("%s; keeping the %d frames decoded before the error", message, produced)
         if produced == 0:
-            raise DecodeError(RejectReason.ZERO_FRAMES, f"{src.path}: decoding produced no frame; check the clip's time range, or re-encode the file.")
+            raise _no_frame(src.path)
     finally:
         watchdog.cancel()
         if proc.poll() is None:
@@ -757,6 +773,15 @@ def _iter_ffmpeg(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iter
 # --------------------------------------------------------------------------- OpenCV
 
 
+def _opencv_rgb(frame: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """An OpenCV BGR frame as RGB, resized to ``size`` (width, height) unless None."""
+    import cv2
+
+    if size is not None:
+        frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+
 def _iter_opencv(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iterator[FrameBatch]:
     import cv2
 
@@ -765,7 +790,7 @@ def _iter_opencv(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iter
     if not cap.isOpened():
         raise DecodeError(RejectReason.UNREADABLE, f"OpenCV cannot open {src.path}; re-download or re-encode it.")
     produced = 0
-    resize = (meta.width, meta.height) != (src.width, src.height)
+    size = (meta.width, meta.height) if (meta.width, meta.height) != (src.width, src.height) else None
     batch: list[np.ndarray] = []
     try:
         if meta.time_start > 0:
@@ -774,11 +799,6 @@ def _iter_opencv(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iter
         source_index = -1
         previous: np.ndarray | None = None
         previous_time = -math.inf
-
-        def emit(frame: np.ndarray):
-            if resize:
-                frame = cv2.resize(frame, (meta.width, meta.height), interpolation=cv2.INTER_AREA)
-            return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
         def flush():
             nonlocal produced, batch
@@ -790,16 +810,7 @@ def _iter_opencv(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iter
 
         def check_frame_cap():
             if produced + len(batch) >= config.max_frames:
-                raise DecodeError(
-                    RejectReason.TOO_LONG,
-                    f"{src.path}: more than max_frames={config.max_frames} frames at {meta.fps:g} fps; give a time "
-                        f"range, or raise it: --perception_config '{{\"decode\": {{\"max_frames\": N}}}}'.",
-                )
-
-        def check_deadline():
-            if time.monotonic() > deadline:
-                raise DecodeError(RejectReason.TIMEOUT, f"decoding {src.path} took more than timeout_s={config.timeout_s:g} s; "
-                                  f"raise it: --perception_config '{{\"decode\": {{\"timeout_s\": N}}}}'.")
+                raise _too_many_frames(src.path, config, meta.fps)
 
         if meta.expected_frames is not None and src.num_frames:
             # The plan is known: output frame k shows source frame targets[k] (source_frame_index,
@@ -807,7 +818,8 @@ def _iter_opencv(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iter
             targets = source_frame_index(meta, np.arange(meta.expected_frames))
             k, current = 0, -1
             while k < targets.size:
-                check_deadline()
+                if time.monotonic() > deadline:
+                    raise _timed_out(src.path, config)
                 ok, frame = cap.read()
                 if not ok:
                     break  # a short file: decode_video's completeness check reports it
@@ -817,19 +829,20 @@ def _iter_opencv(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iter
                     current += 1
                 while k < targets.size and targets[k] <= current:
                     check_frame_cap()
-                    batch.append(emit(frame))
+                    batch.append(_opencv_rgb(frame, size))
                     k += 1
                     if len(batch) == config.batch_frames:
                         yield flush()
             if batch:
                 yield flush()
             if produced == 0:
-                raise DecodeError(RejectReason.ZERO_FRAMES, f"{src.path}: decoding produced no frame; check the clip's time range, or re-encode the file.")
+                raise _no_frame(src.path)
             return
 
         # Unknown stream length: the same rule on the decoder's timestamps.
         while True:
-            check_deadline()
+            if time.monotonic() > deadline:
+                raise _timed_out(src.path, config)
             ok, frame = cap.read()
             source_index += 1
             if not ok:
@@ -847,7 +860,7 @@ def _iter_opencv(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iter
             if previous is not None:
                 while (produced + len(batch) + 0.5) / meta.fps <= now + 1e-9:
                     check_frame_cap()
-                    batch.append(emit(previous))
+                    batch.append(_opencv_rgb(previous, size))
                     if len(batch) == config.batch_frames:
                         yield flush()
             previous, previous_time = frame, now
@@ -859,13 +872,13 @@ def _iter_opencv(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iter
                 produced + len(batch) == 0
             ):
                 check_frame_cap()
-                batch.append(emit(previous))
+                batch.append(_opencv_rgb(previous, size))
                 if len(batch) == config.batch_frames:
                     yield flush()
         if batch:
             yield flush()
         if produced == 0:
-            raise DecodeError(RejectReason.ZERO_FRAMES, f"{src.path}: decoding produced no frame; check the clip's time range, or re-encode the file.")
+            raise _no_frame(src.path)
     finally:
         cap.release()
 
@@ -913,7 +926,7 @@ def decode_video(
         return meta, _complete(meta, _iter_opencv(meta, config, deadline))
     if config.backend == "ffmpeg":
         return meta, _complete(meta, _iter_ffmpeg(meta, config, deadline))
-    # auto: the measured faster backend for this source size first (docs/perception.md).
+    # auto: the faster backend for this source size first (docs/perception.md).
     primary = "opencv" if source.width * source.height <= config.opencv_max_source_pixels else "ffmpeg"
     meta = dataclasses.replace(meta, backend=primary)
     return meta, _complete(meta, _with_fallback(meta, config, deadline, primary))

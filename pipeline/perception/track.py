@@ -418,14 +418,8 @@ def link_costs(detections: PaddedDetections, config: TrackingConfig, motion: Mot
             mean = _pair_distances(a, b, weight)
             limit = plain_gate[t, i, j]
         else:
-            ahead, behind = has_past[t, i], has_future[t + g, j]
-            mean = np.zeros(t.size, np.float32)
-            n = ahead.astype(np.float32) + behind
-            for use, shift in ((ahead, g * v_past[t, i]), (behind, g * v_future[t + g, j])):
-                mean[use] += _pair_distances(a[use], b[use], weight[use], shift[use])
-            mean /= np.maximum(n, 1)
-            plain = n == 0
-            mean[plain] = _pair_distances(a[plain], b[plain], weight[plain])
+            predictions = ((has_past[t, i], g * v_past[t, i]), (has_future[t + g, j], g * v_future[t + g, j]))
+            mean, plain = _predicted_distances(a, b, weight, predictions)
             limit = np.where(plain, plain_gate[t, i, j], gate[t, i, j])
         allowed = mean <= limit
         t, i, j, mean = t[allowed], i[allowed], j[allowed], mean[allowed]
@@ -445,15 +439,31 @@ def link_costs(detections: PaddedDetections, config: TrackingConfig, motion: Mot
     frame_start = np.searchsorted(dst_t, np.arange(T + 1)).astype(np.int64)
     skipped = dst_t - src_t - 1
     cost = config.distance_weight * distance + config.skip_penalty * skipped + config.gap_cost * (skipped > 0)
-    return Links(
-        src_t.astype(np.int32),
-        src_j.astype(np.int32),
-        dst_t.astype(np.int32),
-        dst_j.astype(np.int32),
-        distance,
-        cost,
-        frame_start,
-    )
+    return Links(*(x.astype(np.int32) for x in (src_t, src_j, dst_t, dst_j)), distance, cost, frame_start)
+
+
+def _predicted_distances(a: np.ndarray, b: np.ndarray, weight: np.ndarray,
+                         predictions: tuple[tuple[np.ndarray, np.ndarray], ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean distance of each candidate link over the predictions that exist.
+
+    Args:
+        a, b: (L, 17, 3) keypoints of the links' start and end detections, pixels + confidence.
+        weight: (L, 17) keypoint weights (:func:`_pair_weights`).
+        predictions: (forward, backward), each (use (L,) bool, shift (L, 2) pixels): the
+            prediction exists where ``use``, and moves ``a`` by ``shift``.
+
+    Returns:
+        mean distance (L,) float32 pixels, and plain (L,) bool: links without a prediction
+        (their distance is the plain one).
+    """
+    mean = np.zeros(len(a), np.float32)
+    n = predictions[0][0].astype(np.float32) + predictions[1][0]
+    for use, shift in predictions:
+        mean[use] += _pair_distances(a[use], b[use], weight[use], shift[use])
+    mean /= np.maximum(n, 1)
+    plain = n == 0
+    mean[plain] = _pair_distances(a[plain], b[plain], weight[plain])
+    return mean, plain
 
 
 def _min_cost_paths(links: Links, mask: np.ndarray, config: TrackingConfig) -> list[np.ndarray]:

@@ -557,6 +557,103 @@ def _prop_mesh(prop, camera, placed: _Placed, t: int) -> Mesh:
     return Mesh(np.column_stack([xy, v[:, 2]]), pf, np.array([0.55, 0.38, 0.22]), n, outward=True)
 
 
+def _render_video(video: Path, config: SynthConfig, body: _Body, people: list, placed: list, camera,
+                  plate: BackgroundPlate, grain: np.ndarray, vignette: np.ndarray,
+                  keypoints2d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Render the clip's T frames into ``video`` through ffmpeg.
+
+    Args:
+        keypoints2d: (T, P, 17, 2) image keypoints, pixels.
+
+    Returns:
+        visibility (T, P, 17) uint8, occluder (T, P, 17) int16, visible pixels (T, P) int32 and
+        bounding boxes (T, P, 4) float32 pixels of every person in every frame.
+    """
+    T, P = keypoints2d.shape[:2]
+    W, H = config.width, config.height
+    visibility = np.zeros((T, P, 17), dtype=np.uint8)
+    occluder = np.full((T, P, 17), -1, dtype=np.int16)
+    visible_pixels = np.zeros((T, P), dtype=np.int32)
+    bbox = np.zeros((T, P, 4), dtype=np.float32)
+    ss = config.supersample
+    writer = _ffmpeg_writer(video, config)
+    try:
+        for t in range(T):
+            frame = plate.frame(t)
+            plate.apply_shadows(frame, t, [(pl.root_xz[t, 0], pl.root_xz[t, 1], CONTACT_RADIUS) for pl in placed])
+            meshes: list[Mesh] = []
+            owners: list[int] = []
+            for p, pl in enumerate(placed):
+                xy = pl.scale[t] * pl.vertices[t, :, :2] + camera.principal[t]
+                lo, hi = xy.min(axis=0), xy.max(axis=0)
+                bbox[t, p] = [lo[0], lo[1], hi[0], hi[1]]
+                if hi[0] < 0 or hi[1] < 0 or lo[0] > W or lo[1] > H:
+                    continue
+                meshes.append(
+                    Mesh(np.column_stack([xy, pl.vertices[t, :, 2]]), body.faces, people[p].colours, pl.normals[t], body.winding > 0)
+                )
+                owners.append(p)
+                for prop in pl.props:
+                    meshes.append(_prop_mesh(prop, camera, pl, t))
+                    owners.append(-2)
+            if meshes:
+                result = render(meshes, H, W, supersample=ss)
+                if config.render_people:
+                    frame = frame * (1.0 - result.coverage[..., None]) + result.color
+                owner_of = np.array(owners + [-1])
+                mesh_at = result.raster.mesh_index
+                counts = np.bincount(mesh_at[mesh_at >= 0].ravel(), minlength=len(meshes))
+                for m, p in enumerate(owners):
+                    if p >= 0:
+                        visible_pixels[t, p] = int(round(counts[m] / (ss * ss)))
+                _keypoint_visibility(t, keypoints2d, placed, result.raster, owner_of, ss, W, H, visibility, occluder)
+            else:
+                visibility[t] = np.where(_inside(keypoints2d[t], W, H), OCCLUDED, OUTSIDE)
+            frame = np.clip(frame * vignette + grain[t % 4], 0.0, 1.0)
+            writer.stdin.write((frame * 255.0 + 0.5).astype(np.uint8).tobytes())
+        writer.stdin.close()
+        err = writer.stderr.read().decode(errors="replace")
+        if writer.wait() != 0:
+            raise RuntimeError(f"ffmpeg failed writing {video}: {err.strip()}")
+    except BaseException:
+        writer.kill()
+        writer.wait()
+        raise
+    return visibility, occluder, visible_pixels, bbox
+
+
+def _clip_truth(plan: ClipPlan, config: SynthConfig, camera, times: np.ndarray, people: list, placed: list,
+                keypoints2d: np.ndarray, visibility: np.ndarray, occluder: np.ndarray, bbox: np.ndarray,
+                visible_pixels: np.ndarray) -> ClipTruth:
+    """The clip's ground truth from its plan, camera, people and rendered visibility."""
+    return ClipTruth(
+        clip_id=plan.clip_id,
+        label=plan.label,
+        split=plan.split,
+        fps=float(config.fps),
+        image_size=(config.width, config.height),
+        camera_height=camera.height,
+        frame_index=np.arange(len(times), dtype=np.int32),
+        frame_time=times,
+        track_id=np.arange(len(people), dtype=np.int32),
+        motion=np.array([p.motion.name for p in people]),
+        betas=np.stack([p.betas for p in people]).astype(np.float32),
+        pose=np.stack([pl.pose for pl in placed], axis=1).astype(np.float32),
+        camera=np.stack([pl.camera for pl in placed], axis=1).astype(np.float32),
+        joints3d=np.stack([pl.joints3d for pl in placed], axis=1).astype(np.float32),
+        keypoints3d=np.stack([pl.keypoints3d for pl in placed], axis=1).astype(np.float32),
+        keypoints2d=keypoints2d.astype(np.float32),
+        visibility=visibility,
+        occluder=occluder,
+        bbox=bbox,
+        visible_pixels=visible_pixels,
+        depth=np.stack([pl.root_xz[:, 1] for pl in placed], axis=1).astype(np.float32),
+        focal=camera.focal.astype(np.float32),
+        principal=camera.principal.astype(np.float32),
+        roll=camera.roll.astype(np.float32),
+    )
+
+
 def generate_clip(plan: ClipPlan, config: SynthConfig, body: _Body, out_dir: Path) -> dict:
     """Render one clip and write its video and sidecars.
 
@@ -603,84 +700,14 @@ def generate_clip(plan: ClipPlan, config: SynthConfig, body: _Body, out_dir: Pat
     vignette = (1.0 - 0.12 * r2)[..., None].astype(np.float32)
 
     P = len(people)
-    visibility = np.zeros((T, P, 17), dtype=np.uint8)
-    occluder = np.full((T, P, 17), -1, dtype=np.int16)
-    visible_pixels = np.zeros((T, P), dtype=np.int32)
-    bbox = np.zeros((T, P, 4), dtype=np.float32)
     keypoints2d = np.zeros((T, P, 17, 2), dtype=np.float64)
     for p, pl in enumerate(placed):
         keypoints2d[:, p] = pl.scale[:, None, None] * pl.keypoints3d[..., :2] + pl.offset[:, None]
-    ss = config.supersample
-    writer = _ffmpeg_writer(video, config)
-    try:
-        for t in range(T):
-            frame = plate.frame(t)
-            plate.apply_shadows(frame, t, [(pl.root_xz[t, 0], pl.root_xz[t, 1], CONTACT_RADIUS) for pl in placed])
-            meshes: list[Mesh] = []
-            owners: list[int] = []
-            for p, pl in enumerate(placed):
-                xy = pl.scale[t] * pl.vertices[t, :, :2] + camera.principal[t]
-                lo, hi = xy.min(axis=0), xy.max(axis=0)
-                bbox[t, p] = [lo[0], lo[1], hi[0], hi[1]]
-                if hi[0] < 0 or hi[1] < 0 or lo[0] > W or lo[1] > H:
-                    continue
-                meshes.append(
-                    Mesh(np.column_stack([xy, pl.vertices[t, :, 2]]), body.faces, people[p].colours, pl.normals[t], body.winding > 0)
-                )
-                owners.append(p)
-                for prop in pl.props:
-                    meshes.append(_prop_mesh(prop, camera, pl, t))
-                    owners.append(-2)
-            if meshes:
-                result = render(meshes, H, W, supersample=ss)
-                if config.render_people:
-                    frame = frame * (1.0 - result.coverage[..., None]) + result.color
-                owner_of = np.array(owners + [-1])
-                mesh_at = result.raster.mesh_index
-                counts = np.bincount(mesh_at[mesh_at >= 0].ravel(), minlength=len(meshes))
-                for m, p in enumerate(owners):
-                    if p >= 0:
-                        visible_pixels[t, p] = int(round(counts[m] / (ss * ss)))
-                _keypoint_visibility(t, keypoints2d, placed, result.raster, owner_of, ss, W, H, visibility, occluder)
-            else:
-                visibility[t] = np.where(_inside(keypoints2d[t], W, H), OCCLUDED, OUTSIDE)
-            frame = np.clip(frame * vignette + grain[t % 4], 0.0, 1.0)
-            writer.stdin.write((frame * 255.0 + 0.5).astype(np.uint8).tobytes())
-        writer.stdin.close()
-        err = writer.stderr.read().decode(errors="replace")
-        if writer.wait() != 0:
-            raise RuntimeError(f"ffmpeg failed writing {video}: {err.strip()}")
-    except BaseException:
-        writer.kill()
-        writer.wait()
-        raise
+    visibility, occluder, visible_pixels, bbox = _render_video(
+        video, config, body, people, placed, camera, plate, grain, vignette, keypoints2d)
 
-    truth = ClipTruth(
-        clip_id=plan.clip_id,
-        label=plan.label,
-        split=plan.split,
-        fps=float(config.fps),
-        image_size=(W, H),
-        camera_height=camera.height,
-        frame_index=np.arange(T, dtype=np.int32),
-        frame_time=times,
-        track_id=np.arange(P, dtype=np.int32),
-        motion=np.array([p.motion.name for p in people]),
-        betas=np.stack([p.betas for p in people]).astype(np.float32),
-        pose=np.stack([pl.pose for pl in placed], axis=1).astype(np.float32),
-        camera=np.stack([pl.camera for pl in placed], axis=1).astype(np.float32),
-        joints3d=np.stack([pl.joints3d for pl in placed], axis=1).astype(np.float32),
-        keypoints3d=np.stack([pl.keypoints3d for pl in placed], axis=1).astype(np.float32),
-        keypoints2d=keypoints2d.astype(np.float32),
-        visibility=visibility,
-        occluder=occluder,
-        bbox=bbox,
-        visible_pixels=visible_pixels,
-        depth=np.stack([pl.root_xz[:, 1] for pl in placed], axis=1).astype(np.float32),
-        focal=camera.focal.astype(np.float32),
-        principal=camera.principal.astype(np.float32),
-        roll=camera.roll.astype(np.float32),
-    )
+    truth = _clip_truth(plan, config, camera, times, people, placed, keypoints2d,
+                        visibility, occluder, bbox, visible_pixels)
     stem = video.with_suffix("")
     truth.save(str(stem) + GT_SUFFIX)
     coco = simulate_detections(truth, rng_det, config.detector, file_stem=plan.clip_id)

@@ -219,21 +219,7 @@ def simulate_detections(
             frame_dets = []
         frame_dets.sort(key=lambda d: -d[1])
         for det, score, box, track in frame_dets:
-            x0, y0, x1, y1 = box
-            annotations.append(
-                {
-                    "id": next_id,
-                    "image_id": int(truth.frame_index[t]),
-                    "category_id": 1,
-                    "keypoints": _round(det, 3),
-                    "num_keypoints": int((det[:, 2] > 0).sum()),
-                    "score": round(score, 4),
-                    "bbox": _round([x0, y0, x1 - x0, y1 - y0], 2),
-                    "area": round(float((x1 - x0) * (y1 - y0)), 2),
-                    "iscrowd": 0,
-                    "synth_gt_track": track,
-                }
-            )
+            annotations.append(_coco_annotation(next_id, int(truth.frame_index[t]), det, score, box, track))
             next_id += 1
     return {
         "info": {
@@ -253,6 +239,31 @@ def simulate_detections(
                 "skeleton": [[a + 1, b + 1] for a, b in COCO17_SKELETON],
             }
         ],
+    }
+
+
+def _coco_annotation(annotation_id: int, image_id: int, det: np.ndarray, score: float, box: np.ndarray,
+                     track: int) -> dict:
+    """One COCO keypoint annotation.
+
+    Args:
+        det: (17, 3) keypoints, pixels + confidence (0: not reported).
+        score: detection score in [0, 1].
+        box: (4,) x0, y0, x1, y1 pixels.
+        track: the true track id, -1 for a false positive.
+    """
+    x0, y0, x1, y1 = box
+    return {
+        "id": annotation_id,
+        "image_id": image_id,
+        "category_id": 1,
+        "keypoints": _round(det, 3),
+        "num_keypoints": int((det[:, 2] > 0).sum()),
+        "score": round(score, 4),
+        "bbox": _round([x0, y0, x1 - x0, y1 - y0], 2),
+        "area": round(float((x1 - x0) * (y1 - y0)), 2),
+        "iscrowd": 0,
+        "synth_gt_track": track,
     }
 
 
@@ -375,6 +386,31 @@ def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return Rotation.from_rotvec((axis * angle).reshape(-1, 3)).as_matrix().reshape(*a.shape[:-1], 3, 3)
 
 
+def _mirror_depth(local: np.ndarray, local_true: np.ndarray, joints: np.ndarray, events: np.ndarray) -> None:
+    """Mirror the depth of the limbs whose depth event is on, in place (the regressor's
+    forward/backward limb ambiguity).
+
+    Args:
+        local: (24, 3, 3) the estimate's local rotations, changed in place.
+        local_true: (24, 3, 3) the true local rotations.
+        joints: (24, 3) true joints, metres.
+        events: (len(_DEPTH_LIMBS),) bool, which limbs to mirror.
+    """
+    world = _global_rotations(local)
+    world_true = _global_rotations(local_true)
+    for k in np.nonzero(events)[0]:
+        joint, child = _DEPTH_LIMBS[k]
+        # The true bone, carried into the estimate's (noisy) limb orientation.
+        bone = world[joint] @ world_true[joint].T @ (joints[child] - joints[joint])
+        bone /= max(np.linalg.norm(bone), 1e-9)
+        mirrored = bone * np.array([1.0, 1.0, -1.0])
+        q = _rotation_between(bone, mirrored)
+        parent_world = world[SMPL24_PARENTS[joint]]
+        local[joint] = parent_world.T @ q @ parent_world @ local[joint]
+        for j in _SUBTREES[joint]:
+            world[j] = world[SMPL24_PARENTS[j]] @ local[j]
+
+
 def simulate_regressor(
     truth: ClipTruth,
     coco: dict,
@@ -443,20 +479,7 @@ def simulate_regressor(
         local[0] = Rotation.from_rotvec(orient_err).as_matrix() @ local[0]
         if depth_events[t, p].any():
             ambiguous[d] = True
-            world = _global_rotations(local)
-            world_true = _global_rotations(local_true)
-            joints = truth.joints3d[t, p].astype(np.float64)
-            for k in np.nonzero(depth_events[t, p])[0]:
-                joint, child = _DEPTH_LIMBS[k]
-                # The true bone, carried into the estimate's (noisy) limb orientation.
-                bone = world[joint] @ world_true[joint].T @ (joints[child] - joints[joint])
-                bone /= max(np.linalg.norm(bone), 1e-9)
-                mirrored = bone * np.array([1.0, 1.0, -1.0])
-                q = _rotation_between(bone, mirrored)
-                parent_world = world[SMPL24_PARENTS[joint]]
-                local[joint] = parent_world.T @ q @ parent_world @ local[joint]
-                for j in _SUBTREES[joint]:
-                    world[j] = world[SMPL24_PARENTS[j]] @ local[j]
+            _mirror_depth(local, local_true, truth.joints3d[t, p].astype(np.float64), depth_events[t, p])
         if flips[t, p]:
             flipped[d] = True
             local[0] = Rotation.from_euler("y", np.pi).as_matrix() @ local[0]

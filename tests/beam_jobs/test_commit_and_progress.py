@@ -19,7 +19,7 @@ from beam_jobs import pseudo_gt
 from pipeline.dataset import schema
 from pipeline.dataset.reader import FrameFilter, FramesDataset, read_clips, read_frames, read_tracks
 from pipeline.dataset.manifests import completed_clips
-from transforms.testing import ScriptedBundleAdjust, ScriptedPerception
+from helpers.scripted import ScriptedBundleAdjust, ScriptedPerception
 
 ROOT = Path(__file__).resolve().parents[2]
 BODY = schema.BodyModelInfo("standin", "neutral", "vid2mesh_standin_neutral.pkl", "12" * 32)
@@ -80,7 +80,7 @@ DRIVER = textwrap.dedent("""
     import sys, time
     from beam_jobs import pseudo_gt
     from pipeline.dataset import schema
-    from transforms.testing import ScriptedBundleAdjust, ScriptedPerception
+    from helpers.scripted import ScriptedBundleAdjust, ScriptedPerception
 
     class Slow(ScriptedBundleAdjust):
         def __call__(self, problems):
@@ -104,7 +104,7 @@ def test_killed_run_keeps_its_fits_and_resumed_selection_equals_a_clean_run(tmp_
     out = tmp_path / "out"
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(ROOT), str(ROOT / "tests")))}
     process = subprocess.Popen([sys.executable, str(driver), *_argv(corpus, out)], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:

@@ -13,7 +13,7 @@ import pytest
 from beam_jobs import pseudo_gt
 from pipeline.dataset import schema
 from pipeline.dataset.reader import FrameFilter, read_frames
-from transforms.testing import ScriptedBundleAdjust, ScriptedPerception
+from helpers.scripted import ScriptedBundleAdjust, ScriptedPerception
 
 ROOT = Path(__file__).resolve().parents[2]
 BODY = schema.BodyModelInfo("standin", "neutral", "vid2mesh_standin_neutral.pkl", "0" * 64)

@@ -15,7 +15,7 @@ from pipeline.dataset import schema
 from pipeline.dataset.fs import ArrowStorage
 from pipeline.perception.inputs import local_list_files
 from transforms import storage
-from transforms.testing import ScriptedBundleAdjust, ScriptedPerception
+from helpers.scripted import ScriptedBundleAdjust, ScriptedPerception
 
 BODY = schema.BodyModelInfo("standin", "neutral", "vid2mesh_standin_neutral.pkl", "0" * 64)
 PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"

@@ -1,6 +1,6 @@
 """A fault corpus of more than 30 kinds, generated here (nothing binary is committed), run
 through the real job with default flags except a fast bundle adjustment and a permissive
-selection (issue 11.5).
+selection.
 
 Three runs share one module-scoped setup: a glob over bad videos and bad sidecars mixed with
 good clips, a Kinetics CSV with bad rows, and a JSON-lines manifest with broken lines. Each
@@ -9,7 +9,7 @@ say what to do; clips in = kept + rejected + failed; the job exits 0; no clip ta
 than its decode time bound.
 
 The listing and sidecar kinds (dangling symlink, directory named ``x.mp4``, implausible
-coordinates, frame ids past the video, a negative image size) are checked by issue 15's
+coordinates, frame ids past the video, a negative image size) are checked by the listing's
 validation; the ``later`` flag of :data:`CASES` marks a kind xfail while a fix is pending.
 """
 

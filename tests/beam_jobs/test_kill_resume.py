@@ -1,4 +1,4 @@
-"""Kill and resume (issue 11.6): a multi-process local run is SIGKILLed after some of its
+"""Kill and resume: a multi-process local run is SIGKILLed after some of its
 shards are committed, then rerun into the same output; the sorted rows of all three
 datasets must equal a clean run's, with no orphan file. The same for a run whose failed
 clips are being retried when it is killed."""
@@ -18,7 +18,7 @@ import pytest
 from beam_jobs import pseudo_gt
 from pipeline.dataset import schema
 from pipeline.dataset.manifests import read_manifests
-from transforms.testing import ScriptedBundleAdjust
+from helpers.scripted import ScriptedBundleAdjust
 
 from test_retry_failed import BODY, FlakyPerception, dataset_rows
 
@@ -30,7 +30,7 @@ DRIVER = textwrap.dedent("""
     import sys, time
     from beam_jobs import pseudo_gt
     from pipeline.dataset import schema
-    from transforms.testing import ScriptedBundleAdjust, ScriptedPerception
+    from helpers.scripted import ScriptedBundleAdjust, ScriptedPerception
 
     class SlowBundleAdjust(ScriptedBundleAdjust):
         # Shards commit as their clips are fitted: a slow fit spreads the commits out.
@@ -76,7 +76,7 @@ def _kill_after_first_commit(corpus: Path, out: Path, tmp: Path) -> int:
                "--direct_running_mode", "multi_processing", "--direct_num_workers", "2"]  # fmt: skip
     log = open(tmp / "killed.log", "wb")
     proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join((str(ROOT), str(ROOT / "tests")))})
     deadline = time.monotonic() + 240
     try:
         while time.monotonic() < deadline and proc.poll() is None:

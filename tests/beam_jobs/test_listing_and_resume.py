@@ -1,6 +1,6 @@
-"""The launcher with scripted stages: bad glob entries reach rejected/ and the summary
-(issue 15.3); a resume after a kill between the last manifest and the card writes the card
-and the _common_metadata files (issue 15.6)."""
+"""The launcher with scripted stages: bad glob entries reach rejected/ and the summary,
+and a resume after a kill between the last manifest and the card writes the card
+and the _common_metadata files."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from beam_jobs import pseudo_gt
 from pipeline.dataset import schema
-from transforms.testing import ScriptedBundleAdjust, ScriptedPerception
+from helpers.scripted import ScriptedBundleAdjust, ScriptedPerception
 
 BODY = schema.BodyModelInfo("standin", "neutral", "vid2mesh_standin_neutral.pkl", "12" * 32)
 

@@ -18,7 +18,7 @@ DRIVER = textwrap.dedent("""
     import json, sys
     from beam_jobs import pseudo_gt
     from pipeline.dataset import schema
-    from transforms.testing import ScriptedBundleAdjust, ScriptedPerception
+    from helpers.scripted import ScriptedBundleAdjust, ScriptedPerception
     report = pseudo_gt.run(sys.argv[1:], perception=ScriptedPerception(), bundle_adjust=ScriptedBundleAdjust(),
                            body_model=schema.BodyModelInfo("standin", "neutral", "m.pkl", "0" * 64))
     print("REPORT " + json.dumps({"state": report.state, "counters": report.counters, "stats": report.stats}))

@@ -1,4 +1,4 @@
-"""Strict flags (issue 11.4): every numeric flag is type- and range-checked at start-up, and
+"""Strict flags: every numeric flag is type- and range-checked at start-up, and
 the JSON config overrides are checked before any model file is touched."""
 
 from __future__ import annotations

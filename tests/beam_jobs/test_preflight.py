@@ -161,7 +161,7 @@ def test_a_device_failing_in_worker_setup_fails_the_job_not_the_clips(tmp_path, 
     job stops with the device message and no clip is written as failed."""
     from pipeline.dataset import schema
     from transforms.model_stages import ModelPerception, resolve_model_files
-    from transforms.testing import ScriptedBundleAdjust
+    from helpers.scripted import ScriptedBundleAdjust
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()

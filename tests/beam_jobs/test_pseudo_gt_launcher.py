@@ -13,7 +13,7 @@ import pytest
 from beam_jobs import pseudo_gt
 from beam_jobs.cli import build_parser
 from pipeline.dataset import schema
-from transforms.testing import ScriptedBundleAdjust, ScriptedPerception
+from helpers.scripted import ScriptedBundleAdjust, ScriptedPerception
 
 BODY = schema.BodyModelInfo("standin", "neutral", "vid2mesh_standin_neutral.pkl", "12" * 32)
 

@@ -24,7 +24,7 @@ from pipeline.perception.keypoints_io import load_keypoints
 DATA = Path(__file__).resolve().parents[1] / "data" / "real"
 VIDEO = DATA / "market_street_1906.mp4"
 
-MAX_HIP_JUMP_PX = 40.0  # issue 16: between consecutive detected frames of a track
+MAX_HIP_JUMP_PX = 40.0  # between consecutive detected frames of a track
 MEDIAN_JOINT_ERROR_PX = 10.0  # median over inlier frames of a frame's mean joint error (people ~130 px tall)
 WORST_JOINT_ERROR_PX = 20.0  # any inlier frame
 CONFIDENT = 0.5  # keypoints compared with the fit

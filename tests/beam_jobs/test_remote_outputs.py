@@ -13,7 +13,7 @@ import pytest
 from beam_jobs import pseudo_gt
 from pipeline.dataset import schema
 from pipeline.dataset.reader import FrameFilter, FramesDataset, read_clips, read_frames, read_tracks
-from transforms.testing import ScriptedBundleAdjust, ScriptedPerception
+from helpers.scripted import ScriptedBundleAdjust, ScriptedPerception
 
 BODY = schema.BodyModelInfo("standin", "neutral", "vid2mesh_standin_neutral.pkl", "12" * 32)
 NAMES = [f"r{i:02d}_{i:06d}_{i + 10:06d}" for i in range(6)] + ["crowded_000000_000010"]

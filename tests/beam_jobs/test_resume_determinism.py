@@ -1,4 +1,4 @@
-"""Issue 15.2: a resumed run writes the same rows as a clean one.
+"""A resumed run writes the same rows as a clean one.
 
 A clean run, then the same output with one committed shard's manifest removed and the job
 rerun: the rerun fits that shard's clips in other bundle-adjustment batches than the clean

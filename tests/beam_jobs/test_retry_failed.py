@@ -1,4 +1,4 @@
-"""Failed means "try again" (issue 11.2): a rerun into the same output processes the clips an
+"""Failed means "try again": a rerun into the same output processes the clips an
 earlier run marked ``failed`` and replaces their rows; ``rejected`` clips stay;
 ``--no_retry_failed`` keeps the old behaviour; summary and stats count the retries."""
 
@@ -9,7 +9,7 @@ import pyarrow.dataset as ds
 from beam_jobs import pseudo_gt
 from pipeline.dataset import schema
 from pipeline.dataset.manifests import completed_clips, read_manifests
-from transforms.testing import ScriptedBundleAdjust, ScriptedPerception
+from helpers.scripted import ScriptedBundleAdjust, ScriptedPerception
 
 BODY = schema.BodyModelInfo("standin", "neutral", "vid2mesh_standin_neutral.pkl", "12" * 32)
 NAMES = ["a1_000001_000011", "a2_000002_000012", "a3_000003_000013", "a4_000004_000014", "crowded_000000_000010"]

@@ -9,7 +9,7 @@ import pytest
 
 from beam_jobs import pseudo_gt
 from pipeline.dataset import schema
-from transforms.testing import ScriptedBundleAdjust, ScriptedPerception
+from helpers.scripted import ScriptedBundleAdjust, ScriptedPerception
 
 BODY = schema.BodyModelInfo("standin", "neutral", "m.pkl", "0" * 64)
 NAMES = ["a1_000001_000011", "a2_000002_000012", "a3_000003_000013", "crowded_000000_000010",

@@ -170,8 +170,7 @@ BATCH_SETTINGS = {
 @pytest.fixture
 def one_torch_thread():
     """One intra-op thread: with several, torch splits reductions by the tensor's size, so
-    the last float32 digits of a fit can depend on the batch it shares (measured: the LM
-    case differs in the 7th digit at 2 threads, on this code and on the code before it)."""
+    the last float32 digits of a fit can depend on the batch it shares."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -203,7 +202,7 @@ def test_length_buckets_keep_padding_under_five_percent():
         def __init__(self, frames):
             self.num_frames = frames
 
-    # issue 16.5: 19 tracks of 86-570 frames of one clip were padded to 570 (10,830 padded frames)
+    # 19 tracks of 86-570 frames of one clip: one batch would pad them all to 570
     lengths = [570, 86, 412, 300, 299, 150, 149, 148, 520, 95, 96, 97, 300, 410, 88, 200, 201, 560, 90]
     groups = _length_batches([_Track(n) for n in lengths], 32768)
     assert sorted(i for g in groups for i in g) == list(range(len(lengths)))

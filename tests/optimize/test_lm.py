@@ -1,4 +1,4 @@
-"""optimize.lm: the Levenberg-Marquardt solver's linearisation, step and minimum (issue 14)."""
+"""optimize.lm: the Levenberg-Marquardt solver's linearisation, step and minimum."""
 
 from __future__ import annotations
 

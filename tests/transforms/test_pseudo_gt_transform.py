@@ -25,7 +25,7 @@ from transforms.bundle_adjust import fit_tracks
 from transforms.perceive import PerceiveClipFn
 from transforms.pipeline import JobSettings, PseudoGroundTruth, listing_bytes, plan_batches
 from transforms.write import commit_input_rejections, finish_run
-from transforms.testing import ScriptedBundleAdjust, ScriptedPerception, make_problem
+from helpers.scripted import ScriptedBundleAdjust, ScriptedPerception, make_problem
 
 RUN = schema.RunMetadata(schema.BodyModelInfo("standin", "neutral", "m.pkl", "ef" * 32), {"test": True}, "vid2mesh test")
 NAMES = ["a1_000001_000011", "a2_000002_000012", "a3_000003_000013", "crowded_000000_000010",

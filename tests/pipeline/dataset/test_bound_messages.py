@@ -5,7 +5,7 @@ from __future__ import annotations
 from pipeline.dataset.selection.commit import commit_outcome
 from pipeline.dataset.selection.rules import SelectionConfig, bound_note, select_track
 from pipeline.records import ClipRef, PerceptionResult
-from transforms.testing import make_fit, make_problem
+from helpers.scripted import make_fit, make_problem
 
 CLIP = ClipRef("a_000000_000010", "/v/a.mp4", "walk", "train")
 

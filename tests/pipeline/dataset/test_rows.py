@@ -12,7 +12,7 @@ from pipeline.records import ClipRef, PerceptionResult, RejectReason, TrackFit
 from pipeline.dataset.rows import failed_outcome, frames_table, outcome_from_rejection
 from pipeline.dataset.selection.commit import commit_outcome
 from pipeline.dataset.selection.rules import SelectionConfig, select_track
-from transforms.testing import make_fit, make_problem
+from helpers.scripted import make_fit, make_problem
 
 from dataset_builders import commit_and_select
 

@@ -17,7 +17,7 @@ from pipeline.dataset.selection.rules import (
     run_threshold,
     select_track,
 )
-from transforms.testing import make_fit, make_problem
+from helpers.scripted import make_fit, make_problem
 
 
 @pytest.fixture

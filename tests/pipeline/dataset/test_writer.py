@@ -24,7 +24,7 @@ from pipeline.dataset.writer import (
     write_common_metadata,
     write_shard,
 )
-from transforms.testing import make_fit, make_problem
+from helpers.scripted import make_fit, make_problem
 
 RUN = schema.RunMetadata(schema.BodyModelInfo("standin", "neutral", "m.pkl", "cd" * 32), {"k": 1}, "vid2mesh test")
 CONFIG = SelectionConfig(mode="threshold", e_norm_threshold=10.0, min_inlier_fraction=0.0)

@@ -1,4 +1,4 @@
-"""One detection set, two formats, one result (issue 15.7).
+"""One detection set, two formats, one result.
 
 A generated set of detections (people walking, occluded joints, confidences, a frame with
 nobody, detector boxes and scores that differ from the keypoints' extent) is written once as

@@ -1,6 +1,6 @@
 """Frame timing against the source: one output-to-source frame map for decoding, the
-last-frame check and precomputed keypoints (issue 11.1), and output rate = min(source,
-target) (issue 16.3).
+last-frame check and precomputed keypoints, and output rate = min(source,
+target).
 
 The map is checked exhaustively in pure Python over source rates x lengths x target
 rates; a representative set of tiny real files (80x16, lossless, frame index written as

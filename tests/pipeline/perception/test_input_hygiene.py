@@ -1,9 +1,9 @@
 """Every listed entry accounted for, unique absolute clip ids, and hostile input rows.
 
 Glob entries that are not readable regular video files become rejections with their own
-reason (issue 15.3); single files, globs, CSVs and manifests give unique, stable ids and
-absolute URIs (issue 16.2); NaN/Inf times, byte-order marks, fractional ranges and deeply
-nested manifest lines are handled (issue 15.5)."""
+reason; single files, globs, CSVs and manifests give unique, stable ids and
+absolute URIs; NaN/Inf times, byte-order marks, fractional ranges and deeply
+nested manifest lines are handled."""
 
 from __future__ import annotations
 

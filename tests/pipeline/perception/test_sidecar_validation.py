@@ -1,4 +1,4 @@
-"""Nonsense sidecars are ``corrupt_keypoints`` with the field and value, never data (issue 15.5).
+"""Nonsense sidecars are ``corrupt_keypoints`` with the field and value, never data.
 
 Checked at load (sizes, nesting, image sizes) and against the probed video
 (:meth:`PrecomputedKeypoints.check_video`: size match, coordinate margin, frame ids), and
