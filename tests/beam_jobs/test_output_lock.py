@@ -15,7 +15,7 @@ import pytest
 from beam_jobs import pseudo_gt
 from pipeline.dataset.lock import LOCK_FILE, OutputLock, OutputLocked
 from test_runners import BODY, NAMES, _scripted_run, scripted_corpus  # noqa: F401 (scripted_corpus: a fixture)
-from transforms.testing import ScriptedBundleAdjust, ScriptedPerception
+from helpers.scripted import ScriptedBundleAdjust, ScriptedPerception
 
 
 

@@ -14,7 +14,7 @@ import pytest
 from beam_jobs import logs, pseudo_gt
 from pipeline.dataset import schema
 from pipeline.dataset.writer import LocalStorage
-from transforms.testing import ScriptedBundleAdjust, ScriptedPerception
+from helpers.scripted import ScriptedBundleAdjust, ScriptedPerception
 
 NAMES = ["a1_000001_000011", "a2_000002_000012"]
 
@@ -205,7 +205,7 @@ from beam_jobs import logs
 logs.setup_logging()
 from beam_jobs import pseudo_gt
 from pipeline.dataset import schema
-from transforms.testing import ScriptedBundleAdjust, ScriptedPerception
+from helpers.scripted import ScriptedBundleAdjust, ScriptedPerception
 sys.exit(pseudo_gt.run_and_summarise("pseudo_gt", lambda: pseudo_gt.run(
     sys.argv[1:], perception=ScriptedPerception(), bundle_adjust=ScriptedBundleAdjust(),
     body_model=schema.BodyModelInfo("standin", "neutral", "m.pkl", "0" * 64))))
