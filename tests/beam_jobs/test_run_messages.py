@@ -13,7 +13,7 @@ import pytest
 
 from beam_jobs import logs, pseudo_gt
 from pipeline.dataset import schema
-from pipeline.dataset.writer import LocalStorage
+from pipeline.dataset.fs import ArrowStorage
 from helpers.scripted import ScriptedBundleAdjust, ScriptedPerception
 
 NAMES = ["a1_000001_000011", "a2_000002_000012"]
@@ -34,14 +34,14 @@ def _scripted_run(corpus, output, variant="standin"):
 
 
 def test_full_disk_during_the_write_is_one_line(tmp_path, monkeypatch, capsys):
-    real = LocalStorage.write_bytes
+    real = ArrowStorage.write_bytes
 
     def full(self, path, data):
         if "/frames/" in path or "/tracks/" in path:
             raise OSError(errno.ENOSPC, "No space left on device", path)
         return real(self, path, data)
 
-    monkeypatch.setattr(LocalStorage, "write_bytes", full)
+    monkeypatch.setattr(ArrowStorage, "write_bytes", full)
     output = tmp_path / "out"
     with _entry_point_logging() as stream:
         status = pseudo_gt.run_and_summarise("pseudo_gt", _scripted_run(_corpus(tmp_path), output))

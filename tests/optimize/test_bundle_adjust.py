@@ -165,8 +165,6 @@ BATCH_SETTINGS = {
 }
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("solver", sorted(BATCH_SETTINGS))
 @pytest.fixture
 def one_torch_thread():
     """One intra-op thread: with several, torch splits reductions by the tensor's size, so
@@ -177,6 +175,8 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("solver", sorted(BATCH_SETTINGS))
 def test_a_fit_does_not_depend_on_its_batch(body_model, prior, solver, one_torch_thread):
     """The same track alone, in a batch of 5 and in a batch of 18, at different positions
     and beside copies of itself, gets the same parameters bit for bit (float32, one torch
