@@ -1,6 +1,6 @@
 """Accuracy of whole-clip bundle adjustment on synthetic tracks: the paper's Table 1 on our data.
 
-Tracks come from ``bench._synthetic_tracks`` (stand-in body, procedural motions, detector
+Tracks come from ``pipeline.synth.tracks`` (stand-in body, procedural motions, detector
 noise with a distractor person, swaps and dropped frames, an HMR-like init with flips).
 For the init and for each ablation row (E_R; E_R + E_P; E_R + E_P + E_T), with the hinge
 and with the Huber reprojection loss, it reports MPJPE and PA-MPJPE (mm, 24 SMPL joints,
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench._synthetic_tracks import SyntheticTrack, make_tracks
+from pipeline.synth.tracks import SyntheticTrack, make_tracks
 from models.body_model import BodyModel
 from models.gmm_prior import GMMPrior
 from models.standin import ensure_standin

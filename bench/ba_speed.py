@@ -47,7 +47,7 @@ import time
 import numpy as np
 import torch
 
-from bench._synthetic_tracks import make_track, make_tracks
+from pipeline.synth.tracks import make_track, make_tracks
 from bench.ba_accuracy import load_models
 from models.joint_names import COCO17_BODY_SMPL24_IDS, COCO17_FACE_VERTEX_IDS
 from models.standin import ensure_standin

@@ -4,7 +4,7 @@ Clips arrive at 23.976, 24, 25, 29.97, 30 and 60 fps, and the job may decode the
 lower rate (``decode.target_fps``; the demo uses 10). The temporal terms' Huber widths
 were calibrated at 25 fps; ``BAConfig.temporal_reference_fps`` (default 25) scales them
 per track so that a motion costs the same per second at every rate. This benchmark fits
-synthetic tracks (``bench._synthetic_tracks``: the motion library's split, detector noise
+synthetic tracks (``pipeline.synth.tracks``: the motion library's split, detector noise
 with a distractor, an HMR-like init or the keypoint-only init) of the same length in
 seconds at each rate, with per-second widths (the default) and with per-frame widths
 (``temporal_reference_fps`` None), for each solver, and
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench._synthetic_tracks import make_tracks, with_keypoint_init
+from pipeline.synth.tracks import make_tracks, with_keypoint_init
 from bench.ba_accuracy import fitted_joints, load_models, pose_metrics
 from optimize.bundle_adjust import bundle_adjust
 from optimize.config import SOLVERS, BAConfig

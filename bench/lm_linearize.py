@@ -1,7 +1,7 @@
 """One Levenberg-Marquardt linearisation (``optimize.lm.LMProblem.linearize``) on the CPU.
 
 Times ``linearize`` (energy, gradient and Gauss-Newton blocks) and ``BodyModel.jacobians``
-on synthetic walking tracks (``bench._synthetic_tracks``), median of ``--repeat`` runs.
+on synthetic walking tracks (``pipeline.synth.tracks``), median of ``--repeat`` runs.
 With ``--against REV`` it also loads ``optimize/lm.py``, ``optimize/energy.py`` and
 ``models/body_model.py`` as they were at the git revision REV, times them interleaved with
 the current code (so both see the same machine load) and compares the 7 fields of the two
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from bench._synthetic_tracks import make_track
+    from pipeline.synth.tracks import make_track
     from models.body_model import BodyModel
     from models.gmm_prior import GMMPrior
     from models.standin import ensure_standin

@@ -1,7 +1,7 @@
 """Does the filter pick the good fits? Track selection against known true error.
 
 Tracks come from a generator of its own (``make_selection_tracks`` below), *not* the one
-the bundle-adjustment weights were calibrated on (``bench._synthetic_tracks``): a 1280 x 720
+the bundle-adjustment weights were calibrated on (``pipeline.synth.tracks``): a 1280 x 720
 frame at 30 fps, people 80-450 px tall (log-uniform inside three bands, 80-150, 150-250
 and 250-450 px, each kind of track in each band equally often), 100-160 frames (quick: 60-90), the
 held-out motions only, a panning and zooming camera, heavy-tailed (Laplace) detector
@@ -14,7 +14,7 @@ track in equal shares:
 * ``switch``: clean detections that jump to another person (0.5-1.5 body heights away,
   0.7-1.4 x the size) at 30-70 % of the track, as a tracker identity switch does.
 
-The init is the HMR-like regressor error model of ``bench._synthetic_tracks``, its
+The init is the HMR-like regressor error model of ``pipeline.synth.tracks``, its
 strength drawn per track (x 0.5 to x 2), so true errors spread within each kind.
 
 Every track is bundle-adjusted with the default :class:`~optimize.config.BAConfig` (quick:
@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench._synthetic_tracks import OKS_SIGMAS, RegressorNoise, _posed, _regressor
+from pipeline.synth.tracks import OKS_SIGMAS, InitNoise, posed, regressor_init
 from models.joint_names import COCO17_FLIP_INDEX, COCO17_INDEX
 from optimize.bundle_adjust import bundle_adjust
 from optimize.config import BAConfig
@@ -111,7 +111,7 @@ def _person(rng, body_model, motion, T, height, centre):
     tx = centre[0] + pan + walk + rng.normal(scale=1.0, size=T)
     ty = centre[1] - sample.lift * s0 + rng.normal(scale=1.0, size=T)
     camera = np.stack([s, tx, ty], -1)
-    joints, kp3d = _posed(body_model, pose, betas)
+    joints, kp3d = posed(body_model, pose, betas)
     kp2d = camera[:, None, :1] * kp3d[..., :2] + camera[:, None, 1:]
     return pose, betas, camera, joints, kp2d
 
@@ -145,8 +145,8 @@ def make_track(body_model, index: int, T: int, seed: int) -> Track:
     height = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
     centre = np.array([rng.uniform(0.3, 0.7) * W, rng.uniform(0.45, 0.6) * H])
     strength = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
-    base = RegressorNoise()
-    regressor = RegressorNoise(
+    base = InitNoise()
+    regressor = InitNoise(
         joint_bias=base.joint_bias * strength, joint_noise=base.joint_noise * strength,
         orient_noise=base.orient_noise * strength, flip_on=base.flip_on * strength, flip_off=base.flip_off,
         betas_bias=base.betas_bias * strength, betas_noise=base.betas_noise, scale_noise=base.scale_noise,
@@ -167,7 +167,7 @@ def make_track(body_model, index: int, T: int, seed: int) -> Track:
     dets, inits = [], []
     for kp, _, h, p, b in people:
         dets.append(_detect(rng, kp, h, noise))
-        inits.append(_regressor(rng, body_model, p, b, kp, h, regressor)[:3])
+        inits.append(regressor_init(rng, body_model, p, b, kp, h, regressor)[:3])
     switch = int(rng.uniform(0.3, 0.7) * T) if kind == "switch" else -1
     identity = np.zeros(T, int)
     if switch > 0:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench._synthetic_tracks import make_track, with_keypoint_init
+from pipeline.synth.tracks import make_track, with_keypoint_init
 from optimize.bundle_adjust import bundle_adjust
 from optimize.config import BAConfig
 

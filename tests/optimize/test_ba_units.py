@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from bench._synthetic_tracks import DetectionNoise, RegressorNoise, make_track, make_tracks
+from pipeline.synth.tracks import DetectionNoise, InitNoise, make_track, make_tracks
 from optimize.bundle_adjust import SPLIT_TRACK_ID_STRIDE, bundle_adjust
 from optimize.config import BAConfig
 from optimize.problem import TrackProblem
@@ -15,7 +15,7 @@ from optimize.track_metrics import identity_switches, keypoint_error_px, relativ
 from pipeline.dataset.selection.rules import SelectionConfig, TrackReason, expand_pieces, select_track
 
 STEADY = DetectionNoise(body_swap=0.0, limb_swap=0.0, drop_frame=0.0, outlier=0.0, distractor=False)
-MILD = RegressorNoise(joint_bias=0.05, joint_noise=0.05, orient_noise=0.03, flip_on=0.0)
+MILD = InitNoise(joint_bias=0.05, joint_noise=0.05, orient_noise=0.03, flip_on=0.0)
 
 
 @pytest.fixture(scope="module")

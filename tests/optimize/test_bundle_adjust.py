@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench._synthetic_tracks import DetectionNoise, RegressorNoise, make_track
+from pipeline.synth.tracks import DetectionNoise, InitNoise, make_track
 from optimize.bundle_adjust import PackedTracks, bundle_adjust, make_objective
 from optimize.config import BAConfig
 from optimize.energy import gmm_nll_offset
@@ -17,7 +17,7 @@ from pipeline.qa.metrics import mpjpe
 
 CLEAN = DetectionNoise(jitter=0.0, miss_keypoint=0.0, outlier=0.0, body_swap=0.0, limb_swap=0.0,
                        drop_frame=0.0, distractor=False)
-MILD = RegressorNoise(joint_bias=0.0, joint_noise=0.08, orient_noise=0.03, flip_on=0.0, betas_bias=0.3,
+MILD = InitNoise(joint_bias=0.0, joint_noise=0.08, orient_noise=0.03, flip_on=0.0, betas_bias=0.3,
                       betas_noise=0.05, scale_noise=0.02, translation_noise=0.005)
 F64 = dict(dtype="float64", max_iter=120, max_eval=300)
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from bench._synthetic_tracks import RegressorNoise, make_track, make_tracks
+from pipeline.synth.tracks import InitNoise, make_track, make_tracks
 from optimize.bundle_adjust import FLIP_COST, PackedTracks, flipped_start_frames
 
 
@@ -77,7 +77,7 @@ def test_the_synthetic_regressor_flips_are_found_without_false_alarms(body_model
 
 
 def test_flipped_frames_start_from_an_agreeing_frame_and_keep_their_init_term(body_model):
-    flips = RegressorNoise(flip_on=0.05, flip_off=0.3)
+    flips = InitNoise(flip_on=0.05, flip_off=0.3)
     track = make_track(body_model, "walking", 60, seed=5, regressor=flips)
     p = track.problem
     selected = p.selected.astype(np.int64)
@@ -103,7 +103,7 @@ def test_flipped_frames_start_from_an_agreeing_frame_and_keep_their_init_term(bo
 def test_a_keypoint_only_init_is_not_restarted(body_model):
     # its facing comes from the keypoints themselves (shoulder order): a change there is the
     # data's (a turn at a low frame rate looks exactly like a flip), so the start keeps it
-    flips = RegressorNoise(flip_on=0.05, flip_off=0.3)
+    flips = InitNoise(flip_on=0.05, flip_off=0.3)
     problem = dataclasses.replace(make_track(body_model, "walking", 60, seed=5, regressor=flips).problem,
                                   init_source="keypoints")
     selected = problem.selected.astype(np.int64)

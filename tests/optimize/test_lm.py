@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench._synthetic_tracks import DetectionNoise, make_track
+from pipeline.synth.tracks import DetectionNoise, make_track
 from optimize.blocks import assemble_dense
 from optimize.bundle_adjust import TAIL_PAD_FRAMES, TRANSLATION_UNIT, PackedTracks, bundle_adjust, make_objective
 from optimize.config import BAConfig

@@ -9,7 +9,7 @@ import torch
 
 import optimize.energy
 import optimize.lm
-from bench._synthetic_tracks import make_track
+from pipeline.synth.tracks import make_track
 from optimize.bundle_adjust import TAIL_PAD_FRAMES, TRANSLATION_UNIT, PackedTracks, make_objective
 from optimize.config import BAConfig
 from optimize.energy import energy_terms, gmm_nll_offset

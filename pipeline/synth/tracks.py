@@ -1,4 +1,5 @@
-"""Synthetic person tracks with ground truth, for the bundle-adjustment benchmarks and tests.
+"""Synthetic person tracks with ground truth, for the bundle-adjustment benchmarks and tests
+(one generator for both; the benchmarks pick its tuning or held-out motion split).
 
 No video is rendered: a track is generated directly as a :class:`~optimize.problem.TrackProblem`.
 
@@ -11,7 +12,7 @@ No video is rendered: a track is generated directly as a :class:`~optimize.probl
   OKS sigmas, missing keypoints, gross outlier keypoints, full-body and single-limb
   left/right swaps, dropped frames (the track's detection is missing, ``selected = -1``),
   and a distractor person in every frame as an extra candidate.
-* Init (:class:`RegressorNoise`): ground truth corrupted the way a per-frame regressor
+* Init (:class:`InitNoise`): ground truth corrupted the way a per-frame regressor
   errs: a slowly drifting per-joint rotation bias plus per-frame noise, a global
   orientation error (mostly yaw), occasional front/back flips that last a few frames,
   a shape bias, and camera scale and translation errors.
@@ -73,8 +74,13 @@ class DetectionNoise:
 
 
 @dataclass(frozen=True)
-class RegressorNoise:
-    """Per-frame SMPL regressor error model (HMR-like).
+class InitNoise:
+    """Per-frame SMPL regressor error model (HMR-like) of the bundle-adjustment benchmarks.
+
+    The synthetic corpus's :class:`pipeline.synth.noise.RegressorNoise` models the same
+    regressor for rendered clips (plus slow drift and occlusion); this one stays separate on
+    purpose: the bundle-adjustment weights were calibrated on its tuning split and the
+    benchmark figures in docs/measurements.md are pinned to it.
 
     Attributes:
         joint_bias: std (rad) of a slowly drifting (AR(1), 0.98) per-joint rotation bias.
@@ -197,8 +203,8 @@ def _detections(rng, keypoints2d: np.ndarray, height_px: float, noise: Detection
     return np.concatenate([kp, conf[..., None]], -1)
 
 
-def _regressor(rng, body_model, pose: np.ndarray, betas: np.ndarray, keypoints2d: np.ndarray, height_px: float,
-               noise: RegressorNoise) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def regressor_init(rng, body_model, pose: np.ndarray, betas: np.ndarray, keypoints2d: np.ndarray, height_px: float,
+               noise: InitNoise) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per-frame init estimates: pose (T, 72), betas (T, 10), camera (T, 3), flipped (T,).
 
     The camera is what a regressor's camera head learns to output: the weak-perspective
@@ -216,7 +222,7 @@ def _regressor(rng, body_model, pose: np.ndarray, betas: np.ndarray, keypoints2d
     local[flipped, 0] = _rot_y(np.pi) @ local[flipped, 0]
     init_pose = _rotvec(local).reshape(T, 72)
     init_betas = betas + rng.normal(scale=noise.betas_bias, size=10) + rng.normal(scale=noise.betas_noise, size=(T, 10))
-    _, kp3d = _posed(body_model, init_pose, init_betas)
+    _, kp3d = posed(body_model, init_pose, init_betas)
     X = kp3d[..., :2] - kp3d[..., :2].mean(1, keepdims=True)
     x = keypoints2d - keypoints2d.mean(1, keepdims=True)
     s = (X * x).sum((1, 2)) / np.maximum((X * X).sum((1, 2)), 1e-9)
@@ -232,7 +238,7 @@ def _regressor(rng, body_model, pose: np.ndarray, betas: np.ndarray, keypoints2d
     return init_pose, init_betas, init_camera, flipped
 
 
-def _posed(body_model, pose: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def posed(body_model, pose: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     dtype = next(iter(body_model.buffers())).dtype
     p = torch.as_tensor(pose, dtype=dtype)
     b = torch.as_tensor(np.broadcast_to(betas, pose.shape[:-1] + (10,)).copy(), dtype=dtype)
@@ -264,7 +270,7 @@ def make_track(
     num_frames: int,
     seed: int,
     detection: DetectionNoise = DetectionNoise(),
-    regressor: RegressorNoise = RegressorNoise(),
+    regressor: InitNoise = InitNoise(),
     split: str = "",
     fps: float = FPS,
 ) -> SyntheticTrack:
@@ -279,10 +285,10 @@ def make_track(
     height = rng.uniform(150, 280)
     centre = rng.uniform(0.3, 0.7) * W
     pose, betas, camera = _person(rng, motion, T, height, centre, fps)
-    joints, keypoints3d = _posed(body_model, pose, betas)
+    joints, keypoints3d = posed(body_model, pose, betas)
     kp2d = camera[:, None, :1] * keypoints3d[..., :2] + camera[:, None, 1:]
     det = _detections(rng, kp2d, height, detection)
-    init_pose, init_betas, init_camera, flipped = _regressor(rng, body_model, pose, betas, kp2d, height, regressor)
+    init_pose, init_betas, init_camera, flipped = regressor_init(rng, body_model, pose, betas, kp2d, height, regressor)
 
     people = [(det, init_pose, init_betas, init_camera)]
     if detection.distractor:
@@ -291,10 +297,10 @@ def make_track(
         d_centre = centre + side * rng.uniform(0.25, 0.4) * W
         d_motion = BACKGROUND_MOTIONS[rng.integers(len(BACKGROUND_MOTIONS))]
         d_pose, d_betas, d_camera = _person(rng, d_motion, T, d_height, d_centre, fps)
-        _, d_kp3d = _posed(body_model, d_pose, d_betas)
+        _, d_kp3d = posed(body_model, d_pose, d_betas)
         d_kp2d = d_camera[:, None, :1] * d_kp3d[..., :2] + d_camera[:, None, 1:]
         d_det = _detections(rng, d_kp2d, d_height, detection)
-        people.append((d_det, *_regressor(rng, body_model, d_pose, d_betas, d_kp2d, d_height, regressor)[:3]))
+        people.append((d_det, *regressor_init(rng, body_model, d_pose, d_betas, d_kp2d, d_height, regressor)[:3]))
 
     P = len(people)
     dropped = rng.random(T) < detection.drop_frame
@@ -346,7 +352,7 @@ def make_track(
     )
     # starting point joints: the selected init, nearest kept frame on skipped frames
     nearest = _nearest_kept(selected)
-    start_joints, _ = _posed(body_model, init_pose[nearest], init_betas[nearest])
+    start_joints, _ = posed(body_model, init_pose[nearest], init_betas[nearest])
     return SyntheticTrack(
         problem=problem, motion=motion, split=split, gt_pose=pose, gt_betas=betas, gt_camera=camera,
         gt_joints=joints, gt_keypoints3d=keypoints3d, init_joints=start_joints, flipped=flipped[nearest],
@@ -360,7 +366,7 @@ def make_tracks(
     num_frames: int,
     seed: int = 0,
     detection: DetectionNoise = DetectionNoise(),
-    regressor: RegressorNoise = RegressorNoise(),
+    regressor: InitNoise = InitNoise(),
     fps: float = FPS,
 ) -> list[SyntheticTrack]:
     """``num_tracks`` tracks cycling through the split's motions (seeds seed, seed+1, ...), at ``fps``."""
@@ -399,7 +405,7 @@ def with_keypoint_init(track: SyntheticTrack, body_model) -> SyntheticTrack:
     nearest = _nearest_kept(problem.selected)
     chosen = problem.selected[nearest]
     start_pose = pose[nearest, chosen]
-    start_joints, _ = _posed(body_model, start_pose, betas[nearest, chosen])
+    start_joints, _ = posed(body_model, start_pose, betas[nearest, chosen])
     # facing: the root's forward axis (z) against the ground truth's, in the x-z plane
     forward = _matrix(start_pose[:, :3].astype(np.float64))[:, :, 2]
     true_forward = _matrix(track.gt_pose[:, :3])[:, :, 2]
