@@ -8,6 +8,14 @@ import shutil
 
 import pytest
 
+from helpers.scripted import write_scripted_corpus
+
+
+@pytest.fixture
+def scripted_corpus(tmp_path):
+    """A folder of placeholder clips for the scripted stages (helpers.scripted.SCRIPTED_CLIPS)."""
+    return write_scripted_corpus(tmp_path)
+
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):

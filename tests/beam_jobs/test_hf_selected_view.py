@@ -7,7 +7,7 @@ import pyarrow.compute as pc
 import pytest
 
 from pipeline.dataset.reader import FrameFilter, read_frames
-from test_runners import _scripted_run, scripted_corpus  # noqa: F401 (scripted_corpus: a fixture)
+from test_runners import _scripted_run
 
 datasets = pytest.importorskip("datasets")
 

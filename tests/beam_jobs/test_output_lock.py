@@ -14,7 +14,7 @@ import pytest
 
 from beam_jobs import pseudo_gt
 from pipeline.dataset.lock import LOCK_FILE, OutputLock, OutputLocked
-from test_runners import BODY, NAMES, _scripted_run, scripted_corpus  # noqa: F401 (scripted_corpus: a fixture)
+from test_runners import BODY, NAMES, _scripted_run
 from helpers.scripted import ScriptedBundleAdjust, ScriptedPerception
 
 

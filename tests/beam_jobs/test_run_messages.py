@@ -14,17 +14,13 @@ import pytest
 from beam_jobs import logs, pseudo_gt
 from pipeline.dataset import schema
 from pipeline.dataset.fs import ArrowStorage
-from helpers.scripted import ScriptedBundleAdjust, ScriptedPerception
+from helpers.scripted import ScriptedBundleAdjust, ScriptedPerception, write_scripted_corpus
 
 NAMES = ["a1_000001_000011", "a2_000002_000012"]
 
 
 def _corpus(tmp_path):
-    folder = tmp_path / "corpus" / "train" / "walk"
-    folder.mkdir(parents=True)
-    for name in NAMES:
-        (folder / f"{name}.mp4").write_bytes(b"scripted")
-    return tmp_path / "corpus"
+    return write_scripted_corpus(tmp_path, NAMES)
 
 
 def _scripted_run(corpus, output, variant="standin"):

@@ -9,20 +9,9 @@ import pytest
 
 from beam_jobs import pseudo_gt
 from pipeline.dataset import schema
-from helpers.scripted import ScriptedBundleAdjust, ScriptedPerception
+from helpers.scripted import SCRIPTED_CLIPS as NAMES, ScriptedBundleAdjust, ScriptedPerception
 
 BODY = schema.BodyModelInfo("standin", "neutral", "m.pkl", "0" * 64)
-NAMES = ["a1_000001_000011", "a2_000002_000012", "a3_000003_000013", "crowded_000000_000010",
-         "explode_000000_000010", "noperson_000000_000010"]
-
-
-@pytest.fixture
-def scripted_corpus(tmp_path):
-    folder = tmp_path / "corpus" / "train" / "walk"
-    folder.mkdir(parents=True)
-    for name in NAMES:
-        (folder / f"{name}.mp4").write_bytes(b"scripted")
-    return tmp_path / "corpus"
 
 
 def _scripted_run(argv):

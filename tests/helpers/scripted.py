@@ -142,3 +142,18 @@ class ScriptedBundleAdjust:
             e_norm = 1.0 + (_seed(f"{p.clip_id}#{p.track_id}") % 4900) / 100.0
             fits.append(make_fit(p, e_norm, status="diverged" if "diverge" in p.clip_id else "ok"))
         return fits
+
+
+SCRIPTED_CLIPS = ("a1_000001_000011", "a2_000002_000012", "a3_000003_000013", "crowded_000000_000010",
+                  "explode_000000_000010", "noperson_000000_000010")
+
+
+def write_scripted_corpus(root, names: Sequence[str] = SCRIPTED_CLIPS):
+    """``root/corpus/train/walk/<name>.mp4`` placeholder files that :class:`ScriptedPerception`
+    turns into the outcome each name asks for (``crowded``, ``explode``, ...); returns
+    ``root/corpus``."""
+    folder = root / "corpus" / "train" / "walk"
+    folder.mkdir(parents=True)
+    for name in names:
+        (folder / f"{name}.mp4").write_bytes(b"scripted")
+    return root / "corpus"
