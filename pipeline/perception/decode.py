@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from optimize.validate import choice, declare_ranges, integer, real, validate_fields
+from pipeline.perception.ffmpeg_cli import decode_command, one_frame_command, packet_times_command, probe_command
 from pipeline.records import RejectReason
 
 logger = logging.getLogger(__name__)
@@ -293,7 +294,7 @@ def _rotation_of(stream: dict) -> int:
 
 
 def _probe_ffprobe(path: str, timeout_s: float) -> SourceInfo:
-    cmd = ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", path]
+    cmd = probe_command(path, v="error")
     try:
         done = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired as exc:
@@ -407,8 +408,7 @@ def _check_packets_fill_the_stream(path: str, times: np.ndarray, fps: float, dec
 
 def _packet_times(path: str, timeout_s: float) -> np.ndarray:
     """Sorted presentation times (s) of the first video stream's packets (= frames)."""
-    cmd = ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time",
-           "-of", "csv=p=0", path]
+    cmd = packet_times_command(path)
     try:
         done = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired as exc:
@@ -561,16 +561,14 @@ def check_last_frame(meta: VideoMeta, timeout_s: float = 30.0) -> None:
         seek = float(src.frame_time(np.array([last - 1, last])).mean())
     else:
         seek = 0.0
-    tail = ["-map", "0:v:0", "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-"]
     # An input seek jumps near the frame (cheap); containers without a seek index (MPEG-TS,
     # whatever its file name) can land nowhere and return nothing without an error. Then
     # an output seek decodes from the start and drops frames until the seek point: slower,
     # but it finds the frame in every intact file and never in a cut one.
-    attempts = (["-ss", f"{seek:.6f}", "-i", src.path, *tail], ["-i", src.path, "-ss", f"{seek:.6f}", *tail])
-    for args in attempts:
+    for output_seek in (False, True):
         try:
-            proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", *args], capture_output=True, timeout=timeout_s,
-                                  check=False)
+            proc = subprocess.run(one_frame_command(src.path, seek, output_seek), capture_output=True,
+                                  timeout=timeout_s, check=False)
         except subprocess.TimeoutExpired as exc:
             raise DecodeError(RejectReason.TIMEOUT, f"{src.path}: checking the last frame took over {timeout_s:.0f} s; "
                               "re-encode the file (it cannot be seeked quickly) or check the disk it lies on.") from exc
@@ -693,16 +691,9 @@ def _no_frame(path: str) -> DecodeError:
 
 def _iter_ffmpeg(meta: VideoMeta, config: DecodeConfig, deadline: float) -> Iterator[FrameBatch]:
     src = meta.source
-    cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-threads", str(config.threads)]
-    if meta.time_start > 0:
-        cmd += ["-ss", f"{meta.time_start:.6f}"]
-    cmd += ["-i", src.path]
-    if meta.time_end is not None:
-        cmd += ["-t", f"{meta.time_end - meta.time_start:.6f}"]
-    filters = [f"fps=fps={meta.fps:.9f}"]
-    if (meta.width, meta.height) != (src.width, src.height):
-        filters.append(f"scale={meta.width}:{meta.height}:flags=area")
-    cmd += ["-map", "0:v:0", "-an", "-sn", "-vf", ",".join(filters), "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    size = None if (meta.width, meta.height) == (src.width, src.height) else (meta.width, meta.height)
+    duration = None if meta.time_end is None else meta.time_end - meta.time_start
+    cmd = decode_command(src.path, meta.fps, size, config.threads, meta.time_start, duration)
     frame_bytes = meta.width * meta.height * 3
     stderr = tempfile.TemporaryFile()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, bufsize=0)
