@@ -50,7 +50,8 @@ from pipeline.dataset.manifests import MANIFESTS, completed_clips, failed_clips,
 from pipeline.dataset.selection.commit import commit_frames_mode
 from pipeline.dataset.selection.publish import SELECTED_VIEW
 from pipeline.dataset.selection.rules import SelectionConfig
-from pipeline.dataset.selection.table import SELECTION, read_selection_outcomes, read_selection_summary
+from pipeline.dataset.selection.table import (SELECTION, read_selection_outcomes, read_selection_summary,
+                                              read_selection_track_reasons)
 from pipeline.dataset.writer import WriterConfig, remove_orphan_shards, retire_clips
 from transforms import metrics, storage
 from transforms.model_stages import ModelFiles, ModelPerception, ModelBundleAdjust, resolve_model_files
@@ -417,7 +418,7 @@ def _finish(options: PipelineOptions, settings: JobSettings, listing: InputListi
     beam_storage = storage.BeamStorage()
     finish_run(settings.writer, settings.run, settings.selection, extra)
     books = run_books(expected, manifests_since(out.output, before, beam_storage),
-                      read_selection_outcomes(out.output, beam_storage))
+                      read_selection_outcomes(out.output, beam_storage), read_selection_track_reasons(out.output, beam_storage))
     counters = {**counters, **books.counters()}  # the clip counts come from the committed rows
     wall = time.perf_counter() - start
     done = completed_clips(out.output, beam_storage)
@@ -514,7 +515,7 @@ def wall_line(report: JobReport, since_start: float | None = None) -> str:
     """The summary's wall-time line: from the process start when known (``since_start``,
     seconds), with the job's part (model checks, pipeline, selection, card) beside it."""
     c = report.counters
-    tracks = c.get("tracks_fitted", report.books.tracks if report.books else 0)
+    tracks = report.books.tracks if report.books else c.get("tracks_fitted", 0)
     rate = format_rate(report.clips_in, report.wall_seconds, c.get("frames_written", 0), tracks)
     job = f"{report.wall_seconds:.1f} s"
     if since_start is None:
@@ -539,7 +540,6 @@ def summary_lines(report: JobReport, since_start: float | None = None) -> list[s
     if report.state == "DRY_RUN":
         return [f"dry run: nothing was run or written under {report.output}", *report.dry_run]
     c, s, books = report.counters, report.stats, report.books
-    tracks = c.get("tracks_fitted", books.tracks if books else 0)  # a runner without metrics: committed tracks
     lines = [
         f"output: {report.output}",
         f"this run: {report.clips_in} clips in -> {c.get('clips_kept', 0)} kept, {c.get('clips_rejected', 0)} rejected, "
@@ -548,7 +548,7 @@ def summary_lines(report: JobReport, since_start: float | None = None) -> list[s
         *([f"retried {report.failed_retried} clips that failed in an earlier run: "
            f"{report.failed_retried - report.failed_still_failing} done now, {report.failed_still_failing} still fail"]
           if report.failed_retried else []),
-        f"tracks fitted {tracks}, selected {c.get('tracks_selected', 0)}; frames written "
+        f"this run's {_track_line(books)}; frames written "
         f"{c.get('frames_written', 0)} (the selected tracks hold {c.get('inlier_frames', 0)} inlier frames)",
         wall_line(report, since_start),
         f"dataset (all runs): {s.get('clips', 0)} clips, {s.get('clips_kept', 0)} kept, {s.get('clips_rejected', 0)} "
@@ -556,6 +556,16 @@ def summary_lines(report: JobReport, since_start: float | None = None) -> list[s
         *([STANDIN_SUMMARY] if report.body_model == "standin" else []),
     ]
     return lines
+
+
+def _track_line(books: RunBooks | None) -> str:
+    """The run's track counts (kept, split, rejected by reason) from the committed rows."""
+    if books is None:
+        return "tracks: none committed"
+    verdicts = books.track_verdicts
+    if verdicts.total != books.tracks:  # no selection ran: the committed rows, undecided
+        return f"{books.tracks} tracks committed, no selection ran"
+    return verdicts.line()
 
 
 def configure_logging(verbose: bool = False) -> None:

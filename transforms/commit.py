@@ -18,6 +18,7 @@ output (:mod:`pipeline.dataset.selection.table`).
 from __future__ import annotations
 
 import logging
+from collections import Counter
 import time
 
 import apache_beam as beam
@@ -25,9 +26,10 @@ from apache_beam.metrics import Metrics
 from apache_beam.utils.shared import Shared
 
 from pipeline.dataset import schema
+from pipeline.dataset.books import count_track_verdicts
 from pipeline.dataset.progress import ba_batch
 from pipeline.dataset.rows import ClipOutcome
-from pipeline.dataset.selection.commit import PENDING, commit_outcome
+from pipeline.dataset.selection.commit import ELIGIBLE, PENDING, commit_outcome
 from pipeline.dataset.selection.rules import SelectionConfig
 from pipeline.dataset.writer import WriterConfig, write_shard
 from pipeline.records import PerceptionResult, TrackProblem
@@ -61,15 +63,18 @@ class _Loaded:
 
 
 def _clip_line(outcome: ClipOutcome) -> str:
+    tracks = count_track_verdicts(outcome.track_reasons, undecided=ELIGIBLE)
     if outcome.outcome == PENDING:
-        return (f"clip {outcome.clip_id}: fitted {outcome.num_tracks} tracks, committed "
-                f"({outcome.num_frames_written} frames; selection at the end)")
+        return (f"clip {outcome.clip_id}: committed, {tracks.line()}; {outcome.num_frames_written} frames "
+                f"(the selection at the end of the run decides)")
     table = outcome.rejected
     message = ""
     if table is not None and table.num_rows:
         message = str(table.column("message")[0].as_py() or "").strip().splitlines()
         message = message[-1][:200] if message else ""
-    return f"clip {outcome.clip_id}: {outcome.outcome} ({outcome.reason}, stage {outcome.stage})" + (f": {message}" if message else "")
+    counts = f", {tracks.line()}" if tracks.total else ""
+    return (f"clip {outcome.clip_id}: {outcome.outcome} ({outcome.reason}, stage {outcome.stage}){counts}"
+            + (f": {message}" if message else ""))
 
 
 def count_commit(outcome: ClipOutcome) -> None:
@@ -124,7 +129,9 @@ class FitAndCommitFn(beam.DoFn):
             elapsed = time.perf_counter() - start
             ok = [f for f in chunk_fits if f.status == "ok"]
             unconverged = sum(not f.converged for f in ok)
-            LOGGER.info("BA batch done: %d tracks, %d frames in %.1f s: %d ok%s", len(chunk), frames, elapsed, len(ok),
+            statuses = Counter(f.status for f in chunk_fits if f.status != "ok")
+            LOGGER.info("BA batch done: %d tracks found by perception, %d frames in %.1f s: %d fitted%s%s", len(chunk), frames,
+                        elapsed, len(ok), "".join(f", {n} {s}" for s, n in sorted(statuses.items())),
                         f" ({unconverged} stopped at the iteration limit without converging)" if unconverged else "")
             self._gauge_tracks.set(0)
             self._gauge_frames.set(0)

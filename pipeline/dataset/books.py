@@ -13,7 +13,65 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.dataset.selection.rules import TrackReason
+
 SHOWN_IDS = 10
+
+
+@dataclass(frozen=True)
+class TrackVerdicts:
+    """Where the track rows of some clips ended: the one set of track counts.
+
+    Every row of ``tracks/`` is one of: kept (selected), split (cut at identity switches;
+    its pieces are rows of their own, counted here too) or rejected with a reason (the
+    track's ``selection_reason``: ``too_short``, ``diverged``, ``below_best_fraction`` ...).
+    The per-clip log line, the run summary and ``stats.json`` all count with this class, so
+    ``total = kept + split + sum(rejected_by_reason)`` everywhere.
+
+    Attributes:
+        kept: rows the selection kept.
+        split: rows of tracks cut into pieces.
+        rejected_by_reason: reason -> rejected rows (sorted by reason).
+        undecided: rows still waiting for the selection (only in a per-clip line written
+            before the selection runs, under the reason ``eligible``).
+    """
+
+    kept: int = 0
+    split: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    undecided: int = 0
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejected_by_reason.values())
+
+    @property
+    def total(self) -> int:
+        return self.kept + self.split + self.rejected + self.undecided
+
+    def line(self) -> str:
+        """``9 tracks: 2 kept, 1 split, 6 rejected (below_best_fraction 4, too_short 2)``."""
+        reasons = ", ".join(f"{r} {n}" for r, n in self.rejected_by_reason.items())
+        parts = [f"{self.kept} kept"] if not self.undecided else [f"{self.undecided} wait for the selection"]
+        parts += [f"{self.split} split", f"{self.rejected} rejected" + (f" ({reasons})" if reasons else "")]
+        return f"{self.total} tracks: " + ", ".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tracks": self.total, "kept": self.kept, "split": self.split, "rejected": self.rejected,
+                "rejected_by_reason": dict(self.rejected_by_reason)}
+
+
+def count_track_verdicts(reasons: Iterable[str], undecided: str | None = None) -> TrackVerdicts:
+    """Count track rows by their ``selection_reason``.
+
+    Args:
+        reasons: one ``selection_reason`` a track row.
+        undecided: the reason that marks a row the selection has yet to decide (the commit's
+            ``eligible``); None: every row is decided.
+    """
+    counts = Counter(reasons)
+    kept, split, waiting = counts.pop(TrackReason.SELECTED, 0), counts.pop(TrackReason.SPLIT, 0), counts.pop(undecided, 0) if undecided else 0
+    return TrackVerdicts(kept=kept, split=split, rejected_by_reason=dict(sorted(counts.items())), undecided=waiting)
 
 
 @dataclass(frozen=True)
@@ -28,6 +86,8 @@ class RunBooks:
             included); of those, selected.
         frames_written: frame rows this run's clips hold.
         inlier_frames: inlier frames of the selected tracks of this run's clips.
+        track_verdicts: where the track rows of this run's clips ended (from the selection's
+            ``tracks.parquet``; empty when no selection ran).
         missing: ids of clips the run took in that no shard of the run committed (lost).
         doubled: ids of clips that more than one shard of the run committed.
         unexpected: ids committed by the run's shards that the run did not take in.
@@ -42,6 +102,7 @@ class RunBooks:
     tracks_selected: int = 0
     frames_written: int = 0
     inlier_frames: int = 0
+    track_verdicts: TrackVerdicts = field(default_factory=TrackVerdicts)
     missing: tuple[str, ...] = ()
     doubled: tuple[str, ...] = ()
     unexpected: tuple[str, ...] = ()
@@ -77,7 +138,7 @@ class RunBooks:
                 "clips_failed": self.failed, "rejected_by_reason": dict(self.rejected_by_reason),
                 "tracks": self.tracks, "tracks_selected": self.tracks_selected,
                 "frames_written": self.frames_written, "inlier_frames": self.inlier_frames,
-                "balanced": self.balanced, "missing": list(self.missing), "doubled": list(self.doubled),
+                "track_verdicts": self.track_verdicts.to_json(), "balanced": self.balanced, "missing": list(self.missing), "doubled": list(self.doubled),
                 "unexpected": list(self.unexpected)}
 
 
@@ -85,6 +146,7 @@ def run_books(
     expected: Collection[str],
     run_manifests: Iterable[Mapping[str, Any]],
     final: Mapping[str, Mapping[str, Any]] | None = None,
+    track_reasons: Mapping[str, Iterable[str]] | None = None,
 ) -> RunBooks:
     """Close the books of one run.
 
@@ -95,6 +157,8 @@ def run_books(
         final: clip id -> the selection's final entry (``outcome``, ``reason``,
             ``selected_tracks``, ``inlier_frames``); a committed ``pending`` clip takes its
             outcome from here.
+        track_reasons: clip id -> the ``selection_reason`` of each of its track rows (the
+            selection's ``tracks.parquet``); None: no selection ran.
     """
     final = final or {}
     seen: Counter[str] = Counter()
@@ -123,6 +187,7 @@ def run_books(
         clips_in=len(wanted), kept=outcomes["kept"], rejected=outcomes["rejected"], failed=outcomes["failed"],
         rejected_by_reason=dict(sorted(reasons.items())), tracks=tracks, tracks_selected=selected,
         frames_written=frames, inlier_frames=inliers,
+        track_verdicts=count_track_verdicts(r for k in sorted(wanted) for r in (track_reasons or {}).get(k, ())),
         missing=tuple(sorted(wanted - entries.keys())),
         doubled=tuple(sorted(k for k, n in seen.items() if n > 1)),
         unexpected=tuple(sorted(entries.keys() - wanted)),

@@ -19,10 +19,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.dataset import schema
+from pipeline.dataset.books import count_track_verdicts
 from pipeline.dataset.fs import ArrowStorage, Storage
 from pipeline.dataset.manifests import manifest_files, read_manifests
 from pipeline.dataset.selection.publish import SELECTED_VIEW
-from pipeline.dataset.selection.table import clip_owners, read_selection_outcomes
+from pipeline.dataset.selection.table import clip_owners, read_selection_outcomes, read_selection_track_reasons
 from pipeline.dataset.writer import COMMON_METADATA
 
 STATS_FILE = "stats.json"
@@ -59,6 +60,7 @@ def dataset_stats(output: str, storage: Storage | None = None, extra: dict[str, 
     view = [p.replace("\\", "/").rsplit("/", 1)[-1] for p in storage.list(storage.join(output, SELECTED_VIEW))]
     view = [n for n in view if n.endswith(".parquet")]
     final = read_selection_outcomes(output, storage) or {}  # the selection/ table decides kept
+    track_reasons = read_selection_track_reasons(output, storage) or {}
     clips = {k: {**v, **final.get(k, {})} for k, v in clips.items()}
     outcomes = Counter(c["outcome"] for c in clips.values())
     reasons = Counter(c["reason"] for c in clips.values() if c["outcome"] != "kept")
@@ -72,6 +74,8 @@ def dataset_stats(output: str, storage: Storage | None = None, extra: dict[str, 
         "rejected_by_reason": dict(sorted(reasons.items())),
         "tracks_fitted": sum(c["tracks"] for c in clips.values()),
         "tracks_selected": sum(c["selected_tracks"] for c in clips.values()),
+        # every track row by where it ended, as the run summary and the per-clip log lines count
+        "track_verdicts": count_track_verdicts(r for k in sorted(clips) for r in track_reasons.get(k, ())).to_json(),
         "frames_written": rows.get("frames", 0),
         "inlier_frames_selected": sum(c["inlier_frames"] for c in clips.values()),
         "rows": {d: rows.get(d, 0) for d in schema.DATASETS},

@@ -36,6 +36,8 @@ class ClipOutcome:
         num_selected_tracks: tracks that passed selection.
         num_frames_written: rows in ``frames``.
         num_inlier_frames: inlier frames among the selected tracks' frames.
+        track_reasons: the ``selection_reason`` of each of the clip's track rows at commit
+            (``eligible``: the selection at the end of the run decides).
     """
 
     clip_id: str
@@ -49,6 +51,7 @@ class ClipOutcome:
     num_selected_tracks: int = 0
     num_frames_written: int = 0
     num_inlier_frames: int = 0
+    track_reasons: tuple[str, ...] = ()
 
     def table(self, dataset: str) -> pa.Table | None:
         return {"frames": self.frames, "tracks": self.tracks, "rejected": self.rejected}[dataset]

@@ -6,6 +6,9 @@ and the writers; all three datasets read back, counts, schema metadata and Beam 
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
@@ -15,12 +18,14 @@ from beam_jobs import pseudo_gt
 from pipeline.dataset import schema
 from pipeline.dataset.reader import FrameFilter, read_clips, read_frames, read_tracks
 from pipeline.records import RejectReason
+from transforms import commit
 
 UNREADABLE = {RejectReason.UNREADABLE, RejectReason.ZERO_FRAMES, RejectReason.NO_VIDEO_STREAM}
 
 
 @pytest.mark.slow
-def test_job_end_to_end(corpus, tmp_path):
+def test_job_end_to_end(corpus, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger=commit.LOGGER.name)
     root, num_inputs = corpus
     out = tmp_path / "out"
     argv = ["--input", str(root / "all.csv"), "--video_root", str(root), "--output", str(out),
@@ -72,6 +77,14 @@ def test_job_end_to_end(corpus, tmp_path):
     frame_meta = schema.read_metadata(frames.schema)
     assert frame_meta["vid2mesh.joint_orders"]["keypoints_2d"][0] == "nose"
     assert frames.schema.field("joints_3d").type == schema.schema_for("frames").field("joints_3d").type
+    # One set of track counts: the per-clip log lines, the run summary and stats.json.
+    verdicts = report.books.track_verdicts
+    assert verdicts.total == tracks.num_rows == report.books.tracks >= 1
+    assert verdicts.kept == sum(tracks.column("selected").to_pylist()) == c["tracks_selected"]
+    assert json.loads((out / "stats.json").read_text())["track_verdicts"] == verdicts.to_json()
+    assert any(verdicts.line() in line for line in pseudo_gt.summary_lines(report))
+    per_clip = [re.search(r"clip \S+: .*?(\d+) tracks: ", r.getMessage()) for r in caplog.records]
+    assert sum(int(m.group(1)) for m in per_clip if m) == verdicts.total
     card = (out / "README.md").read_text()
     assert f"| clips in | {num_inputs} |" in card and "config_name: frames" in card
 

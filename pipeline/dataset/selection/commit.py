@@ -100,5 +100,5 @@ def commit_outcome(
         clip.clip_id, outcome, reason, stage, frames=frames, tracks=tracks, rejected=rejected,
         num_tracks=len(verdicts), num_selected_tracks=0,
         num_frames_written=0 if frames is None else frames.num_rows,
-        num_inlier_frames=0,
+        num_inlier_frames=0, track_reasons=tuple(v.reason for _, _, v in verdicts),
     )

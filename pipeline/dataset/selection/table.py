@@ -248,3 +248,17 @@ def read_selection_summary(output: str, storage=None) -> dict[str, Any] | None:
     storage = storage or ArrowStorage()
     path = storage.join(output, SELECTION, SUMMARY_FILE)
     return json.loads(storage.read_bytes(path)) if storage.exists(path) else None
+
+
+def read_selection_track_reasons(output: str, storage=None) -> dict[str, list[str]] | None:
+    """clip id -> the ``selection_reason`` of each of its track rows, from ``selection/tracks.parquet``
+    (None: no selection yet)."""
+    storage = storage or ArrowStorage()
+    path = storage.join(output, SELECTION, TRACKS_FILE)
+    if not storage.exists(path):
+        return None
+    table = _read_parquet(storage, path, ["clip_id", "selection_reason"])
+    out: dict[str, list[str]] = {}
+    for clip_id, reason in zip(table.column("clip_id").to_pylist(), table.column("selection_reason").to_pylist()):
+        out.setdefault(clip_id, []).append(reason)
+    return out
