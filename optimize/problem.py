@@ -212,6 +212,11 @@ class TrackFit:
             to the pelvis-aligned joints, :mod:`optimize.uncertainty`), a prediction of
             MPJPE; inf where undetermined (no detection on the frame, a normal matrix that
             is not positive definite, a diverged or failed fit). None: not computed.
+        pose_density_outliers: (T,) int32 body joints whose rotation is below its per-joint
+            density threshold under the GMM prior (:mod:`optimize.plausibility`); None:
+            not computed (no prior).
+        joint_limit_violations: (T,) int32 knees and elbows outside their anatomical
+            limits (:data:`optimize.plausibility.HINGE_LIMITS`); None: not computed.
     """
 
     clip_id: str
@@ -245,6 +250,8 @@ class TrackFit:
     switch_frames: tuple[int, ...] = ()
     pieces: tuple["TrackFit", ...] = ()
     pred_err_mm: np.ndarray | None = None
+    pose_density_outliers: np.ndarray | None = None
+    joint_limit_violations: np.ndarray | None = None
 
     @classmethod
     def failed(cls, problem: TrackProblem, message: str) -> "TrackFit":

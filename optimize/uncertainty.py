@@ -46,7 +46,7 @@ from optimize.problem import NUM_BETAS, NUM_JOINTS, NUM_POSE
 # are not calibrated noise variances. Fitted by ``python -m bench.uncertainty --fit`` on
 # the tuning generator's tracks (pipeline.synth.tracks) only: the median over frames of
 # true per-frame MPJPE / uncalibrated predicted error.
-PRED_ERR_CALIBRATION = 1.0
+PRED_ERR_CALIBRATION = 2.02
 PELVIS = 0
 # frames (tracks x padded frames) per selected inversion: bounds the float64 blocks kept
 # between the forward and the backward pass (about 2 x 45 kB per frame)

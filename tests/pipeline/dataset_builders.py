@@ -88,6 +88,8 @@ def _fit(problem: TrackProblem, e_norm: float, outlier_rate: float, rng: np.rand
                   "prior": 0.3 * e_norm * length},
         trajectory_length=length, e_norm=float(e_norm), iterations=int(rng.integers(20, 200)),
         converged=bool(rng.random() < 0.9),
+        # a predicted error that follows the frame's error (no extra draw: the stream stays as it was)
+        pred_err_mm=np.where(detected, 20.0 + error, np.inf).astype(np.float32),
     )
 
 
