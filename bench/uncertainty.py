@@ -13,7 +13,7 @@ Every track is fitted with the default :class:`~optimize.config.BAConfig` (piece
 tracks are tracks of their own). Printed per generator: Spearman(predicted, true MPJPE) per
 frame (frames with a finite prediction) and per track (``optimize.track_metrics.predicted_error``
 against the mean MPJPE over the piece's frames, undetermined tracks ranked last), the same
-for E / T for comparison, the mean true / predicted ratio (the calibration away from the
+for E / T and for the covariance without its residual scale sqrt(E / T) for comparison, the mean true / predicted ratio (the calibration away from the
 tuning generator), and the uncertainty's process CPU time as a fraction of the fit's (the
 fit's own time excludes it; run with ``--threads 1`` for a CPU-time figure).
 
@@ -93,6 +93,7 @@ def evaluate(tracks, body_model, prior, config: BAConfig) -> dict:
         fits = bundle_adjust_module.bundle_adjust([p for p, _ in tracks], body_model, prior, config)
     total = time.process_time() - start
     frame_pred, frame_true, track_pred, track_true, track_energy = [], [], [], [], []
+    frame_unscaled, track_unscaled = [], []  # without the residual scale sqrt(E / T)
     for (problem, gt), fit in zip(tracks, fits):
         for _, piece in expand_pieces(problem, fit):
             if piece.status != "ok":
@@ -104,6 +105,9 @@ def evaluate(tracks, body_model, prior, config: BAConfig) -> dict:
             track_pred.append(predicted_error(piece))
             track_true.append(float(np.mean(truth)))
             track_energy.append(per_frame_energy(piece.energies.get("total", math.inf), piece.num_frames))
+            unscaled = piece.pred_err_mm[finite] / math.sqrt(max(track_energy[-1], 1e-12))
+            frame_unscaled.extend(unscaled.tolist())
+            track_unscaled.append(float(unscaled.mean()) if unscaled.size else math.inf)
     frame_pred, frame_true = np.asarray(frame_pred), np.asarray(frame_true)
     raw = frame_pred / PRED_ERR_CALIBRATION
     return {
@@ -112,6 +116,8 @@ def evaluate(tracks, body_model, prior, config: BAConfig) -> dict:
         "spearman_frame": rank_correlation(frame_pred, frame_true),
         "spearman_track": rank_correlation(track_pred, track_true),
         "spearman_track_energy_per_frame": rank_correlation(track_energy, track_true),
+        "spearman_frame_unscaled": rank_correlation(frame_unscaled, frame_true),
+        "spearman_track_unscaled": rank_correlation(track_unscaled, track_true),
         "undetermined_tracks": int(sum(not math.isfinite(v) for v in track_pred)),
         "true_mpjpe_mm": float(np.mean(track_true)) if track_true else math.nan,
         "predicted_mm": float(np.mean(frame_pred)) if frame_pred.size else math.nan,
@@ -147,7 +153,8 @@ def main(argv: list[str] | None = None) -> dict:
     for name, tracks in generators.items():
         r = results[name] = evaluate(tracks, body_model, prior, BAConfig())
         print(f"[{name}] {r['tracks']} tracks, {r['frames']} frames: Spearman(pred, true MPJPE) per frame "
-              f"{r['spearman_frame']:+.3f}, per track {r['spearman_track']:+.3f} (E/T {r['spearman_track_energy_per_frame']:+.3f}); "
+              f"{r['spearman_frame']:+.3f}, per track {r['spearman_track']:+.3f} (E/T {r['spearman_track_energy_per_frame']:+.3f}; "
+              f"without the residual scale {r['spearman_frame_unscaled']:+.3f} / {r['spearman_track_unscaled']:+.3f}); "
               f"true {r['true_mpjpe_mm']:.1f} mm, predicted {r['predicted_mm']:.1f} mm, true/predicted "
               f"{r['true_over_predicted']:.2f}; {r['undetermined_tracks']} undetermined tracks; uncertainty "
               f"{r['uncertainty_cpu_s']:.1f} s CPU = {100 * r['uncertainty_fraction']:.1f} % of the fit's "

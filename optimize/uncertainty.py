@@ -22,9 +22,13 @@ The covariance is propagated to the pelvis-aligned SMPL joints (what
 ``pipeline.qa.metrics.mpjpe`` compares): with ``J_t`` = d joints(t) / d frame t's
 variables and ``J_b`` = d joints(t) / d betas variables, each joint's 3 x 3 covariance is
 the joint's rows of ``J_t Sigma_tt J_t^T + 2 sym(J_t Sigma_tb J_b^T) + J_b Sigma_bb J_b^T``.
-A frame's predicted error is ``PRED_ERR_CALIBRATION`` x the mean over the 24 joints of
-``sqrt(trace)`` of that covariance, in millimetres (the pelvis itself counts as 0, as in
-MPJPE).
+As in the Gauss-Newton covariance estimate ``sigma^2 (J^T J)^-1``, the covariance is scaled
+by the track's residual level, ``sigma^2 = E / T`` (its energy per frame, in the fit's
+size-invariant units): ``H^-1`` alone says how well the data determine the parameters if the
+terms' weights were the noise's, the scale says how well the track's data agree with the
+model. A frame's predicted error is ``PRED_ERR_CALIBRATION`` x the mean over the 24 joints
+of ``sqrt(sigma^2 trace)`` of that covariance, in millimetres (the pelvis itself counts as
+0, as in MPJPE).
 
 Undetermined is ``inf``: a frame without the track's own detection, every frame of a track
 whose H is not positive definite at the solution (a Cholesky factorisation fails:
@@ -42,11 +46,11 @@ from torch import Tensor
 
 from optimize.problem import NUM_BETAS, NUM_JOINTS, NUM_POSE
 
-# One factor from the Laplace covariance of exp(-E) to the expected 3D error: E's weights
-# are not calibrated noise variances. Fitted by ``python -m bench.uncertainty --fit`` on
+# One factor from the residual-scaled covariance to the expected 3D error (mm per
+# sqrt(energy per frame) x m): E's weights are not noise variances. Fitted by ``python -m bench.uncertainty --fit`` on
 # the tuning generator's tracks (pipeline.synth.tracks) only: the median over frames of
 # true per-frame MPJPE / uncalibrated predicted error.
-PRED_ERR_CALIBRATION = 2.02
+PRED_ERR_CALIBRATION = 0.294
 PELVIS = 0
 # frames (tracks x padded frames) per selected inversion: bounds the float64 blocks kept
 # between the forward and the backward pass (about 2 x 45 kB per frame)
@@ -241,5 +245,8 @@ def fit_uncertainty(problem, x: Tensor, determined: Tensor, chunk_frames: int = 
             border_rows = (joints_betas * per_beta).reshape(b, T, 3 * NUM_JOINTS, NUM_BETAS)
             mask = problem.packed.batch.frame_mask[index]
             trace, ok = joint_variances(lin.diagonal, lin.lower, lin.border, lin.corner, mask, frame_rows, border_rows)
-            out.append(predicted_joint_error_mm(trace, ok, determined[index] & mask))
+            # sigma^2 = E / T: the residual scale of the Gauss-Newton covariance estimate
+            frames = problem.packed.batch.num_frames[index].double()
+            residual_scale = (lin.energy.double() / frames).clamp(min=0.0)
+            out.append(predicted_joint_error_mm(trace * residual_scale[:, None, None], ok, determined[index] & mask))
     return torch.cat(out, 0)
