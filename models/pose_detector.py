@@ -40,6 +40,7 @@ __all__ = [
     "PoseDetector",
     "UnsafeWeightsError",
     "YoloPoseDetector",
+    "check_pose_checkpoint",
     "empty_detections",
     "load_yolo_checkpoint",
 ]
@@ -114,6 +115,30 @@ def load_yolo_checkpoint(weights: str | os.PathLike) -> dict:
             f"YOLO pose weights {str(weights)!r} hold no ultralytics model (keys {sorted(checkpoint)[:8] if isinstance(checkpoint, dict) else type(checkpoint).__name__})."
         )
     return checkpoint
+
+
+def check_pose_checkpoint(checkpoint: dict, weights: str | os.PathLike) -> None:
+    """Refuse an ultralytics checkpoint that is not a COCO-17 pose model.
+
+    A detect, segment, classify or OBB checkpoint loads as well as a pose one (and
+    ``YOLO(..., task="pose")`` would not object), but finds no keypoints.
+
+    Args:
+        checkpoint: from :func:`load_yolo_checkpoint`.
+        weights: its path, for the message.
+
+    Raises:
+        ValueError: one line naming the file, the model's task and what is needed.
+    """
+    model = checkpoint.get("ema") or checkpoint.get("model")
+    yaml = getattr(model, "yaml", None) or {}
+    kpt_shape = tuple(getattr(model, "kpt_shape", None) or yaml.get("kpt_shape") or ())
+    kind = type(model).__name__.removesuffix("Model").lower() or "unknown"
+    if kpt_shape[:1] != (NUM_KEYPOINTS,):
+        raise ValueError(
+            f"{str(weights)!r} is not a YOLO pose model (an ultralytics {kind} model, keypoints "
+            f"{list(kpt_shape) or None}); give a COCO-17 pose checkpoint (*-pose.pt, e.g. yolo11n-pose.pt)."
+        )
 
 
 @dataclass(frozen=True)
@@ -198,7 +223,8 @@ class YoloPoseDetector:
         path = Path(weights)
         if not 0.0 <= confidence <= 1.0 or not 0.0 <= iou <= 1.0:
             raise ValueError(f"confidence ({confidence}) and iou ({iou}) must lie in [0, 1].")
-        load_yolo_checkpoint(path)  # refuses unsafe files before ultralytics' own loader sees them
+        # refuses unsafe files before ultralytics' own loader sees them, and other tasks' models
+        check_pose_checkpoint(load_yolo_checkpoint(path), path)
         _import_ultralytics_safely()  # and that loader is restricted too
         from ultralytics import YOLO
 
