@@ -21,6 +21,7 @@ earlier, and first opens the file itself with the restricted loader
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ __all__ = [
     "UnsafeWeightsError",
     "YoloPoseDetector",
     "check_pose_checkpoint",
+    "detector_input_size",
     "empty_detections",
     "load_yolo_checkpoint",
 ]
@@ -141,6 +143,28 @@ def check_pose_checkpoint(checkpoint: dict, weights: str | os.PathLike) -> None:
         )
 
 
+MODEL_STRIDE = 32
+"""Largest stride of the YOLO models: their input sides are multiples of it."""
+
+
+def detector_input_size(frame_size: tuple[int, int], upscale: float) -> int:
+    """The detector's input size (longest side) that enlarges frames by ``upscale``.
+
+    YOLO nano's smallest reliable person is tens of pixels tall at its input; people of
+    50-120 px in a 640 px frame are found far more often when the frame is enlarged
+    (``docs/perception.md``, "Detector input and small people").
+
+    Args:
+        frame_size: (height, width) of the frames, pixels.
+        upscale: enlargement factor (1 = the frames' own size).
+
+    Returns:
+        ``upscale`` x the longer side, rounded up to a multiple of :data:`MODEL_STRIDE`, pixels.
+    """
+    side = max(frame_size) * upscale
+    return int(math.ceil(side / MODEL_STRIDE - 1e-9)) * MODEL_STRIDE
+
+
 @dataclass(frozen=True)
 class FrameDetections:
     """The people detected in one frame.
@@ -203,7 +227,9 @@ class YoloPoseDetector:
         device: torch device string ("cpu", "cuda", "cuda:1", ...).
         confidence: minimum person score kept (ultralytics ``conf``).
         iou: IoU threshold of non-maximum suppression.
-        image_size: inference size (longest side, pixels; ultralytics ``imgsz``).
+        image_size: inference size (longest side, pixels; ultralytics ``imgsz``); None
+            derives it from each batch's frames (:func:`detector_input_size`).
+        upscale: with ``image_size`` None, the model sees the frames enlarged by this factor.
         batch_size: frames per forward pass.
         max_detections: most people per frame before NMS output is cut.
         half: fp16 inference (CUDA only).
@@ -215,7 +241,8 @@ class YoloPoseDetector:
         device: str = "cpu",
         confidence: float = 0.25,
         iou: float = 0.7,
-        image_size: int = 640,
+        image_size: int | None = None,
+        upscale: float = 1.5,
         batch_size: int = 16,
         max_detections: int = 100,
         half: bool = False,
@@ -240,7 +267,8 @@ class YoloPoseDetector:
         self.device = device
         self.confidence = float(confidence)
         self.iou = float(iou)
-        self.image_size = int(image_size)
+        self.image_size = None if image_size is None else int(image_size)
+        self.upscale = float(upscale)
         self.batch_size = int(batch_size)
         self.max_detections = int(max_detections)
         self.half = bool(half)
@@ -258,13 +286,14 @@ class YoloPoseDetector:
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"frames must be (B, H, W, 3) uint8 RGB, got {frames.shape} {frames.dtype}")
         out: list[FrameDetections] = []
+        image_size = self.image_size or detector_input_size(frames.shape[1:3], self.upscale)
         for start in range(0, frames.shape[0], self.batch_size):
             # ultralytics treats numpy images as BGR (OpenCV order).
             chunk = [np.ascontiguousarray(f[..., ::-1]) for f in frames[start : start + self.batch_size]]
             options = dict(
                 conf=self.confidence,
                 iou=self.iou,
-                imgsz=self.image_size,
+                imgsz=image_size,
                 device=self.device,
                 max_det=self.max_detections,
                 batch=len(chunk),

@@ -12,7 +12,9 @@ COCO uses the segment area, a box is about twice that, which makes this OKS a li
 lenient), k_i = 2 sigma_i with the COCO per-keypoint sigmas. Detections are visited by
 score; one whose OKS with a kept detection exceeds ``threshold`` is suppressed. Two people
 side by side share no keypoint position (OKS near 0); a person and the one behind them
-overlap on a few joints only.
+overlap on a few joints only. On real footage YOLO's duplicate boxes of one person score
+well above the default threshold and pairs of different people well below it (figures in
+``docs/perception.md``, "Duplicates").
 
 **Duplicate tracks.** Should two detections of one person both survive (e.g. too few
 common keypoints for OKS), the tracker makes two tracks of them.
@@ -40,7 +42,7 @@ COCO_SIGMAS = np.array(
 """Per-keypoint standard deviations of COCO-17 annotations, relative to the object scale
 (COCO keypoint evaluation, ``pycocotools.cocoeval``)."""
 
-OKS_THRESHOLD = 0.8
+OKS_THRESHOLD = 0.5
 """Default OKS above which the weaker of two detections of a frame is suppressed."""
 
 _HIPS = [COCO17_INDEX["left_hip"], COCO17_INDEX["right_hip"]]

@@ -66,7 +66,10 @@ class PerceptionConfig:
         detector_weights: local YOLO ``*-pose.pt`` path (None: no detector).
         detector_confidence: minimum person score.
         detector_iou: NMS IoU threshold.
-        detector_image_size: YOLO inference size, pixels.
+        detector_image_size: YOLO inference size (longest side), pixels; None: the decoded
+            frame's longest side x ``detector_upscale`` (rounded up to a multiple of 32).
+        detector_upscale: enlargement of the decoded frames at the detector's input when
+            ``detector_image_size`` is None (small people; ``docs/perception.md``).
         detector_batch_size: frames per detector forward pass.
         hmr_checkpoint: SPIN-format HMR checkpoint (None: keypoint-only initialiser).
         smpl_mean_params: SPIN mean-parameter ``.npz`` (required with ``hmr_checkpoint``;
@@ -92,7 +95,8 @@ class PerceptionConfig:
     detector_weights: str | None = None
     detector_confidence: float = 0.25
     detector_iou: float = 0.7
-    detector_image_size: int = 640
+    detector_image_size: int | None = None
+    detector_upscale: float = 1.5
     detector_batch_size: int = 16
     hmr_checkpoint: str | None = None
     smpl_mean_params: str | None = None
@@ -118,7 +122,8 @@ PERCEPTION_RANGES = declare_ranges(PerceptionConfig, {
     "detector_weights": text(optional=True),
     "detector_confidence": real(ge=0, le=1),
     "detector_iou": real(ge=0, le=1),
-    "detector_image_size": integer(ge=32, le=8192),
+    "detector_image_size": integer(ge=32, le=8192, optional=True),
+    "detector_upscale": real(ge=0.25, le=8),
     "detector_batch_size": integer(ge=1),
     "hmr_checkpoint": text(optional=True),
     "smpl_mean_params": text(optional=True),
@@ -171,6 +176,7 @@ def load_perception_models(config: PerceptionConfig, body_model, device: str = "
             confidence=config.detector_confidence,
             iou=config.detector_iou,
             image_size=config.detector_image_size,
+            upscale=config.detector_upscale,
             batch_size=config.detector_batch_size,
         )
     hmr = None
