@@ -66,6 +66,8 @@ def _detection_note(outcome: ClipOutcome) -> str:
     if table is None or not table.num_rows or "detections_max" not in table.column_names:
         return ""
     row = table.slice(0, 1).to_pylist()[0]
+    if row.get("num_frames", 1) == 0:  # rejected before any frame was decoded
+        return ""
     smallest = row["smallest_person_px"]
     return (f"; people per frame median {row['detections_median']:g}, max {row['detections_max']}, smallest "
             + (f"{smallest:.0f} px" if smallest == smallest else "none")
