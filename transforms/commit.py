@@ -62,19 +62,33 @@ class _Loaded:
         self.stage = stage
 
 
+def _detection_note(outcome: ClipOutcome) -> str:
+    """What the detector saw of the clip, from its rows' detection columns ("" without rows)."""
+    table = outcome.tracks if outcome.tracks is not None and outcome.tracks.num_rows else outcome.rejected
+    if table is None or not table.num_rows or "detections_max" not in table.column_names:
+        return ""
+    row = table.slice(0, 1).to_pylist()[0]
+    if row.get("num_frames", 1) == 0:  # rejected before any frame was decoded
+        return ""
+    smallest = row["smallest_person_px"]
+    return (f"; people per frame median {row['detections_median']:g}, max {row['detections_max']}, smallest "
+            + (f"{smallest:.0f} px" if smallest == smallest else "none")
+            + (f", {row['duplicate_tracks']} duplicate tracks dropped" if row["duplicate_tracks"] else ""))
+
+
 def _clip_line(outcome: ClipOutcome) -> str:
     tracks = count_track_verdicts(outcome.track_reasons, undecided=ELIGIBLE)
     if outcome.outcome == PENDING:
         return (f"clip {outcome.clip_id}: committed, {tracks.line()}; {outcome.num_frames_written} frames "
-                f"(the selection at the end of the run decides)")
+                f"(the selection at the end of the run decides){_detection_note(outcome)}")
     table = outcome.rejected
     message = ""
     if table is not None and table.num_rows:
         message = str(table.column("message")[0].as_py() or "").strip().splitlines()
-        message = message[-1][:200] if message else ""
+        message = message[-1][:400] if message else ""
     counts = f", {tracks.line()}" if tracks.total else ""
     return (f"clip {outcome.clip_id}: {outcome.outcome} ({outcome.reason}, stage {outcome.stage}){counts}"
-            + (f": {message}" if message else ""))
+            + (f": {message}" if message else "") + _detection_note(outcome))
 
 
 def count_commit(outcome: ClipOutcome) -> None:

@@ -106,6 +106,8 @@ def _count_perceived(result: PerceptionResult, seconds: float) -> None:
     if result.num_frames > 0:
         metrics.inc("clips_decoded")
         metrics.inc("frames_decoded", result.num_frames)
+    if result.duplicate_tracks:
+        metrics.inc("tracks_duplicate", result.duplicate_tracks)
 
 
 def _rejected(result: PerceptionResult) -> ClipOutcome:

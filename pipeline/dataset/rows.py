@@ -243,8 +243,23 @@ def track_plausibility(fit: TrackFit) -> dict[str, object]:
     }
 
 
-def tracks_table(clip: ClipRef, fitted: Sequence[tuple[TrackProblem, TrackFit, TrackSelection]]) -> pa.Table:
-    """``tracks/`` rows, one per fitted track of the clip (in track order)."""
+def detection_columns(result: PerceptionResult | None) -> dict[str, float | int]:
+    """The clip's detection columns (``schema._DETECTION_COLUMNS``) from its perception result
+    (None: not perceived)."""
+    if result is None:
+        return {"detections_median": 0.0, "detections_max": 0, "smallest_person_px": float("nan"), "duplicate_tracks": 0}
+    return {
+        "detections_median": float(result.detections_median),
+        "detections_max": int(result.detections_max),
+        "smallest_person_px": float(result.smallest_person_px),
+        "duplicate_tracks": int(result.duplicate_tracks),
+    }
+
+
+def tracks_table(clip: ClipRef, fitted: Sequence[tuple[TrackProblem, TrackFit, TrackSelection]],
+                 perceived: PerceptionResult | None = None) -> pa.Table:
+    """``tracks/`` rows, one per fitted track of the clip (in track order); ``perceived``
+    gives the clip's detection columns."""
     rows: dict[str, list] = {c.name: [] for c in schema.TRACKS_COLUMNS}
     for problem, fit, selection in sorted(fitted, key=lambda item: item[1].track_id):
         width, height = problem.image_size
@@ -277,6 +292,7 @@ def tracks_table(clip: ClipRef, fitted: Sequence[tuple[TrackProblem, TrackFit, T
             "parent_track_id": int(getattr(fit, "parent_track_id", -1)),
             "split_frame": int(getattr(fit, "split_frame", -1)),
             "message": truncate_message(fit.message),
+            **detection_columns(perceived),
         }
         for name, value in values.items():
             rows[name].append(value)
@@ -292,8 +308,10 @@ def rejected_table(
     num_frames: int = 0,
     max_people: int = 0,
     num_tracks: int = 0,
+    perceived: PerceptionResult | None = None,
 ) -> pa.Table:
-    """The one ``rejected/`` row of a rejected or failed clip."""
+    """The one ``rejected/`` row of a rejected or failed clip (``perceived``: its detection
+    columns, None where perception did not run)."""
     columns = {
         **_clip_columns(clip),
         "outcome": outcome,
@@ -303,6 +321,7 @@ def rejected_table(
         "num_frames": int(num_frames),
         "max_people": int(max_people),
         "num_tracks": int(num_tracks),
+        **detection_columns(perceived),
     }
     return _table("rejected", columns, 1)
 
@@ -317,7 +336,7 @@ def outcome_from_rejection(result: PerceptionResult, stage: str = "perceive") ->
     outcome = "failed" if result.reject_reason == RejectReason.FAILED else "rejected"
     table = rejected_table(
         result.clip, outcome, result.reject_reason, stage, result.message,
-        result.num_frames, result.max_people, len(result.problems),
+        result.num_frames, result.max_people, len(result.problems), result,
     )
     return ClipOutcome(result.clip.clip_id, outcome, result.reject_reason, stage, rejected=table,
                        num_tracks=len(result.problems))

@@ -118,6 +118,14 @@ _CLIP_COLUMNS = (
     Column("source_uri", STR, (), "", "Path or URL of the source video."),
 )
 
+# What the detector saw of a clip (pipeline.records.PerceptionResult), on its tracks/ and rejected/ rows.
+_DETECTION_COLUMNS = (
+    Column("detections_median", F32, (), "people/frame", "Median over the clip's decoded frames of the people detected in a frame (every size, after pose-aware NMS; 0 if never detected)."),
+    Column("detections_max", I32, (), "people/frame", "Most people detected in any frame of the clip (every size)."),
+    Column("smallest_person_px", F32, (), "px", "Box height of the smallest person detected in the clip, pixels of the decoded frame; people shorter than PerceptionConfig.min_person_height are not tracked; NaN if nobody was detected."),
+    Column("duplicate_tracks", I32, (), "", "Tracks of the clip dropped because another track follows the same person (hips within 0.1 body heights on most common frames)."),
+)
+
 FRAMES_COLUMNS: tuple[Column, ...] = (
     *_CLIP_COLUMNS,
     Column("track_id", I32, (), "", "0-based person track within the clip (0 = first path the tracker extracted)."),
@@ -186,6 +194,7 @@ TRACKS_COLUMNS: tuple[Column, ...] = (
     Column("parent_track_id", I32, (), "", "-1, or for a piece of a track cut at identity switches the track_id of that track (fit_status split)."),
     Column("split_frame", I32, (), "", "-1, or for a piece the frame_index of the identity switch that starts it (the first piece: the switch that ends it)."),
     Column("message", STR, (), "", "Solver notes or failure reason."),
+    *_DETECTION_COLUMNS,
 )
 
 CROP_COLUMN = Column(
@@ -196,12 +205,13 @@ CROP_COLUMN = Column(
 REJECTED_COLUMNS: tuple[Column, ...] = (
     *_CLIP_COLUMNS,
     Column("outcome", STR, (), "", "rejected (an expected outcome of the data) or failed (an unexpected error)."),
-    Column("reason", STR, (), "", "Reason code (pipeline.records.RejectReason): missing_file, not_a_file, unreadable, no_video_stream, zero_frames, too_long, timeout, missing_keypoints, corrupt_keypoints, no_person, crowded, bad_input_row, no_track_selected, all_tracks_diverged, failed."),
+    Column("reason", STR, (), "", "Reason code (pipeline.records.RejectReason): missing_file, not_a_file, unreadable, no_video_stream, zero_frames, too_long, timeout, missing_keypoints, corrupt_keypoints, no_person, too_small, crowded, bad_input_row, no_track_selected, all_tracks_diverged, failed."),
     Column("stage", STR, (), "", "Stage that produced the record: input, perceive, bundle_adjust, select."),
     Column("message", STR, (), "", "Human-readable detail: decoder error, bad CSV line, exception and traceback tail."),
     Column("num_frames", I32, (), "", "Decoded frames (0 if never decoded)."),
-    Column("max_people", I32, (), "", "Most detections in any single frame (0 if unknown)."),
+    Column("max_people", I32, (), "", "Most people at least PerceptionConfig.min_person_height tall in any single frame, the crowd rule's count (0 if unknown)."),
     Column("num_tracks", I32, (), "", "Person tracks found (0 if perception did not get that far)."),
+    *_DETECTION_COLUMNS,
 )
 
 COLUMNS: dict[str, tuple[Column, ...]] = {

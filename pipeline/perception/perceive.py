@@ -42,6 +42,7 @@ from pipeline.perception.init import DetectionInit, KeypointInitializer, hmr_ini
 from pipeline.perception.inputs import local_file_problem
 from pipeline.perception.keypoint_source import KEYPOINT_SOURCES
 from pipeline.perception.keypoints_io import KeypointsError, PrecomputedKeypoints, load_keypoints
+from pipeline.perception.nms import OKS_THRESHOLD, duplicate_tracks, oks_nms
 from pipeline.records import ClipRef, PerceptionResult, RejectReason
 from pipeline.perception.stage_timer import StageTimer
 from pipeline.perception.track import PaddedDetections, Track, TrackingConfig, pad_detections, track_people
@@ -65,7 +66,10 @@ class PerceptionConfig:
         detector_weights: local YOLO ``*-pose.pt`` path (None: no detector).
         detector_confidence: minimum person score.
         detector_iou: NMS IoU threshold.
-        detector_image_size: YOLO inference size, pixels.
+        detector_image_size: YOLO inference size (longest side), pixels; None: the decoded
+            frame's longest side x ``detector_upscale`` (rounded up to a multiple of 32).
+        detector_upscale: enlargement of the decoded frames at the detector's input when
+            ``detector_image_size`` is None (small people; ``docs/perception.md``).
         detector_batch_size: frames per detector forward pass.
         hmr_checkpoint: SPIN-format HMR checkpoint (None: keypoint-only initialiser).
         smpl_mean_params: SPIN mean-parameter ``.npz`` (required with ``hmr_checkpoint``;
@@ -73,6 +77,13 @@ class PerceptionConfig:
         hmr_batch_size: crops per HMR forward pass.
         min_keypoint_confidence: keypoints above it count as seen (crop boxes, init).
         min_visible_keypoints: detections with fewer seen keypoints are dropped.
+        oks_threshold: pose-aware NMS within a frame: of two detections whose keypoints
+            have an OKS above this, the lower-scored one is dropped
+            (:func:`pipeline.perception.nms.oks_nms`); 1 disables it.
+        min_person_height: detections whose box is shorter than this, pixels of the decoded
+            frame, are dropped before tracking: too small to fit, and not counted by the
+            crowd rule (``tracking.max_people``). A clip whose every detection is smaller is
+            rejected ``too_small``.
         store_crops: JPEG crops of every detection are cut while the frames are decoded
             and each problem carries its track's crop per frame (``TrackProblem.crops``).
         crop: size / margin / quality of the stored crops.
@@ -84,13 +95,16 @@ class PerceptionConfig:
     detector_weights: str | None = None
     detector_confidence: float = 0.25
     detector_iou: float = 0.7
-    detector_image_size: int = 640
+    detector_image_size: int | None = None
+    detector_upscale: float = 1.5
     detector_batch_size: int = 16
     hmr_checkpoint: str | None = None
     smpl_mean_params: str | None = None
     hmr_batch_size: int = 64
     min_keypoint_confidence: float = 0.2
     min_visible_keypoints: int = 4
+    oks_threshold: float = OKS_THRESHOLD
+    min_person_height: float = 50.0
     store_crops: bool = False
     crop: CropConfig = field(default_factory=CropConfig)
 
@@ -108,13 +122,16 @@ PERCEPTION_RANGES = declare_ranges(PerceptionConfig, {
     "detector_weights": text(optional=True),
     "detector_confidence": real(ge=0, le=1),
     "detector_iou": real(ge=0, le=1),
-    "detector_image_size": integer(ge=32, le=8192),
+    "detector_image_size": integer(ge=32, le=8192, optional=True),
+    "detector_upscale": real(ge=0.25, le=8),
     "detector_batch_size": integer(ge=1),
     "hmr_checkpoint": text(optional=True),
     "smpl_mean_params": text(optional=True),
     "hmr_batch_size": integer(ge=1),
     "min_keypoint_confidence": real(ge=0, lt=1),
     "min_visible_keypoints": integer(ge=0, le=17),
+    "oks_threshold": real(gt=0, le=1),
+    "min_person_height": real(ge=0),
     "store_crops": boolean(),
 })
 
@@ -159,6 +176,7 @@ def load_perception_models(config: PerceptionConfig, body_model, device: str = "
             confidence=config.detector_confidence,
             iou=config.detector_iou,
             image_size=config.detector_image_size,
+            upscale=config.detector_upscale,
             batch_size=config.detector_batch_size,
         )
     hmr = None
@@ -183,8 +201,12 @@ class _Reject(Exception):
 
 
 def _filter(found: FrameDetections, config: PerceptionConfig) -> FrameDetections:
+    """Detections with enough seen keypoints, one per person (pose-aware NMS)."""
     seen = (found.keypoints[..., 2] > config.min_keypoint_confidence).sum(-1)
-    return found.select(seen >= config.min_visible_keypoints)
+    found = found.select(seen >= config.min_visible_keypoints)
+    if config.oks_threshold < 1:
+        found = oks_nms(found, config.oks_threshold, config.min_keypoint_confidence)
+    return found
 
 
 def tracking_at_rate(tracking: TrackingConfig, fps: float, target_fps: float | None) -> TrackingConfig:
@@ -240,12 +262,7 @@ def _problem(
     slots = max(1, int(padded.mask[rows].sum(1).max()))
     selected = track.selected.astype(np.int32)
     candidates = padded.keypoints[rows, :slots].astype(np.float32)
-    kept = selected >= 0
-    keypoints = np.zeros((selected.size, 17, 3), np.float32)
-    boxes = np.full((selected.size, 4), np.nan, np.float32)
-    index = np.flatnonzero(kept)
-    keypoints[index] = candidates[index, selected[index]]
-    boxes[index] = padded.boxes[rows][index, selected[index]]
+    keypoints, boxes = _track_detections(track, padded)
     pose, betas, camera = (a[rows, :slots] for a in init)
     problem = TrackProblem(
         clip_id=clip.clip_id,
@@ -270,6 +287,18 @@ def _problem(
     return problem
 
 
+def _track_detections(track: Track, padded: PaddedDetections) -> tuple[np.ndarray, np.ndarray]:
+    """A track's own detection per frame of its span: (L, 17, 3) keypoints (zeros where it
+    skips the frame) and (L, 4) boxes (NaN there), pixels."""
+    rows = slice(track.start, track.stop)
+    index = np.flatnonzero(track.selected >= 0)
+    keypoints = np.zeros((track.selected.size, 17, 3), np.float32)
+    boxes = np.full((track.selected.size, 4), np.nan, np.float32)
+    keypoints[index] = padded.keypoints[rows][index, track.selected[index]]
+    boxes[index] = padded.boxes[rows][index, track.selected[index]]
+    return keypoints, boxes
+
+
 PERCEPTION_STAGES = ("decode", "detect", "track", "init")
 
 
@@ -281,6 +310,21 @@ class _ClipState:
     size: tuple[int, int] = (0, 0)
     fps: float = 0.0
     max_people: int = 0
+    crowded_frame: int = -1
+    people: list[int] = field(default_factory=list)
+    smallest: float = math.inf
+    tallest: float = 0.0
+    duplicate_tracks: int = 0
+
+    def summary(self) -> dict:
+        """The detection fields of :class:`PerceptionResult`."""
+        return dict(
+            max_people=self.max_people,
+            detections_median=float(np.median(self.people)) if self.people else 0.0,
+            detections_max=max(self.people, default=0),
+            smallest_person_px=self.smallest if math.isfinite(self.smallest) else float("nan"),
+            duplicate_tracks=self.duplicate_tracks,
+        )
 
 
 @dataclass
@@ -307,7 +351,7 @@ def perceive_clip(clip: ClipRef, config: PerceptionConfig, models: PerceptionMod
     Returns:
         :class:`PerceptionResult` with one :class:`TrackProblem` per track, or a
         ``reject_reason`` (missing_file, not_a_file, unreadable, no_video_stream, zero_frames, too_long,
-        timeout, corrupt_keypoints, no_person, crowded, failed); ``stage_seconds`` holds the
+        timeout, corrupt_keypoints, no_person, too_small, crowded, failed); ``stage_seconds`` holds the
         wall seconds of each of :data:`PERCEPTION_STAGES`.
     """
     timer = StageTimer(*PERCEPTION_STAGES)
@@ -319,7 +363,7 @@ def perceive_clip(clip: ClipRef, config: PerceptionConfig, models: PerceptionMod
             num_frames=state.frames,
             image_size=state.size,
             fps=state.fps,
-            max_people=state.max_people,
+            **state.summary(),
             stage_seconds=timer.rounded(),
             init_source=models.init_source,
             **kwargs,
@@ -349,16 +393,17 @@ def _perceive(clip: ClipRef, config: PerceptionConfig, models: PerceptionModels,
     detected = _detect_frames(clip, config, models, timer, state, meta, batches, precomputed, scale)
     if not detected.found:
         raise _Reject(RejectReason.ZERO_FRAMES, f"{clip.uri}: no frame decoded.")
-    if state.max_people == 0:
-        raise _Reject(
-            RejectReason.NO_PERSON,
-            f"{clip.uri}: no person detected in {len(detected.found)} frames; check that its keypoints (or the "
-            "detector) see the people in it.",
-        )
+    _check_people(clip, config, state, meta)
     with timer.stage("track"):
         padded = pad_detections(detected.found)
         tracking = tracking_at_rate(config.tracking, meta.fps, config.decode.target_fps)
         tracks = track_people(padded, tracking)
+        dropped = duplicate_tracks(
+            *zip(*(_track_detections(track, padded) for track in tracks)), [track.start for track in tracks],
+            min_confidence=config.min_keypoint_confidence,
+        ) if len(tracks) > 1 else []
+        state.duplicate_tracks = len(dropped)
+        tracks = [track for k, track in enumerate(tracks) if k not in dropped]
     if not tracks:
         raise _Reject(
             RejectReason.NO_PERSON,
@@ -450,8 +495,7 @@ def _detect_frames(clip: ClipRef, config: PerceptionConfig, models: PerceptionMo
                     found = precomputed.for_frames(source_frame_index(meta, batch.frame_index), scale)
                 else:
                     found = models.detector.detect(batch.frames)
-                found = [_filter(f, config) for f in found]
-            _count_people(clip, batch, found, state, config.tracking.max_people)
+                found = _count_people(batch, [_filter(f, config) for f in found], state, config.min_person_height)
             if models.hmr is not None:
                 with timer.stage("init"):
                     detected.inits.extend(hmr_initialize(models.hmr, batch.frames, found, config.min_keypoint_confidence))
@@ -467,19 +511,50 @@ def _detect_frames(clip: ClipRef, config: PerceptionConfig, models: PerceptionMo
     return detected
 
 
-def _count_people(clip: ClipRef, batch: FrameBatch, found: list[FrameDetections], state: _ClipState,
-                  max_people: int | None) -> None:
-    """Counts the batch's frames and people; rejects a clip with more than ``max_people`` in a frame."""
-    counts = [len(f) for f in found]
-    state.max_people = max([state.max_people] + counts)
+def _count_people(batch: FrameBatch, found: list[FrameDetections], state: _ClipState,
+                  min_height: float) -> list[FrameDetections]:
+    """Records the batch's frames, people and person heights; returns the people at least
+    ``min_height`` pixels tall (the ones tracked, fitted and counted by the crowd rule)."""
     state.frames += len(batch)
+    tall = []
+    for frame, f in zip(batch.frame_index, found):
+        heights = f.boxes[:, 3] - f.boxes[:, 1]
+        state.people.append(len(f))
+        if len(f):
+            state.smallest = min(state.smallest, float(np.nanmin(heights)))
+            state.tallest = max(state.tallest, float(np.nanmax(heights)))
+        keep = f.select(heights >= min_height) if len(f) else f
+        if len(keep) > state.max_people:
+            state.max_people, state.crowded_frame = len(keep), int(frame)
+        tall.append(keep)
+    return tall
+
+
+def _check_people(clip: ClipRef, config: PerceptionConfig, state: _ClipState, meta: VideoMeta) -> None:
+    """The whole clip's people against the rules: somebody, tall enough, not a crowd."""
+    flag = "--perception_config"
+    if max(state.people, default=0) == 0:
+        raise _Reject(
+            RejectReason.NO_PERSON,
+            f"{clip.uri}: no person detected in {state.frames} frames; check that its keypoints (or the "
+            "detector) see the people in it.",
+        )
+    min_height = config.min_person_height
+    if state.max_people == 0:
+        raise _Reject(
+            RejectReason.TOO_SMALL,
+            f"{clip.uri}: every person detected is shorter than min_person_height={min_height:g} px (the tallest "
+            f"{state.tallest:.0f} px of the decoded {meta.width}x{meta.height} frames); to fit people this small pass "
+            f"{flag} '{{\"min_person_height\": {max(1, math.floor(state.tallest))}}}'.",
+        )
+    max_people = config.tracking.max_people
     if max_people is not None and state.max_people > max_people:
-        worst = int(np.argmax(counts))
         raise _Reject(
             RejectReason.CROWDED,
-            f"{clip.uri}: {counts[worst]} people in frame {int(batch.frame_index[worst])}, more than "
-            f"max_people={max_people}; to fit crowded clips pass --perception_config "
-            f"'{{\"tracking\": {{\"max_people\": {counts[worst]}}}}}'.",
+            f"{clip.uri}: up to {state.max_people} people at least min_person_height={min_height:g} px tall in a "
+            f"frame (first in frame {state.crowded_frame}), more than max_people={max_people}; to fit this clip "
+            f"pass {flag} '{{\"tracking\": {{\"max_people\": {state.max_people}}}}}' (with --overwrite, or "
+            "into a new --output: clips already written are skipped).",
         )
 
 

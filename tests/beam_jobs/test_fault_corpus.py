@@ -267,7 +267,7 @@ def _build(root: Path) -> dict:
 REMOTE_UNSUPPORTED = ("http", "https", "ftp")  # gs:// and s3:// are read through Beam's file systems
 FLAGS = ["--keypoints", "precomputed", "--e_norm_threshold", "1e9", "--min_inlier_fraction", "0",
          "--min_track_frames", "1", "--ba_config", '{"max_iter": 8, "tau_r_schedule": [1.0]}',
-         "--perception_config", json.dumps({"decode": {"max_duration_s": 5, "timeout_s": TIMEOUT_S}})]  # fmt: skip
+         "--perception_config", json.dumps({"decode": {"max_duration_s": 5, "timeout_s": TIMEOUT_S}, "min_person_height": 16})]  # fmt: skip
 
 
 class _Lines(logging.Handler):

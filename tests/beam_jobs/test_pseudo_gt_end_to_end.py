@@ -32,7 +32,7 @@ def test_job_end_to_end(corpus, tmp_path, caplog):
             "--keypoints", "precomputed", "--model_cache", str(tmp_path / "cache"),
             "--selection", "fraction", "--keep_fraction", "0.5", "--min_inlier_fraction", "0",
             "--ba_config", '{"max_iter": 10, "tau_r_schedule": [1.0]}', "--clips_per_shard", "3",
-            "--perception_config", '{"decode": {"target_fps": 10}}']
+            "--perception_config", '{"decode": {"target_fps": 10}, "min_person_height": 16}']  # quick corpus: 20-80 px people
     report = pseudo_gt.run(argv)
     c = report.counters
     assert report.state == "DONE" and report.clips_in == num_inputs
@@ -109,7 +109,7 @@ def test_store_crops_adds_decodable_person_crops(corpus, tmp_path):
             "--model_cache", str(tmp_path / "cache"), "--selection", "fraction", "--keep_fraction", "1",
             "--min_inlier_fraction", "0", "--frames", "all", "--store_crops", "--crop_size", "48",
             "--ba_config", '{"max_iter": 5, "tau_r_schedule": [1.0]}',
-            "--perception_config", '{"decode": {"target_fps": 10}}']
+            "--perception_config", '{"decode": {"target_fps": 10}, "min_person_height": 16}']  # quick corpus: 20-80 px people
     report = pseudo_gt.run(argv)
     assert report.state == "DONE"
     table = ds.dataset(str(out / "frames"), format="parquet").to_table()

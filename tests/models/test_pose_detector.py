@@ -49,3 +49,27 @@ def test_missing_or_wrong_weights(tmp_path):
     other.write_bytes(b"x")
     with pytest.raises(ValueError, match=".pt"):
         YoloPoseDetector(other)
+
+
+
+@pytest.mark.parametrize("yaml", ["yolo11n.yaml", "yolo11n-seg.yaml"], ids=["detect", "segment"])
+def test_a_model_without_keypoints_is_refused_at_start(tmp_path, standin, capsys, yaml):
+    """A detect- or segment-only checkpoint loads safely but is refused in one line naming it,
+    by the detector and by the launcher (exit 2, before the pipeline starts)."""
+    import torch
+    from ultralytics import YOLO
+
+    from beam_jobs import pseudo_gt
+
+    torch.manual_seed(0)
+    path = tmp_path / f"random-{yaml.removesuffix('.yaml')}.pt"
+    YOLO(yaml).save(str(path))
+    with pytest.raises(ValueError, match="not a YOLO pose model") as info:
+        YoloPoseDetector(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value) and "-pose.pt" in str(info.value)
+    code = pseudo_gt.main(["--input", str(tmp_path / "*.mp4"), "--output", str(tmp_path / "out"), "--smpl_model",
+                           str(standin.neutral), "--gmm_prior", str(standin.gmm), "--device", "cpu",
+                           "--pose_model", str(path)])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and f"--pose_model {path}:" in err and "not a YOLO pose model" in err, err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "out" / "_runs").exists()

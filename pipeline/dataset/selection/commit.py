@@ -82,7 +82,7 @@ def commit_outcome(
         if eligible or (frames_mode == "all" and fit.status == "ok" and verdict.reason not in (TrackReason.DIVERGED, TrackReason.FAILED, TrackReason.SPLIT)):
             frame_tables.append(frames_table(clip, problem, fit, verdict, inliers_only=frames_mode == "inliers"))
     frames = pa.concat_tables(frame_tables, promote_options="default") if frame_tables else None
-    tracks = tracks_table(clip, verdicts)
+    tracks = tracks_table(clip, verdicts, header)
     eligible = sum(v.reason == ELIGIBLE for _, _, v in verdicts)
     rejected = None
     if eligible:
@@ -95,7 +95,7 @@ def commit_outcome(
             + (f" ({truncate_message(f.message, 300)})" if f.message and v.reason in (TrackReason.FAILED, TrackReason.DIVERGED) else "")
             for _, f, v in verdicts
         )
-        rejected = rejected_table(clip, outcome, reason, stage, messages, header.num_frames, header.max_people, len(verdicts))
+        rejected = rejected_table(clip, outcome, reason, stage, messages, header.num_frames, header.max_people, len(verdicts), header)
     return ClipOutcome(
         clip.clip_id, outcome, reason, stage, frames=frames, tracks=tracks, rejected=rejected,
         num_tracks=len(verdicts), num_selected_tracks=0,

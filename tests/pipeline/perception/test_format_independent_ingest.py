@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
 
 import numpy as np
 import pytest
+
+from helpers.video import pattern_video
 
 from pipeline.perception.decode import DecodeConfig
 from pipeline.perception.keypoints_io import BODY25_TO_COCO17, load_keypoints
@@ -83,10 +84,7 @@ def test_both_formats_load_to_identical_detections(tmp_path):
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
-    path = tmp_path_factory.mktemp("video") / "clip.mp4"
-    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate={FPS}",
-                    "-frames:v", str(N), "-pix_fmt", "yuv420p", str(path)], check=True)  # fmt: skip
-    return path
+    return pattern_video(tmp_path_factory.mktemp("video") / "clip.mp4", W, H, FPS, N)
 
 
 def test_both_formats_give_identical_tracks_and_problems(tmp_path, video, body_model):

@@ -4,13 +4,14 @@ Each clip goes through ``choose_keypoints`` first, as in the job."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-import subprocess
 
 import numpy as np
 import pytest
 import torch
+from helpers.video import pattern_video
 
 from models.pose_detector import FrameDetections
 from pipeline.perception.decode import DecodeConfig
@@ -23,9 +24,7 @@ W, H, FPS, N = 160, 120, 25, 30
 
 
 def _video(path, n=N):
-    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate={FPS}",
-                    "-frames:v", str(n), "-pix_fmt", "yuv420p", str(path)], check=True)  # fmt: skip
-    return path
+    return pattern_video(path, W, H, FPS, n)
 
 
 def _person(x, y, scale=1.0):
@@ -198,3 +197,56 @@ def test_hmr_init_end_to_end(clip_dir, body_model, tmp_path):
         real = p.candidate_mask
         assert np.isfinite(p.init_pose[real]).all() and (p.init_betas[~real] == 0).all()
         assert np.abs(p.init_pose[real]).sum() > 0
+
+
+def _coco_sized(path, people_at, n=N):
+    """Like _coco, with (x, y, scale) people (height 60 x scale px)."""
+    images = [{"id": f, "width": W, "height": H} for f in range(n)]
+    annotations = [{"image_id": f, "category_id": 1, "keypoints": _person(x, y, s).reshape(-1).tolist()}
+                   for f in range(n) for x, y, s in people_at(f)]  # fmt: skip
+    path.write_text(json.dumps({"images": images, "annotations": annotations}))
+
+
+def _clip_with(tmp_path, video, name, people_at) -> ClipRef:
+    link = tmp_path / f"{name}.mp4"
+    link.symlink_to(video)
+    _coco_sized(tmp_path / f"{name}.coco.json", people_at)
+    return ClipRef(clip_id=name, uri=str(link))
+
+
+def test_crowd_rule_scans_the_whole_clip_and_names_its_maximum(clip_dir, models, tmp_path):
+    """7 people early, 9 later: the message names 9 and the value to pass, and one rerun with
+    it fits the clip."""
+    _, video = clip_dir
+    clip = _clip_with(tmp_path, video, "crowd", lambda f: [(8 + 18 * p, 60, 1.0) for p in range(7 if f < 15 else 9)])
+    result = _perceive(clip, CONFIG, models)
+    assert result.reject_reason == RejectReason.CROWDED and result.max_people == 9, result.message
+    assert "up to 9 people" in result.message and '"max_people": 9' in result.message and "frame 15" in result.message
+    assert "--overwrite" in result.message and "min_person_height=50" in result.message
+    rerun = dataclasses.replace(CONFIG, tracking=dataclasses.replace(CONFIG.tracking, max_people=9))
+    assert _perceive(clip, rerun, models).reject_reason != RejectReason.CROWDED
+
+
+def test_people_below_the_minimum_height_are_not_counted_or_tracked(clip_dir, models, tmp_path):
+    """Two walkers 60 px tall and six bystanders 30 px tall: not crowded at max_people 6, the
+    small ones are neither tracked nor counted, and the clip records what was detected."""
+    _, video = clip_dir
+    clip = _clip_with(tmp_path, video, "far", lambda f: [(30 + 2 * f, 60, 1.0), (120 - 2 * f, 64, 1.0)]
+                      + [(8 + 24 * p, 20, 0.5) for p in range(6)])  # fmt: skip
+    result = _perceive(clip, CONFIG, models)
+    assert result.ok, result.message
+    assert len(result.problems) == 2 and result.max_people == 2
+    assert result.detections_median == 8 and result.detections_max == 8
+    assert result.smallest_person_px == pytest.approx(30, abs=0.5)
+
+
+def test_a_clip_of_small_people_is_rejected_naming_the_minimum_and_the_flag(clip_dir, models, tmp_path):
+    _, video = clip_dir
+    clip = _clip_with(tmp_path, video, "tiny", lambda f: [(30 + 2 * f, 60, 0.5), (120 - 2 * f, 64, 0.6)])
+    result = _perceive(clip, CONFIG, models)
+    assert result.reject_reason == RejectReason.TOO_SMALL, result.message
+    assert "min_person_height=50 px" in result.message and "tallest 36 px" in result.message
+    assert '--perception_config \'{"min_person_height": 36}\'' in result.message
+    assert result.max_people == 0 and result.detections_max == 2
+    rerun = dataclasses.replace(CONFIG, min_person_height=36.0)
+    assert _perceive(clip, rerun, models).ok

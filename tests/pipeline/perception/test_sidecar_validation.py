@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 
 import numpy as np
 import pytest
+
+from helpers.video import pattern_video
 
 from pipeline.perception import keypoints_io
 from pipeline.perception.decode import DecodeConfig
@@ -43,10 +44,7 @@ def _write(path, data):
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
-    path = tmp_path_factory.mktemp("video") / "clip.mp4"
-    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate={FPS}",
-                    "-frames:v", str(N), "-pix_fmt", "yuv420p", str(path)], check=True)  # fmt: skip
-    return path
+    return pattern_video(tmp_path_factory.mktemp("video") / "clip.mp4", W, H, FPS, N)
 
 
 @pytest.fixture(scope="module")
