@@ -66,6 +66,11 @@ def add_model_arguments(parser) -> None:
                        "else neutral); a gender that contradicts the file name is an error")
     group.add_argument("--gmm_prior", default=None, help="SMPLify GMM pose prior (.pkl); required with --smpl_model")
     group.add_argument("--pose_model", default=None, help="ultralytics YOLO pose weights (*-pose.pt) for --keypoints detect/auto")
+    group.add_argument("--detector_runtime", default="torch", choices=["torch", "onnx", "openvino"],
+                       help="how --pose_model runs: torch (the checkpoint, any device), or its ONNX Runtime or "
+                       "OpenVINO export (CPU only; exported once per worker from the same file, cached under "
+                       "<output>/_cache/detector, needs the export extra; docs/perception.md#runtimes) "
+                       "(default: %(default)s)")
     group.add_argument("--hmr_checkpoint", default=None, help="SPIN-format HMR checkpoint; without it the "
                        "keypoint-only initialiser is used")
     group.add_argument("--hmr_mean_params", default=None, help="smpl_mean_params.npz of the HMR checkpoint")

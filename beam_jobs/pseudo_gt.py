@@ -130,7 +130,13 @@ def build_stages(options: PipelineOptions) -> tuple[PerceptionStage, BundleAdjus
         crop = dict(overrides.get("crop") or {})
         crop["size"] = out.crop_size
         overrides.update(store_crops=True, crop=crop)
-    perception = ModelPerception(files, models.device, inp.keypoints, inp.keypoints_root, overrides)
+    if files.pose_model and models.detector_runtime != "torch":
+        from models.pose_runtime import check_runtime
+
+        check_runtime(models.detector_runtime)  # a missing package stops the launcher, not every worker
+    export_dir = None if storage.is_remote(out.output or "") else os.path.join(out.output, "_cache", "detector")
+    perception = ModelPerception(files, models.device, inp.keypoints, inp.keypoints_root, overrides,
+                                 models.detector_runtime, export_dir)
     bundle_adjust = ModelBundleAdjust(files, models.device, optim.ba_config or {})
     return perception, bundle_adjust, files
 

@@ -114,6 +114,7 @@ class PerceptionResult:
         fps: decoded frame rate.
         max_people: most detections in any single frame.
         stage_seconds: wall seconds per stage ("decode", "detect", "track", "init").
+        stage_cpu_seconds: process CPU seconds per stage (all threads of the process).
         init_source: "hmr" or "keypoints".
     """
 
@@ -126,6 +127,7 @@ class PerceptionResult:
     fps: float = 0.0
     max_people: int = 0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    stage_cpu_seconds: dict[str, float] = field(default_factory=dict)
     init_source: str = ""
 
     @property

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.pose_detector import FrameDetections, PoseDetector, YoloPoseDetector
+from models.pose_detector import FrameDetections, PoseDetector
+from models.pose_runtime import DETECTOR_RUNTIMES, yolo_pose_detector
 from optimize.problem import TrackProblem
 from optimize.validate import boolean, choice, declare_ranges, integer, real, text, validate_fields
 from pipeline.perception.crops import CropConfig, encode_detection_crops, track_crops
@@ -67,6 +68,8 @@ class PerceptionConfig:
         detector_iou: NMS IoU threshold.
         detector_image_size: YOLO inference size, pixels.
         detector_batch_size: frames per detector forward pass.
+        detector_runtime: "torch" (the checkpoint), or ultralytics' "onnx" (ONNX Runtime) or
+            "openvino" export of it, made once and cached (:mod:`models.pose_runtime`; CPU only).
         hmr_checkpoint: SPIN-format HMR checkpoint (None: keypoint-only initialiser).
         smpl_mean_params: SPIN mean-parameter ``.npz`` (required with ``hmr_checkpoint``;
             optional mean pose for the keypoint initialiser).
@@ -86,6 +89,7 @@ class PerceptionConfig:
     detector_iou: float = 0.7
     detector_image_size: int = 640
     detector_batch_size: int = 16
+    detector_runtime: str = "torch"
     hmr_checkpoint: str | None = None
     smpl_mean_params: str | None = None
     hmr_batch_size: int = 64
@@ -110,6 +114,7 @@ PERCEPTION_RANGES = declare_ranges(PerceptionConfig, {
     "detector_iou": real(ge=0, le=1),
     "detector_image_size": integer(ge=32, le=8192),
     "detector_batch_size": integer(ge=1),
+    "detector_runtime": choice(*DETECTOR_RUNTIMES),
     "hmr_checkpoint": text(optional=True),
     "smpl_mean_params": text(optional=True),
     "hmr_batch_size": integer(ge=1),
@@ -140,26 +145,31 @@ class PerceptionModels:
         return "hmr" if self.hmr is not None else "keypoints"
 
 
-def load_perception_models(config: PerceptionConfig, body_model, device: str = "cpu") -> PerceptionModels:
+def load_perception_models(config: PerceptionConfig, body_model, device: str = "cpu",
+                           export_dir: str | None = None) -> PerceptionModels:
     """Load the detector and HMR once (heavy; call in ``DoFn.setup``).
 
     Args:
         config: perception settings (weights paths).
         body_model: :class:`models.body_model.BodyModel` (keypoint initialiser geometry).
         device: torch device for detector and HMR.
+        export_dir: local folder caching the detector's export (``detector_runtime`` onnx or
+            openvino; the job passes ``<output>/_cache/detector`` for a local output).
 
     Raises:
         FileNotFoundError / ValueError: a configured weights file is missing or wrong.
     """
     detector = None
     if config.detector_weights is not None and config.keypoints_source != "precomputed":
-        detector = YoloPoseDetector(
+        detector = yolo_pose_detector(
             config.detector_weights,
             device=device,
             confidence=config.detector_confidence,
             iou=config.detector_iou,
             image_size=config.detector_image_size,
             batch_size=config.detector_batch_size,
+            runtime=config.detector_runtime,
+            export_dir=export_dir,
         )
     hmr = None
     if config.hmr_checkpoint is not None:
@@ -321,6 +331,7 @@ def perceive_clip(clip: ClipRef, config: PerceptionConfig, models: PerceptionMod
             fps=state.fps,
             max_people=state.max_people,
             stage_seconds=timer.rounded(),
+            stage_cpu_seconds={name: round(value, 4) for name, value in timer.cpu_seconds.items()},
             init_source=models.init_source,
             **kwargs,
         )
