@@ -116,6 +116,9 @@ class PerceptionResult:
         stage_seconds: wall seconds per stage ("decode", "detect", "track", "init").
         stage_cpu_seconds: process CPU seconds per stage (all threads of the process).
         init_source: "hmr" or "keypoints".
+        keypoint_source: where the keypoints came from,
+            ``detector:<weights>@sha256:<12 hex>`` or ``keypoints:<path>`` (see
+            :mod:`pipeline.perception.keypoint_source`); "" when not decided.
     """
 
     clip: ClipRef
@@ -129,6 +132,7 @@ class PerceptionResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     stage_cpu_seconds: dict[str, float] = field(default_factory=dict)
     init_source: str = ""
+    keypoint_source: str = ""
 
     @property
     def ok(self) -> bool:

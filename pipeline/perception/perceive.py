@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from models.pose_detector import FrameDetections, PoseDetector
-from models.pose_runtime import DETECTOR_RUNTIMES, yolo_pose_detector
+from models.pose_runtime import DETECTOR_RUNTIMES, weights_sha256, yolo_pose_detector
 from optimize.problem import TrackProblem
 from optimize.validate import boolean, choice, declare_ranges, integer, real, text, validate_fields
 from pipeline.perception.crops import CropConfig, encode_detection_crops, track_crops
@@ -41,7 +41,7 @@ from pipeline.perception.decode import (
 )
 from pipeline.perception.init import DetectionInit, KeypointInitializer, hmr_initialize, mean_pose_from_params
 from pipeline.perception.inputs import local_file_problem
-from pipeline.perception.keypoint_source import KEYPOINT_SOURCES
+from pipeline.perception.keypoint_source import KEYPOINT_SOURCES, detector_source, file_source
 from pipeline.perception.keypoints_io import KeypointsError, PrecomputedKeypoints, load_keypoints
 from pipeline.records import ClipRef, PerceptionResult, RejectReason
 from pipeline.perception.stage_timer import StageTimer
@@ -133,12 +133,15 @@ class PerceptionModels:
         hmr: HMR regressor, or None (keypoint-only initialiser).
         keypoint_init: the initialiser used without HMR.
         device: torch device string.
+        detector_source: the detector's ``keypoint_source`` value
+            (``detector:<weights>@sha256:<12 hex>``; "" without a detector).
     """
 
     detector: PoseDetector | None
     hmr: object | None
     keypoint_init: KeypointInitializer
     device: str = "cpu"
+    detector_source: str = ""
 
     @property
     def init_source(self) -> str:
@@ -159,8 +162,9 @@ def load_perception_models(config: PerceptionConfig, body_model, device: str = "
     Raises:
         FileNotFoundError / ValueError: a configured weights file is missing or wrong.
     """
-    detector = None
+    detector, source = None, ""
     if config.detector_weights is not None and config.keypoints_source != "precomputed":
+        source = detector_source(config.detector_weights, weights_sha256(config.detector_weights))
         detector = yolo_pose_detector(
             config.detector_weights,
             device=device,
@@ -182,7 +186,7 @@ def load_perception_models(config: PerceptionConfig, body_model, device: str = "
     keypoint_init = KeypointInitializer(
         body_model, mean_pose_from_params(config.smpl_mean_params), config.min_keypoint_confidence
     )
-    return PerceptionModels(detector, hmr, keypoint_init, device)
+    return PerceptionModels(detector, hmr, keypoint_init, device, source)
 
 
 class _Reject(Exception):
@@ -333,6 +337,7 @@ def perceive_clip(clip: ClipRef, config: PerceptionConfig, models: PerceptionMod
             stage_seconds=timer.rounded(),
             stage_cpu_seconds={name: round(value, 4) for name, value in timer.cpu_seconds.items()},
             init_source=models.init_source,
+            keypoint_source=file_source(clip.keypoints_uri) if clip.keypoints_uri else models.detector_source,
             **kwargs,
         )
 
@@ -387,6 +392,7 @@ def _perceive(clip: ClipRef, config: PerceptionConfig, models: PerceptionModels,
     meta_strings = {"label": clip.label, "split": clip.split, "uri": clip.uri}
     if clip.keypoints_uri is not None:
         meta_strings["keypoints"] = clip.keypoints_uri
+    meta_strings["keypoint_source"] = file_source(clip.keypoints_uri) if clip.keypoints_uri else models.detector_source
     return [
         _problem(
             clip, k, track, padded, init, frame_time, (meta.width, meta.height), meta.fps, models.init_source,
