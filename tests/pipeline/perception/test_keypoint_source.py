@@ -10,7 +10,9 @@ from pipeline.perception.keypoint_source import (
     choose_keypoints,
     detector_source,
     file_source,
+    with_file_source,
 )
+from helpers.scripted import make_problem
 from pipeline.records import ClipRef, PerceptionResult, RejectReason
 
 
@@ -81,3 +83,13 @@ def test_sources_are_the_flag_values():
     assert KEYPOINT_SOURCES == ("auto", "precomputed", "detect")
     with pytest.raises(ValueError, match="--keypoints 'detector'"):
         check_keypoint_source("detector")
+
+
+def test_a_staged_copy_is_recorded_as_the_file_the_input_named(clips):
+    """Perception reads a local copy of a remote keypoint file; the rows name the remote file."""
+    local = PerceptionResult(clips[0], problems=(make_problem("with", 0, 10, seed=1),), keypoint_source="keypoints:/tmp/x")
+    named = with_file_source(local, "gs://bucket/kp/with.coco.json")
+    assert named.keypoint_source == "keypoints:gs://bucket/kp/with.coco.json"
+    assert named.problems[0].meta["keypoint_source"] == named.keypoint_source
+    assert named.problems[0].meta["keypoints"] == "gs://bucket/kp/with.coco.json"
+    assert with_file_source(local, None) is local
