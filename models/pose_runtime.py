@@ -11,6 +11,11 @@ and nothing is downloaded or installed: the runtime's packages must be installed
 
 The export keeps the input size dynamic, so frames are letterboxed to the same rectangle as
 for the PyTorch model and the keypoints agree with PyTorch's to float rounding.
+
+An exported runtime runs on as many threads as torch does in the worker
+(``torch.get_num_threads()``, i.e. ``--torch_threads``): left alone, ONNX Runtime and
+OpenVINO start a thread per core in every worker process, and the threads spin while they
+wait, which costs CPU time without making a loaded machine faster.
 """
 
 from __future__ import annotations
@@ -21,7 +26,10 @@ import logging
 import os
 import shutil
 import tempfile
+from functools import partial
 from pathlib import Path
+
+import numpy as np
 
 from models.pose_detector import YoloPoseDetector, _import_ultralytics_safely, load_yolo_checkpoint
 
@@ -103,7 +111,7 @@ def weights_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def yolo_pose_detector(weights: str | os.PathLike, runtime: str = "torch", export_dir: str | os.PathLike | None = None,
-                       device: str = "cpu", **options) -> YoloPoseDetector:
+                       device: str = "cpu", threads: int | None = None, **options) -> YoloPoseDetector:
     """A :class:`models.pose_detector.YoloPoseDetector` on ``runtime``.
 
     Args:
@@ -112,6 +120,7 @@ def yolo_pose_detector(weights: str | os.PathLike, runtime: str = "torch", expor
             only, fp32).
         export_dir: local folder caching the export (needed with an exported runtime).
         device: torch device string.
+        threads: threads of an exported runtime (None: ``torch.get_num_threads()``).
         **options: the other :class:`YoloPoseDetector` arguments (confidence, iou, image_size, ...).
 
     Raises:
@@ -131,7 +140,34 @@ def yolo_pose_detector(weights: str | os.PathLike, runtime: str = "torch", expor
 
         path = exported_pose_model(weights, runtime, export_dir, detector.image_size)
         detector.use_runtime(YOLO(path, task="pose"), runtime)
+        if threads is None:
+            import torch
+
+            threads = torch.get_num_threads()
+        _pin_threads(detector, runtime, path, int(threads))
     return detector
+
+
+def _pin_threads(detector: YoloPoseDetector, runtime: str, path: str, threads: int) -> None:
+    """Rebuild the exported model's session with ``threads`` threads (ultralytics starts it
+    with one per core and offers no option for it)."""
+    detector.detect(np.zeros((1, 32, 32, 3), np.uint8))  # ultralytics builds its predictor and backend
+    backend = detector.model.predictor.model.backend
+    if runtime == "onnx":
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        backend.session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    else:
+        import openvino
+
+        core = openvino.Core()
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
+        backend.compile_model = partial(core.compile_model, device_name="CPU", config=config)
+        backend.ov_compiled_model = backend.compile_model(core.read_model(str(next(Path(path).glob("*.xml")))))
+    logger.info("detector runtime %s on %d threads", runtime, threads)
 
 
 def exported_pose_model(weights: str | os.PathLike, runtime: str, cache_dir: str | os.PathLike, image_size: int) -> str:

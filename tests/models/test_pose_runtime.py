@@ -26,8 +26,13 @@ def test_exported_runtime_matches_torch(random_pose_weights, tmp_path, runtime):
     options = dict(confidence=0.0, image_size=160, batch_size=2, max_detections=5)
     frames = np.random.default_rng(1).integers(0, 255, (3, 96, 128, 3), dtype=np.uint8)
     reference = YoloPoseDetector(random_pose_weights, **options).detect(frames)
-    exported = yolo_pose_detector(random_pose_weights, runtime=runtime, export_dir=tmp_path, **options)
+    exported = yolo_pose_detector(random_pose_weights, runtime=runtime, export_dir=tmp_path, threads=1, **options)
     assert exported.runtime == runtime
+    backend = exported.model.predictor.model.backend  # one thread, not one per core
+    if runtime == "onnx":
+        assert backend.session.get_session_options().intra_op_num_threads == 1
+    else:
+        assert int(backend.ov_compiled_model.get_property("INFERENCE_NUM_THREADS")) == 1
     for want, got in zip(reference, exported.detect(frames)):
         assert len(want) == len(got) > 0
         np.testing.assert_allclose(got.keypoints[..., :2], want.keypoints[..., :2], atol=0.05)
