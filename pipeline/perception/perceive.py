@@ -164,7 +164,6 @@ def load_perception_models(config: PerceptionConfig, body_model, device: str = "
     """
     detector, source = None, ""
     if config.detector_weights is not None and config.keypoints_source != "precomputed":
-        source = detector_source(config.detector_weights, weights_sha256(config.detector_weights))
         detector = yolo_pose_detector(
             config.detector_weights,
             device=device,
@@ -175,6 +174,7 @@ def load_perception_models(config: PerceptionConfig, body_model, device: str = "
             runtime=config.detector_runtime,
             export_dir=export_dir,
         )
+        source = detector_source(config.detector_weights, weights_sha256(config.detector_weights))
     hmr = None
     if config.hmr_checkpoint is not None:
         from models.hmr import HMRRegressor

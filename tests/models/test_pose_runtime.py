@@ -82,3 +82,12 @@ def test_exported_runtime_needs_the_cpu_and_a_folder(random_pose_weights, tmp_pa
         yolo_pose_detector(random_pose_weights, runtime="openvino", export_dir=None)
     with pytest.raises(ValueError, match="CPU"):
         yolo_pose_detector(random_pose_weights, runtime="onnx", device="cuda", export_dir=tmp_path)
+
+
+def test_the_job_records_the_detectors_file_name_and_hash(random_pose_weights, body_model):
+    from pipeline.perception.perceive import PerceptionConfig, load_perception_models
+
+    config = PerceptionConfig(keypoints_source="detect", detector_weights=str(random_pose_weights))
+    models = load_perception_models(config, body_model)
+    digest = pose_runtime.weights_sha256(random_pose_weights)
+    assert models.detector_source == f"detector:random-test-pose.pt@sha256:{digest[:12]}"
