@@ -43,7 +43,7 @@ COPY bench ./bench
 # the launcher's file too) pins torch/torchvision (CUDA wheels), apache-beam and every
 # transitive dependency; `pip check` fails the build on any conflict.
 RUN pip install --no-cache-dir "pip==26.3" \
-    && pip install --no-cache-dir -c constraints-dataflow.txt ".[dataflow]" \
+    && pip install --no-cache-dir -c constraints-dataflow.txt ".[dataflow,export]" \
     && pip check \
     && python -c "import apache_beam, torch, models, pipeline, transforms, beam_jobs; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 

@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml constraints.txt .ci/system-deps.sh
 	@command -v $(PYTHON) >/dev/null || { echo "setup: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11'"; exit 1; }
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip==26.3" "setuptools==84.2.1" "wheel==0.48.0"
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,dask]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,dask,export]"
 	$(PY) -m pip check
 	@mkdir -p $(YOLO_CONFIG_DIR) $(MPLCONFIGDIR)
 	@touch $(STAMP)
@@ -42,6 +42,7 @@ bench: setup
 	$(PY) -m bench.ba_accuracy --quick
 	$(PY) -m bench.ba_speed --quick
 	$(PY) -m bench.tracking --quick
+	$(PY) -m bench.perception --quick
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache
@@ -49,7 +50,7 @@ clean:
 # Re-resolve every dependency and rewrite constraints.txt (commit the result).
 lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
-	.venv-lock/bin/pip install --quiet "pip==26.3" && .venv-lock/bin/pip install --quiet -e ".[test,dask]"
+	.venv-lock/bin/pip install --quiet "pip==26.3" && .venv-lock/bin/pip install --quiet -e ".[test,dask,export]"
 	{ head -3 constraints.txt; .venv-lock/bin/pip freeze --exclude-editable; } > constraints.new && mv constraints.new constraints.txt
 	rm -rf .venv-lock
 

@@ -50,8 +50,10 @@ def add_input_arguments(parser) -> None:
     group.add_argument("--video_root", default=None, help="folder of the videos of a Kinetics CSV (default: the CSV's folder)")
     group.add_argument("--keypoints", default="auto", choices=["auto", "precomputed", "detect"],
                        help="2D keypoints: precomputed files (<stem>.coco.json or <stem>_openpose/ next to the "
-                       "video or under --keypoints_root), the pose detector (--pose_model), or auto: files where "
-                       "present, else the detector if given (default)")
+                       "video or under --keypoints_root), the pose detector (--pose_model), or auto (default): a "
+                       "manifest's keypoints_uri or a file under --keypoints_root first, then the detector when "
+                       "--pose_model is given, files next to the video only without it (an explicit --pose_model is "
+                       "never ignored); each row's keypoint_source column says which was used")
     group.add_argument("--keypoints_root", default=None, help="folder of precomputed keypoints "
                        "(<root>/<split>/<label>/<stem>.coco.json or <root>/<stem>.coco.json)")
     group.add_argument("--limit", type=int, default=0, help="process only the first N clips (by clip id)")
@@ -65,7 +67,13 @@ def add_model_arguments(parser) -> None:
                        help="body model gender (default: the one --smpl_model's file name states, e.g. SMPL_MALE.pkl, "
                        "else neutral); a gender that contradicts the file name is an error")
     group.add_argument("--gmm_prior", default=None, help="SMPLify GMM pose prior (.pkl); required with --smpl_model")
-    group.add_argument("--pose_model", default=None, help="ultralytics YOLO pose weights (*-pose.pt) for --keypoints detect/auto")
+    group.add_argument("--pose_model", default=None, help="ultralytics YOLO pose weights (*-pose.pt) for --keypoints detect/auto; under "
+                       "auto they take precedence over keypoint files next to the videos")
+    group.add_argument("--detector_runtime", default="torch", choices=["torch", "onnx", "openvino"],
+                       help="how --pose_model runs: torch (the checkpoint, any device), or its ONNX Runtime or "
+                       "OpenVINO export (CPU only; exported once per worker from the same file, cached under "
+                       "<output>/_cache/detector, needs the export extra; docs/perception.md#runtimes) "
+                       "(default: %(default)s)")
     group.add_argument("--hmr_checkpoint", default=None, help="SPIN-format HMR checkpoint; without it the "
                        "keypoint-only initialiser is used")
     group.add_argument("--hmr_mean_params", default=None, help="smpl_mean_params.npz of the HMR checkpoint")

@@ -102,7 +102,7 @@ def check_option_values(options: PipelineOptions) -> None:
 
 
 # PerceptionConfig fields the job sets from its own flags (--keypoints, --pose_model, ...).
-_SET_BY_FLAGS = ("keypoints_source", "detector_weights", "hmr_checkpoint", "smpl_mean_params")
+_SET_BY_FLAGS = ("keypoints_source", "detector_weights", "detector_runtime", "hmr_checkpoint", "smpl_mean_params")
 
 
 def check_config_overrides(options: PipelineOptions) -> None:

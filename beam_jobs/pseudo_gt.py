@@ -83,6 +83,9 @@ class JobReport:
         failed_still_failing: of those, the clips that failed again.
         books: where this run's clips ended, from the committed rows (None: nothing ran).
         body_model: the fits' body model variant ("smpl", "standin"; "" when not known).
+        notes: warnings the summary repeats (clips already written with other settings).
+        keypoint_sources: this run's clips by ``keypoint_source`` (the detector and its hash,
+            or ``keypoints:<file>`` counted as ``keypoint files``; "" as ``undecided``).
     """
 
     output: str
@@ -99,6 +102,8 @@ class JobReport:
     failed_still_failing: int = 0
     books: RunBooks | None = None
     body_model: str = ""
+    keypoint_sources: dict[str, int] = dataclasses.field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
 
 def selection_config(opts: OptimisationOptions) -> SelectionConfig:
@@ -131,12 +136,23 @@ def build_stages(options: PipelineOptions) -> tuple[PerceptionStage, BundleAdjus
         crop = dict(overrides.get("crop") or {})
         crop["size"] = out.crop_size
         overrides.update(store_crops=True, crop=crop)
-    perception = ModelPerception(files, models.device, inp.keypoints, inp.keypoints_root, overrides)
+    if files.pose_model and models.detector_runtime != "torch":
+        from models.pose_runtime import check_runtime
+
+        check_runtime(models.detector_runtime)  # a missing package stops the launcher, not every worker
+    export_dir = None if storage.is_remote(out.output or "") else os.path.join(out.output, "_cache", "detector")
+    if files.pose_model and inp.keypoints == "auto":
+        LOGGER.info("keypoints: --pose_model %s finds the people of every clip; keypoint files next to the videos are "
+                    "not used (a manifest's keypoints_uri and files under --keypoints_root are); pass --keypoints "
+                    "precomputed to use the files", files.pose_model)
+    perception = ModelPerception(files, models.device, inp.keypoints, inp.keypoints_root, overrides,
+                                 models.detector_runtime, export_dir)
     bundle_adjust = ModelBundleAdjust(files, models.device, optim.ba_config or {})
     return perception, bundle_adjust, files
 
 
-def plan_inputs(options: PipelineOptions, dry_run: bool = False) -> tuple[InputListing, InputListing, int, list[str]]:
+def plan_inputs(options: PipelineOptions, dry_run: bool = False,
+                settings_hash: str = "") -> tuple[InputListing, InputListing, int, list[str], int]:
     """Read the input and drop what an earlier run already wrote (``dry_run``: delete nothing).
 
     A clip committed as ``failed`` (a fault of that run: a lost device, out of memory, a
@@ -145,9 +161,13 @@ def plan_inputs(options: PipelineOptions, dry_run: bool = False) -> tuple[InputL
     processed again, so its new rows replace the old ones. ``rejected`` is a verdict on the
     input and stays.
 
+    A skipped clip keeps the settings it was fitted with: when its manifest entry records
+    another ``settings_hash`` than this run's, a warning says so and names ``--overwrite``.
+
     Returns:
         (everything listed, what is left to do, number of clips skipped, ids of the failed
-        clips of earlier runs that this run retries).
+        clips of earlier runs that this run retries, number of skipped clips fitted with
+        other settings).
     """
     inp, out = options.view_as(InputOptions), options.view_as(OutputOptions)
     listing = read_inputs(
@@ -182,7 +202,11 @@ def plan_inputs(options: PipelineOptions, dry_run: bool = False) -> tuple[InputL
     if skipped:
         LOGGER.info("resume: %d of %d clips are already written under %s; skipping them (pass --overwrite to redo)",
                     skipped, listing.num_inputs, out.output)
-    return listing, todo, skipped, failed if out.retry_failed else []
+    skipped_ids = listed - {c.clip_id for c in todo.clips} - {r.clip.clip_id for r in todo.rejected}
+    stale = sum(1 for k in skipped_ids if settings_hash and done.get(k, {}).get("settings_hash") != settings_hash)
+    if stale:
+        LOGGER.warning(stale_settings_line(stale, skipped, out.output, settings_hash))
+    return listing, todo, skipped, failed if out.retry_failed else [], stale
 
 
 def _clear_output(output: str, beam_storage: storage.BeamStorage) -> None:
@@ -292,11 +316,45 @@ def _job_settings(options: PipelineOptions, perception, bundle_adjust, run_meta:
     return JobSettings(
         selection=selection,
         writer=WriterConfig(out.output, row_group_size=out.row_group_size, store_crops=out.store_crops),
-        run=dataclasses.replace(run_meta, config=config), frames_mode=_frames_mode(out),
+        run=dataclasses.replace(run_meta, config=config, settings_hash=fit_settings_hash(config, run_meta)),
+        frames_mode=_frames_mode(out),
         batch_max_frames=optim.ba_batch_frames, batch_max_tracks=optim.ba_batch_tracks,
         heartbeat_s=out.ba_heartbeat_seconds, torch_threads=runners.worker_torch_threads(options),
         source_hash=source_hash(), allow_source_mismatch=options.view_as(RunnerOptions).allow_image_mismatch,
     )
+
+
+def fit_settings_hash(config: dict[str, Any], run_meta: schema.RunMetadata) -> str:
+    """:func:`pipeline.dataset.schema.settings_hash` of what a clip's rows depend on: the
+    perception and bundle-adjustment configs (model files by file name, not by path), the
+    keypoint source flag and the body model's sha256. The selection is not part of it (it is
+    recomputed over the whole output at the end of every run)."""
+
+    def without_paths(value):
+        if isinstance(value, dict):
+            return {k: (os.path.basename(v) if isinstance(v, str) and k in _PATH_SETTINGS else without_paths(v))
+                    for k, v in value.items() if k not in ("device", "keypoints_root")}
+        return value
+
+    return schema.settings_hash({
+        "perception": without_paths(config["perception"]),
+        "bundle_adjust": without_paths(config["bundle_adjust"]),
+        "keypoints": config["keypoints"],
+        "body_model_sha256": run_meta.body_model.sha256,
+    })
+
+
+# Settings that hold a model file's path (machine-specific): hashed by file name.
+_PATH_SETTINGS = ("detector_weights", "hmr_checkpoint", "smpl_mean_params")
+
+
+def stale_settings_line(stale: int, skipped: int, output: str, current: str) -> str:
+    """The warning that ``stale`` of the ``skipped`` clips already written under ``output``
+    were fitted with other settings than this run's (settings hash ``current``)."""
+    return (f"settings changed: {stale} of the {skipped} clips already written under {output} were fitted with other "
+            f"perception or bundle-adjustment settings than this run's (settings hash {current}); they are skipped and "
+            f"keep their old rows and settings. Pass --overwrite to refit every clip with these settings (or write to "
+            f"a new --output)")
 
 
 def clips_per_batch(options: PipelineOptions, num_clips: int) -> int:
@@ -349,14 +407,16 @@ def _plan_and_run(options: PipelineOptions, dry_run: bool, perception: Perceptio
     """Plan the input, build and run the pipeline, then finish the output (under its lock)."""
     out = options.view_as(OutputOptions)
     settings = _job_settings(options, perception, bundle_adjust, run_meta)
-    listing, todo, skipped, retried = plan_inputs(options, dry_run)
+    listing, todo, skipped, retried, stale = plan_inputs(options, dry_run, settings.run.settings_hash)
+    notes = (stale_settings_line(stale, skipped, out.output, settings.run.settings_hash),) if stale else ()
     extra = {"input": listing.description}
     if todo.num_inputs == 0 and not dry_run:
         LOGGER.info("nothing to do: all %d clips of the input are already written under %s; selecting over them",
                     listing.num_inputs, out.output)
         # the selection, _common_metadata and the card (finishing an output a killed run left without them)
         stats = finish_run(settings.writer, settings.run, settings.selection, extra)
-        return JobReport(out.output, listing.num_inputs, skipped, 0, {}, {}, stats, time.perf_counter() - start, "SKIPPED")
+        return JobReport(out.output, listing.num_inputs, skipped, 0, {}, {}, stats, time.perf_counter() - start, "SKIPPED",
+                         notes=notes)
     path, lines = write_listing(out.output, todo, write=not dry_run)
     batches = plan_batches(path, lines, clips_per_batch(options, len(todo.clips)))
     runner = runners.make_runner(options, len(batches), start_cluster=not dry_run)
@@ -378,8 +438,9 @@ def _plan_and_run(options: PipelineOptions, dry_run: bool, perception: Perceptio
     if todo.rejected:  # bad input rows: committed here, the launcher has them already
         commit_input_rejections(todo.rejected, settings.writer, settings.run)
     state, counters, distributions = _execute(pipeline, runner, options, len(todo.clips))
-    return _finish(options, settings, listing, skipped, retried, expected, before, extra,
-                   (state, counters, distributions), start)
+    report = _finish(options, settings, listing, skipped, retried, expected, before, extra,
+                     (state, counters, distributions), start)
+    return dataclasses.replace(report, notes=notes)
 
 
 def _dry_run_graph(pipeline, options: PipelineOptions, where: str, todo: InputListing, skipped: int,
@@ -417,8 +478,10 @@ def _finish(options: PipelineOptions, settings: JobSettings, listing: InputListi
     out = options.view_as(OutputOptions)
     beam_storage = storage.BeamStorage()
     finish_run(settings.writer, settings.run, settings.selection, extra)
-    books = run_books(expected, manifests_since(out.output, before, beam_storage),
-                      read_selection_outcomes(out.output, beam_storage), read_selection_track_reasons(out.output, beam_storage))
+    committed = manifests_since(out.output, before, beam_storage)
+    books = run_books(expected, committed, read_selection_outcomes(out.output, beam_storage),
+                      read_selection_track_reasons(out.output, beam_storage))
+    sources = keypoint_source_counts(committed, expected)
     counters = {**counters, **books.counters()}  # the clip counts come from the committed rows
     wall = time.perf_counter() - start
     done = completed_clips(out.output, beam_storage)
@@ -427,17 +490,32 @@ def _finish(options: PipelineOptions, settings: JobSettings, listing: InputListi
         "clips_in": len(expected), "clips_skipped": skipped, "wall_seconds": round(wall, 2),
         "clips_per_second": round(len(expected) / wall, 4) if wall > 0 else None,
         "failed_retried": len(retried), "failed_still_failing": still_failing,
-        "books": books.to_json(), "counters": counters, "state": state,
+        "books": books.to_json(), "counters": counters, "state": state, "keypoint_sources": sources,
     }
     stats = write_card(out.output, settings.run, beam_storage,
                        {**extra, "last_run": last_run, "selection": read_selection_summary(out.output, beam_storage)})
     report = JobReport(out.output, listing.num_inputs, skipped, len(expected), counters, distributions, stats, wall, state,
                        failed_retried=len(retried), failed_still_failing=still_failing, books=books,
-                       body_model=settings.run.body_model.variant)
+                       body_model=settings.run.body_model.variant, keypoint_sources=sources)
     if not books.balanced:
         raise BooksError(report, f"the run's books do not balance: {books.problems()}; the output keeps what was "
                                  f"committed; run the job again to process the missing clips")
     return report
+
+
+def keypoint_source_counts(manifests: list[dict], clips: set[str]) -> dict[str, int]:
+    """Clips of ``clips`` by keypoint source in the committed ``manifests``: each detector
+    (``detector:<weights>@sha256:<hash>``) apart, every keypoint file as ``keypoint files``,
+    a clip rejected before its source was decided as ``undecided``."""
+    counts: dict[str, int] = {}
+    for manifest in manifests:
+        for clip_id, entry in manifest.get("clips", {}).items():
+            if clip_id not in clips:
+                continue
+            source = entry.get("keypoint_source") or ""
+            key = "keypoint files" if source.startswith("keypoints:") else (source or "undecided")
+            counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 class BooksError(RuntimeError):
@@ -550,10 +628,12 @@ def summary_lines(report: JobReport, since_start: float | None = None) -> list[s
           if report.failed_retried else []),
         f"this run's {_track_line(books)}; frames written "
         f"{c.get('frames_written', 0)} (the selected tracks hold {c.get('inlier_frames', 0)} inlier frames)",
+        *([f"keypoints by source (this run's clips): {report.keypoint_sources}"] if report.keypoint_sources else []),
         wall_line(report, since_start),
         f"dataset (all runs): {s.get('clips', 0)} clips, {s.get('clips_kept', 0)} kept, {s.get('clips_rejected', 0)} "
         f"rejected, {s.get('clips_failed', 0)} failed; rejected by reason {s.get('rejected_by_reason', {})}",
         *([STANDIN_SUMMARY] if report.body_model == "standin" else []),
+        *report.notes,
     ]
     return lines
 

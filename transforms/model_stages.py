@@ -235,6 +235,9 @@ class ModelPerception:
         keypoints_source: "auto", "precomputed" or "detect" (``--keypoints``).
         keypoints_root: folder of precomputed keypoints (None: next to the videos).
         overrides: PerceptionConfig field overrides (``--perception_config``).
+        detector_runtime: "torch", "onnx" or "openvino" (``--detector_runtime``).
+        export_dir: local folder caching the detector's export (None: a folder of the
+            worker's temporary directory).
     """
 
     files: ModelFiles
@@ -242,6 +245,8 @@ class ModelPerception:
     keypoints_source: str = "auto"
     keypoints_root: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
+    detector_runtime: str = "torch"
+    export_dir: str | None = None
 
     def __post_init__(self) -> None:
         check_keypoint_source(self.keypoints_source)
@@ -260,6 +265,7 @@ class ModelPerception:
         values.update(
             keypoints_source=self.keypoints_source,
             detector_weights=local(self.files.pose_model),
+            detector_runtime=self.detector_runtime,
             hmr_checkpoint=local(self.files.hmr_checkpoint),
             smpl_mean_params=local(self.files.hmr_mean_params),
         )
@@ -281,7 +287,8 @@ class ModelPerception:
         cache = _worker_cache()
         self._device = check_device(self.device)  # raises: Beam retries or fails the job, no clip is marked failed
         self._config = self.config(lambda p: _local(p, cache))
-        self._models = load_perception_models(self._config, load_body_model(self.files), self._device)
+        export_dir = self.export_dir or os.path.join(cache, "detector")
+        self._models = load_perception_models(self._config, load_body_model(self.files), self._device, export_dir)
         LOGGER.info("perception models loaded on %s (init: %s)", self._device,
                     "HMR" if self.files.hmr_checkpoint else "keypoint-only")
 

@@ -11,7 +11,7 @@ import apache_beam as beam
 from apache_beam.utils.shared import Shared
 
 from pipeline.dataset.rows import ClipOutcome, failed_outcome, outcome_from_rejection
-from pipeline.perception.keypoint_source import choose_keypoints
+from pipeline.perception.keypoint_source import choose_keypoints, with_file_source
 from pipeline.records import ClipRef, PerceptionResult, RejectReason
 from pipeline.perception.stage_timer import StageTimer
 from transforms import metrics, storage
@@ -84,7 +84,10 @@ class PerceiveClipFn(beam.DoFn):
                 bad_video = stage.video_rejection(clip.replace(uri=_staged(clip.uri, workdir)))
                 return (dataclasses.replace(bad_video, clip=clip) if bad_video else chosen), False
             ready = chosen.replace(uri=_staged(chosen.uri, workdir), keypoints_uri=_staged(chosen.keypoints_uri, workdir))
-            return dataclasses.replace(stage(ready), clip=clip), True  # report the original uri
+            result = stage(ready)
+            if ready.keypoints_uri != chosen.keypoints_uri:  # a local copy was read: name the file as given
+                result = with_file_source(result, chosen.keypoints_uri)
+            return dataclasses.replace(result, clip=clip), True  # report the original uri
         finally:
             if workdir:
                 shutil.rmtree(workdir, ignore_errors=True)

@@ -24,7 +24,7 @@ class ShardSummary:
     Attributes:
         name: shard name (``shard-<digest>``).
         clips: clip id -> {"outcome", "reason", "label", "tracks", "selected_tracks",
-            "frames", "inlier_frames", "stage"}.
+            "frames", "inlier_frames", "stage", "keypoint_source", "settings_hash"}.
         files: dataset -> file name written (datasets without rows have none).
         rows: dataset -> rows written.
     """

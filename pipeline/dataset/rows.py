@@ -41,6 +41,7 @@ class ClipOutcome:
         num_inlier_frames: inlier frames among the selected tracks' frames.
         track_reasons: the ``selection_reason`` of each of the clip's track rows at commit
             (``eligible``: the selection at the end of the run decides).
+        keypoint_source: the ``keypoint_source`` of the clip's rows ("" when not decided).
     """
 
     clip_id: str
@@ -55,6 +56,7 @@ class ClipOutcome:
     num_frames_written: int = 0
     num_inlier_frames: int = 0
     track_reasons: tuple[str, ...] = ()
+    keypoint_source: str = ""
 
     def table(self, dataset: str) -> pa.Table | None:
         return {"frames": self.frames, "tracks": self.tracks, "rejected": self.rejected}[dataset]
@@ -177,6 +179,7 @@ def frames_table(
     fit: TrackFit,
     selection: TrackSelection,
     inliers_only: bool = False,
+    keypoint_source: str | None = None,
 ) -> pa.Table:
     """``frames/`` rows of one fitted track (every frame, or its inlier frames only).
 
@@ -186,6 +189,8 @@ def frames_table(
         fit: the track's fit, status "ok" (shapes (T, ...) as in :class:`TrackFit`).
         selection: the track's verdict (``track_selected`` column).
         inliers_only: keep only the inlier frames.
+        keypoint_source: the clip's keypoint source (None: the problem's
+            ``meta["keypoint_source"]``, "" when it has none).
     """
     if fit.status != "ok":
         raise ValueError(f"track {clip.clip_id}#{fit.track_id} has fit status {fit.status!r}; only 'ok' fits become frames")
@@ -198,6 +203,7 @@ def frames_table(
     width, height = problem.image_size
     columns = {
         **_clip_columns(clip),
+        "keypoint_source": _source(problem, keypoint_source),
         "track_id": int(fit.track_id),
         "frame_index": np.asarray(problem.frame_index, dtype=np.int32)[keep],
         "frame_time": np.asarray(problem.frame_time, dtype=np.float64)[keep],
@@ -256,16 +262,21 @@ def detection_columns(result: PerceptionResult | None) -> dict[str, float | int]
     }
 
 
+def _source(problem: TrackProblem, keypoint_source: str | None) -> str:
+    return problem.meta.get("keypoint_source", "") if keypoint_source is None else keypoint_source
+
+
 def tracks_table(clip: ClipRef, fitted: Sequence[tuple[TrackProblem, TrackFit, TrackSelection]],
-                 perceived: PerceptionResult | None = None) -> pa.Table:
+                 perceived: PerceptionResult | None = None, keypoint_source: str | None = None) -> pa.Table:
     """``tracks/`` rows, one per fitted track of the clip (in track order); ``perceived``
-    gives the clip's detection columns."""
+    gives the clip's detection columns, ``keypoint_source`` as in :func:`frames_table`."""
     rows: dict[str, list] = {c.name: [] for c in schema.TRACKS_COLUMNS}
     for problem, fit, selection in sorted(fitted, key=lambda item: item[1].track_id):
         width, height = problem.image_size
         energies = {k: float(v) for k, v in fit.energies.items()}
         values = {
             **_clip_columns(clip),
+            "keypoint_source": _source(problem, keypoint_source),
             "track_id": int(fit.track_id),
             "fit_status": fit.status,
             "num_frames": problem.num_frames,
@@ -309,11 +320,13 @@ def rejected_table(
     max_people: int = 0,
     num_tracks: int = 0,
     perceived: PerceptionResult | None = None,
+    keypoint_source: str = "",
 ) -> pa.Table:
     """The one ``rejected/`` row of a rejected or failed clip (``perceived``: its detection
     columns, None where perception did not run)."""
     columns = {
         **_clip_columns(clip),
+        "keypoint_source": keypoint_source,
         "outcome": outcome,
         "reason": reason,
         "stage": stage,
@@ -336,10 +349,10 @@ def outcome_from_rejection(result: PerceptionResult, stage: str = "perceive") ->
     outcome = "failed" if result.reject_reason == RejectReason.FAILED else "rejected"
     table = rejected_table(
         result.clip, outcome, result.reject_reason, stage, result.message,
-        result.num_frames, result.max_people, len(result.problems), result,
+        result.num_frames, result.max_people, len(result.problems), result, result.keypoint_source,
     )
     return ClipOutcome(result.clip.clip_id, outcome, result.reject_reason, stage, rejected=table,
-                       num_tracks=len(result.problems))
+                       num_tracks=len(result.problems), keypoint_source=result.keypoint_source)
 
 
 def failed_outcome(clip: ClipRef, stage: str, message: str) -> ClipOutcome:

@@ -16,6 +16,9 @@ Schema key-value metadata (all values are UTF-8 strings, JSON where noted):
 * ``vid2mesh.body_model`` (JSON): variant (``smpl`` or ``standin``), gender, file name, sha256.
 * ``vid2mesh.joint_orders`` (JSON): column name -> list of joint names.
 * ``vid2mesh.config`` (JSON): the run's perception, bundle-adjustment and selection config.
+* ``vid2mesh.settings_hash``: :func:`settings_hash` of the perception and bundle-adjustment
+  settings the shard's clips were fitted with (also in each clip's manifest entry; a rerun
+  into the output compares it).
 * ``vid2mesh.code_version``: package version and git commit when known.
 * ``huggingface`` (JSON): ``{"info": {"features": ...}}`` for HuggingFace ``datasets``.
 
@@ -46,6 +49,7 @@ KEY_BODY_MODEL = "vid2mesh.body_model"
 KEY_JOINT_ORDERS = "vid2mesh.joint_orders"
 KEY_CONFIG = "vid2mesh.config"
 KEY_CODE_VERSION = "vid2mesh.code_version"
+KEY_SETTINGS_HASH = "vid2mesh.settings_hash"
 KEY_HUGGINGFACE = "huggingface"
 
 # Field metadata keys (each column's own description, in every Parquet file).
@@ -126,8 +130,17 @@ _DETECTION_COLUMNS = (
     Column("duplicate_tracks", I32, (), "", "Tracks of the clip dropped because another track follows the same person (hips within 0.1 body heights on most common frames)."),
 )
 
+# Where the clip's 2D keypoints came from (frames/, tracks/ and rejected/).
+KEYPOINT_SOURCE_COLUMN = Column(
+    "keypoint_source", STR, (), "",
+    "Where the clip's 2D keypoints came from: detector:<weights file name>@sha256:<first 12 hex digits> (the pose "
+    "detector, --pose_model) or keypoints:<path> (a precomputed keypoint file or folder, as the input named or "
+    "found it); empty when the clip was rejected before its source was decided (pipeline.perception.keypoint_source).",
+)
+
 FRAMES_COLUMNS: tuple[Column, ...] = (
     *_CLIP_COLUMNS,
+    KEYPOINT_SOURCE_COLUMN,
     Column("track_id", I32, (), "", "0-based person track within the clip (0 = first path the tracker extracted)."),
     Column("frame_index", I32, (), "", "Index of the decoded frame, counted from 0 at the decoded clip start."),
     Column("frame_time", F64, (), "s", "Seconds from the decoded clip start."),
@@ -165,6 +178,7 @@ FRAMES_COLUMNS: tuple[Column, ...] = (
 
 TRACKS_COLUMNS: tuple[Column, ...] = (
     *_CLIP_COLUMNS,
+    KEYPOINT_SOURCE_COLUMN,
     Column("track_id", I32, (), "", "0-based person track within the clip."),
     Column("fit_status", STR, (), "", "Bundle-adjustment outcome: ok, diverged (never written as frames), failed, or split (identity switches found: the track's pieces were fitted as tracks of their own, ids track_id + 1000 k)."),
     Column("num_frames", I32, (), "", "Frames of the track (first to last frame it was seen, skipped frames included)."),
@@ -204,6 +218,7 @@ CROP_COLUMN = Column(
 
 REJECTED_COLUMNS: tuple[Column, ...] = (
     *_CLIP_COLUMNS,
+    KEYPOINT_SOURCE_COLUMN,
     Column("outcome", STR, (), "", "rejected (an expected outcome of the data) or failed (an unexpected error)."),
     Column("reason", STR, (), "", "Reason code (pipeline.records.RejectReason): missing_file, not_a_file, unreadable, no_video_stream, zero_frames, too_long, timeout, missing_keypoints, corrupt_keypoints, no_person, too_small, crowded, bad_input_row, no_track_selected, all_tracks_diverged, failed."),
     Column("stage", STR, (), "", "Stage that produced the record: input, perceive, bundle_adjust, select."),
@@ -261,11 +276,21 @@ class RunMetadata:
         config: JSON-able mapping of the run's configs (perception, bundle adjustment,
             selection); written verbatim as ``vid2mesh.config``.
         code_version: see :func:`code_version`.
+        settings_hash: :func:`settings_hash` of the perception and bundle-adjustment
+            settings ("" when not known).
     """
 
     body_model: BodyModelInfo
     config: dict[str, Any] = field(default_factory=dict)
     code_version: str = ""
+    settings_hash: str = ""
+
+
+def settings_hash(settings: dict[str, Any]) -> str:
+    """16 hex digits of the sha256 of ``settings`` as sorted JSON: the identity of the
+    settings a clip was fitted with (perception and bundle adjustment, model files by hash)."""
+    text = json.dumps(settings, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -359,6 +384,8 @@ def schema_for(dataset: str, run: RunMetadata | None = None, crops: bool = False
         metadata[KEY_BODY_MODEL] = json.dumps(run.body_model.to_json(), sort_keys=True)
         metadata[KEY_CONFIG] = json.dumps(run.config, sort_keys=True, default=str)
         metadata[KEY_CODE_VERSION] = run.code_version
+        if run.settings_hash:
+            metadata[KEY_SETTINGS_HASH] = run.settings_hash
     return pa.schema([c.field() for c in columns], metadata=metadata)
 
 

@@ -134,6 +134,7 @@ def write_shard(
             "outcome": o.outcome, "reason": o.reason, "stage": o.stage,
             "label": _label(o), "tracks": o.num_tracks, "selected_tracks": o.num_selected_tracks,
             "frames": o.num_frames_written, "inlier_frames": o.num_inlier_frames,
+            "keypoint_source": o.keypoint_source, "settings_hash": run.settings_hash,
         }
         for o in ordered
     }

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.pose_detector import FrameDetections, PoseDetector, YoloPoseDetector
+from models.pose_detector import FrameDetections, PoseDetector
+from models.pose_runtime import DETECTOR_RUNTIMES, weights_sha256, yolo_pose_detector
 from optimize.problem import TrackProblem
 from optimize.validate import boolean, choice, declare_ranges, integer, real, text, validate_fields
 from pipeline.perception.crops import CropConfig, encode_detection_crops, track_crops
@@ -40,7 +41,7 @@ from pipeline.perception.decode import (
 )
 from pipeline.perception.init import DetectionInit, KeypointInitializer, hmr_initialize, mean_pose_from_params
 from pipeline.perception.inputs import local_file_problem
-from pipeline.perception.keypoint_source import KEYPOINT_SOURCES
+from pipeline.perception.keypoint_source import KEYPOINT_SOURCES, detector_source, file_source
 from pipeline.perception.keypoints_io import KeypointsError, PrecomputedKeypoints, load_keypoints
 from pipeline.perception.nms import OKS_THRESHOLD, duplicate_tracks, oks_nms
 from pipeline.records import ClipRef, PerceptionResult, RejectReason
@@ -71,6 +72,8 @@ class PerceptionConfig:
         detector_upscale: enlargement of the decoded frames at the detector's input when
             ``detector_image_size`` is None (small people; ``docs/perception.md``).
         detector_batch_size: frames per detector forward pass.
+        detector_runtime: "torch" (the checkpoint), or ultralytics' "onnx" (ONNX Runtime) or
+            "openvino" export of it, made once and cached (:mod:`models.pose_runtime`; CPU only).
         hmr_checkpoint: SPIN-format HMR checkpoint (None: keypoint-only initialiser).
         smpl_mean_params: SPIN mean-parameter ``.npz`` (required with ``hmr_checkpoint``;
             optional mean pose for the keypoint initialiser).
@@ -98,6 +101,7 @@ class PerceptionConfig:
     detector_image_size: int | None = None
     detector_upscale: float = 1.5
     detector_batch_size: int = 16
+    detector_runtime: str = "torch"
     hmr_checkpoint: str | None = None
     smpl_mean_params: str | None = None
     hmr_batch_size: int = 64
@@ -125,6 +129,7 @@ PERCEPTION_RANGES = declare_ranges(PerceptionConfig, {
     "detector_image_size": integer(ge=32, le=8192, optional=True),
     "detector_upscale": real(ge=0.25, le=8),
     "detector_batch_size": integer(ge=1),
+    "detector_runtime": choice(*DETECTOR_RUNTIMES),
     "hmr_checkpoint": text(optional=True),
     "smpl_mean_params": text(optional=True),
     "hmr_batch_size": integer(ge=1),
@@ -145,32 +150,38 @@ class PerceptionModels:
         hmr: HMR regressor, or None (keypoint-only initialiser).
         keypoint_init: the initialiser used without HMR.
         device: torch device string.
+        detector_source: the detector's ``keypoint_source`` value
+            (``detector:<weights>@sha256:<12 hex>``; "" without a detector).
     """
 
     detector: PoseDetector | None
     hmr: object | None
     keypoint_init: KeypointInitializer
     device: str = "cpu"
+    detector_source: str = ""
 
     @property
     def init_source(self) -> str:
         return "hmr" if self.hmr is not None else "keypoints"
 
 
-def load_perception_models(config: PerceptionConfig, body_model, device: str = "cpu") -> PerceptionModels:
+def load_perception_models(config: PerceptionConfig, body_model, device: str = "cpu",
+                           export_dir: str | None = None) -> PerceptionModels:
     """Load the detector and HMR once (heavy; call in ``DoFn.setup``).
 
     Args:
         config: perception settings (weights paths).
         body_model: :class:`models.body_model.BodyModel` (keypoint initialiser geometry).
         device: torch device for detector and HMR.
+        export_dir: local folder caching the detector's export (``detector_runtime`` onnx or
+            openvino; the job passes ``<output>/_cache/detector`` for a local output).
 
     Raises:
         FileNotFoundError / ValueError: a configured weights file is missing or wrong.
     """
-    detector = None
+    detector, source = None, ""
     if config.detector_weights is not None and config.keypoints_source != "precomputed":
-        detector = YoloPoseDetector(
+        detector = yolo_pose_detector(
             config.detector_weights,
             device=device,
             confidence=config.detector_confidence,
@@ -178,7 +189,10 @@ def load_perception_models(config: PerceptionConfig, body_model, device: str = "
             image_size=config.detector_image_size,
             upscale=config.detector_upscale,
             batch_size=config.detector_batch_size,
+            runtime=config.detector_runtime,
+            export_dir=export_dir,
         )
+        source = detector_source(config.detector_weights, weights_sha256(config.detector_weights))
     hmr = None
     if config.hmr_checkpoint is not None:
         from models.hmr import HMRRegressor
@@ -190,7 +204,7 @@ def load_perception_models(config: PerceptionConfig, body_model, device: str = "
     keypoint_init = KeypointInitializer(
         body_model, mean_pose_from_params(config.smpl_mean_params), config.min_keypoint_confidence
     )
-    return PerceptionModels(detector, hmr, keypoint_init, device)
+    return PerceptionModels(detector, hmr, keypoint_init, device, source)
 
 
 class _Reject(Exception):
@@ -365,7 +379,9 @@ def perceive_clip(clip: ClipRef, config: PerceptionConfig, models: PerceptionMod
             fps=state.fps,
             **state.summary(),
             stage_seconds=timer.rounded(),
+            stage_cpu_seconds={name: round(value, 4) for name, value in timer.cpu_seconds.items()},
             init_source=models.init_source,
+            keypoint_source=file_source(clip.keypoints_uri) if clip.keypoints_uri else models.detector_source,
             **kwargs,
         )
 
@@ -421,6 +437,7 @@ def _perceive(clip: ClipRef, config: PerceptionConfig, models: PerceptionModels,
     meta_strings = {"label": clip.label, "split": clip.split, "uri": clip.uri}
     if clip.keypoints_uri is not None:
         meta_strings["keypoints"] = clip.keypoints_uri
+    meta_strings["keypoint_source"] = file_source(clip.keypoints_uri) if clip.keypoints_uri else models.detector_source
     return [
         _problem(
             clip, k, track, padded, init, frame_time, (meta.width, meta.height), meta.fps, models.init_source,

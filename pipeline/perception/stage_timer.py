@@ -1,4 +1,4 @@
-"""Wall seconds per named stage, summed over every time the stage runs."""
+"""Wall and process-CPU seconds per named stage, summed over every time the stage runs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from contextlib import contextmanager
 
 
 class StageTimer:
-    """Accumulates wall-clock seconds per stage name.
+    """Accumulates wall-clock seconds (``seconds``) and process CPU seconds (``cpu_seconds``,
+    every thread of the process: what a runtime that uses several cores costs) per stage.
 
     ::
 
@@ -23,15 +24,17 @@ class StageTimer:
 
     def __init__(self, *names: str):
         self.seconds: dict[str, float] = dict.fromkeys(names, 0.0)
+        self.cpu_seconds: dict[str, float] = dict.fromkeys(names, 0.0)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         """Add the seconds spent in the ``with`` block to ``name`` (also when it raises)."""
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         try:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+            self.cpu_seconds[name] = self.cpu_seconds.get(name, 0.0) + time.process_time() - cpu_start
 
     def rounded(self, digits: int = 4) -> dict[str, float]:
         """The seconds per stage, rounded to ``digits`` decimals."""

@@ -1,6 +1,7 @@
 """The launcher with scripted stages: bad glob entries reach rejected/ and the summary,
-and a resume after a kill between the last manifest and the card writes the card
-and the _common_metadata files."""
+a resume after a kill between the last manifest and the card writes the card
+and the _common_metadata files, and a rerun with other settings says which clips keep
+their old ones."""
 
 from __future__ import annotations
 
@@ -12,13 +13,23 @@ import pyarrow.parquet as pq
 
 from beam_jobs import pseudo_gt
 from pipeline.dataset import schema
-from helpers.scripted import ScriptedBundleAdjust, ScriptedPerception
+from helpers.scripted import SCRIPTED_DETECTOR, ScriptedBundleAdjust, ScriptedPerception
 
 BODY = schema.BodyModelInfo("standin", "neutral", "vid2mesh_standin_neutral.pkl", "12" * 32)
 
 
 def _run(argv):
     return pseudo_gt.run(argv, perception=ScriptedPerception(), bundle_adjust=ScriptedBundleAdjust(), body_model=BODY)
+
+
+def _two_clip_run(tmp_path):
+    """(output folder, job flags) of a run over two scripted clips."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name in ("a1_000001_000011", "a2_000002_000012"):
+        (corpus / f"{name}.mp4").write_bytes(b"scripted")
+    out = tmp_path / "out"
+    return out, ["--input", str(corpus), "--output", str(out), "--e_norm_threshold", "30", "--min_inlier_fraction", "0"]
 
 
 def test_bad_glob_entries_are_rejected_rows_and_counted(tmp_path):
@@ -44,12 +55,7 @@ def test_bad_glob_entries_are_rejected_rows_and_counted(tmp_path):
 
 
 def test_resume_after_the_last_manifest_writes_the_card_and_common_metadata(tmp_path):
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for name in ("a1_000001_000011", "a2_000002_000012"):
-        (corpus / f"{name}.mp4").write_bytes(b"scripted")
-    out = tmp_path / "out"
-    argv = ["--input", str(corpus), "--output", str(out), "--e_norm_threshold", "30", "--min_inlier_fraction", "0"]
+    out, argv = _two_clip_run(tmp_path)
     first = _run(argv)
     assert first.state == "DONE"
     finished = {p: p.read_bytes() for p in out.rglob("_common_metadata")}
@@ -65,3 +71,24 @@ def test_resume_after_the_last_manifest_writes_the_card_and_common_metadata(tmp_
         pq.read_schema(path)  # a readable schema-only Parquet file
     assert (out / "README.md").exists()
     assert json.loads((out / "stats.json").read_text())["clips"] == stats_before["clips"] == 2
+
+
+def test_a_rerun_with_other_settings_names_the_clips_that_keep_theirs_and_overwrite(tmp_path, caplog):
+    out, argv = _two_clip_run(tmp_path)
+    first = _run(argv + ["--keypoints", "detect"])
+    assert first.keypoint_sources == {SCRIPTED_DETECTOR: 2}
+    assert f"keypoints by source (this run's clips): {{'{SCRIPTED_DETECTOR}': 2}}" in pseudo_gt.summary_lines(first)
+    tracks = ds.dataset(out / "tracks", format="parquet").to_table()
+    assert set(tracks.column("keypoint_source").to_pylist()) == {SCRIPTED_DETECTOR}
+    written = schema.read_metadata(tracks.schema)["vid2mesh.settings_hash"]
+    same = _run(argv + ["--keypoints", "detect"])
+    assert same.state == "SKIPPED" and same.notes == ()
+    changed = _run(argv + ["--keypoints", "auto"])  # other settings, same output
+    assert changed.state == "SKIPPED" and changed.clips_skipped == 2
+    (note,) = changed.notes
+    assert note in pseudo_gt.summary_lines(changed) and note in caplog.text
+    assert "2 of the 2 clips already written" in note and "--overwrite" in note and written not in note
+    redone = _run(argv + ["--keypoints", "auto", "--overwrite"])
+    assert redone.clips_in == 2 and redone.notes == ()
+    tracks = ds.dataset(out / "tracks", format="parquet").to_table()
+    assert schema.read_metadata(tracks.schema)["vid2mesh.settings_hash"] != written

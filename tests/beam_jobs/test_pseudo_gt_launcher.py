@@ -120,6 +120,23 @@ def test_missing_flags_and_model_files_stop_before_start(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_a_detector_runtime_without_its_package_stops_the_launcher(tmp_path, monkeypatch):
+    """Named, before any worker starts; nothing is installed."""
+    import importlib.util
+
+    from models.pose_runtime import MissingRuntimeError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
+    weights = tmp_path / "pose.pt"
+    weights.write_bytes(b"x")
+    argv = ["--input", str(tmp_path), "--output", str(tmp_path / "o"), "--pose_model", str(weights),
+            "--detector_runtime", "openvino"]
+    with pytest.raises(MissingRuntimeError, match=r"--detector_runtime openvino needs .*openvino.*vid2mesh\[export\]"):
+        pseudo_gt.run(argv)
+    assert not (tmp_path / "o").exists()
+
+
 def test_vid2mesh_run_parses_job_and_beam_flags():
     args = build_parser().parse_args([
         "run", "--input", "c/*.mp4", "--output", "o", "--write_all_frames", "--ba_config", '{"max_iter": 5}',

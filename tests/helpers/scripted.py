@@ -72,6 +72,10 @@ def make_fit(problem: TrackProblem, e_norm: float, status: str = "ok", iteration
     )
 
 
+# The keypoint_source of the clips ScriptedPerception keeps.
+SCRIPTED_DETECTOR = "detector:scripted-pose.pt@sha256:0123456789ab"
+
+
 class ScriptedPerception:
     """A :class:`transforms.stages.PerceptionStage` scripted by file names (see module doc)."""
 
@@ -115,7 +119,8 @@ class ScriptedPerception:
             make_problem(clip.clip_id, t, 12 + (seed >> (4 * t)) % 9, seed + t) for t in range(tracks)
         )
         return PerceptionResult(clip, problems=problems, num_frames=24, image_size=(320, 240), fps=10.0,
-                                max_people=tracks + 1, stage_seconds=timing, init_source="keypoints")
+                                max_people=tracks + 1, stage_seconds=timing, init_source="keypoints",
+                                keypoint_source=SCRIPTED_DETECTOR)
 
 
 class ScriptedBundleAdjust:

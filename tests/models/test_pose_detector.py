@@ -8,17 +8,6 @@ import pytest
 from models.pose_detector import FrameDetections, PoseDetector, YoloPoseDetector
 
 
-@pytest.fixture(scope="module")
-def random_pose_weights(tmp_path_factory):
-    import torch
-    from ultralytics import YOLO
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("yolo") / "random-test-pose.pt"
-    YOLO("yolo11n-pose.yaml").save(str(path))
-    return path
-
-
 @pytest.mark.slow
 def test_random_yolo_pose_batches_and_parses(random_pose_weights):
     detector = YoloPoseDetector(random_pose_weights, confidence=0.0, iou=0.7, image_size=160, batch_size=2, max_detections=4)

@@ -50,6 +50,10 @@ def test_config_overrides(cache):
     config = perception.config()
     assert config.decode.target_fps == 10 and config.tracking.max_people == 3 and config.keypoints_source == "precomputed"
     assert ModelPerception(files, keypoints_source="detect").config().keypoints_source == "detect"
+    assert ModelPerception(files, detector_runtime="openvino").config().detector_runtime == "openvino"
+    assert perception.config().detector_runtime == "torch"
+    with pytest.raises(ValueError, match="detector_runtime"):
+        ModelPerception(files, detector_runtime="tensorrt")
     assert perception.describe()["config"]["decode"]["target_fps"] == 10
     with pytest.raises(ValueError, match="--perception_config: unknown fields \\['colour'\\]"):
         ModelPerception(files, overrides={"colour": 1})

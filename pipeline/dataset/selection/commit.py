@@ -76,13 +76,14 @@ def commit_outcome(
     # a track cut at identity switches brings its pieces, each a track with rows of its own
     expanded = [pf for problem, fit in fitted for pf in expand_pieces(problem, fit)]
     verdicts = [(p, f, _pending(p, f, config)) for p, f in sorted(expanded, key=lambda pf: pf[1].track_id)]
+    source = header.keypoint_source or next((p.meta["keypoint_source"] for p, _ in fitted if "keypoint_source" in p.meta), "")
     frame_tables = []
     for problem, fit, verdict in verdicts:
         eligible = verdict.reason == ELIGIBLE
         if eligible or (frames_mode == "all" and fit.status == "ok" and verdict.reason not in (TrackReason.DIVERGED, TrackReason.FAILED, TrackReason.SPLIT)):
-            frame_tables.append(frames_table(clip, problem, fit, verdict, inliers_only=frames_mode == "inliers"))
+            frame_tables.append(frames_table(clip, problem, fit, verdict, frames_mode == "inliers", source))
     frames = pa.concat_tables(frame_tables, promote_options="default") if frame_tables else None
-    tracks = tracks_table(clip, verdicts, header)
+    tracks = tracks_table(clip, verdicts, header, source)
     eligible = sum(v.reason == ELIGIBLE for _, _, v in verdicts)
     rejected = None
     if eligible:
@@ -95,10 +96,11 @@ def commit_outcome(
             + (f" ({truncate_message(f.message, 300)})" if f.message and v.reason in (TrackReason.FAILED, TrackReason.DIVERGED) else "")
             for _, f, v in verdicts
         )
-        rejected = rejected_table(clip, outcome, reason, stage, messages, header.num_frames, header.max_people, len(verdicts), header)
+        rejected = rejected_table(clip, outcome, reason, stage, messages, header.num_frames, header.max_people,
+                                  len(verdicts), header, source)
     return ClipOutcome(
         clip.clip_id, outcome, reason, stage, frames=frames, tracks=tracks, rejected=rejected,
         num_tracks=len(verdicts), num_selected_tracks=0,
         num_frames_written=0 if frames is None else frames.num_rows,
-        num_inlier_frames=0, track_reasons=tuple(v.reason for _, _, v in verdicts),
+        num_inlier_frames=0, track_reasons=tuple(v.reason for _, _, v in verdicts), keypoint_source=source,
     )

@@ -26,21 +26,24 @@ from pipeline.dataset.writer import (
 )
 from helpers.scripted import make_fit, make_problem
 
-RUN = schema.RunMetadata(schema.BodyModelInfo("standin", "neutral", "m.pkl", "cd" * 32), {"k": 1}, "vid2mesh test")
+RUN = schema.RunMetadata(schema.BodyModelInfo("standin", "neutral", "m.pkl", "cd" * 32), {"k": 1}, "vid2mesh test",
+                         schema.settings_hash({"k": 1}))
 CONFIG = SelectionConfig(mode="threshold", e_norm_threshold=10.0, min_inlier_fraction=0.0)
 
 
 def _fitted(clip_id, label="walk", tracks=2):
     """A committed clip whose tracks are eligible (10 + t frames each); track 0 passes CONFIG's threshold."""
     clip = ClipRef(clip_id, f"/v/{clip_id}.mp4", label, "train")
-    header = PerceptionResult(clip, num_frames=20, image_size=(320, 240), fps=10.0)
+    header = PerceptionResult(clip, num_frames=20, image_size=(320, 240), fps=10.0,
+                              keypoint_source="detector:yolo11n-pose.pt@sha256:869e83fcdffd")
     problems = [make_problem(clip_id, t, 10 + t, seed=t) for t in range(tracks)]
     fits = [(p, make_fit(p, 2.0 if p.track_id == 0 else 50.0)) for p in problems]
     return commit_outcome(header, fits, CONFIG)
 
 
 def _rejected(clip_id, reason=RejectReason.NO_PERSON):
-    return outcome_from_rejection(PerceptionResult(ClipRef(clip_id, f"/v/{clip_id}.mp4", "jump"), reject_reason=reason))
+    return outcome_from_rejection(PerceptionResult(ClipRef(clip_id, f"/v/{clip_id}.mp4", "jump"), reject_reason=reason,
+                                                   keypoint_source=f"keypoints:/v/{clip_id}.coco.json"))
 
 
 def test_write_and_read_back_with_metadata(tmp_path):
@@ -58,6 +61,10 @@ def test_write_and_read_back_with_metadata(tmp_path):
     decoded = schema.read_metadata(table.schema)
     assert decoded["vid2mesh.body_model"]["variant"] == "standin" and decoded["vid2mesh.config"] == {"k": 1}
     assert decoded["vid2mesh.dataset"] == "frames"
+    assert decoded["vid2mesh.settings_hash"] == RUN.settings_hash and len(RUN.settings_hash) == 16
+    assert set(table.column("keypoint_source").to_pylist()) == {"detector:yolo11n-pose.pt@sha256:869e83fcdffd"}
+    rejected = pq.read_table(tmp_path / "rejected" / f"{summary.name}.unsplit.parquet")
+    assert rejected.column("keypoint_source").to_pylist() == ["keypoints:/v/c_000000_000010.coco.json"]
     for dataset in schema.DATASETS:
         dataset_schema = ds.dataset(tmp_path / dataset, format="parquet").schema
         assert dataset_schema.remove_metadata() == schema.schema_for(dataset).remove_metadata()
@@ -66,7 +73,9 @@ def test_write_and_read_back_with_metadata(tmp_path):
     assert manifest["clips"]["c_000000_000010"] == {
         "outcome": "rejected", "reason": "no_person", "stage": "perceive", "label": "jump",
         "tracks": 0, "selected_tracks": 0, "frames": 0, "inlier_frames": 0,
+        "keypoint_source": "keypoints:/v/c_000000_000010.coco.json", "settings_hash": RUN.settings_hash,
     }
+    assert manifest["clips"]["a_000000_000010"]["keypoint_source"].startswith("detector:yolo11n-pose.pt@sha256:")
 
 
 def test_rewriting_a_shard_is_byte_identical(tmp_path):

@@ -71,6 +71,9 @@ def test_precomputed_keypoints_give_problems(clip_dir, models):
     assert result.num_frames == N and result.image_size == (W, H) and result.fps == FPS
     assert result.init_source == "keypoints" and result.max_people == 2
     assert len(result.problems) == 2
+    sidecar = str(video).replace(".mp4", ".coco.json")
+    assert result.keypoint_source == f"keypoints:{sidecar}"
+    assert {p.meta["keypoint_source"] for p in result.problems} == {result.keypoint_source}
     for problem in result.problems:
         problem.validate()
         assert problem.num_frames == N and problem.num_candidates == 2
@@ -153,10 +156,13 @@ def test_detector_path_streams_batches(clip_dir, models):
     stub = _StubDetector(2)
     config = PerceptionConfig(decode=DecodeConfig(target_fps=FPS, batch_frames=8), keypoints_source="detect",
                               tracking=TrackingConfig(min_track_length=10))  # fmt: skip
-    result = _perceive(ClipRef(clip_id="d", uri=str(video)), config, PerceptionModels(stub, None, models.keypoint_init))
+    source = "detector:stub-pose.pt@sha256:0123456789ab"
+    result = _perceive(ClipRef(clip_id="d", uri=str(video)), config,
+                       PerceptionModels(stub, None, models.keypoint_init, detector_source=source))
     assert result.ok and len(result.problems) == 2
     assert [b[0] for b in stub.batches] == [8, 8, 8, 6] and stub.batches[0][1:] == (H, W, 3)
-    assert set(result.stage_seconds) == {"decode", "detect", "track", "init"}
+    assert set(result.stage_seconds) == set(result.stage_cpu_seconds) == {"decode", "detect", "track", "init"}
+    assert result.keypoint_source == source and all(p.meta["keypoint_source"] == source for p in result.problems)
     assert all(p.crops == () for p in result.problems)
 
 
