@@ -9,6 +9,9 @@ fixed (``mode="threshold"``, e.g. the threshold an earlier run recorded). Inlier
 (the track's own detection on the frame and its reprojection energy below tau_R, in the
 fit's size-invariant units), so inlier frames <= detected frames.
 
+A fit that stopped at its iteration budget without meeting its own stopping criterion
+(``TrackFit.converged`` False) is never selected: it is rejected as ``not_converged``.
+
 A track that bundle adjustment cut at identity switches (status ``split``) is never
 selected itself (reason ``split``); :func:`expand_pieces` gives its pieces, which are
 selected like any track, except that a piece with fewer than ``min_frames`` detected frames
@@ -43,6 +46,7 @@ class TrackReason:
     TOO_SHORT = "too_short"
     NOT_MOVING = "not_moving"
     DIVERGED = "diverged"
+    NOT_CONVERGED = "not_converged"  # the solver stopped at its iteration budget, not at its own criterion
     FAILED = "failed"
     SPLIT = "split"  # the track was cut at identity switches; its pieces have rows of their own
     IDENTITY_SWITCH = "identity_switch"  # a piece between identity switches too short to keep
@@ -132,6 +136,10 @@ def eligibility(problem: TrackProblem, fit: TrackFit, config: SelectionConfig) -
     # A fit with non-finite numbers is never written as data, whatever its status says.
     if fit.status != "ok" or not (np.isfinite(fit.pose).all() and np.isfinite(fit.camera).all()):
         return TrackReason.DIVERGED
+    # A fit stopped by its iteration budget is not a solution: its energy and its predicted
+    # error describe an iterate, so no score can vouch for it.
+    if not fit.converged:
+        return TrackReason.NOT_CONVERGED
     detected = int(problem.has_detection.sum())
     if detected < config.min_frames:
         return TrackReason.IDENTITY_SWITCH if getattr(fit, "parent_track_id", -1) >= 0 else TrackReason.TOO_SHORT
@@ -208,6 +216,9 @@ def bound_note(fit: TrackFit, verdict: TrackSelection, config: SelectionConfig) 
     if reason == TrackReason.TOO_FEW_INLIERS:
         return (f" ({verdict.num_inlier_frames} of {verdict.num_detected_frames} frames inliers < "
                 f"--min_inlier_fraction {config.min_inlier_fraction:g})")
+    if reason == TrackReason.NOT_CONVERGED:
+        return (f" (stopped after {fit.iterations} iterations without meeting its stopping criterion; "
+                "raise --ba_config lm_max_iter / max_iter or inspect the track)")
     if reason == TrackReason.NOT_MOVING:
         return f" (trajectory {fit.trajectory_length:.3g} m < {config.min_trajectory_length_m:g} m)"
     return ""
