@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from pipeline.qa.report import ReportConfig, write_report
 
-        page = write_report(str(dataset), ReportConfig())
+        page = write_report(str(dataset), ReportConfig(ground_truth=str(corpus)))  # the corpus has ground truth
         print(f"report:       {page}")
     except Exception:  # the dataset is written; a broken report must not hide that
         LOGGER.exception("the QA report could not be written; run `vid2mesh report %s` to retry", dataset)

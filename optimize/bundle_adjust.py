@@ -47,6 +47,8 @@ from optimize.track_metrics import (
     relative_error, track_scale, trajectory_length,
 )
 from optimize.solver import SolverResult, lbfgs_batched, lbfgs_per_track, lbfgs_summed
+from optimize.plausibility import joint_limit_violations, pose_density_outliers
+from optimize.uncertainty import fit_uncertainty
 
 logger = logging.getLogger(__name__)
 
@@ -559,10 +561,21 @@ def _solve_batch(problems, body_model, prior, gmm_offset, config, device) -> lis
         ])
         per_frame_total = terms.per_frame_total()
         diverged |= ~torch.isfinite(per_frame_total).all(-1)
-    return [
+    # the uncertainty at the solution, from the energy of the last continuation stage (tau_R x 1)
+    determined = torch.zeros_like(packed.batch.frame_mask)
+    for b, p in enumerate(problems):
+        determined[b, : p.num_frames] = torch.as_tensor(p.has_detection, device=determined.device)
+    last = LMProblem(packed, body_model, prior, config.energy_settings(), gmm_offset, TRANSLATION_UNIT)
+    pred_err = fit_uncertainty(last, x, determined & ~diverged[:, None]).cpu().numpy().astype(np.float32)
+    fits = [
         _unpack(b, p, pose, betas, camera, terms, per_frame_total, length, result, bool(diverged[b]), config)
         for b, p in enumerate(problems)
     ]
+    use_prior = prior is not None and config.use_prior
+    return [fit.replace(pred_err_mm=pred_err[b, : fit.num_frames],
+                        pose_density_outliers=pose_density_outliers(prior, fit.pose) if use_prior else None,
+                        joint_limit_violations=joint_limit_violations(fit.pose))
+            for b, fit in enumerate(fits)]
 
 
 # solve(stage config, stage index, x (B, n), iterations used so far (B,)) -> SolverResult

@@ -207,6 +207,16 @@ class TrackFit:
         piece_start: position (along the parent's T) of a piece's first frame; 0 otherwise.
         switch_frames: on a "split" parent, the ``frame_index`` of each identity switch.
         pieces: on a "split" parent, the pieces' fits (each a full TrackFit).
+        pred_err_mm: (T,) float32 predicted 3D joint error per frame, millimetres: the
+            fit's own uncertainty (the Gauss-Newton covariance at the solution propagated
+            to the pelvis-aligned joints, :mod:`optimize.uncertainty`), a prediction of
+            MPJPE; inf where undetermined (no detection on the frame, a normal matrix that
+            is not positive definite, a diverged or failed fit). None: not computed.
+        pose_density_outliers: (T,) int32 body joints whose rotation is below its per-joint
+            density threshold under the GMM prior (:mod:`optimize.plausibility`); None:
+            not computed (no prior).
+        joint_limit_violations: (T,) int32 knees and elbows outside their anatomical
+            limits (:data:`optimize.plausibility.HINGE_LIMITS`); None: not computed.
     """
 
     clip_id: str
@@ -239,6 +249,9 @@ class TrackFit:
     piece_start: int = 0
     switch_frames: tuple[int, ...] = ()
     pieces: tuple["TrackFit", ...] = ()
+    pred_err_mm: np.ndarray | None = None
+    pose_density_outliers: np.ndarray | None = None
+    joint_limit_violations: np.ndarray | None = None
 
     @classmethod
     def failed(cls, problem: TrackProblem, message: str) -> "TrackFit":
@@ -256,7 +269,7 @@ class TrackFit:
             joints3d=nan(T, NUM_JOINTS, 3), keypoints3d=nan(T, NUM_KEYPOINTS, 3), reprojection=nan(T, NUM_KEYPOINTS, 2),
             frame_error=nan(T), matched_candidate=np.full(T, -1, np.int32), inlier=np.zeros(T, bool),
             frame_energies={}, energies={}, trajectory_length=0.0, e_norm=math.inf, iterations=0,
-            converged=False, message=message,
+            converged=False, message=message, pred_err_mm=np.full(T, np.inf, np.float32),
         )
 
     @property

@@ -36,6 +36,28 @@ def e_norm(total_energy: float, length: float) -> float:
     return float(total_energy) / float(length)
 
 
+# a track whose frames are undetermined (inf) this often has no summary (inf): its mean would
+# describe the few frames that are left
+UNDETERMINED_FRACTION = 0.5
+
+
+def predicted_error(fit) -> float:
+    """A track's predicted 3D joint error, mm: the mean of ``fit.pred_err_mm`` over its
+    determined (finite) frames.
+
+    inf when the fit has no uncertainty (status other than "ok", ``pred_err_mm`` None or
+    empty) or when at least ``UNDETERMINED_FRACTION`` of its frames are undetermined.
+    """
+    values = getattr(fit, "pred_err_mm", None)
+    if fit.status != "ok" or values is None or len(values) == 0:
+        return math.inf
+    values = np.asarray(values, np.float64)
+    finite = np.isfinite(values)
+    if finite.sum() == 0 or 1.0 - finite.mean() >= UNDETERMINED_FRACTION:
+        return math.inf
+    return float(values[finite].mean())
+
+
 def inlier_frames(frame_error: np.ndarray, tau_r_px: float) -> np.ndarray:
     """(T,) bool: min_p sum_i w_i rho(x_i - x_det,i^p) < tau_R (NaN = no detection: False)."""
     frame_error = np.asarray(frame_error)

@@ -88,7 +88,7 @@ def _report(args: argparse.Namespace) -> int:
 
     config = ReportConfig(thumbnails=args.thumbnails, background=args.background, smpl_model=args.smpl_model,
                           model_cache=args.model_cache, thumbnail_scale=args.thumbnail_scale,
-                          check_hash=not args.no_hash_check)
+                          check_hash=not args.no_hash_check, ground_truth=args.ground_truth)
     path = write_report(args.output_dir, config, args.out)
     print(f"wrote {path}")
     return 0
@@ -208,5 +208,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--thumbnails", type=int, default=4, help="kept clips to show an overlay of (0: none)")
     report.add_argument("--thumbnail_scale", type=float, default=1.0, help="magnification of the thumbnails")
     report.add_argument("--background", action="store_true", help="draw thumbnails on grey (source videos not at hand)")
+    report.add_argument("--ground_truth", default=None, help="the vid2mesh synth corpus the run was made from: plot "
+                        "predicted against true per-track 3D error")
     _add_body_model_arguments(report)
     report.set_defaults(func=_report)

@@ -101,6 +101,9 @@ class FrameFilter:
         e_norm_quantile: keep tracks whose ``e_norm`` is at most this quantile (in (0, 1])
             of the ``e_norm`` of the dataset's tracks that pass the other track-level
             filters (0.5 = the better half of the tracks).
+        max_pred_err_mm: keep frames whose predicted 3D joint error ``pred_err_mm`` (the
+            fit's own uncertainty, mm) is at most this bound; undetermined frames (inf)
+            are always dropped by it (None: no bound).
     """
 
     selected_only: bool = True
@@ -111,8 +114,11 @@ class FrameFilter:
     splits: tuple[str, ...] | None = None
     max_e_norm: float | None = None
     e_norm_quantile: float | None = None
+    max_pred_err_mm: float | None = None
 
     def __post_init__(self) -> None:
+        if self.max_pred_err_mm is not None and not self.max_pred_err_mm > 0:
+            raise ValueError(f"FrameFilter.max_pred_err_mm={self.max_pred_err_mm}: use a bound > 0 in millimetres")
         if self.e_norm_quantile is not None and not 0 < self.e_norm_quantile <= 1:
             raise ValueError(f"FrameFilter.e_norm_quantile={self.e_norm_quantile}: use a quantile in (0, 1]")
         for name in ("clip_ids", "labels", "splits"):
@@ -149,6 +155,8 @@ class FrameFilter:
             terms.append(pc.field("inlier") == True)  # noqa: E712
         if self.detected_only:
             terms.append(pc.field("has_detection") == True)  # noqa: E712
+        if self.max_pred_err_mm is not None:
+            terms.append(pc.field("pred_err_mm") <= float(self.max_pred_err_mm))
         return _all_of(terms)
 
 

@@ -14,7 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from optimize.track_metrics import joint_acceleration, keypoint_error_px, orientation_change, relative_error
+from optimize.plausibility import BETAS_LIMIT, betas_absmax, implausible_fraction
+from optimize.track_metrics import (
+    joint_acceleration, keypoint_error_px, orientation_change, predicted_error, relative_error,
+)
 from pipeline.dataset import schema
 from pipeline.records import ClipRef, PerceptionResult, RejectReason, TrackFit, TrackProblem
 from pipeline.dataset.selection.rules import TrackSelection, inlier_mask
@@ -119,12 +122,20 @@ def _init_columns(problem: TrackProblem, keep: np.ndarray) -> dict[str, np.ndarr
     return out
 
 
-def _per_frame(fit: TrackFit, name: str, T: int) -> np.ndarray:
-    """(T,) float32 per-frame array ``name`` of the fit, NaN when the fit does not carry it."""
+def _per_frame(fit: TrackFit, name: str, T: int, missing: float = np.nan) -> np.ndarray:
+    """(T,) float32 per-frame array ``name`` of the fit, ``missing`` when the fit does not carry it."""
     value = getattr(fit, name, None)
     if value is None or np.asarray(value).shape != (T,):
-        return np.full(T, np.nan, np.float32)
+        return np.full(T, missing, np.float32)
     return np.asarray(value, dtype=np.float32)
+
+
+def _count(fit: TrackFit, name: str, T: int) -> np.ndarray:
+    """(T,) int32 per-frame count ``name`` of the fit, -1 (not checked) when the fit does not carry it."""
+    value = getattr(fit, name, None)
+    if value is None or np.asarray(value).shape != (T,):
+        return np.full(T, -1, np.int32)
+    return np.asarray(value, dtype=np.int32)
 
 
 def frame_quality(problem: TrackProblem, fit: TrackFit) -> dict[str, np.ndarray]:
@@ -151,6 +162,9 @@ def frame_quality(problem: TrackProblem, fit: TrackFit) -> dict[str, np.ndarray]
         "pose_nll": _per_frame(fit, "pose_nll", T),
         "joint_acceleration": joint_acceleration(fit.joints3d, problem.fps).astype(np.float32),
         "orientation_change": orientation_change(fit.pose).astype(np.float32),
+        "pred_err_mm": _per_frame(fit, "pred_err_mm", T, np.inf),
+        "pose_density_outliers": _count(fit, "pose_density_outliers", T),
+        "joint_limit_violations": _count(fit, "joint_limit_violations", T),
     }
 
 
@@ -212,6 +226,20 @@ def frames_table(
     return table
 
 
+def track_plausibility(fit: TrackFit) -> dict[str, object]:
+    """The ``tracks/`` columns of the fit's uncertainty and plausibility flags."""
+    absmax = betas_absmax(fit.betas)
+    T = fit.num_frames
+    counts = [c for c in (_count(fit, "pose_density_outliers", T), _count(fit, "joint_limit_violations", T))
+              if (c >= 0).all()]
+    return {
+        "pred_err_mm": predicted_error(fit),
+        "betas_absmax": absmax,
+        "betas_out_of_range": bool(absmax > BETAS_LIMIT),
+        "implausible_frame_fraction": implausible_fraction(*counts) if fit.status == "ok" else float("nan"),
+    }
+
+
 def tracks_table(clip: ClipRef, fitted: Sequence[tuple[TrackProblem, TrackFit, TrackSelection]]) -> pa.Table:
     """``tracks/`` rows, one per fitted track of the clip (in track order)."""
     rows: dict[str, list] = {c.name: [] for c in schema.TRACKS_COLUMNS}
@@ -235,6 +263,7 @@ def tracks_table(clip: ClipRef, fitted: Sequence[tuple[TrackProblem, TrackFit, T
             "trajectory_length": float(fit.trajectory_length),
             "e_norm": float(fit.e_norm),
             "selection_score": float(selection.score),
+            **track_plausibility(fit),
             "iterations": int(fit.iterations),
             "converged": bool(fit.converged),
             "betas": [float(b) for b in np.asarray(fit.betas, dtype=np.float32).reshape(-1)],

@@ -36,7 +36,7 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.2.0"
+SCHEMA_VERSION = "1.3.0"
 DATASETS = ("frames", "tracks", "rejected")
 
 # Metadata keys (bytes in the arrow schema).
@@ -144,6 +144,9 @@ FRAMES_COLUMNS: tuple[Column, ...] = (
     Column("pose_nll", F32, (), "nats", "GMM pose-prior negative log-likelihood of the body pose minus its minimum over the mixture means (0 = the most likely pose); above 250 the pose is outside the prior's support (every ground-truth pose of the motion library scores below 245; docs/bundle_adjustment.md); NaN without a prior."),
     Column("joint_acceleration", F32, (), "m/s^2", "Largest 3D joint acceleration |X^{t+1} - 2 X^t + X^{t-1}| x fps^2 over the 24 joints (body frame); above 400 is beyond human limits (ground-truth motions: 99th percentile 214, max 377); NaN on the track's first and last frame."),
     Column("orientation_change", F32, (), "rad", "Angle between this frame's and the previous frame's global orientation; above pi/2 = a front/back flip (ground-truth motions: max 0.15; 0 on the first frame)."),
+    Column("pred_err_mm", F32, (), "mm", "Predicted 3D joint error of the frame: the fit's own uncertainty (the Gauss-Newton covariance of the track's parameters at the solution, propagated to the pelvis-aligned SMPL-24 joints: mean over joints of the root of each joint's covariance trace, times one calibration factor; optimize.uncertainty), a prediction of MPJPE; inf where undetermined (no detection on the frame, a normal matrix that is not positive definite). Filter with FrameFilter.max_pred_err_mm."),
+    Column("pose_density_outliers", I32, (), "joints", "Body joints (of 23) whose rotation is below its per-joint density threshold: the 0.1 % quantile of that joint's 3-D marginal of the GMM pose prior over poses drawn from the prior itself (optimize.plausibility); -1 without a prior."),
+    Column("joint_limit_violations", I32, (), "joints", "Knees and elbows (of 4) outside anatomical limits: flexion outside 0-150 degrees widened by 15 degrees (hyperextension beyond 15 degrees included), or a knee turned more than 30 degrees out of its flexion plane (optimize.plausibility.HINGE_LIMITS)."),
     Column("track_selected", BOOL, (), "", "The track passed selection: false as committed (the selection comes after); readers join selection/tracks.parquet for the final value."),
     Column("e_norm", F64, (), "energy/frame", "The track's selection score E_norm (repeated on each frame), for filtering; see tracks.e_norm."),
     Column("init_pose", _fixed(F32, NUM_POSE), (NUM_POSE,), "rad", "Per-frame initial SMPL pose of the tracked detection (HMR or keypoint init) before bundle adjustment; NaN on skipped frames.", "smpl24"),
@@ -169,6 +172,10 @@ TRACKS_COLUMNS: tuple[Column, ...] = (
     Column("trajectory_length", F64, (), "m", "Sum over frames and joints of the 3D joint displacement norm(X_i^t - X_i^{t-1}) (trajectory length)."),
     Column("e_norm", F64, (), "energy/frame", "Selection score, BAConfig.e_norm: per_frame (default) E / num_frames, the mean energy per frame in the fit's size-invariant units; trajectory (the paper's eq. 11) E / trajectory_length, energy per metre; inf when undefined."),
     Column("selection_score", F64, (), "", "The score selection thresholds (lower is better), fixed when the shard is committed: SelectionConfig.score, e_norm (this row's e_norm) or predicted_error (the track's predicted 3D joint error, mm) or predicted_x_energy (predicted error x sqrt(e_norm)); inf when the fit is not ok or does not define it (reason undetermined)."),
+    Column("pred_err_mm", F32, (), "mm", "The track's predicted 3D joint error: mean of frames.pred_err_mm over its determined (finite) frames; inf when half or more of its frames are undetermined or the fit is not ok (optimize.track_metrics.predicted_error)."),
+    Column("betas_absmax", F32, (), "", "max_k |betas_k| of the fitted shape; NaN when not finite."),
+    Column("betas_out_of_range", BOOL, (), "", "betas_absmax > 3 (the shape bound of EFT and 4DHumans: the edge of SMPL's shape population)."),
+    Column("implausible_frame_fraction", F32, (), "fraction", "Fraction of the track's frames with pose_density_outliers > 0 or joint_limit_violations > 0; NaN when the fit is not ok."),
     Column("iterations", I32, (), "", "Solver iterations the track took over all stages (Levenberg-Marquardt linear solves with solver=\"lm\", the default; L-BFGS steps with solver=\"batched\")."),
     Column("converged", BOOL, (), "", "The track met its own stopping criterion."),
     Column("betas", _fixed(F32, NUM_BETAS), (NUM_BETAS,), "", "Fitted SMPL shape of the track."),

@@ -45,6 +45,7 @@ __all__ = [
     "evaluate_clip",
     "evaluate_corpus",
     "find_ground_truth",
+    "track_mpjpe",
     "load_predictions",
     "regressor_baseline",
 ]
@@ -129,6 +130,8 @@ class _Tally:
     pure_frames: float = 0.0
     tracks: int = 0
     clips: int = 0
+    # (clip_id, track_id) -> the track's MPJPE over its matched frames, mm
+    track_mpjpe: dict[tuple[str, int], float] = field(default_factory=dict)
 
     def add_values(self, name: str, values: np.ndarray) -> None:
         values = np.asarray(values, dtype=np.float64).reshape(-1)
@@ -143,6 +146,7 @@ class _Tally:
         for name in ("true_frames", "matched_true_frames", "predicted_frames", "matched_predicted_frames", "id_switches", "tracks", "clips"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.pure_frames += other.pure_frames
+        self.track_mpjpe.update(other.track_mpjpe)
 
     def summary(self) -> dict[str, float]:
         def mean(name):
@@ -303,7 +307,9 @@ def evaluate_clip(truth: ClipTruth, tracks: Iterable[TrackPrediction], config: E
         tally.add_values("pck", metrics.pck(track.reprojection[rows], gt2d, config.pck_threshold * box_side[t_idx, p_idx], visible[t_idx, p_idx]))
         if track.joints3d is not None:
             pred, gt = track.joints3d[rows], truth.joints3d[t_idx, p_idx]
-            tally.add_values("mpjpe", metrics.mpjpe(pred, gt))
+            errors = metrics.mpjpe(pred, gt)
+            tally.add_values("mpjpe", errors)
+            tally.track_mpjpe[(track.clip_id, int(track.track_id))] = float(np.nanmean(errors))
             tally.add_values("pa_mpjpe", metrics.pa_mpjpe(pred, gt))
         if track.keypoints3d is not None:
             pred, gt = track.keypoints3d[rows], truth.keypoints3d[t_idx, p_idx]
@@ -377,6 +383,24 @@ def evaluate(
         unknown_clips=unknown,
         missing_clips=missing,
     )
+
+
+def track_mpjpe(
+    truths: Mapping[str, ClipTruth],
+    predictions: Iterable[TrackPrediction],
+    config: EvaluationConfig = EvaluationConfig(),
+) -> dict[tuple[str, int], float]:
+    """Each predicted track's MPJPE (mm) over its frames matched to a true person (the
+    matching of :func:`evaluate_clip`); tracks of unknown clips, without ``joints3d`` or
+    without a matched frame are left out."""
+    grouped: dict[str, list[TrackPrediction]] = {}
+    for track in predictions:
+        grouped.setdefault(track.clip_id, []).append(track)
+    out: dict[tuple[str, int], float] = {}
+    for clip_id, tracks in sorted(grouped.items()):
+        if clip_id in truths:
+            out.update(evaluate_clip(truths[clip_id], tracks, config).track_mpjpe)
+    return out
 
 
 def find_ground_truth(corpus_dir: str | os.PathLike) -> dict[str, Path]:

@@ -7,7 +7,11 @@ no network) that answers "can I trust this run, and what did it keep?":
   selected videos, bundle-adjustment inliers), next to the paper's Kinetics figures;
 * the E_norm histogram of every fitted track with the selection threshold, its axis named
   from the run's ``BAConfig.e_norm`` (energy per frame, or per metre of trajectory);
-* the borderline tracks: those nearest the threshold, kept just below and rejected just above;
+* the borderline tracks: those nearest the threshold, kept just below and rejected just above,
+  next to the kept tracks with the lowest predicted error, each with its predicted 3D error
+  (``tracks.pred_err_mm``, the fit's own uncertainty) and, with ground truth, its true MPJPE;
+* with ``ReportConfig.ground_truth`` (a ``vid2mesh synth`` corpus, e.g. the demo's): the
+  predicted against the true per-track error (:func:`plot_predicted_error`);
 * kept clips per label;
 * the CDF of the per-frame reprojection error, with tau_R;
 * the inlier fraction per track; bundle-adjustment iterations;
@@ -65,6 +69,8 @@ class ReportConfig:
         model_cache: the run's ``--model_cache`` (stand-in body model).
         thumbnail_scale: magnification of the thumbnails.
         check_hash: refuse a body-model file whose sha256 differs from the run's.
+        ground_truth: a ``vid2mesh synth`` corpus folder the run was made from (None:
+            none): the report then plots predicted against true per-track error.
     """
 
     thumbnails: int = 4
@@ -73,6 +79,7 @@ class ReportConfig:
     model_cache: str | None = None
     thumbnail_scale: float = 1.0
     check_hash: bool = True
+    ground_truth: str | None = None
 
 
 @dataclass(frozen=True)
@@ -432,7 +439,7 @@ def plot_iterations(tracks: pa.Table, solver: str | None = None, cap: int | None
 
 
 BORDERLINE_COLUMNS = ["clip_id", "track_id", "e_norm", "e_norm_threshold", "num_detected_frames",
-                      "num_inlier_frames", "selection_reason"]
+                      "num_inlier_frames", "selection_reason", "pred_err_mm"]
 
 
 def borderline_tracks(tracks: pa.Table, count: int = 5) -> tuple[list[dict], list[dict]]:
@@ -451,7 +458,8 @@ def borderline_tracks(tracks: pa.Table, count: int = 5) -> tuple[list[dict], lis
     """
     if tracks.num_rows == 0:
         return [], []
-    rows = [r for r in tracks.select(BORDERLINE_COLUMNS + ["selected", "fit_status"]).to_pylist()
+    columns = [c for c in BORDERLINE_COLUMNS if c in tracks.column_names]
+    rows = [r for r in tracks.select(columns + ["selected", "fit_status"]).to_pylist()
             if r["fit_status"] == "ok" and r["e_norm"] is not None and r["e_norm_threshold"] is not None
             and math.isfinite(r["e_norm"]) and math.isfinite(r["e_norm_threshold"]) and r["e_norm_threshold"] > 0]
     for r in rows:
@@ -461,18 +469,85 @@ def borderline_tracks(tracks: pa.Table, count: int = 5) -> tuple[list[dict], lis
     return kept[:count], rejected[:count]
 
 
-def _borderline_section(tracks: pa.Table, mode: str | None) -> str:
+def best_kept_tracks(tracks: pa.Table, count: int = 5) -> list[dict]:
+    """The selected tracks with the lowest predicted error (``pred_err_mm``), rows of
+    ``BORDERLINE_COLUMNS``; [] when the run has no such column."""
+    if tracks.num_rows == 0 or "pred_err_mm" not in tracks.column_names:
+        return []
+    rows = [r for r in tracks.select(BORDERLINE_COLUMNS + ["selected"]).to_pylist()
+            if r["selected"] and r["pred_err_mm"] is not None and math.isfinite(r["pred_err_mm"])]
+    return sorted(rows, key=lambda r: (r["pred_err_mm"], r["clip_id"], r["track_id"]))[:count]
+
+
+def _mm(value) -> str:
+    return f"{value:.1f}" if isinstance(value, (int, float)) and math.isfinite(value) else "-"
+
+
+def _borderline_section(tracks: pa.Table, mode: str | None, true_errors: dict[tuple[str, int], float] | None = None) -> str:
     kept, rejected = borderline_tracks(tracks)
+    best = best_kept_tracks(tracks)
+    truth = true_errors or {}
     parts = [f"<h2>Borderline tracks</h2><p class='meta'>The fitted tracks nearest the selection threshold: kept "
-             f"just below it and rejected just above it. {html.escape(e_norm_label(mode))}; inlier frames / "
-             "detected frames.</p><div class='grid'>"]
-    for title, rows in (("kept, just below the threshold", kept), ("rejected, just above the threshold", rejected)):
-        parts.append(_table([title, "track", "E_norm", "threshold", "E_norm / threshold", "inliers", "reason"],
-                            [[r["clip_id"], r["track_id"], f"{r['e_norm']:.4g}", f"{r['e_norm_threshold']:.4g}",
-                              f"{r['ratio']:.3f}", f"{r['num_inlier_frames']} / {r['num_detected_frames']}",
-                              r["selection_reason"] or "-"] for r in rows] or [["none", "-", "-", "-", "-", "-", "-"]]))
+             f"just below it and rejected just above it, next to the kept tracks with the lowest predicted error. "
+             f"{html.escape(e_norm_label(mode))}; inlier frames / detected frames; predicted: the fit's own 3D "
+             "error estimate (tracks.pred_err_mm, mm; inf: undetermined)"
+             + ("; true: MPJPE against the ground truth (mm)" if true_errors else "") + ".</p><div class='grid'>"]
+    headers = ["track", "E_norm", "threshold", "E_norm / threshold", "inliers", "predicted mm", "true mm", "reason"]
+    for title, rows in (("kept, just below the threshold", kept), ("rejected, just above the threshold", rejected),
+                        ("kept, lowest predicted error", best)):
+        parts.append(_table([title, *headers],
+                            [[r["clip_id"], r["track_id"], f"{r['e_norm']:.4g}",
+                              f"{r['e_norm_threshold']:.4g}" if r["e_norm_threshold"] is not None else "-",
+                              f"{r['ratio']:.3f}" if "ratio" in r else "-",
+                              f"{r['num_inlier_frames']} / {r['num_detected_frames']}",
+                              _mm(r.get("pred_err_mm")) if r.get("pred_err_mm") != math.inf else "inf",
+                              _mm(truth.get((r["clip_id"], r["track_id"]))),
+                              r["selection_reason"] or "-"] for r in rows] or [["none"] + ["-"] * len(headers)]))
     parts.append("</div>")
     return "".join(parts)
+
+
+def true_track_errors(output: str, ground_truth: str) -> dict[tuple[str, int], float]:
+    """(clip_id, track_id) -> true MPJPE (mm) of every track with frames in the run's
+    ``frames/``, against a ``vid2mesh synth`` corpus (:func:`pipeline.qa.evaluate.track_mpjpe`)."""
+    from pipeline.qa.evaluate import find_ground_truth, load_predictions, track_mpjpe
+    from pipeline.synth.truth import ClipTruth
+
+    truths = {clip_id: ClipTruth.load(path) for clip_id, path in find_ground_truth(ground_truth).items()}
+    return track_mpjpe(truths, load_predictions(output))
+
+
+def plot_predicted_error(tracks: pa.Table, true_errors: dict[tuple[str, int], float]) -> bytes:
+    """Predicted (``tracks.pred_err_mm``) against true per-track MPJPE, selected vs not, with Spearman's rho."""
+    title = "Predicted vs true 3D error per track"
+    if tracks.num_rows == 0 or "pred_err_mm" not in tracks.column_names:
+        return _empty_plot(title, "the run has no pred_err_mm column")
+    rows = [(r["pred_err_mm"], true_errors[(r["clip_id"], r["track_id"])], bool(r["selected"]))
+            for r in tracks.select(["clip_id", "track_id", "pred_err_mm", "selected"]).to_pylist()
+            if (r["clip_id"], r["track_id"]) in true_errors and r["pred_err_mm"] is not None
+            and math.isfinite(r["pred_err_mm"]) and math.isfinite(true_errors[(r["clip_id"], r["track_id"])])]
+    if not rows:
+        return _empty_plot(title, "no track with a finite predicted and true error")
+    predicted, true, selected = (np.array(v) for v in zip(*rows))
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    for mask, color, label in ((selected, _SELECTED_COLOR, "selected"), (~selected, _OTHER_COLOR, "not selected")):
+        if mask.any():
+            ax.scatter(predicted[mask], true[mask], s=18, color=color, label=label)
+    top = float(max(predicted.max(), true.max())) * 1.05
+    ax.plot([0, top], [0, top], color="#888888", linewidth=0.8, linestyle=":", label="true = predicted")
+    if len(rows) >= 3:
+        from scipy.stats import spearmanr
+
+        title += f" (Spearman {spearmanr(predicted, true).statistic:+.2f}, {len(rows)} tracks)"
+    ax.set_xlabel("predicted error, tracks.pred_err_mm (mm)")
+    ax.set_ylabel("true MPJPE (mm)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(frameon=False, fontsize=8)
+    return _png(fig)
+
+
+
 
 
 # ------------------------------------------------------------------------------ thumbnails
@@ -638,12 +713,17 @@ def render_report(summary: RunSummary, config: ReportConfig = ReportConfig(), bo
          f"{SOLVER_NAMES.get(solver or '', 'Solver')} iterations per track (all continuation stages)"),
         (plot_labels(summary.tracks, summary.rejected), "Kept clips per label"),
     ]
+    true_errors = None
+    if config.ground_truth:
+        true_errors = true_track_errors(summary.output, config.ground_truth)
+        plots.append((plot_predicted_error(summary.tracks, true_errors),
+                      "Predicted (the fit's own uncertainty) vs true per-track 3D error, against the ground truth"))
     parts += [f"<figure>{_img(png, caption)}<figcaption>{html.escape(caption)}</figcaption></figure>" for png, caption in plots]
     parts.append("</div>")
     unconverged = iteration_warning(summary.tracks, solver, iteration_cap)
     if unconverged:
         parts.append(f"<p class='warn'>{html.escape(unconverged)}</p>")
-    parts.append(_borderline_section(summary.tracks, e_mode))
+    parts.append(_borderline_section(summary.tracks, e_mode, true_errors))
     reasons = Counter(zip(summary.rejected.column("outcome").to_pylist(), summary.rejected.column("reason").to_pylist()))
     verdicts = Counter(summary.tracks.column("selection_reason").to_pylist())
     parts.append("<h2>Where the clips went</h2><div class='grid'>")

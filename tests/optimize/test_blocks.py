@@ -5,40 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
+from helpers.blocks import random_bordered_system
 from optimize.blocks import assemble_dense, solve_bordered_tridiagonal
 
 METHODS = ("sweep", "cyclic")
-
-
-def _random_system(B: int, T: int, n: int, m: int, seed: int):
-    """Blocks of H = J^T J + 0.1 I for a random J with the bundle-adjustment structure:
-    per-frame residuals touch frame t, frame t-1 and the border."""
-    g = torch.Generator().manual_seed(seed)
-    k = n + 2  # residuals per frame
-    size = T * n + m
-    J = torch.zeros(B, T * k, size, dtype=torch.float64)
-    for t in range(T):
-        rows = slice(t * k, (t + 1) * k)
-        J[:, rows, t * n:(t + 1) * n] = torch.randn(B, k, n, generator=g, dtype=torch.float64)
-        if t > 0:
-            J[:, rows, (t - 1) * n:t * n] = torch.randn(B, k, n, generator=g, dtype=torch.float64)
-        J[:, rows, T * n:] = torch.randn(B, k, m, generator=g, dtype=torch.float64)
-    H = J.transpose(1, 2) @ J + 0.1 * torch.eye(size, dtype=torch.float64)
-    H = 0.5 * (H + H.transpose(1, 2))
-    diagonal = torch.stack([H[:, t * n:(t + 1) * n, t * n:(t + 1) * n] for t in range(T)], 1)
-    lower = torch.stack([torch.zeros(B, n, n, dtype=torch.float64)]
-                        + [H[:, t * n:(t + 1) * n, (t - 1) * n:t * n] for t in range(1, T)], 1)
-    border = torch.stack([H[:, t * n:(t + 1) * n, T * n:] for t in range(T)], 1)
-    corner = H[:, T * n:, T * n:]
-    rhs = torch.randn(B, size, generator=g, dtype=torch.float64)
-    return H, (diagonal, lower, border, corner), rhs
 
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("T", [1, 2, 3, 4, 7, 8, 13])
 def test_matches_a_dense_solve_on_random_spd_block_systems(method, T):
     B, n, m = 3, 5, 4
-    H, (diagonal, lower, border, corner), rhs = _random_system(B, T, n, m, seed=T)
+    H, (diagonal, lower, border, corner), rhs = random_bordered_system(B, T, n, m, seed=T)
     assert torch.equal(assemble_dense(diagonal, lower, border, corner), H)
     solution = solve_bordered_tridiagonal(diagonal, lower, border, corner, rhs[:, :T * n].reshape(B, T, n), rhs[:, T * n:],
                                           method=method)
@@ -51,7 +28,7 @@ def test_matches_a_dense_solve_on_random_spd_block_systems(method, T):
 @pytest.mark.parametrize("method", METHODS)
 def test_masked_frames_let_tracks_of_different_lengths_share_a_batch(method):
     n, m, T = 4, 3, 6
-    H, (diagonal, lower, border, corner), rhs = _random_system(2, T, n, m, seed=1)
+    H, (diagonal, lower, border, corner), rhs = random_bordered_system(2, T, n, m, seed=1)
     mask = torch.tensor([[True] * T, [True] * 4 + [False] * 2])
     rhs_frames = rhs[:, :T * n].reshape(2, T, n)
     solution = solve_bordered_tridiagonal(diagonal, lower, border, corner, rhs_frames, rhs[:, T * n:], mask, method=method)
@@ -68,7 +45,7 @@ def test_masked_frames_let_tracks_of_different_lengths_share_a_batch(method):
 @pytest.mark.parametrize("method", METHODS)
 def test_an_indefinite_system_is_reported_not_raised(method):
     B, T, n, m = 2, 3, 3, 2
-    _, (diagonal, lower, border, corner), rhs = _random_system(B, T, n, m, seed=2)
+    _, (diagonal, lower, border, corner), rhs = random_bordered_system(B, T, n, m, seed=2)
     corner = corner.clone()
     corner[1] = -corner[1]  # system 1 is indefinite
     solution = solve_bordered_tridiagonal(diagonal, lower, border, corner, rhs[:, :T * n].reshape(B, T, n), rhs[:, T * n:],
@@ -83,7 +60,7 @@ def test_an_indefinite_frame_block_fails_only_its_system(method, bad_frame):
     """A non positive-definite diagonal block gives ok False for its system, and the other
     systems of the batch are solved exactly (no NaN crosses systems)."""
     B, T, n, m = 3, 9, 4, 3
-    H, (diagonal, lower, border, corner), rhs = _random_system(B, T, n, m, seed=3)
+    H, (diagonal, lower, border, corner), rhs = random_bordered_system(B, T, n, m, seed=3)
     diagonal = diagonal.clone()
     diagonal[1, bad_frame] = -diagonal[1, bad_frame]
     solution = solve_bordered_tridiagonal(diagonal, lower, border, corner, rhs[:, :T * n].reshape(B, T, n), rhs[:, T * n:],
@@ -99,7 +76,7 @@ def test_a_hole_in_the_frame_mask_decouples_the_frames_around_it(method):
     """Masked frames inside a track: the solver solves the system whose masked frames are
     the identity with no coupling, and their x is 0."""
     B, T, n, m = 2, 10, 4, 3
-    _, (diagonal, lower, border, corner), rhs = _random_system(B, T, n, m, seed=4)
+    _, (diagonal, lower, border, corner), rhs = random_bordered_system(B, T, n, m, seed=4)
     mask = torch.ones(B, T, dtype=torch.bool)
     mask[0, 3:5] = False
     mask[1, 0] = False
@@ -122,7 +99,7 @@ def test_a_hole_in_the_frame_mask_decouples_the_frames_around_it(method):
 
 def test_the_methods_agree_in_float32_and_auto_is_the_sweep_on_the_cpu():
     B, T, n, m = 2, 12, 6, 3
-    _, blocks, rhs = _random_system(B, T, n, m, seed=5)
+    _, blocks, rhs = random_bordered_system(B, T, n, m, seed=5)
     args = [part.float() for part in blocks] + [rhs[:, :T * n].reshape(B, T, n).float(), rhs[:, T * n:].float()]
     reference = solve_bordered_tridiagonal(*[part.double() for part in args])
     for method in ("auto", *METHODS):

@@ -88,6 +88,8 @@ def _fit(problem: TrackProblem, e_norm: float, outlier_rate: float, rng: np.rand
                   "prior": 0.3 * e_norm * length},
         trajectory_length=length, e_norm=float(e_norm), iterations=int(rng.integers(20, 200)),
         converged=bool(rng.random() < 0.9),
+        # a predicted error that follows the frame's error (no extra draw: the stream stays as it was)
+        pred_err_mm=np.where(detected, 20.0 + error, np.inf).astype(np.float32),
     )
 
 
@@ -211,6 +213,7 @@ def build_run_from_truth(
             keypoints3d=keypoints3d.numpy(), reprojection=truth.keypoints2d[seen, p].astype(np.float32),
             frame_error=np.full(T, 3.0, np.float32), matched_candidate=np.zeros(T, np.int32), inlier=np.ones(T, bool),
             frame_energies={}, energies={"total": e_norm}, trajectory_length=1.0, e_norm=e_norm, iterations=50, converged=True,
+            pred_err_mm=np.full(T, 20.0 + 10.0 * p, np.float32),
         )
         fitted.append((problem, fit))
     header = PerceptionResult(clip, tuple(p for p, _ in fitted), num_frames=truth.num_frames,

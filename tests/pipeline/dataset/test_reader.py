@@ -125,6 +125,20 @@ def test_filters_match_pyarrow(run_all):
         FrameFilter(labels="dancing")
 
 
+def test_max_pred_err_keeps_determined_frames_under_the_bound(run_all):
+    table = _table(run_all)
+    finite = np.isfinite(table.pred_err_mm)
+    assert finite.any() and (~finite & ~table.has_detection).any()  # frames without a detection are undetermined
+    assert np.isinf(table.pred_err_mm[~table.has_detection]).all()
+    bound = float(np.median(table.pred_err_mm[finite]))
+    got = sorted(_keys(FramesDataset(run_all.output, filter=FrameFilter(selected_only=False, max_pred_err_mm=bound),
+                                     columns=["clip_id", "track_id", "frame_index"])))
+    sub = table[table.pred_err_mm <= bound]
+    assert got == sorted(zip(sub.clip_id, sub.track_id, sub.frame_index)) and 0 < len(got) < finite.sum()
+    with pytest.raises(ValueError, match="max_pred_err_mm"):
+        FrameFilter(max_pred_err_mm=0.0)
+
+
 @pytest.mark.parametrize("quantile", [0.25, 0.5, 1.0])
 def test_e_norm_quantile_over_tracks(run_all, quantile):
     table = _table(run_all)

@@ -53,6 +53,36 @@ def test_frames_table_values_round_trip():
     assert inliers.num_rows == int(fit.inlier.sum()) and all(inliers.column("inlier").to_pylist())
 
 
+def test_uncertainty_and_plausibility_columns():
+    problem = make_problem(CLIP.clip_id, 1, 12, seed=3)
+    has = problem.has_detection
+    pred = np.where(has, np.linspace(20.0, 40.0, 12), np.inf).astype(np.float32)
+    density = np.zeros(12, np.int32)
+    density[2] = 1
+    limits = np.zeros(12, np.int32)
+    limits[[2, 5]] = [2, 1]
+    betas = np.zeros(10, np.float32)
+    betas[3] = -3.5
+    fit = make_fit(problem, 2.0).replace(pred_err_mm=pred, pose_density_outliers=density, joint_limit_violations=limits,
+                                         betas=betas)
+    frames = frames_table(CLIP, problem, fit, select_track(problem, fit, CONFIG, 10.0))
+    np.testing.assert_array_equal(np.array(frames.column("pred_err_mm").to_pylist(), np.float32), pred)
+    assert frames.column("pose_density_outliers").to_pylist() == density.tolist()
+    assert frames.column("joint_limit_violations").to_pylist() == limits.tolist()
+    outcome = commit_outcome(_header([problem]), [(problem, fit)], CONFIG)
+    (row,) = outcome.tracks.to_pylist()
+    assert row["pred_err_mm"] == pytest.approx(float(pred[has].mean()), rel=1e-6)
+    assert row["betas_absmax"] == 3.5 and row["betas_out_of_range"] is True
+    assert row["implausible_frame_fraction"] == pytest.approx(2 / 12)
+    # a fit without them: undetermined (inf) and "not checked" (-1)
+    bare = make_fit(problem, 2.0).replace(pred_err_mm=None)
+    frames = frames_table(CLIP, problem, bare, select_track(problem, bare, CONFIG, 10.0))
+    assert np.isinf(frames.column("pred_err_mm").to_pylist()).all()
+    assert set(frames.column("joint_limit_violations").to_pylist()) == {-1}
+    (row,) = commit_outcome(_header([problem]), [(problem, bare)], CONFIG).tracks.to_pylist()
+    assert row["pred_err_mm"] == float("inf") and np.isnan(row["implausible_frame_fraction"])
+
+
 def test_failed_fit_never_becomes_frames():
     problem = make_problem(CLIP.clip_id, 0, 12, seed=3)
     fit = TrackFit.failed(problem, "boom")

@@ -87,6 +87,29 @@ def test_thumbnails_one_label_after_another(run):
 
 
 @pytest.mark.slow
+def test_predicted_against_true_error_and_the_borderline_tracks_next_to_the_kept(video_run):
+    import os
+
+    from pipeline.qa.report import true_track_errors
+
+    tracks = _rows(video_run.output, "tracks")
+    corpus = os.path.dirname(tracks[0]["source_uri"])
+    true = true_track_errors(video_run.output, corpus)
+    assert set(true) == {(r["clip_id"], r["track_id"]) for r in tracks}
+    assert all(0.0 <= v < 1.0 for v in true.values())  # the fits are the ground truth
+    page = render_report(load_summary(video_run.output), ReportConfig(thumbnails=0, ground_truth=corpus))
+    caption = "Predicted (the fit&#x27;s own uncertainty) vs true per-track 3D error, against the ground truth"
+    assert caption in page and len(IMAGES.findall(page)) >= 6
+    for title in ("kept, just below the threshold", "rejected, just above the threshold", "kept, lowest predicted error"):
+        assert title in page
+    best = min((r for r in tracks if r["selected"]), key=lambda r: r["pred_err_mm"])
+    lowest = page.split("kept, lowest predicted error")[1].split("</table>")[0]
+    assert f"<td>{best['pred_err_mm']:.1f}</td><td>0.0</td>" in lowest
+    assert "true mm" in page and "against the ground truth" in page
+    without = render_report(load_summary(video_run.output), ReportConfig(thumbnails=0))
+    assert caption not in without and "kept, lowest predicted error" in without
+
+
 def test_thumbnails_from_the_source_video(video_run, body_model, tmp_path):
     path = write_report(video_run.output, ReportConfig(thumbnails=2, thumbnail_scale=2), path=str(tmp_path / "r.html"),
                         body_model=body_model)
