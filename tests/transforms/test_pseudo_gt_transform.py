@@ -46,7 +46,7 @@ def corpus(tmp_path):
     return root
 
 
-def _run(listing, output, selection=SelectionConfig(mode="threshold", e_norm_threshold=25.0, min_inlier_fraction=0.0),
+def _run(listing, output, selection=SelectionConfig(mode="threshold", score="e_norm", e_norm_threshold=25.0, min_inlier_fraction=0.0),
          clips_per_shard=3, frames_mode="eligible"):
     """What the launcher does around the transform: listing, batches, input rejects, the
     pipeline, then the selection and the books (their clip counts replace the metrics')."""
