@@ -157,7 +157,7 @@ def test_fraction_selection_over_the_run(corpus, tmp_path):
     counters, _ = _run(listing, out, SelectionConfig(mode="fraction", keep_fraction=0.34, min_inlier_fraction=0.0),
                        frames_mode="all")
     tracks = read_tracks(out).to_pylist()
-    eligible = sorted(t["e_norm"] for t in tracks)
+    eligible = sorted(t["selection_score"] for t in tracks)
     assert sum(t["selected"] for t in tracks) == counters["tracks_selected"] == -(-len(eligible) * 34 // 100)
     threshold = {t["e_norm_threshold"] for t in tracks}
     assert len(threshold) == 1 and threshold.pop() == eligible[counters["tracks_selected"] - 1]
