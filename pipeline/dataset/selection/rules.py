@@ -65,9 +65,9 @@ class SelectionConfig:
         score: the selection score (:func:`track_score`, lower is better), one of
             :data:`SELECTION_SCORES`; written to ``tracks.selection_score`` when a shard is
             committed, so the selection over a whole output thresholds what was committed.
-            The default, the track's predicted 3D joint error, ranked true error best on
-            the tuning generator of ``bench.selection`` (docs/bundle_adjustment.md,
-            "Selection").
+            The default, the track's predicted 3D joint error, is the score of
+            ``bench.selection`` that ranks true error best on its tuning generator
+            (docs/bundle_adjustment.md, "Selection score").
         e_norm_threshold: score bound of ``threshold`` mode (its units are the score's:
             E_norm in the fit's size-invariant units, the predicted error in mm). It depends
             on the bundle-adjustment weights, so there is no default: take it from an
