@@ -46,10 +46,10 @@ from torch import Tensor
 
 from optimize.problem import NUM_BETAS, NUM_JOINTS, NUM_POSE
 
-# One factor from the residual-scaled covariance to the expected 3D error (mm per
-# sqrt(energy per frame) x m): E's weights are not noise variances. Fitted by ``python -m bench.uncertainty --fit`` on
-# the tuning generator's tracks (pipeline.synth.tracks) only: the median over frames of
-# true per-frame MPJPE / uncalibrated predicted error.
+# One factor from the residual-scaled covariance to the expected 3D error: E's weights are
+# not noise variances. Fitted by ``python -m bench.uncertainty --fit`` on the tuning
+# generator's tracks (pipeline.synth.tracks) only: the median over frames of true
+# per-frame MPJPE / uncalibrated predicted error.
 PRED_ERR_CALIBRATION = 0.294
 PELVIS = 0
 # frames (tracks x padded frames) per selected inversion: bounds the float64 blocks kept

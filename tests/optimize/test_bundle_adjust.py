@@ -152,7 +152,8 @@ def test_reference_solvers_run(body_model, prior, solver):
 
 def _same_fit(a, b) -> None:
     assert a.status == b.status and a.iterations == b.iterations and a.converged == b.converged
-    for name in ("pose", "camera", "betas", "joints3d", "reprojection", "frame_error", "inlier"):
+    for name in ("pose", "camera", "betas", "joints3d", "reprojection", "frame_error", "inlier", "pred_err_mm",
+                 "pose_density_outliers", "joint_limit_violations"):
         assert np.array_equal(getattr(a, name), getattr(b, name), equal_nan=name == "frame_error"), name
     assert a.energies == b.energies and a.e_norm == b.e_norm
 

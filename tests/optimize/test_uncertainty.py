@@ -133,3 +133,15 @@ def test_removing_keypoints_raises_the_predicted_error(body_model, prior):
     ratio = blind.pred_err_mm / base.pred_err_mm
     assert (ratio[5:10] > 1.05).all()  # the init and temporal terms still hold the limbs
     assert ratio[5:10].min() > ratio[:2].max() and ratio[5:10].min() > ratio[-2:].max()
+
+
+def test_track_summary_is_the_mean_over_determined_frames_and_inf_when_they_are_few():
+    from types import SimpleNamespace
+
+    from optimize.track_metrics import predicted_error
+
+    fit = lambda values, status="ok": SimpleNamespace(status=status, pred_err_mm=np.asarray(values, np.float32))  # noqa: E731
+    assert predicted_error(fit([10.0, 20.0, np.inf, 30.0])) == pytest.approx(20.0)
+    assert math.isinf(predicted_error(fit([10.0, np.inf, np.inf, 30.0])))  # half undetermined
+    assert math.isinf(predicted_error(fit([10.0, 20.0], status="diverged")))
+    assert math.isinf(predicted_error(SimpleNamespace(status="ok", pred_err_mm=None)))
