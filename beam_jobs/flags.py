@@ -13,7 +13,7 @@ import difflib
 import json
 from collections.abc import Iterable
 
-from pipeline.dataset.selection.rules import SelectionConfig
+from pipeline.dataset.selection.rules import SELECTION_SCORES, SelectionConfig
 
 
 MAX_FLAG_JSON_DEPTH = 16
@@ -98,10 +98,13 @@ def add_optimisation_arguments(parser) -> None:
                        "logged at start-up")
     group.add_argument("--selection", default=None, choices=["threshold", "fraction"],
                        help="keep the best --keep_fraction of the output's eligible tracks (fraction, the default), or "
-                       "tracks with E_norm <= --e_norm_threshold (threshold; the default when that flag is given); "
-                       "computed at the end over the whole output, again with `vid2mesh select`")
-    group.add_argument("--e_norm_threshold", type=float, default=None, help="E_norm bound of --selection threshold "
-                       "(see e_norm_threshold in selection/selection.json of an earlier run) (default: none)")
+                       "tracks whose selection score is <= --e_norm_threshold (threshold; the default when that flag "
+                       "is given); computed at the end over the whole output, again with `vid2mesh select`")
+    group.add_argument("--selection_score", default=None, choices=list(SELECTION_SCORES),
+                       help="the score selection thresholds, written with each shard (default: "
+                       f"{SelectionConfig.score}, the track's predicted 3D joint error in mm; e_norm: the energy per frame)")
+    group.add_argument("--e_norm_threshold", type=float, default=None, help="bound on the selection score of --selection "
+                       "threshold (see e_norm_threshold in selection/selection.json of an earlier run) (default: none)")
     group.add_argument("--keep_fraction", type=float, default=None, help="fraction of eligible tracks --selection "
                        f"fraction keeps (default: {SelectionConfig.keep_fraction})")
     group.add_argument("--min_inlier_fraction", type=float, default=None, help="least inlier frames / detected frames of an eligible track "

@@ -109,7 +109,7 @@ class JobReport:
 def selection_config(opts: OptimisationOptions) -> SelectionConfig:
     mode = opts.selection or ("threshold" if opts.e_norm_threshold is not None else "fraction")
     changes = {"mode": mode}
-    for flag, name in (("e_norm_threshold", "e_norm_threshold"), ("keep_fraction", "keep_fraction"),
+    for flag, name in (("selection_score", "score"), ("e_norm_threshold", "e_norm_threshold"), ("keep_fraction", "keep_fraction"),
                        ("min_inlier_fraction", "min_inlier_fraction"), ("min_track_frames", "min_frames")):
         if getattr(opts, flag) is not None:
             changes[name] = getattr(opts, flag)

@@ -58,6 +58,10 @@ class BAConfig:
         switch_slack_heights: detector noise allowance on the torso centre, heights (D, "Identity switches").
         switch_size_ratio: persistent scale change that counts as a switch, > 1 (D, "Identity switches").
         switch_persistence: detected frames a jump must persist for (D, "Identity switches").
+        switch_step_heights: smallest body-position step that counts as a switch, heights (D, "Identity switches").
+        switch_step_sigmas: a step must also exceed this many robust position spreads (D, "Identity switches").
+        switch_step_window: detected frames fitted on each side of a step (D, "Identity switches").
+        switch_step_gap_heights_per_s: step allowance per second without detection, heights / s (D, "Identity switches").
         reprojection_loss: "hinge" (in the wild) or "huber" (controlled) per keypoint (D, "The objective").
         huber_delta_px: quadratic zone of the Huber reprojection loss, px (D, "The objective").
         hinge_margin_px: errors below this cost nothing under the hinge, px (D, "The objective").
@@ -114,6 +118,10 @@ class BAConfig:
     switch_slack_heights: float = 0.25
     switch_size_ratio: float = 1.5
     switch_persistence: int = 3
+    switch_step_heights: float = 0.1
+    switch_step_sigmas: float = 10.0
+    switch_step_window: int = 6
+    switch_step_gap_heights_per_s: float = 1.0
 
     reprojection_loss: str = _E.reprojection_loss
     huber_delta_px: float = _E.huber_delta_px
@@ -174,6 +182,8 @@ class BAConfig:
             raise ValueError(f"BAConfig.units={self.units!r}; use one of {UNITS}.")
         if self.e_norm not in E_NORM_MODES:
             raise ValueError(f"BAConfig.e_norm={self.e_norm!r}; use one of {E_NORM_MODES}.")
+        if self.switch_step_window < 3:
+            raise ValueError(f"BAConfig.switch_step_window={self.switch_step_window!r} must be >= 3 (a line needs 3 frames).")
         if not self.switch_size_ratio > 1:
             raise ValueError(f"BAConfig.switch_size_ratio={self.switch_size_ratio!r} must be > 1.")
         if self.solver not in SOLVERS:
@@ -184,7 +194,7 @@ class BAConfig:
             "huber_delta_px", "hinge_smoothing_px", "tau_r_px", "tau_i", "temporal_3d_delta_m",
             "temporal_2d_delta_px", "temporal_camera_delta_px", "camera_translation_cap",
             "init_delta_m", "init_betas_delta", "max_abs_pose_rad", "reference_height_px",
-            "switch_speed_heights_per_s", "switch_slack_heights",
+            "switch_speed_heights_per_s", "switch_slack_heights", "switch_step_heights", "switch_step_sigmas",
         )
         for name in positive:
             if not getattr(self, name) > 0:
@@ -192,7 +202,7 @@ class BAConfig:
         non_negative = (
             "hinge_margin_px", "w_reprojection", "w_temporal_3d", "w_temporal_2d",
             "w_temporal_camera", "w_gmm", "w_init", "keypoint_init_scale", "w_init_betas", "w_shape", "shape_bound",
-            "ftol", "xtol", "gtol",
+            "ftol", "xtol", "gtol", "switch_step_gap_heights_per_s",
         )
         for name in non_negative:
             if not getattr(self, name) >= 0:
@@ -305,4 +315,8 @@ BA_RANGES = declare_ranges(BAConfig, {
     "switch_slack_heights": real(gt=0),
     "switch_size_ratio": real(gt=1),
     "switch_persistence": integer(ge=1),
+    "switch_step_heights": real(gt=0),
+    "switch_step_sigmas": real(gt=0),
+    "switch_step_window": integer(ge=3),
+    "switch_step_gap_heights_per_s": real(ge=0),
 })

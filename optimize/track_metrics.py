@@ -192,12 +192,164 @@ def _body_distance(keypoints: np.ndarray, t1: int, t2: int) -> float:
     return float(np.median(np.minimum(same, mirrored)))
 
 
-def _torso_length(keypoints: np.ndarray) -> np.ndarray:
-    """(N,) shoulder-midpoint to hip-midpoint distance of detections (N, 17, 3), pixels; NaN if unseen."""
+# bones whose 2D length scales with the person: torso (shoulder to hip midpoint), shoulder
+# and hip widths, and each limb segment as the mean of its left and right (swap invariant)
+_BONES = (((5, 6), (11, 12)), ((5,), (6,)), ((11,), (12,)), ((5, 6), (7, 8)), ((7, 8), (9, 10)),
+          ((11, 12), (13, 14)), ((13, 14), (15, 16)))
+
+
+def _bone_lengths(keypoints: np.ndarray) -> np.ndarray:
+    """(N, 7) 2D lengths of :data:`_BONES` of detections (N, 17, 3), pixels; NaN if unseen.
+
+    A limb segment is the mean of the left and right segment (NaN unless all four ends are
+    seen); the torso joins the shoulder and hip midpoints.
+    """
     kp = np.asarray(keypoints, dtype=np.float64)
-    seen = (kp[:, [5, 6, 11, 12], 2] > 0).all(-1)
-    length = np.linalg.norm(kp[:, [5, 6], :2].mean(1) - kp[:, [11, 12], :2].mean(1), axis=-1)
-    return np.where(seen & (length > 0), length, np.nan)
+    seen = kp[..., 2] > 0
+    out = np.full((kp.shape[0], len(_BONES)), np.nan)
+    for k, (a, b) in enumerate(_BONES):
+        if len(a) == 1:  # a width: left to right
+            length = np.linalg.norm(kp[:, a[0], :2] - kp[:, b[0], :2], axis=-1)
+            ok = seen[:, a[0]] & seen[:, b[0]]
+        elif k == 0:  # the torso
+            length = np.linalg.norm(kp[:, list(a), :2].mean(1) - kp[:, list(b), :2].mean(1), axis=-1)
+            ok = seen[:, list(a + b)].all(-1)
+        else:  # a limb segment, left and right averaged
+            length = 0.5 * (np.linalg.norm(kp[:, a[0], :2] - kp[:, b[0], :2], axis=-1)
+                            + np.linalg.norm(kp[:, a[1], :2] - kp[:, b[1], :2], axis=-1))
+            ok = seen[:, list(a + b)].all(-1)
+        out[:, k] = np.where(ok & (length > 0), length, np.nan)
+    return out
+
+
+# COCO-17 left/right pairs; their midpoints, and the nose, do not move under a left/right swap
+_MIRROR_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
+
+
+def _swap_invariant_points(keypoints: np.ndarray) -> np.ndarray:
+    """(N, 9, 2) the nose and the 8 left/right pair midpoints of detections (N, 17, 3), pixels;
+    NaN where unseen."""
+    kp = np.asarray(keypoints, dtype=np.float64)
+    out = np.full((kp.shape[0], 1 + len(_MIRROR_PAIRS), 2), np.nan)
+    seen = kp[:, 0, 2] > 0
+    out[seen, 0] = kp[seen, 0, :2]
+    for k, (i, j) in enumerate(_MIRROR_PAIRS, start=1):
+        seen = (kp[:, i, 2] > 0) & (kp[:, j, 2] > 0)
+        out[seen, k] = kp[seen][:, [i, j], :2].mean(1)
+    return out
+
+
+def _robust_line_value(t: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Theil-Sen lines through (t (n,), x (n, K, 2)) per point k, their values at t = 0 (K, 2);
+    NaN for a point seen (finite) on fewer than 3 frames."""
+    a, b = np.triu_indices(t.size, 1)
+    slope = _nanmedian0((x[b] - x[a]) / (t[b] - t[a])[:, None, None])
+    value = _nanmedian0(x - slope * t[:, None, None])
+    value[np.isfinite(x).all(-1).sum(0) < 3] = np.nan
+    return value
+
+
+def _nanmedian0(x: np.ndarray) -> np.ndarray:
+    """Median over axis 0 ignoring NaN (NaN where a column has none); ``np.nanmedian`` is
+    several times slower on the small arrays of the step statistic."""
+    count = np.isfinite(x).sum(0)
+    ordered = np.sort(x, axis=0)  # NaN sort last
+    lo = np.take_along_axis(ordered, np.maximum((count - 1) // 2, 0)[None], 0)[0]
+    hi = np.take_along_axis(ordered, np.maximum(count // 2, 0)[None], 0)[0]
+    return np.where(count > 0, 0.5 * (lo + hi), np.nan)
+
+
+def step_statistic(
+    keypoints: np.ndarray,
+    selected: np.ndarray,
+    height_px: float,
+    window: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Discontinuity of the whole body's position at each boundary between detected frames.
+
+    Each of nine left/right-swap invariant points (the nose and the midpoints of the eight
+    left/right keypoint pairs) is fitted over the ``window`` detected frames on each side
+    of the boundary with a robust (Theil-Sen) line in time; its step is the difference of
+    the two lines at the boundary, and the body's step the component-wise median over the
+    points (at least 3 seen on both sides). A switch to another person moves every point by
+    the distance between the two people, while detector noise moves each keypoint on its
+    own, so the median keeps the first and discards most of the second; walking, running,
+    crouching and zooming are smooth and leave no step. A step is *shared* when at least two
+    thirds of the points moved by it (within half its size): a switch moves the points
+    together, noise and fast limbs move them apart.
+
+    Args:
+        keypoints: (T, 17, 3) the selected detections (pixels + confidence).
+        selected: (T,) selected candidate, -1 on skipped frames.
+        height_px: the person's height in the image, pixels.
+        window: detected frames fitted on each side (>= 3).
+
+    Returns:
+        (step, gap, shared): step (T,) in person heights at the first frame after each
+        boundary (NaN elsewhere and where too few points are seen); gap (T,) the longest run
+        of frames without detection inside the two windows, in frames; shared (T,) bool.
+    """
+    T = len(selected)
+    step, gap, shared = np.full(T, np.nan), np.full(T, np.nan), np.zeros(T, bool)
+    detected = np.flatnonzero(np.asarray(selected) >= 0)
+    points = _swap_invariant_points(np.asarray(keypoints)[detected]) / height_px  # (N, 9, 2) heights
+    for j in range(1, detected.size):
+        boundary = 0.5 * (detected[j - 1] + detected[j])
+        lo, hi = max(0, j - window), min(detected.size, j + window)
+        gap[detected[j]] = float(np.max(np.diff(detected[lo:hi])) - 1)
+        if j - lo < 3 or hi - j < 3:
+            continue
+        before = _robust_line_value(detected[lo:j] - boundary, points[lo:j])
+        after = _robust_line_value(detected[j:hi] - boundary, points[j:hi])
+        steps = after - before  # (9, 2)
+        steps = steps[np.isfinite(steps).all(-1)]
+        if len(steps) >= 3:
+            common = np.median(steps, axis=0)
+            size = float(np.linalg.norm(common))
+            # a switch moves the points together; noise and fast limbs move them apart
+            step[detected[j]] = size
+            shared[detected[j]] = np.mean(np.linalg.norm(steps - common, axis=-1) < 0.5 * size) >= 2 / 3
+    return step, gap, shared
+
+
+def _step_switches(step: np.ndarray, gap_s: np.ndarray, shared: np.ndarray, min_heights: float, sigmas: float,
+                   gap_heights_per_s: float, window: int) -> list[int]:
+    """Frames whose step is shared, a local maximum over +-``window`` frames, and beats both bounds:
+    ``min_heights`` (+ the gap allowance) and the track's own step level (median +
+    ``sigmas`` x 1.4826 MAD of its steps, which carries the detector's temporally
+    correlated noise)."""
+    finite = step[np.isfinite(step)]
+    if finite.size < 3:
+        return []
+    level = np.median(finite) + sigmas * 1.4826 * np.median(np.abs(finite - np.median(finite)))
+    with np.errstate(invalid="ignore"):
+        bound = np.maximum(min_heights + gap_heights_per_s * gap_s, level)
+        ratio = np.where(np.isfinite(step) & np.isfinite(bound), step / bound, np.nan)
+    out = []
+    for t in np.flatnonzero((ratio > 1) & shared):
+        lo, hi = max(0, t - window), min(len(ratio), t + window + 1)
+        if ratio[t] >= np.nanmax(ratio[lo:hi]):
+            out.append(int(t))
+    return out
+
+
+def _resized(log_bones: np.ndarray, j: int, window: int, log_ratio: float) -> bool:
+    """Every bone changes length by the same factor > ``exp(log_ratio)`` between detections
+    j - 1 and j, and stays changed: the median over bones of the log length ratio, between
+    consecutive detections and between the medians of ``window`` detections either side
+    (at least 3 seen), both exceed ``log_ratio``, and so do at least two thirds of the
+    bones. A pose change (bending, turning) shortens some bones, not all."""
+    step = log_bones[j] - log_bones[j - 1]
+    step = step[np.isfinite(step)]
+    if step.size < 3 or abs(np.median(step)) <= log_ratio:
+        return False
+    before, later = log_bones[max(0, j - window) : j], log_bones[j : j + window]
+    enough = (np.isfinite(before).sum(0) >= 3) & (np.isfinite(later).sum(0) >= 3)
+    if enough.sum() < 3:
+        return False
+    change = _nanmedian0(later[:, enough]) - _nanmedian0(before[:, enough])
+    sign = np.sign(np.median(change))
+    return bool(abs(np.median(change)) > log_ratio and np.mean(sign * change > log_ratio) >= 2 / 3)
 
 
 def identity_switches(
@@ -210,27 +362,38 @@ def identity_switches(
     size_ratio: float = 1.5,
     persistence: int = 3,
     body_height_m: float = 1.7,
+    step_heights: float = 0.1,
+    step_sigmas: float = 10.0,
+    step_window: int = 6,
+    step_gap_heights_per_s: float = 1.0,
 ) -> list[int]:
     """Frame positions (along T) where a track's detections jump to another person.
 
-    A switch at detected frame d_j (previous detected frame d_{j-1}) needs a *persistent*
-    jump of the tracked detections:
+    A switch at detected frame d_j (previous detected frame d_{j-1}) is one of:
 
-    * position: the body (shoulder and hip midpoints, left/right-swap invariant) moves by
+    * a step in the whole body's position (:func:`step_statistic`) that is a local maximum
+      over +-``step_window`` frames and exceeds both ``step_heights +
+      step_gap_heights_per_s x`` (the longest detection gap in its windows, seconds) person
+      heights and the track's own step level (median + ``step_sigmas`` x 1.4826 MAD of
+      its steps). This catches a switch to a look-alike of the same size standing close
+      by, which the two tests below cannot see;
+
+    * a jump: the body (shoulder and hip midpoints, left/right-swap invariant) moves by
       D > ``speed_heights_per_s x (d_j - d_{j-1}) / fps + slack_heights`` person heights,
       and each of the next ``persistence`` detected frames stays within D / 2 of the new
       position and beyond D / 2 of the old one, and each of the ``persistence`` frames
       before d_{j-1} within D / 2 of the old and beyond D / 2 of the new one (a short
       excursion to a neighbour that comes back is a tracker slip, which the min over
       candidates handles);
-    * or size: the detected torso (shoulder midpoint to hip midpoint) changes length by
-      more than ``size_ratio`` between consecutive detections and its median over the next
-      max(``persistence``, 5) detected frames differs by as much from the median over as
-      many frames before (at least 3 seen on each side).
+    * or size: the detected bones (torso, shoulder and hip widths, limb segments) change
+      length by more than ``size_ratio``, all by the same factor (:func:`_resized`), between
+      consecutive detections and between the medians of max(``persistence``, 5) detected
+      frames either side.
 
     The person height is the track's median init camera s x 1.7 m. Only the detections are
     used, so a fit that follows the new person cannot hide the switch. Not detected: a
-    switch between people of about the same size less than about 0.3 heights apart.
+    switch across a long detection gap (the allowance grows with the gap), and one between
+    people of the same size closer than about ``step_heights``.
 
     Args:
         keypoints: (T, 17, 3) the selected detections (pixels + confidence).
@@ -248,8 +411,9 @@ def identity_switches(
     if scale is None or detected.size < 2:
         return []
     height = scale * body_height_m
-    log_s = np.log(_torso_length(keypoints[detected]))
-    switches: list[int] = []
+    step, gap, shared = step_statistic(keypoints, selected, height, step_window)
+    switches = _step_switches(step, gap / float(fps), shared, step_heights, step_sigmas, step_gap_heights_per_s, step_window)
+    log_bones = np.log(_bone_lengths(keypoints[detected]))  # (N, 7)
     for j in range(1, detected.size):
         t_prev, t = int(detected[j - 1]), int(detected[j])
         after = [int(a) for a in detected[j + 1 : j + 1 + persistence]]
@@ -261,14 +425,8 @@ def identity_switches(
             near = [_body_distance(keypoints, t, a) for a in after] + [_body_distance(keypoints, t_prev, b) for b in before]
             far = [_body_distance(keypoints, t_prev, a) for a in after] + [_body_distance(keypoints, t, b) for b in before]
             jumped = enough and all(n < jump / 2 for n in near) and all(f > jump / 2 for f in far)
-        if not jumped and np.isfinite(log_s[j - 1]) and np.isfinite(log_s[j]) \
-                and abs(log_s[j] - log_s[j - 1]) > math.log(size_ratio):
-            window = max(persistence, 5)
-            before = log_s[max(0, j - window) : j]
-            later = log_s[j : j + window]
-            before, later = before[np.isfinite(before)], later[np.isfinite(later)]
-            jumped = (before.size >= 3 and later.size >= 3
-                      and abs(np.median(later) - np.median(before)) > math.log(size_ratio))
-        if jumped:
+        if not jumped:
+            jumped = _resized(log_bones, j, max(persistence, 5), math.log(size_ratio))
+        if jumped and all(abs(t - other) > step_window for other in switches):
             switches.append(t)
-    return switches
+    return sorted(switches)

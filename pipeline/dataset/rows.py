@@ -20,7 +20,7 @@ from optimize.track_metrics import (
 )
 from pipeline.dataset import schema
 from pipeline.records import ClipRef, PerceptionResult, RejectReason, TrackFit, TrackProblem
-from pipeline.dataset.selection.rules import TrackSelection
+from pipeline.dataset.selection.rules import TrackSelection, inlier_mask
 
 MAX_MESSAGE_CHARS = 4000
 
@@ -162,7 +162,7 @@ def frame_quality(problem: TrackProblem, fit: TrackFit) -> dict[str, np.ndarray]
         "reprojection_error": error_px,
         "reprojection_error_rel": np.where(has, error_rel, np.nan).astype(np.float32),
         "reprojection_energy": np.where(has, _per_frame(fit, "detection_energy", T), np.nan).astype(np.float32),
-        "inlier": np.asarray(fit.inlier, dtype=bool) & has,
+        "inlier": inlier_mask(problem, fit),
         "interpolated": ~has,
         "pose_nll": _per_frame(fit, "pose_nll", T),
         "joint_acceleration": joint_acceleration(fit.joints3d, problem.fps).astype(np.float32),
@@ -291,6 +291,7 @@ def tracks_table(clip: ClipRef, fitted: Sequence[tuple[TrackProblem, TrackFit, T
             "energy_terms": [{"term": k, "value": v} for k, v in sorted(energies.items()) if k != "total"],
             "trajectory_length": float(fit.trajectory_length),
             "e_norm": float(fit.e_norm),
+            "selection_score": float(selection.score),
             **track_plausibility(fit),
             "iterations": int(fit.iterations),
             "converged": bool(fit.converged),

@@ -265,8 +265,10 @@ def _build(root: Path) -> dict:
 
 
 REMOTE_UNSUPPORTED = ("http", "https", "ftp")  # gs:// and s3:// are read through Beam's file systems
-FLAGS = ["--keypoints", "precomputed", "--e_norm_threshold", "1e9", "--min_inlier_fraction", "0",
-         "--min_track_frames", "1", "--ba_config", '{"max_iter": 8, "tau_r_schedule": [1.0]}',
+# the few-frame fits of the corpus leave the predicted error undetermined: select by E_norm, keep every sound fit
+# (a fit stopped at its LM budget is rejected as not_converged: the budget lets every clip's fit converge)
+FLAGS = ["--keypoints", "precomputed", "--selection_score", "e_norm", "--e_norm_threshold", "1e9", "--min_inlier_fraction", "0",
+         "--min_track_frames", "1", "--ba_config", '{"max_iter": 8, "lm_max_iter": 200, "tau_r_schedule": [1.0]}',
          "--perception_config", json.dumps({"decode": {"max_duration_s": 5, "timeout_s": TIMEOUT_S}, "min_person_height": 16})]  # fmt: skip
 
 

@@ -51,7 +51,9 @@ def make_problem(clip_id: str, track_id: int, num_frames: int, seed: int, people
 
 
 def make_fit(problem: TrackProblem, e_norm: float, status: str = "ok", iterations: int = 17) -> TrackFit:
-    """A TrackFit for ``problem`` with the given E_norm (energy = e_norm * length)."""
+    """A TrackFit for ``problem`` with the given E_norm (energy = e_norm * length) and the
+    same number as its predicted error (mm) on every detected frame (inf on skipped frames),
+    so that a test reads one score whichever ``SelectionConfig.score`` it selects by."""
     rng = np.random.default_rng(_seed(f"{problem.clip_id}#{problem.track_id}"))
     T = problem.num_frames
     joints = rng.normal(0, 0.3, (T, 24, 3)).astype(np.float32)
@@ -69,6 +71,7 @@ def make_fit(problem: TrackProblem, e_norm: float, status: str = "ok", iteration
         frame_error=error, matched_candidate=np.where(problem.has_detection, 0, -1).astype(np.int32),
         inlier=inlier, frame_energies={"reprojection": error}, energies=energies,
         trajectory_length=length, e_norm=float(e_norm), iterations=iterations, converged=True,
+        pred_err_mm=np.where(problem.has_detection, np.float32(e_norm), np.float32(np.inf)).astype(np.float32),
     )
 
 

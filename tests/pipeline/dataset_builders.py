@@ -126,7 +126,7 @@ def build_run(
     info = schema.BodyModelInfo("standin", "neutral", "vid2mesh_standin_neutral.pkl", "0" * 64)
     run = schema.RunMetadata(info, {"bundle_adjust": {"tau_r_px": 50.0}, "selection": {"mode": "threshold",
                              "e_norm_threshold": e_norm_threshold}, "frames": frames_mode}, "vid2mesh test")
-    config = SelectionConfig(mode="threshold", e_norm_threshold=e_norm_threshold, min_frames=8)
+    config = SelectionConfig(mode="threshold", score="e_norm", e_norm_threshold=e_norm_threshold, min_frames=8)
     outcomes = []
     background = (rng.random((240, 320, 3)) * 255).astype(np.uint8)
     for c in range(num_clips):
@@ -218,7 +218,7 @@ def build_run_from_truth(
         fitted.append((problem, fit))
     header = PerceptionResult(clip, tuple(p for p, _ in fitted), num_frames=truth.num_frames,
                               image_size=truth.image_size, fps=truth.fps, max_people=truth.num_people)
-    config = SelectionConfig(mode="threshold", e_norm_threshold=100.0, min_frames=2)
+    config = SelectionConfig(mode="threshold", score="e_norm", e_norm_threshold=100.0, min_frames=2)
     commit_and_select(output, [[commit_outcome(header, fitted, config)]], config, run)
     stats = card.write_card(output, run)
     return BuiltRun(output, run, (clip.clip_id,), stats)

@@ -46,7 +46,7 @@ def corpus(tmp_path):
     return root
 
 
-def _run(listing, output, selection=SelectionConfig(mode="threshold", e_norm_threshold=25.0, min_inlier_fraction=0.0),
+def _run(listing, output, selection=SelectionConfig(mode="threshold", score="e_norm", e_norm_threshold=25.0, min_inlier_fraction=0.0),
          clips_per_shard=3, frames_mode="eligible"):
     """What the launcher does around the transform: listing, batches, input rejects, the
     pipeline, then the selection and the books (their clip counts replace the metrics')."""
@@ -157,7 +157,7 @@ def test_fraction_selection_over_the_run(corpus, tmp_path):
     counters, _ = _run(listing, out, SelectionConfig(mode="fraction", keep_fraction=0.34, min_inlier_fraction=0.0),
                        frames_mode="all")
     tracks = read_tracks(out).to_pylist()
-    eligible = sorted(t["e_norm"] for t in tracks)
+    eligible = sorted(t["selection_score"] for t in tracks)
     assert sum(t["selected"] for t in tracks) == counters["tracks_selected"] == -(-len(eligible) * 34 // 100)
     threshold = {t["e_norm_threshold"] for t in tracks}
     assert len(threshold) == 1 and threshold.pop() == eligible[counters["tracks_selected"] - 1]

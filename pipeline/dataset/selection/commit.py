@@ -1,6 +1,6 @@
 """The commit-time verdict: the rows of a fitted clip, written before the run's threshold is known.
 
-Fits are committed as soon as their clip is done, before the run's E_norm threshold is
+Fits are committed as soon as their clip is done, before the run's score threshold is
 known (a best-fraction threshold needs every track of the output). So the job writes, per
 clip, rows whose selection is *pending*: every fitted track in ``tracks/`` with
 ``selection_reason`` = ``eligible`` (any threshold could select it) or the reason no
@@ -25,7 +25,7 @@ from pipeline.dataset.selection.rules import (
 from pipeline.records import PerceptionResult, RejectReason, TrackFit, TrackProblem
 
 ELIGIBLE = "eligible"
-"""``tracks.selection_reason`` at commit time of a track any E_norm threshold could select."""
+"""``tracks.selection_reason`` at commit time of a track any score threshold could select."""
 PENDING = "pending"
 """Manifest outcome of a committed clip with an eligible track: kept or not is decided by
 the selection."""
@@ -44,7 +44,7 @@ def commit_frames_mode(mode: str) -> str:
 
 def _pending(problem: TrackProblem, fit: TrackFit, config: SelectionConfig):
     """Commit-time verdict: the eligibility reason, or ``eligible`` (never ``selected``)."""
-    verdict = select_track(problem, fit, config, sys.float_info.max)  # any finite E_norm passes
+    verdict = select_track(problem, fit, config, sys.float_info.max)  # any finite score passes
     if verdict.reason == TrackReason.SELECTED:
         return replace(verdict, selected=False, reason=ELIGIBLE, threshold=float("nan"))
     return replace(verdict, threshold=float("nan"))

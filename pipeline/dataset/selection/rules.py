@@ -1,13 +1,17 @@
 """The selection rules: one track's verdict and one clip's (paper section 4, extended to every person).
 
-A track is kept when its fit is sound (status ``ok``, long enough, moving, enough inlier
-frames) and its selection score E_norm (``BAConfig.e_norm``: energy per frame by default,
-the paper's energy per metre of trajectory as an option) passes the run's threshold. The
-threshold is either derived from the run itself (``mode="fraction"``, the default: keep the
-best ``keep_fraction`` of the eligible tracks, as the paper kept about 10 % of Kinetics) or
-fixed (``mode="threshold"``, e.g. the threshold an earlier run recorded). Inlier frames are the fit's own flags
+A track is kept when its fit is sound (status ``ok``, converged, long enough, moving, enough
+inlier frames) and its selection score (``SelectionConfig.score``, :func:`track_score`)
+passes the run's threshold. The threshold is either derived from the run itself
+(``mode="fraction"``, the default: keep the best ``keep_fraction`` of the eligible tracks,
+as the paper kept about 10 % of Kinetics) or fixed (``mode="threshold"``, e.g. the
+threshold an earlier run recorded). Inlier frames are the fit's own flags
 (the track's own detection on the frame and its reprojection energy below tau_R, in the
-fit's size-invariant units), so inlier frames <= detected frames.
+fit's size-invariant units) on frames whose 3D pose the fit determines (finite predicted
+error), so inlier frames <= detected frames.
+
+A fit that stopped at its iteration budget without meeting its own stopping criterion
+(``TrackFit.converged`` False) is never selected: it is rejected as ``not_converged``.
 
 A track that bundle adjustment cut at identity switches (status ``split``) is never
 selected itself (reason ``split``); :func:`expand_pieces` gives its pieces, which are
@@ -31,6 +35,7 @@ import numpy as np
 from pipeline.records import RejectReason, TrackFit, TrackProblem
 
 SELECTION_MODES = ("threshold", "fraction")
+SELECTION_SCORES = ("e_norm", "predicted_error", "predicted_x_energy")
 
 
 class TrackReason:
@@ -43,6 +48,8 @@ class TrackReason:
     TOO_SHORT = "too_short"
     NOT_MOVING = "not_moving"
     DIVERGED = "diverged"
+    UNDETERMINED = "undetermined"  # the selection score is not finite: the fit does not determine the person
+    NOT_CONVERGED = "not_converged"  # the solver stopped at its iteration budget, not at its own criterion
     FAILED = "failed"
     SPLIT = "split"  # the track was cut at identity switches; its pieces have rows of their own
     IDENTITY_SWITCH = "identity_switch"  # a piece between identity switches too short to keep
@@ -54,13 +61,18 @@ class SelectionConfig:
 
     Attributes:
         mode: "fraction" (default: keep the ``keep_fraction`` of eligible tracks with the
-            lowest E_norm in the run) or "threshold" (keep E_norm <= ``e_norm_threshold``).
-        e_norm_threshold: E_norm bound of ``threshold`` mode (``BAConfig.e_norm``: energy
-            per frame by default, or per metre of 3D joint trajectory with "trajectory"; both
-            in the fit's size-invariant units). Its scale depends on the bundle-adjustment
-            weights, so there is no
-            default: take it from an earlier run's ``tracks.e_norm_threshold`` or from the
-            E_norm distribution of a ``--frames all`` run.
+            lowest score in the run) or "threshold" (keep score <= ``e_norm_threshold``).
+        score: the selection score (:func:`track_score`, lower is better), one of
+            :data:`SELECTION_SCORES`; written to ``tracks.selection_score`` when a shard is
+            committed, so the selection over a whole output thresholds what was committed.
+            The default, the track's predicted 3D joint error, is the score of
+            ``bench.selection`` that ranks true error best on its tuning generator
+            (docs/bundle_adjustment.md, "Selection score").
+        e_norm_threshold: score bound of ``threshold`` mode (its units are the score's:
+            E_norm in the fit's size-invariant units, the predicted error in mm). It depends
+            on the bundle-adjustment weights, so there is no default: take it from an
+            earlier run's ``tracks.e_norm_threshold`` or from the score distribution of a
+            ``--frames all`` run.
         keep_fraction: fraction in (0, 1] of eligible tracks ``fraction`` mode keeps (the
             paper kept about 10 % of Kinetics).
         min_frames: tracks with fewer detected frames are ``too_short``.
@@ -71,6 +83,7 @@ class SelectionConfig:
     """
 
     mode: str = "fraction"
+    score: str = "predicted_error"
     e_norm_threshold: float | None = None
     keep_fraction: float = 0.1
     min_frames: int = 8
@@ -80,6 +93,8 @@ class SelectionConfig:
     def __post_init__(self) -> None:
         if self.mode not in SELECTION_MODES:
             raise ValueError(f"selection mode {self.mode!r}: use one of {SELECTION_MODES}")
+        if self.score not in SELECTION_SCORES:
+            raise ValueError(f"selection score {self.score!r}: use one of {SELECTION_SCORES}")
         if not 0 < self.keep_fraction <= 1:
             raise ValueError(f"keep_fraction={self.keep_fraction}: must be in (0, 1]")
         if self.mode == "threshold" and self.e_norm_threshold is None:
@@ -101,6 +116,7 @@ class TrackSelection:
         threshold: the E_norm threshold applied (NaN when the run had no eligible track).
         num_detected_frames: frames where the tracker kept a detection.
         num_inlier_frames: inlier frames of the fit.
+        score: the track's selection score (``SelectionConfig.score``; lower is better).
     """
 
     selected: bool
@@ -108,6 +124,7 @@ class TrackSelection:
     threshold: float
     num_detected_frames: int
     num_inlier_frames: int
+    score: float = math.nan
 
 
 def expand_pieces(problem: TrackProblem, fit: TrackFit) -> list[tuple[TrackProblem, TrackFit]]:
@@ -123,6 +140,41 @@ def expand_pieces(problem: TrackProblem, fit: TrackFit) -> list[tuple[TrackProbl
     return out
 
 
+def inlier_mask(problem: TrackProblem, fit: TrackFit) -> np.ndarray:
+    """(T,) bool: the fit's inlier frames that count: the track's own detection on the frame,
+    and a determined 3D pose (a frame whose predicted error is inf or NaN is uncertain,
+    never an inlier, whatever its reprojection)."""
+    mask = np.asarray(fit.inlier, dtype=bool) & np.asarray(problem.has_detection, dtype=bool)
+    predicted = getattr(fit, "pred_err_mm", None)
+    if predicted is not None:
+        mask &= np.isfinite(np.asarray(predicted, dtype=np.float64))
+    return mask
+
+
+def track_score(fit: TrackFit, score: str) -> float:
+    """A fit's selection score (lower is better); inf when the fit does not define it.
+
+    Args:
+        fit: the fitted track.
+        score: a :data:`SELECTION_SCORES` value: ``e_norm`` (``fit.e_norm``, see
+            ``BAConfig.e_norm``), ``predicted_error`` (the track's predicted 3D joint error,
+            mm, :func:`optimize.track_metrics.predicted_error`) or ``predicted_x_energy``
+            (predicted error x sqrt(E_norm): the uncertainty, with the fit's residual as a
+            guard against a well-determined fit of the wrong detections).
+    """
+    if score == "e_norm":
+        return float(fit.e_norm)
+    if score not in SELECTION_SCORES:
+        raise ValueError(f"selection score {score!r}: use one of {SELECTION_SCORES}")
+    from optimize.track_metrics import predicted_error
+
+    predicted = float(predicted_error(fit)) if getattr(fit, "pred_err_mm", None) is not None else math.inf
+    if score == "predicted_error":
+        return predicted
+    energy = float(fit.e_norm)
+    return predicted * math.sqrt(energy) if math.isfinite(energy) and energy >= 0 else math.inf
+
+
 def eligibility(problem: TrackProblem, fit: TrackFit, config: SelectionConfig) -> str | None:
     """The reason a track cannot be selected whatever the threshold, or None if eligible."""
     if fit.status == "split":
@@ -132,14 +184,20 @@ def eligibility(problem: TrackProblem, fit: TrackFit, config: SelectionConfig) -
     # A fit with non-finite numbers is never written as data, whatever its status says.
     if fit.status != "ok" or not (np.isfinite(fit.pose).all() and np.isfinite(fit.camera).all()):
         return TrackReason.DIVERGED
+    # A fit stopped by its iteration budget is not a solution: its energy and its predicted
+    # error describe an iterate, so no score can vouch for it.
+    if not fit.converged:
+        return TrackReason.NOT_CONVERGED
     detected = int(problem.has_detection.sum())
     if detected < config.min_frames:
         return TrackReason.IDENTITY_SWITCH if getattr(fit, "parent_track_id", -1) >= 0 else TrackReason.TOO_SHORT
     if not fit.trajectory_length >= config.min_trajectory_length_m or not math.isfinite(fit.e_norm):
         return TrackReason.NOT_MOVING
-    inliers = int((np.asarray(fit.inlier, dtype=bool) & problem.has_detection).sum())
+    inliers = int(inlier_mask(problem, fit).sum())
     if detected == 0 or inliers / detected < config.min_inlier_fraction:
         return TrackReason.TOO_FEW_INLIERS
+    if config.score != "e_norm" and not math.isfinite(track_score(fit, config.score)):
+        return TrackReason.UNDETERMINED
     return None
 
 
@@ -164,19 +222,20 @@ def run_threshold(e_norms: Sequence[float], config: SelectionConfig) -> float:
 
 
 def select_track(problem: TrackProblem, fit: TrackFit, config: SelectionConfig, threshold: float) -> TrackSelection:
-    """Apply the eligibility checks and the run's E_norm threshold to one track."""
+    """Apply the eligibility checks and the run's threshold on the selection score to one track."""
     detected = int(problem.has_detection.sum())
     # an inlier is a frame with the track's own detection (fits made before that rule too)
-    inliers = int((np.asarray(fit.inlier, dtype=bool) & problem.has_detection).sum()) if fit.status == "ok" else 0
+    inliers = int(inlier_mask(problem, fit).sum()) if fit.status == "ok" else 0
     reason = eligibility(problem, fit, config)
+    score = track_score(fit, config.score) if fit.status == "ok" else math.inf
     if reason is None:
-        if math.isfinite(threshold) and fit.e_norm <= threshold:
+        if math.isfinite(threshold) and score <= threshold:
             reason = TrackReason.SELECTED
         elif config.mode == "fraction":
             reason = TrackReason.BELOW_BEST_FRACTION
         else:
             reason = TrackReason.E_NORM_ABOVE_THRESHOLD
-    return TrackSelection(reason == TrackReason.SELECTED, reason, float(threshold), detected, inliers)
+    return TrackSelection(reason == TrackReason.SELECTED, reason, float(threshold), detected, inliers, float(score))
 
 
 def clip_verdict(selections: Sequence[TrackSelection]) -> tuple[str, str | None]:
@@ -198,16 +257,22 @@ def clip_verdict(selections: Sequence[TrackSelection]) -> tuple[str, str | None]
 def bound_note(fit: TrackFit, verdict: TrackSelection, config: SelectionConfig) -> str:
     """The bound (option and value) behind a track's selection reason, for messages."""
     reason = verdict.reason
+    name = "E_norm" if config.score == "e_norm" else config.score
     if reason == TrackReason.E_NORM_ABOVE_THRESHOLD:
-        return f" (E_norm {fit.e_norm:.4g} > --e_norm_threshold {verdict.threshold:.4g})"
+        return f" ({name} {verdict.score:.4g} > --e_norm_threshold {verdict.threshold:.4g})"
     if reason == TrackReason.BELOW_BEST_FRACTION:
-        return (f" (E_norm {fit.e_norm:.4g} > {verdict.threshold:.4g}, the run's best --keep_fraction "
+        return (f" ({name} {verdict.score:.4g} > {verdict.threshold:.4g}, the run's best --keep_fraction "
                 f"{config.keep_fraction:g}; raise it or pass --e_norm_threshold)")
+    if reason == TrackReason.UNDETERMINED:
+        return f" ({name} is not finite: the fit leaves the person's 3D pose undetermined)"
     if reason == TrackReason.TOO_SHORT:
         return f" ({verdict.num_detected_frames} detected frames < --min_track_frames {config.min_frames})"
     if reason == TrackReason.TOO_FEW_INLIERS:
         return (f" ({verdict.num_inlier_frames} of {verdict.num_detected_frames} frames inliers < "
                 f"--min_inlier_fraction {config.min_inlier_fraction:g})")
+    if reason == TrackReason.NOT_CONVERGED:
+        return (f" (stopped after {fit.iterations} iterations without meeting its stopping criterion; "
+                "raise --ba_config lm_max_iter / max_iter or inspect the track)")
     if reason == TrackReason.NOT_MOVING:
         return f" (trajectory {fit.trajectory_length:.3g} m < {config.min_trajectory_length_m:g} m)"
     return ""

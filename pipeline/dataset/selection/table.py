@@ -1,11 +1,12 @@
-"""The ``selection/`` table: the run's E_norm threshold and every clip's final outcome.
+"""The ``selection/`` table: the run's threshold on the selection score and every clip's final outcome.
 
 :func:`select_output` reads every committed shard of the output (all runs that wrote
 into it; the commit-time rows of :mod:`pipeline.dataset.selection.commit`), computes the
 threshold over the eligible tracks with the rules of :mod:`pipeline.dataset.selection.rules`,
 and writes two small Parquet files::
 
-    selection/tracks.parquet   clip_id, track_id, shard, e_norm, selected, selection_reason, e_norm_threshold
+    selection/tracks.parquet   clip_id, track_id, shard, e_norm, selection_score, selected, selection_reason,
+                               e_norm_threshold (the threshold on selection_score)
     selection/clips.parquet    clip_id, label, split, shard, outcome, reason, stage, selected_tracks, inlier_frames
 
 The reader (:mod:`pipeline.dataset.reader`) joins ``selection/tracks.parquet`` onto
@@ -50,7 +51,8 @@ SUMMARY_FILE = "selection.json"
 
 SELECTION_TRACKS_SCHEMA = pa.schema([
     pa.field("clip_id", pa.string()), pa.field("track_id", pa.int32()), pa.field("shard", pa.string()),
-    pa.field("e_norm", pa.float64()), pa.field("selected", pa.bool_()), pa.field("selection_reason", pa.string()),
+    pa.field("e_norm", pa.float64()), pa.field("selection_score", pa.float64()), pa.field("selected", pa.bool_()),
+    pa.field("selection_reason", pa.string()),
     pa.field("e_norm_threshold", pa.float64()),
 ])
 SELECTION_CLIPS_SCHEMA = pa.schema([
@@ -65,7 +67,7 @@ class SelectionSummary:
     """What :func:`select_output` decided over the whole output.
 
     Attributes:
-        threshold: the E_norm threshold applied (NaN when no track is eligible).
+        threshold: the threshold on the selection score applied (NaN when no track is eligible).
         config: the selection settings.
         clips: clips in the output (each in exactly one outcome).
         clips_kept, clips_rejected, clips_failed: where they ended.
@@ -110,7 +112,21 @@ def clip_owners(manifests: Sequence[dict[str, Any]]) -> dict[str, str]:
 
 
 def _read_parquet(storage, path: str, columns: Sequence[str]) -> pa.Table:
-    return pq.read_table(io.BytesIO(storage.read_bytes(path)), columns=list(columns))
+    """The columns of a Parquet file (those it has: a shard written before a column existed lacks it)."""
+    data = io.BytesIO(storage.read_bytes(path))
+    present = set(pq.read_schema(data).names)
+    data.seek(0)
+    return pq.read_table(data, columns=[c for c in columns if c in present])
+
+
+SCORE = "selection_score"
+
+
+def _with_score(table: pa.Table) -> pa.Table:
+    """tracks/ rows with ``selection_score`` (a shard committed before it existed: its E_norm)."""
+    if SCORE in table.column_names:
+        return table
+    return table.append_column(SCORE, table.column("e_norm").cast(pa.float64()))
 
 
 def _committed_tracks(output: str, manifests: Sequence[dict[str, Any]], owners: dict[str, str], storage) -> pa.Table:
@@ -122,13 +138,15 @@ def _committed_tracks(output: str, manifests: Sequence[dict[str, Any]], owners: 
         names = manifest_files(manifest, "tracks")
         if not names:
             continue
-        table = pa.concat_tables([_read_parquet(storage, storage.join(output, "tracks", n), columns) for n in names])
+        table = pa.concat_tables([_with_score(_read_parquet(storage, storage.join(output, "tracks", n), columns + [SCORE]))
+                                  for n in names])
         own = np.array([owners.get(c) == manifest["shard"] for c in table.column("clip_id").to_pylist()], dtype=bool)
         table = table.filter(pa.array(own))
         parts.append(table.append_column("shard", pa.array([manifest["shard"]] * table.num_rows, pa.string())))
     if not parts:
         return pa.table({c: pa.array([], t) for c, t in (("clip_id", pa.string()), ("track_id", pa.int32()),
                                                             ("e_norm", pa.float64()), ("selection_reason", pa.string()),
+                                                            (SCORE, pa.float64()),
                                                             ("num_inlier_frames", pa.int32()), ("shard", pa.string()))})
     return pa.concat_tables(parts)
 
@@ -145,15 +163,17 @@ def compute_selection(output: str, config: SelectionConfig, storage=None) -> tup
     tracks = _committed_tracks(output, manifests, owners, storage)
     reasons = tracks.column("selection_reason").to_pylist()
     e_norm = tracks.column("e_norm").to_numpy(zero_copy_only=False).astype(np.float64)
+    score = tracks.column(SCORE).to_numpy(zero_copy_only=False).astype(np.float64)
     eligible = np.array([r in (ELIGIBLE, TrackReason.SELECTED, TrackReason.BELOW_BEST_FRACTION,
                                TrackReason.E_NORM_ABOVE_THRESHOLD) for r in reasons], dtype=bool)
-    threshold = run_threshold(e_norm[eligible].tolist(), config)
-    selected = eligible & np.isfinite(e_norm) & (e_norm <= threshold) if math.isfinite(threshold) else np.zeros(len(e_norm), bool)
+    threshold = run_threshold(score[eligible].tolist(), config)
+    selected = eligible & np.isfinite(score) & (score <= threshold) if math.isfinite(threshold) else np.zeros(len(score), bool)
     not_selected = TrackReason.BELOW_BEST_FRACTION if config.mode == "fraction" else TrackReason.E_NORM_ABOVE_THRESHOLD
     final_reasons = [TrackReason.SELECTED if s else (not_selected if e else r) for s, e, r in zip(selected, eligible, reasons)]
     selection_tracks = pa.table({
         "clip_id": tracks.column("clip_id"), "track_id": tracks.column("track_id").cast(pa.int32()),
         "shard": tracks.column("shard"), "e_norm": pa.array(e_norm, pa.float64()),
+        SCORE: pa.array(score, pa.float64()),
         "selected": pa.array(selected, pa.bool_()), "selection_reason": pa.array(final_reasons, pa.string()),
         "e_norm_threshold": pa.array(np.full(len(e_norm), threshold), pa.float64()),
     }, schema=SELECTION_TRACKS_SCHEMA).sort_by([("clip_id", "ascending"), ("track_id", "ascending")])
@@ -226,7 +246,7 @@ def select_output(output: str, config: SelectionConfig, storage=None) -> Selecti
     storage.write_bytes(storage.join(output, SELECTION, CLIPS_FILE), _parquet(clips.replace_schema_metadata(meta)))
     storage.write_bytes(storage.join(output, SELECTION, SUMMARY_FILE), (json.dumps(summary.to_json(), indent=1, sort_keys=True) + "\n").encode())
     publish_selection(output, tracks, storage)  # the verdicts into the data files and frames_selected/
-    LOGGER.info("selection over %d clips (%d tracks, %d eligible): E_norm threshold %s -> %d tracks selected, "
+    LOGGER.info("selection over %d clips (%d tracks, %d eligible): selection-score threshold %s -> %d tracks selected, "
                 "%d clips kept, %d rejected, %d failed", summary.clips, summary.tracks, summary.tracks_eligible,
                 f"{summary.threshold:.4g}" if math.isfinite(summary.threshold) else "none", summary.tracks_selected,
                 summary.clips_kept, summary.clips_rejected, summary.clips_failed)

@@ -65,7 +65,7 @@ def test_rerun_is_idempotent_and_another_setting_updates_the_files(tmp_path):
     assert _stored(run.output, "tracks", "selected") == truth
     wide = _view_rows(run.output)
     assert wide > narrow and wide == read_frames(run.output, filter=FrameFilter(selected_only=True)).num_rows
-    select_output(run.output, SelectionConfig(mode="threshold", e_norm_threshold=1e-6, min_frames=8))  # nothing passes
+    select_output(run.output, SelectionConfig(mode="threshold", score="e_norm", e_norm_threshold=1e-6, min_frames=8))  # nothing passes
     assert not any(_stored(run.output, "tracks", "selected").values())
     assert _view_rows(run.output) == 0 and not glob.glob(f"{run.output}/{SELECTED_VIEW}/*.parquet")
 
@@ -89,7 +89,7 @@ def test_a_clip_committed_twice_is_selected_and_counted_in_its_owner_only(tmp_pa
         for name in copy_manifest["files"].get(dataset, []):
             pq.write_table(pq.read_table(f"{run.output}/{dataset}/{manifest['shard']}.{name.split('.', 1)[1]}"),
                            f"{run.output}/{dataset}/{name}")
-    select_output(run.output, SelectionConfig(mode="threshold", e_norm_threshold=25.0, min_frames=8))
+    select_output(run.output, SelectionConfig(mode="threshold", score="e_norm", e_norm_threshold=25.0, min_frames=8))
     owner_selected = pq.ParquetDataset(sorted(glob.glob(f"{run.output}/frames/{manifest['shard']}.*"))).read()
     copy_selected = pq.ParquetDataset(sorted(glob.glob(f"{run.output}/frames/{copy}.*"))).read()
     owner, other = sorted([(manifest["shard"], owner_selected), (copy, copy_selected)])

@@ -72,6 +72,15 @@ def test_eligibility_reasons(problem):
     assert (verdict.selected, verdict.reason) == (False, TrackReason.TOO_FEW_INLIERS)
 
 
+def test_a_fit_stopped_at_its_budget_is_rejected_as_not_converged(problem):
+    config = SelectionConfig(mode="threshold", e_norm_threshold=5.0, min_inlier_fraction=0.0)
+    capped = make_fit(problem, 1.0).replace(converged=False, iterations=50)
+    assert eligibility(problem, capped, config) == TrackReason.NOT_CONVERGED
+    verdict = select_track(problem, capped, config, 5.0)  # the best score of the run: still not selected
+    assert (verdict.selected, verdict.reason) == (False, TrackReason.NOT_CONVERGED)
+    assert clip_verdict([verdict]) == ("rejected", RejectReason.NO_TRACK_SELECTED)
+
+
 def test_clip_verdicts(problem):
     config = SelectionConfig(mode="threshold", e_norm_threshold=5.0, min_inlier_fraction=0.0)
     kept = select_track(problem, make_fit(problem, 1.0), config, 5.0)
