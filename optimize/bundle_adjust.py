@@ -44,7 +44,7 @@ from optimize.problem import NUM_BETAS, NUM_CAMERA, NUM_POSE, TrackFit, TrackPro
 from optimize.settings import EnergySettings
 from optimize.track_metrics import (
     detection_inliers, e_norm, identity_switches, inlier_frames, keypoint_error_px, per_frame_energy,
-    relative_error, track_scale, trajectory_length,
+    relative_error, track_predicted_error, track_scale, trajectory_length,
 )
 from optimize.solver import SolverResult, lbfgs_batched, lbfgs_per_track, lbfgs_summed
 from optimize.plausibility import joint_limit_violations, pose_density_outliers
@@ -566,13 +566,16 @@ def _solve_batch(problems, body_model, prior, gmm_offset, config, device) -> lis
     for b, p in enumerate(problems):
         determined[b, : p.num_frames] = torch.as_tensor(p.has_detection, device=determined.device)
     last = LMProblem(packed, body_model, prior, config.energy_settings(), gmm_offset, TRANSLATION_UNIT)
-    pred_err = fit_uncertainty(last, x, determined & ~diverged[:, None]).cpu().numpy().astype(np.float32)
+    pred_err, pred_err_all = fit_uncertainty(last, x, determined & ~diverged[:, None])
+    pred_err = pred_err.cpu().numpy().astype(np.float32)
+    pred_err_all = pred_err_all.cpu().numpy()
     fits = [
         _unpack(b, p, pose, betas, camera, terms, per_frame_total, length, result, bool(diverged[b]), config)
         for b, p in enumerate(problems)
     ]
     use_prior = prior is not None and config.use_prior
     return [fit.replace(pred_err_mm=pred_err[b, : fit.num_frames],
+                        pred_err_track_mm=track_predicted_error(pred_err_all[b, : fit.num_frames], fit.status),
                         pose_density_outliers=pose_density_outliers(prior, fit.pose) if use_prior else None,
                         joint_limit_violations=joint_limit_violations(fit.pose))
             for b, fit in enumerate(fits)]

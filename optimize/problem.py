@@ -212,6 +212,12 @@ class TrackFit:
             to the pelvis-aligned joints, :mod:`optimize.uncertainty`), a prediction of
             MPJPE; inf where undetermined (no detection on the frame, a normal matrix that
             is not positive definite, a diverged or failed fit). None: not computed.
+        pred_err_track_mm: the track's predicted 3D joint error, mm, over *every* frame,
+            those the fit interpolates through a detection gap included (there the same
+            propagation gives the error of a pose held only by the temporal and pose
+            priors, larger the farther the frame is from a detection); inf when the normal
+            matrix is not positive definite or the fit is not ok; NaN: not computed
+            (:func:`optimize.track_metrics.predicted_error` then averages ``pred_err_mm``).
         pose_density_outliers: (T,) int32 body joints whose rotation is below its per-joint
             density threshold under the GMM prior (:mod:`optimize.plausibility`); None:
             not computed (no prior).
@@ -250,6 +256,7 @@ class TrackFit:
     switch_frames: tuple[int, ...] = ()
     pieces: tuple["TrackFit", ...] = ()
     pred_err_mm: np.ndarray | None = None
+    pred_err_track_mm: float = float("nan")
     pose_density_outliers: np.ndarray | None = None
     joint_limit_violations: np.ndarray | None = None
 

@@ -41,9 +41,21 @@ def e_norm(total_energy: float, length: float) -> float:
 UNDETERMINED_FRACTION = 0.5
 
 
+def track_predicted_error(every_frame: np.ndarray, status: str) -> float:
+    """The track's predicted 3D joint error, mm: the mean over every frame of the error the
+    propagation gives it, detection gaps included (``fit_uncertainty``'s second output);
+    inf when any frame's is not finite or the fit is not ok."""
+    values = np.asarray(every_frame, np.float64)
+    if status != "ok" or values.size == 0 or not np.isfinite(values).all():
+        return math.inf
+    return float(values.mean())
+
+
 def predicted_error(fit) -> float:
-    """A track's predicted 3D joint error, mm: the mean of ``fit.pred_err_mm`` over its
-    determined (finite) frames.
+    """A track's predicted 3D joint error, mm: ``fit.pred_err_track_mm`` (every frame, the
+    frames a detection gap leaves to the priors included, so a track's gaps count against
+    it), or, on a fit without it, the mean of ``fit.pred_err_mm`` over its determined
+    (finite) frames.
 
     inf when the fit has no uncertainty (status other than "ok", ``pred_err_mm`` None or
     empty) or when at least ``UNDETERMINED_FRACTION`` of its frames are undetermined.
@@ -55,7 +67,8 @@ def predicted_error(fit) -> float:
     finite = np.isfinite(values)
     if finite.sum() == 0 or 1.0 - finite.mean() >= UNDETERMINED_FRACTION:
         return math.inf
-    return float(values[finite].mean())
+    every = float(getattr(fit, "pred_err_track_mm", math.nan))
+    return every if not math.isnan(every) else float(values[finite].mean())
 
 
 def inlier_frames(frame_error: np.ndarray, tau_r_px: float) -> np.ndarray:

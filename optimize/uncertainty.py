@@ -23,8 +23,8 @@ The covariance is propagated to the pelvis-aligned SMPL joints (what
 variables and ``J_b`` = d joints(t) / d betas variables, each joint's 3 x 3 covariance is
 the joint's rows of ``J_t Sigma_tt J_t^T + 2 sym(J_t Sigma_tb J_b^T) + J_b Sigma_bb J_b^T``.
 As in the Gauss-Newton covariance estimate ``sigma^2 (J^T J)^-1``, the covariance is scaled
-by the track's residual level, ``sigma^2 = E / T`` (its energy per frame, in the fit's
-size-invariant units): ``H^-1`` alone says how well the data determine the parameters if the
+by the track's residual level, ``sigma^2 = E / T_det`` (its energy per frame with a
+detection, in the fit's size-invariant units): ``H^-1`` alone says how well the data determine the parameters if the
 terms' weights were the noise's, the scale says how well the track's data agree with the
 model. A frame's predicted error is ``PRED_ERR_CALIBRATION`` x the mean over the 24 joints
 of ``sqrt(sigma^2 trace)`` of that covariance, in millimetres (the pelvis itself counts as
@@ -208,7 +208,7 @@ def predicted_joint_error_mm(trace: Tensor, ok: Tensor, determined: Tensor) -> T
     return torch.where(usable, error, torch.full_like(error, float("inf")))
 
 
-def fit_uncertainty(problem, x: Tensor, determined: Tensor, chunk_frames: int = CHUNK_FRAMES) -> Tensor:
+def fit_uncertainty(problem, x: Tensor, determined: Tensor, chunk_frames: int = CHUNK_FRAMES) -> tuple[Tensor, Tensor]:
     """Predicted per-frame 3D joint error of a batch of fitted tracks, mm.
 
     Args:
@@ -220,12 +220,15 @@ def fit_uncertainty(problem, x: Tensor, determined: Tensor, chunk_frames: int = 
             padded frames (memory).
 
     Returns:
-        (B, T) float64 predicted error, mm; inf where undetermined (see the module docstring).
+        (B, T) float64 predicted error per frame, mm, inf where undetermined (see the module
+        docstring); and (B, T) the same on every real frame, frames without a detection
+        included (the error of a pose the fit interpolates; inf only where the normal matrix
+        is not positive definite or the variance not finite), for the track's summary.
     """
     B = x.shape[0]
     T = problem.packed.num_frames_max
     per = max(1, chunk_frames // max(T, 1))
-    out = []
+    out, masked = [], []
     with torch.no_grad():
         for start in range(0, B, per):
             index = torch.arange(start, min(B, start + per), device=x.device)
@@ -245,8 +248,12 @@ def fit_uncertainty(problem, x: Tensor, determined: Tensor, chunk_frames: int = 
             border_rows = (joints_betas * per_beta).reshape(b, T, 3 * NUM_JOINTS, NUM_BETAS)
             mask = problem.packed.batch.frame_mask[index]
             trace, ok = joint_variances(lin.diagonal, lin.lower, lin.border, lin.corner, mask, frame_rows, border_rows)
-            # sigma^2 = E / T: the residual scale of the Gauss-Newton covariance estimate
-            frames = problem.packed.batch.num_frames[index].double()
+            # sigma^2 = E / T_detected: the residual scale of the Gauss-Newton covariance
+            # estimate, per frame that has residuals (frames in a detection gap add none, and
+            # counting them would shrink the scale of exactly the tracks the data hold least)
+            frames = (determined[index] & mask).sum(1).double().clamp(min=1.0)
             residual_scale = (lin.energy.double() / frames).clamp(min=0.0)
-            out.append(predicted_joint_error_mm(trace * residual_scale[:, None, None], ok, determined[index] & mask))
-    return torch.cat(out, 0)
+            every = predicted_joint_error_mm(trace * residual_scale[:, None, None], ok, mask)
+            out.append(every)
+            masked.append(torch.where(determined[index], every, torch.full_like(every, float("inf"))))
+    return torch.cat(masked, 0), torch.cat(out, 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -145,3 +146,23 @@ def test_track_summary_is_the_mean_over_determined_frames_and_inf_when_they_are_
     assert math.isinf(predicted_error(fit([10.0, np.inf, np.inf, 30.0])))  # half undetermined
     assert math.isinf(predicted_error(fit([10.0, 20.0], status="diverged")))
     assert math.isinf(predicted_error(SimpleNamespace(status="ok", pred_err_mm=None)))
+
+
+def test_a_detection_gap_counts_against_the_track(body_model, prior):
+    """The track summary covers the frames a gap leaves to the priors: their propagated error
+    grows away from the gap's edges, and the track's predicted error rises with it, where
+    a mean over the detected frames alone would not see the gap."""
+    from optimize.track_metrics import predicted_error
+
+    track = make_track(body_model, "walking", 24, seed=3, detection=STILL)
+    full = _fit(track.problem, body_model, prior)
+    selected = track.problem.selected.copy()
+    selected[8:16] = -1  # the person is hidden for 8 frames
+    gap = _fit(track.problem.replace(selected=selected), body_model, prior)
+    assert np.isinf(gap.pred_err_mm[8:16]).all()  # the per-frame column says undetermined
+    assert math.isfinite(gap.pred_err_track_mm)
+    detected_only = float(np.mean(gap.pred_err_mm[np.isfinite(gap.pred_err_mm)]))
+    assert predicted_error(gap) > 1.1 * detected_only  # the gap frames: about 1.4x the detected ones
+    assert predicted_error(gap) > 1.1 * predicted_error(full)
+    summary = SimpleNamespace(status="ok", pred_err_mm=np.asarray([10.0, np.inf, 30.0], np.float32), pred_err_track_mm=50.0)
+    assert predicted_error(summary) == 50.0
