@@ -6,8 +6,9 @@ mesh of the fit (``pose``, ``betas``) placed by its weak-perspective camera
 :mod:`pipeline.synth.render` and blended semi-transparently, the fitted COCO-17 skeleton
 (``reprojection_2d``) as lines, and the detected keypoints (``keypoints_2d``) as white
 dots, so a reader sees at once where the fit and the detector disagree. A label gives the
-track id, its E_norm, "no detection" on frames where the track has no detection and
-"outlier" on detected frames whose reprojection is above the inlier bound.
+track id, its E_norm, the frame's predicted 3D error (``frames.pred_err_mm``), "no
+detection" on frames where the track has no detection and "outlier" on detected frames
+whose reprojection is above the inlier bound.
 
 The optional side-by-side view puts the per-frame initial estimate on the left and the
 bundle-adjusted fit on the right. ``frames/`` of schema 1.0.0 stores no initial
@@ -121,6 +122,8 @@ class TrackGeometry:
         init_vertices: (T, V, 3) image-space mesh of the initial estimate, or None.
         detected: (T,) bool, the track has its own detection on the frame (None: every
             frame counts as detected).
+        pred_err_mm: (T,) float predicted 3D joint error of each frame, mm (inf:
+            undetermined; None: not in the rows, a shard written before it existed).
     """
 
     track_id: int
@@ -134,6 +137,14 @@ class TrackGeometry:
     inlier: np.ndarray
     init_vertices: np.ndarray | None = None
     detected: np.ndarray | None = None
+    pred_err_mm: np.ndarray | None = None
+
+    def predicted(self, row: int) -> str:
+        """The row's predicted 3D error for its label: " ~45 mm", " 3D undetermined" or "" (none stored)."""
+        if self.pred_err_mm is None:
+            return ""
+        value = float(self.pred_err_mm[row])
+        return f" ~{value:.0f} mm" if np.isfinite(value) else " 3D undetermined"
 
     def frame_status(self, row: int) -> str:
         """"no detection", "outlier" (detected, reprojection above the inlier bound) or ""
@@ -300,6 +311,8 @@ def clip_geometry(table: pa.Table, body_model, tracks: Sequence[int] | None = No
                 init_vertices=init_vertices,
                 detected=(rows.column("has_detection").to_numpy(zero_copy_only=False).astype(bool)
                           if "has_detection" in rows.column_names else None),
+                pred_err_mm=(rows.column("pred_err_mm").to_numpy(zero_copy_only=False).astype(np.float64)
+                             if "pred_err_mm" in rows.column_names else None),
             )
         )
     return out
@@ -391,7 +404,7 @@ def _panel(
             anchor = kp[visible, :2] if visible.any() else geom.reprojection[row]
             extent = np.nanmax(anchor[:, 1]) - np.nanmin(anchor[:, 1])
             top_left = (np.nanmin(anchor[:, 0]) * scale, (np.nanmin(anchor[:, 1]) - 0.12 * extent) * scale - 4)
-            text = f"#{geom.track_id}" if init else f"#{geom.track_id} E_norm {geom.e_norm:.3g}"
+            text = f"#{geom.track_id}" if init else f"#{geom.track_id} E_norm {geom.e_norm:.3g}" + geom.predicted(row)
             status = "" if init else geom.frame_status(row)
             if status:
                 text += f" {status}"

@@ -212,3 +212,14 @@ def test_render_cli(truth_run, tmp_path, standin):
                  "--smpl_model", str(standin.neutral)]) == 2
     with pytest.raises(SystemExit):
         main(["render", truth_run.output, "--frames", "a:b"])
+
+
+def test_label_gives_the_frames_predicted_error():
+    from pipeline.qa.overlay import TrackGeometry
+
+    geom = TrackGeometry(track_id=0, color=np.zeros(3), e_norm=1.0, selected=True, frame_index=np.arange(2),
+                         vertices=np.zeros((2, 1, 3)), reprojection=np.zeros((2, 17, 2)),
+                         keypoints=np.zeros((2, 17, 3)), inlier=np.ones(2, bool),
+                         pred_err_mm=np.array([44.6, np.inf]))
+    assert geom.predicted(0) == " ~45 mm" and geom.predicted(1) == " 3D undetermined"
+    assert TrackGeometry(**{**geom.__dict__, "pred_err_mm": None}).predicted(0) == ""
