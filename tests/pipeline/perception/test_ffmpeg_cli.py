@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import types
 
 import ffmpeg
 import pytest
@@ -25,7 +26,8 @@ class _CapturedPopen:
 
 
 def test_probe_command_is_what_ffmpeg_probe_runs(monkeypatch):
-    monkeypatch.setattr(ffmpeg._probe.subprocess, "Popen", _CapturedPopen)
+    # only ffmpeg._probe's view of subprocess: the worker's other threads keep the real Popen
+    monkeypatch.setattr(ffmpeg._probe, "subprocess", types.SimpleNamespace(Popen=_CapturedPopen, PIPE=subprocess.PIPE))
     ffmpeg.probe("/data/clip one.mp4", v="error")
     assert ffmpeg_cli.probe_command("/data/clip one.mp4", v="error") == _CapturedPopen.args
 
