@@ -6,9 +6,11 @@ mesh of the fit (``pose``, ``betas``) placed by its weak-perspective camera
 :mod:`pipeline.synth.render` and blended semi-transparently, the fitted COCO-17 skeleton
 (``reprojection_2d``) as lines, and the detected keypoints (``keypoints_2d``) as white
 dots, so a reader sees at once where the fit and the detector disagree. A label gives the
-track id, its E_norm, the frame's predicted 3D error (``frames.pred_err_mm``), "no
-detection" on frames where the track has no detection and "outlier" on detected frames
-whose reprojection is above the inlier bound.
+track id, its selection score in the run's units (``tracks.selection_score``: "track ~52 mm"
+under the default predicted-error score, E_norm where the run has no selection yet), the
+frame's predicted 3D error (``frames.pred_err_mm``), "no detection" on frames where the
+track has no detection, "outlier" on detected frames whose reprojection is above the
+inlier bound, and, for a track that did not pass, its selection reason.
 
 The optional side-by-side view puts the per-frame initial estimate on the left and the
 bundle-adjusted fit on the right. ``frames/`` of schema 1.0.0 stores no initial
@@ -28,8 +30,8 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePath
 from typing import Any
 
 import cv2
@@ -38,7 +40,8 @@ import pyarrow as pa
 
 from models.joint_names import COCO17_SKELETON
 from pipeline.dataset import schema
-from pipeline.dataset.reader import FrameFilter, column_to_numpy, frames_schema, read_frames
+from pipeline.dataset.reader import FrameFilter, column_to_numpy, frames_schema, read_frames, read_tracks
+from pipeline.dataset.selection.table import read_selection_summary
 from pipeline.synth.render import Mesh, render_meshes
 
 LOGGER = logging.getLogger(__name__)
@@ -124,6 +127,11 @@ class TrackGeometry:
             frame counts as detected).
         pred_err_mm: (T,) float predicted 3D joint error of each frame, mm (inf:
             undetermined; None: not in the rows, a shard written before it existed).
+        score_name: the run's selection score (``SelectionConfig.score``: "predicted_error",
+            "e_norm", ...), None when unknown (the label then gives E_norm).
+        score: the track's ``selection_score`` in that score's units (mm for
+            "predicted_error"; inf: undetermined).
+        reason: the track's ``selection_reason`` after the selection (None: unknown).
     """
 
     track_id: int
@@ -138,6 +146,24 @@ class TrackGeometry:
     init_vertices: np.ndarray | None = None
     detected: np.ndarray | None = None
     pred_err_mm: np.ndarray | None = None
+    score_name: str | None = None
+    score: float | None = None
+    reason: str | None = None
+
+    def track_label(self) -> str:
+        """The track's part of its label: its selection score in the score's units, e.g.
+        "track ~52 mm" (predicted error), "E_norm 0.84", or E_norm when the score is unknown."""
+        if self.score_name is None or self.score is None:
+            return f"E_norm {self.e_norm:.3g}"
+        if self.score_name == "predicted_error":
+            return f"track ~{self.score:.0f} mm" if np.isfinite(self.score) else "track 3D undetermined"
+        return f"{'E_norm' if self.score_name == 'e_norm' else self.score_name} {self.score:.3g}"
+
+    def verdict(self) -> str:
+        """" (not selected: REASON)" for a track that did not pass selection, else ""."""
+        if self.selected:
+            return ""
+        return f" (not selected: {self.reason})" if self.reason else " (not selected)"
 
     def predicted(self, row: int) -> str:
         """The row's predicted 3D error for its label: " ~45 mm", " 3D undetermined" or "" (none stored)."""
@@ -318,6 +344,28 @@ def clip_geometry(table: pa.Table, body_model, tracks: Sequence[int] | None = No
     return out
 
 
+def _with_selection(geometry: list[TrackGeometry], output, clip_id: str) -> list[TrackGeometry]:
+    """The tracks with their selection score, score name and final reason from the run's
+    ``tracks/`` and ``selection/`` (unchanged where the output has no such rows)."""
+    root = str(output)
+    if PurePath(root).name == "frames":
+        root = str(PurePath(root).parent)
+    try:
+        rows = read_tracks(root, columns=["clip_id", "track_id", "selection_score", "selection_reason"])
+    except (FileNotFoundError, KeyError, ValueError, pa.ArrowInvalid):  # a frames/ folder alone, or an old shard
+        return geometry
+    summary = read_selection_summary(root) or {}
+    name = (summary.get("config") or {}).get("score")
+    mine = {t: (score, reason) for c, t, score, reason in zip(*(rows.column(k).to_pylist() for k in (
+        "clip_id", "track_id", "selection_score", "selection_reason"))) if c == clip_id}
+    out = []
+    for geom in geometry:
+        score, reason = mine.get(geom.track_id, (None, None))
+        out.append(replace(geom, score_name=name if score is not None else None,
+                           score=None if score is None else float(score), reason=reason))
+    return out
+
+
 def _rgb255(color: np.ndarray) -> tuple[int, int, int]:
     return tuple(int(round(255 * c)) for c in color)
 
@@ -404,12 +452,11 @@ def _panel(
             anchor = kp[visible, :2] if visible.any() else geom.reprojection[row]
             extent = np.nanmax(anchor[:, 1]) - np.nanmin(anchor[:, 1])
             top_left = (np.nanmin(anchor[:, 0]) * scale, (np.nanmin(anchor[:, 1]) - 0.12 * extent) * scale - 4)
-            text = f"#{geom.track_id}" if init else f"#{geom.track_id} E_norm {geom.e_norm:.3g}" + geom.predicted(row)
+            text = f"#{geom.track_id}" if init else f"#{geom.track_id} {geom.track_label()}," + (geom.predicted(row) or " frame")
             status = "" if init else geom.frame_status(row)
             if status:
                 text += f" {status}"
-            if not geom.selected:
-                text += " (not selected)"
+            text += geom.verdict()
             _text(image, text, (int(top_left[0]), int(top_left[1])), color, taken=taken)
     if caption and config.labels:
         _text(image, caption, (6, image.shape[0] - 6), (255, 255, 255))
@@ -564,7 +611,7 @@ def overlay_frames(
     if table.num_rows == 0:
         raise ValueError(f"clip {clip_id!r} has no {'selected ' if selected_only else ''}rows in {output}/frames; "
                          "pick a clip id from frames/ (or pass --all_tracks)")
-    geometry = clip_geometry(table, body_model, tracks)
+    geometry = _with_selection(clip_geometry(table, body_model, tracks), output, clip_id)
     if not geometry:
         raise ValueError(f"clip {clip_id!r} has no track among {list(tracks or [])}")
     present = sorted(set(np.concatenate([g.frame_index for g in geometry]).tolist()))

@@ -223,3 +223,26 @@ def test_label_gives_the_frames_predicted_error():
                          pred_err_mm=np.array([44.6, np.inf]))
     assert geom.predicted(0) == " ~45 mm" and geom.predicted(1) == " 3D undetermined"
     assert TrackGeometry(**{**geom.__dict__, "pred_err_mm": None}).predicted(0) == ""
+
+
+def test_label_gives_the_tracks_selection_score_and_verdict():
+    from pipeline.qa.overlay import TrackGeometry
+
+    geom = TrackGeometry(track_id=0, color=np.zeros(3), e_norm=1.25, selected=False, frame_index=np.arange(2),
+                         vertices=np.zeros((2, 1, 3)), reprojection=np.zeros((2, 17, 2)),
+                         keypoints=np.zeros((2, 17, 3)), inlier=np.ones(2, bool))
+    assert geom.track_label() == "E_norm 1.25" and geom.verdict() == " (not selected)"  # no selection known
+    scored = TrackGeometry(**{**geom.__dict__, "score_name": "predicted_error", "score": 51.6, "reason": "below_best_fraction"})
+    assert scored.track_label() == "track ~52 mm" and scored.verdict() == " (not selected: below_best_fraction)"
+    assert TrackGeometry(**{**scored.__dict__, "score": float("inf")}).track_label() == "track 3D undetermined"
+    assert TrackGeometry(**{**scored.__dict__, "score_name": "e_norm", "score": 0.84}).track_label() == "E_norm 0.84"
+
+
+def test_overlay_tracks_carry_the_runs_selection(truth_run, body_model):
+    from pipeline.qa.overlay import _with_selection
+
+    table = read_frames(truth_run.output, filter=FrameFilter(clip_ids=truth_run.clip_ids, selected_only=False))
+    for output in (truth_run.output, f"{truth_run.output}/frames"):
+        geometry = _with_selection(clip_geometry(table, body_model), output, truth_run.clip_ids[0])
+        assert geometry and all(g.score_name == "e_norm" and g.score == g.e_norm for g in geometry)
+        assert all(g.reason == "selected" for g in geometry if g.selected)
