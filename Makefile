@@ -31,8 +31,10 @@ $(STAMP): pyproject.toml constraints.txt .ci/system-deps.sh
 	@touch $(STAMP)
 
 # The tests include the Dataflow launcher's dry run, so they need the launcher's packages too.
+# A test whose xdist worker process dies (a crash, not a failure) runs once more on a fresh
+# worker; tests/conftest.py prints how the worker ended. Failures are never rerun.
 test: setup-dataflow
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --durations=15 tests
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --durations=15 --reruns 1 --only-rerun "crashed while running" tests
 
 demo: setup
 	$(PY) -m beam_jobs.demo

@@ -21,6 +21,29 @@ os.environ.setdefault("YOLO_CONFIG_DIR", str(REPO_ROOT / ".cache" / "ultralytics
 os.environ.setdefault("MPLCONFIGDIR", str(REPO_ROOT / ".cache" / "matplotlib"))
 
 
+def pytest_testnodedown(node, error):
+    """pytest-xdist: when a worker process ends without finishing ("node down"), say how it
+    ended (exit status, or the signal that killed it) so that a crash can be traced."""
+    if error is None:
+        return
+    popen = getattr(getattr(getattr(node, "gateway", None), "_io", None), "popen", None)
+    status = None
+    if popen is not None:
+        try:
+            status = popen.wait(timeout=10)
+        except Exception:  # noqa: BLE001 - a diagnostic only: never fail the session here
+            status = None
+    if status is None:
+        how = "exit status unknown"
+    elif status < 0:
+        import signal
+
+        how = f"killed by signal {signal.Signals(-status).name}"
+    else:
+        how = f"exit status {status}"
+    sys.stderr.write(f"\n[vid2mesh tests] xdist worker {node.gateway.id} went down ({error}): {how}\n")
+
+
 @pytest.fixture(scope="session")
 def standin(tmp_path_factory):
     """Paths of the generated stand-in body model and GMM prior (models.standin.StandinPaths).

@@ -61,7 +61,7 @@ def test_one_frame_command_seeks_where_asked(output_seek):
 def test_commands_run(tmp_path):
     """The built commands run against a real file (ffmpeg is a system dependency of the suite)."""
     clip = tmp_path / "c.mp4"
-    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=10:duration=1",
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=10:duration=1",
                     "-pix_fmt", "yuv420p", str(clip)], check=True)
     info = json.loads(subprocess.run(ffmpeg_cli.probe_command(str(clip), v="error"), capture_output=True,
                                      check=True).stdout)
