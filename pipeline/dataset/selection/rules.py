@@ -142,14 +142,12 @@ def expand_pieces(problem: TrackProblem, fit: TrackFit) -> list[tuple[TrackProbl
 
 def inlier_mask(problem: TrackProblem, fit: TrackFit) -> np.ndarray:
     """(T,) bool: the fit's inlier frames that count: the track's own detection on the frame,
-    and a determined 3D pose (a frame whose predicted error or frame score, ``pred_err_mm``
-    or ``frame_score_mm``, is inf or NaN is uncertain, never an inlier, whatever its
-    reprojection)."""
+    and a determined 3D pose (a frame whose predicted error is inf or NaN is uncertain,
+    never an inlier, whatever its reprojection)."""
     mask = np.asarray(fit.inlier, dtype=bool) & np.asarray(problem.has_detection, dtype=bool)
-    for name in ("pred_err_mm", "frame_score_mm"):
-        values = getattr(fit, name, None)
-        if values is not None:
-            mask &= np.isfinite(np.asarray(values, dtype=np.float64))
+    predicted = getattr(fit, "pred_err_mm", None)
+    if predicted is not None:
+        mask &= np.isfinite(np.asarray(predicted, dtype=np.float64))
     return mask
 
 
