@@ -28,11 +28,22 @@ each frame; pieces of split tracks are tracks of their own. For each candidate s
 (:data:`SCORES`; lower = better) and each generator and the pool:
 
 * Spearman against true MPJPE per track, and per frame (the frame form of the score);
+  the scores' track / frame forms: ``energy_per_frame`` E / T / the frame's energy,
+  ``energy_per_length`` E / trajectory length on every frame, ``predicted_error`` (the
+  default) the track's predicted error / the frame score ``TrackFit.frame_score_mm``
+  (geometric mean of the frame's and the track's predicted error and the frame's
+  sqrt(pred^2 + fit-to-init disagreement^2)), ``posterior_only`` the track's predicted error
+  / the frame's own ``pred_err_mm``, ``frame_score_mean`` the mean frame score over the
+  determined frames / the frame score, ``predicted_x_energy`` the predicted error x
+  sqrt(energy) and ``rank_product`` rank of the energy x rank of the predicted error (track:
+  the track's, frame: the frame's ``pred_err_mm`` and energy);
 * AUC of the frame score for "frame error > 100 mm";
 * kept vs rejected MPJPE under the default :class:`SelectionConfig` keep rule, the score in
   place of the default one;
 * yield against error: the mean MPJPE of the best 10, 25 and 50 % by the score (and by
-  the true error, the oracle).
+  the true error, the oracle). The oracle row also gives the ceiling of a track-level
+  score: per frame, the Spearman of the track's true MPJPE given to each of its frames
+  (undetermined frames last), and its kept / rejected ratio.
 
 Also: identity-switch recall and precision (a split within 5 frames of a true switch; a
 cut elsewhere is false), the selection reasons of the default score, and, for every score
@@ -40,6 +51,11 @@ and target it misses, the generator that defeats it and the tracks that fool it.
 ``--compare`` also fits with the paper's units and score (``BAConfig.paper()``).
 
     python -m bench.selection [--quick] [--compare] [--tracks N] [--generators synth,selection,hard] [--threads 1]
+                              [--dump frames.npz]
+
+``--dump`` also saves every frame of every fitted track (default config) with its true error
+and the per-frame quantities a frame score can be built from (:func:`dump_frames`), to
+study frame scores offline without refitting.
 
 The last output line is a JSON object (``spearman_pooled``, ``spearman_min_generator``,
 ``spearman_frame``, ``kept_over_rejected_max``, ``switch_recall``, ``switch_precision`` for
@@ -248,14 +264,28 @@ def _frame_energy(fit) -> np.ndarray:
     return np.asarray(fit.frame_energies.get("total", np.full(fit.pose.shape[0], np.nan)), dtype=np.float64)
 
 
-def _predicted(fit) -> tuple[float, np.ndarray]:
-    """Track and frame predicted 3D error (mm) of a fit; NaN when the fit carries none."""
+def _predicted(fit) -> tuple[float, np.ndarray, np.ndarray]:
+    """Track predicted 3D error (mm), the frame score (``fit.frame_score_mm``, mm) and the frame
+    predicted error (``fit.pred_err_mm``, mm) of a fit; NaN when the fit carries none."""
     frames = getattr(fit, "pred_err_mm", None)
     if frames is None:
-        return math.nan, np.full(fit.pose.shape[0], np.nan)
+        nan = np.full(fit.pose.shape[0], np.nan)
+        return math.nan, nan, nan
     from optimize.track_metrics import predicted_error
 
-    return float(predicted_error(fit)), np.asarray(frames, dtype=np.float64)
+    score = getattr(fit, "frame_score_mm", None)
+    score = np.full(fit.pose.shape[0], np.nan) if score is None else np.asarray(score, dtype=np.float64)
+    return float(predicted_error(fit)), score, np.asarray(frames, dtype=np.float64)
+
+
+def _determined_mean(values: np.ndarray) -> float:
+    """Mean over the finite values; inf when ``UNDETERMINED_FRACTION`` or more are not finite."""
+    from optimize.track_metrics import UNDETERMINED_FRACTION
+
+    finite = np.isfinite(values)
+    if values.size == 0 or np.isnan(values).all():
+        return math.nan
+    return float(values[finite].mean()) if finite.any() and 1.0 - finite.mean() < UNDETERMINED_FRACTION else math.inf
 
 
 def track_scores(fit, num_frames: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
@@ -267,18 +297,22 @@ def track_scores(fit, num_frames: int) -> tuple[dict[str, float], dict[str, np.n
     energy = per_frame_energy(total, num_frames)
     frame_energy = _frame_energy(fit)
     length = trajectory_e_norm(total, fit.trajectory_length)
-    predicted, frame_predicted = _predicted(fit)
+    predicted, frame_score, frame_predicted = _predicted(fit)
     with np.errstate(invalid="ignore", over="ignore"):
         track = {
             "energy_per_frame": energy,
             "energy_per_length": length,
             "predicted_error": predicted,
+            "posterior_only": predicted,
+            "frame_score_mean": _determined_mean(frame_score),
             "predicted_x_energy": predicted * math.sqrt(energy) if math.isfinite(energy) else math.inf,
         }
         frame = {
             "energy_per_frame": frame_energy,
             "energy_per_length": np.full(num_frames, length),
-            "predicted_error": frame_predicted,
+            "predicted_error": frame_score,
+            "posterior_only": frame_predicted,
+            "frame_score_mean": frame_score,
             "predicted_x_energy": frame_predicted * np.sqrt(np.maximum(frame_energy, 0.0)),
         }
     return track, frame
@@ -308,7 +342,7 @@ def add_rank_product(rows: list["Row"]) -> None:
         else:
             sizes = [r.fit.pose.shape[0] for r in rows]
             a = np.concatenate([r.frame["energy_per_frame"] for r in rows]) if rows else np.zeros(0)
-            b = np.concatenate([r.frame["predicted_error"] for r in rows]) if rows else np.zeros(0)
+            b = np.concatenate([r.frame["posterior_only"] for r in rows]) if rows else np.zeros(0)
             parts = np.split(_rank(a) * _rank(b), np.cumsum(sizes)[:-1]) if rows else []
             for r, v in zip(rows, parts):
                 r.frame["rank_product"] = v
@@ -316,7 +350,8 @@ def add_rank_product(rows: list["Row"]) -> None:
 
 # the bench's name of each SelectionConfig.score (``e_norm``: BAConfig.e_norm, energy per frame by default)
 BENCH_SCORE = {"e_norm": "energy_per_frame"}
-SCORES = ("energy_per_frame", "energy_per_length", "predicted_error", "predicted_x_energy", "rank_product")
+SCORES = ("energy_per_frame", "energy_per_length", "predicted_error", "posterior_only", "frame_score_mean",
+          "predicted_x_energy", "rank_product")
 
 
 @dataclass
@@ -448,6 +483,25 @@ def switch_metrics(tracks: list[Track], fits) -> dict:
             "precision": (detected - false_cuts) / detected if detected else (math.nan if not true else 0.0)}
 
 
+def oracle_bounds(rows: list[Row], config: SelectionConfig) -> dict:
+    """What the true track error itself reaches as a score: the ceiling of any track-level score.
+
+    Per frame, every frame gets its track's true MPJPE (undetermined frames, ``pred_err_mm``
+    inf, last, as every score ranks them); kept / rejected under the keep rule with the true
+    MPJPE as the score.
+    """
+    ok = [r for r in rows if r.fit.status == "ok" and math.isfinite(r.mpjpe)]
+    if not ok:
+        return {"spearman_frame": math.nan, "kept_over_rejected": math.nan}
+    frame_values = np.concatenate([np.where(np.isfinite(r.frame["posterior_only"]), r.mpjpe, np.inf) for r in ok])
+    frame_errors = np.concatenate([r.frame_error for r in ok])
+    errors = np.array([r.mpjpe for r in ok])
+    eligible = np.array([eligibility(r.problem, r.fit, config) is None for r in ok], bool)
+    kept = eligible & (errors <= fraction_threshold(errors[eligible], config.keep_fraction))
+    ratio = errors[kept].mean() / errors[~kept].mean() if kept.any() and (~kept).any() else math.nan
+    return {"spearman_frame": spearman(frame_values, frame_errors), "kept_over_rejected": float(ratio)}
+
+
 def evaluate(name: str, tracks: list[Track], fits, rows: list[Row], config: SelectionConfig) -> dict:
     ok = [r for r in rows if r.fit.status == "ok" and math.isfinite(r.mpjpe)]
     errors = np.array([r.mpjpe for r in ok])
@@ -469,12 +523,67 @@ def evaluate(name: str, tracks: list[Track], fits, rows: list[Row], config: Sele
         "mpjpe_mm": float(errors.mean()) if ok else math.nan,
         "converged": int(sum(bool(r.fit.converged) for r in ok)),
         "oracle_best_mpjpe_mm": {str(p): best_fraction_error(errors, errors, p) for p in YIELDS},
+        "oracle": oracle_bounds(rows, config),
         "scores": {s: score_metrics(rows, s, config) for s in SCORES},
         "by_kind_spearman": {k: spearman([r.track[score] for r in ok if r.kind == k],
                                          [r.mpjpe for r in ok if r.kind == k]) for k in kinds},
         "switches": switch_metrics(tracks, fits),
         "reasons": dict(sorted(reasons.items())),
     }
+
+
+def _gap_distance(has_detection: np.ndarray) -> np.ndarray:
+    """(T,) frames to the nearest frame without a detection or beyond either end of the track."""
+    T = has_detection.shape[0]
+    missing = np.concatenate([[-1], np.flatnonzero(~has_detection), [T]])
+    t = np.arange(T)
+    return np.abs(t[:, None] - missing[None, :]).min(1)
+
+
+def dump_frames(path: str, rows: list[Row]) -> None:
+    """Save every frame of the ok rows with its true error and candidate per-frame features (npz).
+
+    Per frame: ``generator``, ``row`` (index into the saved rows), ``kind``, ``frame_error``
+    (true MPJPE, mm), ``pred_err_mm``, the fit's per-frame energies (``energy_<term>``),
+    ``reprojection_error_rel``/``_px``, ``pose_nll``, ``detection_energy``, ``inlier``,
+    ``has_detection``, ``gap_distance`` (frames to the nearest gap or track end),
+    ``init_disagreement_mm`` and ``frame_score_mm`` (the fit's), ``joint_acceleration`` (m/s^2), ``orientation_change`` (rad),
+    ``pose_density_outliers``, ``joint_limit_violations``; and each frame's track values:
+    ``track_mpjpe``, ``track_pred``, ``track_energy_per_frame``, ``track_energy_per_detected``,
+    ``track_frames``, ``track_converged``, ``track_height_px``.
+    """
+    from optimize.track_metrics import joint_acceleration, orientation_change, predicted_error
+
+    ok = [r for r in rows if r.fit.status == "ok" and math.isfinite(r.mpjpe)]
+    columns: dict[str, list] = {}
+
+    def put(name, values, T):
+        columns.setdefault(name, []).append(np.broadcast_to(np.asarray(values), (T,)).copy())
+
+    for index, r in enumerate(ok):
+        fit, problem, T = r.fit, r.problem, r.fit.num_frames
+        has = np.asarray(problem.selected) >= 0
+        total = fit.energies.get("total", math.inf)
+        for name, value in (("generator", r.generator), ("row", index), ("kind", r.kind), ("frame_error", r.frame_error),
+                            ("pred_err_mm", fit.pred_err_mm), ("reprojection_error_rel", fit.reprojection_error_rel),
+                            ("reprojection_error_px", fit.reprojection_error_px), ("pose_nll", fit.pose_nll),
+                            ("detection_energy", fit.detection_energy), ("inlier", fit.inlier), ("has_detection", has),
+                            ("gap_distance", _gap_distance(has)), ("init_disagreement_mm", fit.init_disagreement_mm),
+                            ("frame_score_mm", fit.frame_score_mm),
+                            ("joint_acceleration", joint_acceleration(fit.joints3d, problem.fps)),
+                            ("orientation_change", orientation_change(fit.pose)),
+                            ("pose_density_outliers", fit.pose_density_outliers),
+                            ("joint_limit_violations", fit.joint_limit_violations),
+                            ("track_mpjpe", r.mpjpe), ("track_pred", predicted_error(fit)),
+                            ("track_pred_every", fit.pred_err_track_mm),
+                            ("track_energy_per_frame", per_frame_energy(total, T)),
+                            ("track_energy_per_detected", per_frame_energy(total, int(has.sum()))),
+                            ("track_frames", T), ("track_converged", bool(fit.converged)),
+                            ("track_height_px", r.height)):
+            put(name, np.nan if value is None else value, T)
+        for term, values in fit.frame_energies.items():
+            put(f"energy_{term}", values, T)
+    np.savez_compressed(path, **{k: np.concatenate(v) for k, v in columns.items()})
 
 
 def _why(rows: list[Row], score: str) -> str:
@@ -511,7 +620,9 @@ def _print(r: dict) -> None:
         print(f"  {name:<20} {_fmt(m['spearman_track']):>8} {_fmt(m['spearman_frame']):>6} "
               f"{_fmt(m['auc_frame_over_100mm'], '.2f'):>7} {m['kept']:>3} {_fmt(m['kept_mpjpe_mm'], '.1f'):>5} / "
               f"{m['rejected']:>3} {_fmt(m['rejected_mpjpe_mm'], '.1f'):>5} ({_fmt(m['kept_over_rejected'], '.2f')})   {best}")
-    print(f"  {'oracle (true error)':<20} {'':>8} {'':>6} {'':>7} {'':>26}   "
+    oracle = r["oracle"]
+    print(f"  {'oracle (true error)':<20} {'':>8} {_fmt(oracle['spearman_frame']):>6} {'':>7} "
+          f"{'(' + _fmt(oracle['kept_over_rejected'], '.2f') + ')':>26}   "
           + "/".join(_fmt(v, ".1f") for v in r["oracle_best_mpjpe_mm"].values()))
     print(f"  default score by kind: " + ", ".join(f"{k} {_fmt(v)}" for k, v in r["by_kind_spearman"].items()))
     print(f"  identity switches: recall {_fmt(sw['recall'], '.2f')} precision {_fmt(sw['precision'], '.2f')} "
@@ -535,8 +646,11 @@ def misses(results: dict[str, dict], rows_by: dict[str, list[Row]]) -> dict[str,
             for label, value, bound, sense, spec in checks:
                 good = math.isfinite(value) and (value >= bound if sense == ">=" else value <= bound)
                 if not good:
-                    lines.append(f"{name} defeats it: {label} {_fmt(value, spec)} (target {sense} {bound}); "
-                                 + _why(rows_by[name], score))
+                    ceiling = {"Spearman per frame": r["oracle"]["spearman_frame"],
+                               "kept/rejected": r["oracle"]["kept_over_rejected"]}.get(label)
+                    lines.append(f"{name} defeats it: {label} {_fmt(value, spec)} (target {sense} {bound}"
+                                 + ("" if ceiling is None else f"; the true track error itself: {_fmt(ceiling, spec)}")
+                                 + "); " + _why(rows_by[name], score))
         out[score] = lines if any(r["scores"][score]["available"] for r in results.values()) else ["not available"]
     return out
 
@@ -552,6 +666,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-iter", type=int, default=None, help="L-BFGS iterations per stage (default: BAConfig's, quick 60)")
     parser.add_argument("--compare", action="store_true", help="also fit with BAConfig.paper() (pixels, E/length)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--dump", default=None, help="save every frame's true error and features here (.npz)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -590,6 +705,8 @@ def main(argv: list[str] | None = None) -> dict:
         rows_by = {g: fit_rows(tracks[g], fits_by[g]) for g in names}
         rows_by["pooled"] = [r for g in names for r in rows_by[g]]
         add_rank_product(rows_by["pooled"])
+        if args.dump and config_name == "default":
+            dump_frames(args.dump, rows_by["pooled"])
         results = {g: evaluate(g, tracks[g], fits_by[g], rows_by[g], selection) for g in names}
         results["pooled"] = evaluate("pooled", everything, fits, rows_by["pooled"], selection)
         print(f"== {config_name} BAConfig (units={config.units}, e_norm={config.e_norm}); selection score "

@@ -43,8 +43,9 @@ from optimize.energy import TERM_NAMES, TrackBatch, energy_terms, gmm_nll_offset
 from optimize.problem import NUM_BETAS, NUM_CAMERA, NUM_POSE, TrackFit, TrackProblem
 from optimize.settings import EnergySettings
 from optimize.track_metrics import (
-    detection_inliers, e_norm, identity_switches, inlier_frames, keypoint_error_px, per_frame_energy,
-    relative_error, track_predicted_error, track_scale, trajectory_length,
+    detection_inliers, e_norm, frame_score_mm, identity_switches, init_disagreement_mm, inlier_frames,
+    keypoint_error_px, per_frame_energy, predicted_error, relative_error, track_predicted_error, track_scale,
+    trajectory_length,
 )
 from optimize.solver import SolverResult, lbfgs_batched, lbfgs_per_track, lbfgs_summed
 from optimize.plausibility import joint_limit_violations, pose_density_outliers
@@ -573,12 +574,21 @@ def _solve_batch(problems, body_model, prior, gmm_offset, config, device) -> lis
         _unpack(b, p, pose, betas, camera, terms, per_frame_total, length, result, bool(diverged[b]), config)
         for b, p in enumerate(problems)
     ]
+    selected = torch.full(packed.batch.frame_mask.shape, -1, dtype=torch.long, device=x.device)
+    for b, p in enumerate(problems):
+        selected[b, : p.num_frames] = torch.as_tensor(np.asarray(p.selected), dtype=torch.long, device=x.device)
+    with torch.no_grad():
+        disagreement = init_disagreement_mm(terms.joints3d, packed.batch.init_joints, selected).cpu().numpy()
     use_prior = prior is not None and config.use_prior
-    return [fit.replace(pred_err_mm=pred_err[b, : fit.num_frames],
+    fits = [fit.replace(pred_err_mm=pred_err[b, : fit.num_frames],
                         pred_err_track_mm=track_predicted_error(pred_err_all[b, : fit.num_frames], fit.status),
+                        init_disagreement_mm=disagreement[b, : fit.num_frames].astype(np.float32),
                         pose_density_outliers=pose_density_outliers(prior, fit.pose) if use_prior else None,
                         joint_limit_violations=joint_limit_violations(fit.pose))
             for b, fit in enumerate(fits)]
+    return [fit.replace(frame_score_mm=frame_score_mm(fit.pred_err_mm, predicted_error(fit),
+                                                      fit.init_disagreement_mm).astype(np.float32))
+            for fit in fits]
 
 
 # solve(stage config, stage index, x (B, n), iterations used so far (B,)) -> SolverResult

@@ -218,6 +218,15 @@ class TrackFit:
             priors, larger the farther the frame is from a detection); inf when the normal
             matrix is not positive definite or the fit is not ok; NaN: not computed
             (:func:`optimize.track_metrics.predicted_error` then averages ``pred_err_mm``).
+        init_disagreement_mm: (T,) float32 pelvis-aligned mean joint distance between the
+            fit and the per-frame init of the track's own detection, mm
+            (:func:`optimize.track_metrics.init_disagreement_mm`); NaN on frames without a
+            detection. None: not computed.
+        frame_score_mm: (T,) float32 the frame form of the selection score, mm, lower is
+            better (:func:`optimize.track_metrics.frame_score_mm`: the geometric mean of
+            the frame's and the track's predicted error and the frame's
+            sqrt(pred_err^2 + init_disagreement^2)); inf where the frame or the track is
+            undetermined. None: not computed.
         pose_density_outliers: (T,) int32 body joints whose rotation is below its per-joint
             density threshold under the GMM prior (:mod:`optimize.plausibility`); None:
             not computed (no prior).
@@ -257,6 +266,8 @@ class TrackFit:
     pieces: tuple["TrackFit", ...] = ()
     pred_err_mm: np.ndarray | None = None
     pred_err_track_mm: float = float("nan")
+    init_disagreement_mm: np.ndarray | None = None
+    frame_score_mm: np.ndarray | None = None
     pose_density_outliers: np.ndarray | None = None
     joint_limit_violations: np.ndarray | None = None
 
@@ -277,6 +288,7 @@ class TrackFit:
             frame_error=nan(T), matched_candidate=np.full(T, -1, np.int32), inlier=np.zeros(T, bool),
             frame_energies={}, energies={}, trajectory_length=0.0, e_norm=math.inf, iterations=0,
             converged=False, message=message, pred_err_mm=np.full(T, np.inf, np.float32),
+            frame_score_mm=np.full(T, np.inf, np.float32),
         )
 
     @property

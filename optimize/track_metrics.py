@@ -71,6 +71,63 @@ def predicted_error(fit) -> float:
     return every if not math.isnan(every) else float(values[finite].mean())
 
 
+def init_disagreement_mm(joints3d: Tensor, init_joints: Tensor, selected: Tensor) -> Tensor:
+    """How far the fit moved from the per-frame init of the track's own detection, mm.
+
+    The mean over the 24 joints of |X_fit - X_init| after both are pelvis-aligned (MPJPE
+    between the fit and the init, as ``pipeline.qa.metrics.mpjpe`` measures it).
+
+    Args:
+        joints3d: (B, T, 24, 3) fitted joints, metres.
+        init_joints: (B, T, P, 24, 3) every candidate's init joints, metres.
+        selected: (B, T) long, the track's own candidate per frame, -1 where it has none.
+
+    Returns:
+        (B, T) float64 millimetres; NaN where the frame has no detection of the track.
+    """
+    pick = selected.clamp(min=0)[:, :, None, None, None].expand(-1, -1, 1, *init_joints.shape[-2:])
+    init = init_joints.gather(2, pick)[:, :, 0].double()
+    fit = joints3d.double()
+    init = init - init[:, :, :1]
+    fit = fit - fit[:, :, :1]
+    distance = 1000.0 * (fit - init).norm(dim=-1).mean(-1)
+    return torch.where(selected >= 0, distance, torch.full_like(distance, float("nan")))
+
+
+def frame_score_mm(pred_err_mm: np.ndarray, track_pred_err_mm: float, init_disagreement: np.ndarray) -> np.ndarray:
+    """The frame form of the selection score: a per-frame confidence in mm, lower is better.
+
+    The geometric mean of three estimates of the frame's 3D joint error, all in mm:
+
+    * ``p``, the frame's predicted error (the posterior spread, ``pred_err_mm``);
+    * ``P``, its track's predicted error (:func:`predicted_error`), so that a frame of a
+      poorly determined track never ranks with the frames of a well determined one;
+    * ``sqrt(p^2 + d^2)``, root mean square error as variance plus squared bias, with the
+      frame's fit-to-init disagreement ``d`` (:func:`init_disagreement_mm`) as the evidence
+      of bias: where two estimates of the frame's pose disagree by d, at least one is off by
+      d / 2, which the posterior (centred on the fit) cannot see.
+
+    ``cbrt(p * P * sqrt(p^2 + d^2))``: no weight. inf wherever ``p`` or ``P`` is not finite
+    (an undetermined frame or track is never small); a frame with no finite ``d`` counts
+    ``d = 0``.
+
+    Args:
+        pred_err_mm: (T,) per-frame predicted error, mm (inf: undetermined).
+        track_pred_err_mm: the track's predicted error, mm.
+        init_disagreement: (T,) fit-to-init disagreement, mm (NaN: no detection).
+
+    Returns:
+        (T,) float64 mm.
+    """
+    p = np.asarray(pred_err_mm, np.float64)
+    d = np.nan_to_num(np.asarray(init_disagreement, np.float64), nan=0.0, posinf=np.inf)
+    track = float(track_pred_err_mm)
+    with np.errstate(invalid="ignore", over="ignore"):
+        score = np.cbrt(p * track * np.hypot(p, d))
+    usable = np.isfinite(p) & (p >= 0) & math.isfinite(track) & (track >= 0) & np.isfinite(score)
+    return np.where(usable, score, np.inf)
+
+
 def inlier_frames(frame_error: np.ndarray, tau_r_px: float) -> np.ndarray:
     """(T,) bool: min_p sum_i w_i rho(x_i - x_det,i^p) < tau_R (NaN = no detection: False)."""
     frame_error = np.asarray(frame_error)

@@ -104,6 +104,11 @@ class FrameFilter:
         max_pred_err_mm: keep frames whose predicted 3D joint error ``pred_err_mm`` (the
             fit's own uncertainty, mm) is at most this bound; undetermined frames (inf)
             are always dropped by it (None: no bound).
+        max_frame_score_mm: keep frames whose frame score ``frame_score_mm`` (the frame form
+            of the selection score, mm: the frame's and its track's predicted error and the
+            frame's fit-to-init disagreement; it ranks true per-frame error better than
+            ``pred_err_mm``) is at most this bound; undetermined frames (inf) are always
+            dropped by it. Needs schema 1.4.0 or later (None: no bound).
     """
 
     selected_only: bool = True
@@ -115,10 +120,13 @@ class FrameFilter:
     max_e_norm: float | None = None
     e_norm_quantile: float | None = None
     max_pred_err_mm: float | None = None
+    max_frame_score_mm: float | None = None
 
     def __post_init__(self) -> None:
-        if self.max_pred_err_mm is not None and not self.max_pred_err_mm > 0:
-            raise ValueError(f"FrameFilter.max_pred_err_mm={self.max_pred_err_mm}: use a bound > 0 in millimetres")
+        for name in ("max_pred_err_mm", "max_frame_score_mm"):
+            bound = getattr(self, name)
+            if bound is not None and not bound > 0:
+                raise ValueError(f"FrameFilter.{name}={bound}: use a bound > 0 in millimetres")
         if self.e_norm_quantile is not None and not 0 < self.e_norm_quantile <= 1:
             raise ValueError(f"FrameFilter.e_norm_quantile={self.e_norm_quantile}: use a quantile in (0, 1]")
         for name in ("clip_ids", "labels", "splits"):
@@ -157,6 +165,8 @@ class FrameFilter:
             terms.append(pc.field("has_detection") == True)  # noqa: E712
         if self.max_pred_err_mm is not None:
             terms.append(pc.field("pred_err_mm") <= float(self.max_pred_err_mm))
+        if self.max_frame_score_mm is not None:
+            terms.append(pc.field("frame_score_mm") <= float(self.max_frame_score_mm))
         return _all_of(terms)
 
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from optimize.plausibility import BETAS_LIMIT, betas_absmax, implausible_fraction
 from optimize.track_metrics import (
-    joint_acceleration, keypoint_error_px, orientation_change, predicted_error, relative_error,
+    frame_score_mm, joint_acceleration, keypoint_error_px, orientation_change, predicted_error, relative_error,
 )
 from pipeline.dataset import schema
 from pipeline.records import ClipRef, PerceptionResult, RejectReason, TrackFit, TrackProblem
@@ -143,6 +143,17 @@ def _count(fit: TrackFit, name: str, T: int) -> np.ndarray:
     return np.asarray(value, dtype=np.int32)
 
 
+def _frame_score(fit: TrackFit, T: int) -> np.ndarray:
+    """(T,) float32 ``fit.frame_score_mm``, or, on a fit that does not carry it, the score
+    from its predicted errors and init disagreement (inf without a predicted error)."""
+    if getattr(fit, "frame_score_mm", None) is not None and np.asarray(fit.frame_score_mm).shape == (T,):
+        return np.asarray(fit.frame_score_mm, dtype=np.float32)
+    if getattr(fit, "pred_err_mm", None) is None or np.asarray(fit.pred_err_mm).shape != (T,):
+        return np.full(T, np.inf, np.float32)
+    score = frame_score_mm(fit.pred_err_mm, predicted_error(fit), _per_frame(fit, "init_disagreement_mm", T))
+    return score.astype(np.float32)
+
+
 def frame_quality(problem: TrackProblem, fit: TrackFit) -> dict[str, np.ndarray]:
     """Per-frame quality columns of ``frames/`` (each (T,)), see :mod:`pipeline.dataset.schema`.
 
@@ -168,6 +179,8 @@ def frame_quality(problem: TrackProblem, fit: TrackFit) -> dict[str, np.ndarray]
         "joint_acceleration": joint_acceleration(fit.joints3d, problem.fps).astype(np.float32),
         "orientation_change": orientation_change(fit.pose).astype(np.float32),
         "pred_err_mm": _per_frame(fit, "pred_err_mm", T, np.inf),
+        "init_disagreement_mm": np.where(has, _per_frame(fit, "init_disagreement_mm", T), np.nan).astype(np.float32),
+        "frame_score_mm": _frame_score(fit, T),
         "pose_density_outliers": _count(fit, "pose_density_outliers", T),
         "joint_limit_violations": _count(fit, "joint_limit_violations", T),
     }

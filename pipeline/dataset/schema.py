@@ -39,7 +39,7 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.3.0"
+SCHEMA_VERSION = "1.4.0"
 DATASETS = ("frames", "tracks", "rejected")
 
 # Metadata keys (bytes in the arrow schema).
@@ -166,6 +166,8 @@ FRAMES_COLUMNS: tuple[Column, ...] = (
     Column("joint_acceleration", F32, (), "m/s^2", "Largest 3D joint acceleration |X^{t+1} - 2 X^t + X^{t-1}| x fps^2 over the 24 joints (body frame); above 400 is beyond human limits (ground-truth motions: 99th percentile 214, max 377); NaN on the track's first and last frame."),
     Column("orientation_change", F32, (), "rad", "Angle between this frame's and the previous frame's global orientation; above pi/2 = a front/back flip (ground-truth motions: max 0.15; 0 on the first frame)."),
     Column("pred_err_mm", F32, (), "mm", "Predicted 3D joint error of the frame: the fit's own uncertainty (the Gauss-Newton covariance of the track's parameters at the solution, propagated to the pelvis-aligned SMPL-24 joints: mean over joints of the root of each joint's covariance trace, times one calibration factor; optimize.uncertainty), a prediction of MPJPE; inf where undetermined (no detection on the frame, a normal matrix that is not positive definite). Filter with FrameFilter.max_pred_err_mm."),
+    Column("init_disagreement_mm", F32, (), "mm", "How far the fit moved from the per-frame init of the track's own detection: mean over the 24 joints of the distance between the fitted and the init joints, both pelvis-aligned (an MPJPE between fit and init; optimize.track_metrics.init_disagreement_mm); NaN on interpolated frames."),
+    Column("frame_score_mm", F32, (), "mm", "The frame form of the selection score, a per-frame confidence (lower is better): cbrt(p x P x sqrt(p^2 + d^2)) with p this row's pred_err_mm, P the track's pred_err_mm and d init_disagreement_mm (a frame without d counts d = 0), the geometric mean of three estimates of the frame's 3D joint error (optimize.track_metrics.frame_score_mm); ranks true per-frame error better than pred_err_mm (docs/bundle_adjustment.md, Selection score); inf where the frame or its track is undetermined. Filter with FrameFilter.max_frame_score_mm."),
     Column("pose_density_outliers", I32, (), "joints", "Body joints (of 23) whose rotation is below its per-joint density threshold: the 0.1 % quantile of that joint's 3-D marginal of the GMM pose prior over poses drawn from the prior itself (optimize.plausibility); -1 without a prior."),
     Column("joint_limit_violations", I32, (), "joints", "Knees and elbows (of 4) outside anatomical limits: flexion outside 0-150 degrees widened by 15 degrees (hyperextension beyond 15 degrees included), or a knee turned more than 30 degrees out of its flexion plane (optimize.plausibility.HINGE_LIMITS)."),
     Column("track_selected", BOOL, (), "", "The track passed selection: false as committed (the selection comes after); readers join selection/tracks.parquet for the final value."),

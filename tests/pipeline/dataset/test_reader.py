@@ -125,18 +125,22 @@ def test_filters_match_pyarrow(run_all):
         FrameFilter(labels="dancing")
 
 
-def test_max_pred_err_keeps_determined_frames_under_the_bound(run_all):
+@pytest.mark.parametrize("column", ["pred_err_mm", "frame_score_mm"])
+def test_max_predicted_error_keeps_determined_frames_under_the_bound(run_all, column):
+    """FrameFilter.max_pred_err_mm / max_frame_score_mm: frames at most the bound, never an inf one."""
     table = _table(run_all)
-    finite = np.isfinite(table.pred_err_mm)
+    values = table[column]
+    finite = np.isfinite(values)
     assert finite.any() and (~finite & ~table.has_detection).any()  # frames without a detection are undetermined
-    assert np.isinf(table.pred_err_mm[~table.has_detection]).all()
-    bound = float(np.median(table.pred_err_mm[finite]))
-    got = sorted(_keys(FramesDataset(run_all.output, filter=FrameFilter(selected_only=False, max_pred_err_mm=bound),
+    assert np.isinf(values[~table.has_detection]).all()
+    bound = float(np.median(values[finite]))
+    option = "max_" + column
+    got = sorted(_keys(FramesDataset(run_all.output, filter=FrameFilter(selected_only=False, **{option: bound}),
                                      columns=["clip_id", "track_id", "frame_index"])))
-    sub = table[table.pred_err_mm <= bound]
+    sub = table[values <= bound]
     assert got == sorted(zip(sub.clip_id, sub.track_id, sub.frame_index)) and 0 < len(got) < finite.sum()
-    with pytest.raises(ValueError, match="max_pred_err_mm"):
-        FrameFilter(max_pred_err_mm=0.0)
+    with pytest.raises(ValueError, match=option):
+        FrameFilter(**{option: 0.0})
 
 
 @pytest.mark.parametrize("quantile", [0.25, 0.5, 1.0])

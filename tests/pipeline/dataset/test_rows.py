@@ -83,6 +83,34 @@ def test_uncertainty_and_plausibility_columns():
     assert row["pred_err_mm"] == float("inf") and np.isnan(row["implausible_frame_fraction"])
 
 
+def test_frame_score_and_init_disagreement_columns():
+    """frames.frame_score_mm: the fit's own, or from its predicted errors; inf where undetermined."""
+    from optimize.track_metrics import frame_score_mm, predicted_error
+
+    problem = make_problem(CLIP.clip_id, 1, 12, seed=3)
+    has = problem.has_detection
+    assert (~has).any()
+    pred = np.where(has, np.linspace(20.0, 40.0, 12), np.inf).astype(np.float32)
+    disagreement = np.where(has, 15.0, 3.0).astype(np.float32)  # a value off the detections is not written
+    fit = make_fit(problem, 2.0).replace(pred_err_mm=pred, init_disagreement_mm=disagreement)
+    frames = frames_table(CLIP, problem, fit, select_track(problem, fit, CONFIG, 10.0))
+    score = np.array(frames.column("frame_score_mm").to_pylist())
+    expect = frame_score_mm(pred, predicted_error(fit), disagreement)
+    np.testing.assert_allclose(score[has], expect[has], rtol=1e-6)
+    assert np.isinf(score[~has]).all()
+    written = np.array(frames.column("init_disagreement_mm").to_pylist(), np.float64)
+    assert (written[has] == 15.0).all() and np.isnan(written[~has]).all()
+    assert frames.schema.field("frame_score_mm").metadata[b"unit"] == b"mm"
+    # the fit's own score is written as it is
+    own = fit.replace(frame_score_mm=np.full(12, 7.0, np.float32))
+    frames = frames_table(CLIP, problem, own, select_track(problem, own, CONFIG, 10.0))
+    assert frames.column("frame_score_mm").to_pylist() == [7.0] * 12
+    # no predicted error: every frame undetermined
+    bare = make_fit(problem, 2.0).replace(pred_err_mm=None)
+    frames = frames_table(CLIP, problem, bare, select_track(problem, bare, CONFIG, 10.0))
+    assert np.isinf(frames.column("frame_score_mm").to_pylist()).all()
+
+
 def test_failed_fit_never_becomes_frames():
     problem = make_problem(CLIP.clip_id, 0, 12, seed=3)
     fit = TrackFit.failed(problem, "boom")
