@@ -269,7 +269,9 @@ def bound_note(fit: TrackFit, verdict: TrackSelection, config: SelectionConfig) 
         return (f" ({name} {verdict.score:.4g} > {verdict.threshold:.4g}, the run's best --keep_fraction "
                 f"{config.keep_fraction:g}; raise it or pass --selection_threshold)")
     if reason == TrackReason.UNDETERMINED:
-        return f" ({name} is not finite: the fit leaves the person's 3D pose undetermined)"
+        return (f" ({name} is not finite: the fit leaves the person's 3D pose undetermined, {verdict.num_inlier_frames} "
+                f"of {verdict.num_detected_frames} detected frames inliers; check the clip's keypoints, or select "
+                "by --selection_score e_norm)")
     if reason == TrackReason.TOO_SHORT:
         return f" ({verdict.num_detected_frames} detected frames < --min_track_frames {config.min_frames})"
     if reason == TrackReason.TOO_FEW_INLIERS:
