@@ -98,13 +98,16 @@ def add_optimisation_arguments(parser) -> None:
                        "logged at start-up")
     group.add_argument("--selection", default=None, choices=["threshold", "fraction"],
                        help="keep the best --keep_fraction of the output's eligible tracks (fraction, the default), or "
-                       "tracks whose selection score is <= --e_norm_threshold (threshold; the default when that flag "
+                       "tracks whose selection score is <= --selection_threshold (threshold; the default when that flag "
                        "is given); computed at the end over the whole output, again with `vid2mesh select`")
     group.add_argument("--selection_score", default=None, choices=list(SELECTION_SCORES),
                        help="the score selection thresholds, written with each shard (default: "
                        f"{SelectionConfig.score}, the track's predicted 3D joint error in mm; e_norm: the energy per frame)")
-    group.add_argument("--e_norm_threshold", type=float, default=None, help="bound on the selection score of --selection "
-                       "threshold (see e_norm_threshold in selection/selection.json of an earlier run) (default: none)")
+    group.add_argument("--selection_threshold", type=float, default=None, help="bound on the selection score of "
+                       "--selection threshold, in the score's own units (mm for the default predicted_error; see "
+                       "e_norm_threshold in selection/selection.json of an earlier run) (default: none)")
+    group.add_argument("--e_norm_threshold", type=float, default=None,
+                       help="deprecated old name of --selection_threshold (still accepted, with a warning) (default: none)")
     group.add_argument("--keep_fraction", type=float, default=None, help="fraction of eligible tracks --selection "
                        f"fraction keeps (default: {SelectionConfig.keep_fraction})")
     group.add_argument("--min_inlier_fraction", type=float, default=None, help="least inlier frames / detected frames of an eligible track "

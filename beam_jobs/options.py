@@ -70,7 +70,8 @@ FLAG_RANGES: dict[str, Range] = {
     "ba_batch_frames": integer(ge=1),
     "ba_batch_tracks": integer(ge=1),
     "torch_threads": integer(ge=0),
-    "e_norm_threshold": real(ge=0, optional=True),
+    "selection_threshold": real(ge=0, optional=True),
+    "e_norm_threshold": real(ge=0, optional=True),  # the deprecated old name of --selection_threshold
     "keep_fraction": real(gt=0, le=1, optional=True),
     "min_inlier_fraction": real(ge=0, le=1, optional=True),
     "min_track_frames": integer(ge=1, optional=True),

@@ -49,7 +49,7 @@ from pipeline.dataset.lock import OutputLock
 from pipeline.dataset.manifests import MANIFESTS, completed_clips, failed_clips, read_manifests
 from pipeline.dataset.selection.commit import commit_frames_mode
 from pipeline.dataset.selection.publish import SELECTED_VIEW
-from pipeline.dataset.selection.rules import SelectionConfig
+from pipeline.dataset.selection.rules import SelectionConfig, threshold_from_flags
 from pipeline.dataset.selection.table import (SELECTION, read_selection_outcomes, read_selection_summary,
                                               read_selection_track_reasons)
 from pipeline.dataset.writer import WriterConfig, remove_orphan_shards, retire_clips
@@ -106,10 +106,13 @@ class JobReport:
     notes: tuple[str, ...] = ()
 
 
-def selection_config(opts: OptimisationOptions) -> SelectionConfig:
-    mode = opts.selection or ("threshold" if opts.e_norm_threshold is not None else "fraction")
-    changes = {"mode": mode}
-    for flag, name in (("selection_score", "score"), ("e_norm_threshold", "e_norm_threshold"), ("keep_fraction", "keep_fraction"),
+def selection_config(opts: OptimisationOptions, warn: bool = False) -> SelectionConfig:
+    """The selection settings the flags give (``warn``: log the deprecated flags' warning)."""
+    threshold = threshold_from_flags(opts.selection_threshold, opts.e_norm_threshold, warn)
+    changes = {"mode": opts.selection or ("threshold" if threshold is not None else "fraction")}
+    if threshold is not None:
+        changes["e_norm_threshold"] = threshold
+    for flag, name in (("selection_score", "score"), ("keep_fraction", "keep_fraction"),
                        ("min_inlier_fraction", "min_inlier_fraction"), ("min_track_frames", "min_frames")):
         if getattr(opts, flag) is not None:
             changes[name] = getattr(opts, flag)
@@ -289,6 +292,7 @@ def _parse_options(argv: Sequence[str] | None, options: PipelineOptions | None) 
         check_flags(argv)
         options = PipelineOptions(list(argv))
     check_option_values(options)  # every numeric flag and config field: type and range
+    selection_config(options.view_as(OptimisationOptions), warn=True)  # the flags agree; a deprecated one warns once
     inp, out = options.view_as(InputOptions), options.view_as(OutputOptions)
     if not inp.input:
         raise ValueError("no --input: pass a glob of videos, a Kinetics CSV (with --video_root) or a manifest")

@@ -1,6 +1,6 @@
 """Dataset subcommands for the people who use a run's output: ``select``, ``render`` and ``report``.
 
-    vid2mesh select OUTPUT_DIR [--keep_fraction 0.1 | --e_norm_threshold X]
+    vid2mesh select OUTPUT_DIR [--keep_fraction 0.1 | --selection_threshold X]
     vid2mesh render OUTPUT_DIR [--clip CLIP_ID ...] [--side_by_side] [--out DIR]
     vid2mesh report OUTPUT_DIR [--thumbnails 4]
 
@@ -124,7 +124,7 @@ def select_command(args: argparse.Namespace) -> int:
 
     from pipeline.dataset.fs import ArrowStorage
     from pipeline.dataset.card import write_card
-    from pipeline.dataset.selection.rules import SelectionConfig
+    from pipeline.dataset.selection.rules import SelectionConfig, threshold_from_flags
     from pipeline.dataset.selection.table import select_output
 
     storage, inner = ArrowStorage.for_path(args.output_dir)
@@ -132,20 +132,21 @@ def select_command(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{args.output_dir} has no _manifests/: pass the --output folder of `vid2mesh run`")
     run = run_metadata_of(args.output_dir, storage, inner)
     recorded = (run.config or {}).get("selection") or {}
-    mode = args.selection or ("threshold" if args.e_norm_threshold is not None else "fraction")
+    threshold = threshold_from_flags(args.selection_threshold, args.e_norm_threshold)
+    mode = args.selection or ("threshold" if threshold is not None else "fraction")
     changes = {k: v for k, v in recorded.items() if k in {f.name for f in dataclasses.fields(SelectionConfig)}}
     changes.update(mode=mode)
     if args.keep_fraction is not None:
         changes["keep_fraction"] = args.keep_fraction
-    if args.e_norm_threshold is not None:
-        changes["e_norm_threshold"] = args.e_norm_threshold
+    if threshold is not None:
+        changes["e_norm_threshold"] = threshold
     config = SelectionConfig(**changes)
     summary = select_output(inner, config, storage)
     write_card(inner, dataclasses.replace(run, config={**run.config, "selection": dataclasses.asdict(config)}), storage,
                {"selection": summary.to_json()})
-    threshold = f"{summary.threshold:.4g}" if summary.threshold == summary.threshold else "none (no eligible track)"
+    bound = f"{summary.threshold:.4g}" if summary.threshold == summary.threshold else "none (no eligible track)"
     print(f"selection over {summary.clips} clips of {args.output_dir}: {summary.tracks_selected} of "
-          f"{summary.tracks_eligible} eligible tracks selected (E_norm <= {threshold}); {summary.clips_kept} clips kept, "
+          f"{summary.tracks_eligible} eligible tracks selected ({config.score} <= {bound}); {summary.clips_kept} clips kept, "
           f"{summary.clips_rejected} rejected, {summary.clips_failed} failed")
     return 0
 
@@ -155,16 +156,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     select = subparsers.add_parser(
         "select", help="(re)compute the track selection over a whole output (no refit)",
         description="Fits are committed as clips finish; the selection (the best --keep_fraction of the eligible tracks, "
-        "or E_norm <= --e_norm_threshold) is computed over every committed shard of OUTPUT_DIR, across resumed runs, "
+        "or selection score <= --selection_threshold) is computed over every committed shard of OUTPUT_DIR, across resumed runs, "
         "into OUTPUT_DIR/selection/ (which readers join), and the card and stats.json are rewritten. "
         "`vid2mesh run` ends with it; run it again to re-select without refitting.",
     )
     select.add_argument("output_dir", help="the --output folder of `vid2mesh run` (local, gs://..., any fsspec URI)")
     select.add_argument("--selection", default=None, choices=["threshold", "fraction"],
-                        help="fraction (default), or threshold when --e_norm_threshold is given")
+                        help="fraction (default), or threshold when --selection_threshold is given")
     select.add_argument("--keep_fraction", type=float, default=None,
                         help="fraction of eligible tracks to keep (default: the run's, else 0.1)")
-    select.add_argument("--e_norm_threshold", type=float, default=None, help="keep tracks with E_norm <= this (default: none)")
+    select.add_argument("--selection_threshold", type=float, default=None, help="keep tracks whose selection score is "
+                        "<= this, in the score's own units (mm for the default predicted_error) (default: none)")
+    select.add_argument("--e_norm_threshold", type=float, default=None,
+                        help="deprecated old name of --selection_threshold (still accepted, with a warning) (default: none)")
     select.set_defaults(func=select_command)
 
     render = subparsers.add_parser(

@@ -50,6 +50,10 @@ from pipeline.perception.track import PaddedDetections, Track, TrackingConfig, p
 
 logger = logging.getLogger(__name__)
 
+# the minimum person height as a fraction of the decoded frame height where the frame is
+# too small for min_person_height: 50 px on frames of 300 px and more, 20 px at 160x120
+MIN_PERSON_HEIGHT_FRACTION = 1.0 / 6.0
+
 __all__ = ["PerceptionConfig", "PerceptionModels", "load_perception_models", "perceive_clip", "tracking_at_rate"]
 
 
@@ -83,10 +87,16 @@ class PerceptionConfig:
         oks_threshold: pose-aware NMS within a frame: of two detections whose keypoints
             have an OKS above this, the lower-scored one is dropped
             (:func:`pipeline.perception.nms.oks_nms`); 1 disables it.
-        min_person_height: detections whose box is shorter than this, pixels of the decoded
-            frame, are dropped before tracking: too small to fit, and not counted by the
-            crowd rule (``tracking.max_people``). A clip whose every detection is smaller is
-            rejected ``too_small``.
+        min_person_height: the tallest minimum person height, pixels of the decoded frame.
+            Detections whose box is shorter than :meth:`person_height_floor` (the smaller
+            of this and ``min_person_height_fraction`` x the decoded frame height) are
+            dropped before tracking: too small to fit, and not counted by the crowd rule
+            (``tracking.max_people``). A clip whose every detection is smaller is rejected
+            ``too_small``.
+        min_person_height_fraction: the minimum as a fraction of the decoded frame height,
+            for frames too small for ``min_person_height`` (the default, a sixth, keeps
+            ``min_person_height`` on frames 300 px tall and more; 1 keeps it on any frame
+            taller than it).
         store_crops: JPEG crops of every detection are cut while the frames are decoded
             and each problem carries its track's crop per frame (``TrackProblem.crops``).
         crop: size / margin / quality of the stored crops.
@@ -109,6 +119,7 @@ class PerceptionConfig:
     min_visible_keypoints: int = 4
     oks_threshold: float = OKS_THRESHOLD
     min_person_height: float = 50.0
+    min_person_height_fraction: float = MIN_PERSON_HEIGHT_FRACTION
     store_crops: bool = False
     crop: CropConfig = field(default_factory=CropConfig)
 
@@ -118,6 +129,17 @@ class PerceptionConfig:
             raise ValueError(f"PerceptionConfig.keypoints_source={self.keypoints_source!r}; use one of {KEYPOINT_SOURCES}.")
         if self.hmr_checkpoint is not None and self.smpl_mean_params is None:
             raise ValueError("PerceptionConfig: hmr_checkpoint needs smpl_mean_params (the SPIN mean-parameter .npz).")
+
+    def person_height_floor(self, frame_height: int) -> float:
+        """The smallest person tracked and counted in a decoded frame ``frame_height`` px tall,
+        px: the smaller of ``min_person_height`` and ``min_person_height_fraction`` x
+        ``frame_height``."""
+        return min(self.min_person_height, self.min_person_height_fraction * frame_height)
+
+    def person_height_rule(self, frame_height: int) -> str:
+        """Where :meth:`person_height_floor` comes from, for messages ("the smaller of ...")."""
+        return (f"the smaller of min_person_height={self.min_person_height:g} px and min_person_height_fraction="
+                f"{self.min_person_height_fraction:.4g} of the {frame_height} px frame height")
 
 
 PERCEPTION_RANGES = declare_ranges(PerceptionConfig, {
@@ -137,6 +159,7 @@ PERCEPTION_RANGES = declare_ranges(PerceptionConfig, {
     "min_visible_keypoints": integer(ge=0, le=17),
     "oks_threshold": real(gt=0, le=1),
     "min_person_height": real(ge=0),
+    "min_person_height_fraction": real(gt=0, le=1),
     "store_crops": boolean(),
 })
 
@@ -512,7 +535,8 @@ def _detect_frames(clip: ClipRef, config: PerceptionConfig, models: PerceptionMo
                     found = precomputed.for_frames(source_frame_index(meta, batch.frame_index), scale)
                 else:
                     found = models.detector.detect(batch.frames)
-                found = _count_people(batch, [_filter(f, config) for f in found], state, config.min_person_height)
+                found = _count_people(batch, [_filter(f, config) for f in found], state,
+                                      config.person_height_floor(meta.height))
             if models.hmr is not None:
                 with timer.stage("init"):
                     detected.inits.extend(hmr_initialize(models.hmr, batch.frames, found, config.min_keypoint_confidence))
@@ -556,20 +580,20 @@ def _check_people(clip: ClipRef, config: PerceptionConfig, state: _ClipState, me
             f"{clip.uri}: no person detected in {state.frames} frames; check that its keypoints (or the "
             "detector) see the people in it.",
         )
-    min_height = config.min_person_height
+    floor, rule = config.person_height_floor(meta.height), config.person_height_rule(meta.height)
     if state.max_people == 0:
         raise _Reject(
             RejectReason.TOO_SMALL,
-            f"{clip.uri}: every person detected is shorter than min_person_height={min_height:g} px (the tallest "
-            f"{state.tallest:.0f} px of the decoded {meta.width}x{meta.height} frames); to fit people this small pass "
-            f"{flag} '{{\"min_person_height\": {max(1, math.floor(state.tallest))}}}'.",
+            f"{clip.uri}: every person detected is shorter than the minimum person height {floor:.4g} px ({rule}; "
+            f"the tallest {state.tallest:.0f} px of the decoded {meta.width}x{meta.height} frames); to fit people "
+            f"this small pass {flag} '{{\"min_person_height\": {max(1, math.floor(state.tallest))}}}'.",
         )
     max_people = config.tracking.max_people
     if max_people is not None and state.max_people > max_people:
         raise _Reject(
             RejectReason.CROWDED,
-            f"{clip.uri}: up to {state.max_people} people at least min_person_height={min_height:g} px tall in a "
-            f"frame (first in frame {state.crowded_frame}), more than max_people={max_people}; to fit this clip "
+            f"{clip.uri}: up to {state.max_people} people at least {floor:.4g} px tall in a frame (first in frame "
+            f"{state.crowded_frame}; the minimum height is {rule}), more than max_people={max_people}; to fit this clip "
             f"pass {flag} '{{\"tracking\": {{\"max_people\": {state.max_people}}}}}' (with --overwrite, or "
             "into a new --output: clips already written are skipped).",
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -79,9 +80,40 @@ def test_lookalike_flags_are_refused_with_the_suggestion(tmp_path, capsys):
     assert code == 2 and "did you mean --keep_fraction?" in capsys.readouterr().err
     from beam_jobs import pseudo_gt
 
-    with pytest.raises(ValueError, match="did you mean --e_norm_threshold"):
-        pseudo_gt.run(["--input", str(tmp_path), "--output", str(tmp_path / "o"), "--e-norm-threshold", "3"])
+    with pytest.raises(ValueError, match="did you mean --selection_threshold"):
+        pseudo_gt.run(["--input", str(tmp_path), "--output", str(tmp_path / "o"), "--selection-threshold", "3"])
     pseudo_gt.check_flags(["--runner", "DirectRunner", "--direct_num_workers", "2", "--project", "p"])  # Beam's pass
+
+
+def test_the_deprecated_e_norm_threshold_flag_still_works_with_one_warning(tmp_path, caplog):
+    """--e_norm_threshold is the old name of --selection_threshold: the same bound, recorded
+    in the run's config, and one warning per run naming the new flag."""
+    from beam_jobs import pseudo_gt
+    from helpers.scripted import ScriptedBundleAdjust, ScriptedPerception
+    from pipeline.dataset import schema
+    from pipeline.dataset.selection import rules
+
+    corpus = tmp_path / "corpus" / "train" / "walk"
+    corpus.mkdir(parents=True)
+    (corpus / "a1_000001_000011.mp4").write_bytes(b"scripted")
+    body = schema.BodyModelInfo("standin", "neutral", "vid2mesh_standin_neutral.pkl", "0" * 64)
+
+    def dry_run(*flags: str):
+        argv = ["--input", str(tmp_path / "corpus"), "--output", str(tmp_path / "out"), "--dry_run", *flags]
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger=rules.logger.name):
+            report = pseudo_gt.run(argv, perception=ScriptedPerception(), bundle_adjust=ScriptedBundleAdjust(), body_model=body)
+        warnings = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
+        return report, warnings
+
+    _, warnings = dry_run("--selection_threshold", "30")
+    assert warnings == []
+    report, warnings = dry_run("--e_norm_threshold", "30")
+    assert report.state == "DRY_RUN" and len(warnings) == 1 and "--selection_threshold 30" in warnings[0]
+    optim = pseudo_gt.OptimisationOptions(["--e_norm_threshold", "30"])
+    assert pseudo_gt.selection_config(optim) == rules.SelectionConfig(mode="threshold", e_norm_threshold=30.0)
+    with pytest.raises(ValueError, match="pass only --selection_threshold"):
+        dry_run("--e_norm_threshold", "30", "--selection_threshold", "40")
 
 
 @pytest.mark.slow

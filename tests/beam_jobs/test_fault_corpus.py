@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -43,7 +44,7 @@ CASES: dict[str, tuple[str, str | None, bool]] = {
     "good1_000000_000001": ("kept", None, False),
     "clip ä ö 東京 1": ("kept", None, False),  # non-ASCII name with spaces
     "variablerate": ("kept", None, False),
-    "rotated": ("kept", None, False),
+    "rotated": (R, "no_track_selected", False),  # fitted upright, its fit undetermined (see its test)
     "zerobyte": (R, "unreadable", False),
     "randombytes": (R, "unreadable", False),
     "cut30": (R, "unreadable", False),
@@ -163,7 +164,7 @@ def _build(root: Path) -> dict:
         for j in range(0, len(k), 3):
             k[j], k[j + 1] = height - 1 - k[j + 1], k[j]
         ann.pop("bbox", None)
-    target = video_with_sidecar(_expect("rotated", "kept"), base, rotated)
+    target = video_with_sidecar(_expect("rotated", R, "no_track_selected"), base, rotated)
     _ffmpeg("-i", str(base), "-c", "copy", "-metadata:s:v:0", "rotate=270", str(target) + ".tmp.mp4")
     os.replace(str(target) + ".tmp.mp4", target)
     os.symlink(root / "nowhere.mp4", folder / f"{_expect('dangling', **bad, reason='missing_file')}.mp4")
@@ -265,10 +266,13 @@ def _build(root: Path) -> dict:
 
 
 REMOTE_UNSUPPORTED = ("http", "https", "ftp")  # gs:// and s3:// are read through Beam's file systems
-# the few-frame fits of the corpus leave the predicted error undetermined: select by E_norm, keep every sound fit
-# (a fit stopped at its LM budget is rejected as not_converged: the budget lets every clip's fit converge)
-FLAGS = ["--keypoints", "precomputed", "--selection_score", "e_norm", "--e_norm_threshold", "1e9", "--min_inlier_fraction", "0",
-         "--min_track_frames", "1", "--ba_config", '{"max_iter": 8, "lm_max_iter": 200, "tau_r_schedule": [1.0]}',
+# the default selection score (predicted 3D error): keep every sound fit whose 3D pose the fit
+# determines (a fit stopped at its LM budget is rejected as not_converged: the budget lets every
+# clip's fit converge). min_person_height 16: the rotated clip's person lies sideways in its
+# upright 120x160 frames, boxes 16-30 px tall, mostly below the default minimum there (27 px),
+# and the clip would be no_person without a fit
+FLAGS = ["--keypoints", "precomputed", "--selection_threshold", "1e9", "--min_inlier_fraction", "0",
+         "--min_track_frames", "1", "--ba_config", '{"lm_max_iter": 200}',
          "--perception_config", json.dumps({"decode": {"max_duration_s": 5, "timeout_s": TIMEOUT_S}, "min_person_height": 16})]  # fmt: skip
 
 
@@ -397,3 +401,17 @@ def test_a_coco_sidecar_in_reverse_frame_order_gives_the_tracks_of_the_ordered_o
         return sorted((r.get("num_frames"), r.get("selected")) for r in rows)
 
     assert tracks_of("good0_000000_000001") and tracks_of("sidecar_reversed") == tracks_of("good0_000000_000001")
+
+
+def test_the_rotated_clip_is_fitted_upright_and_its_undetermined_fit_is_rejected(glob_run):
+    """The display matrix turns the 160x120 video into upright 120x160 frames where the
+    person lies sideways: the sidecar's keypoints (in upright pixels) make a track, but its
+    fit matches none of them (every frame above tau_R), which leaves the person's 3D pose
+    undetermined: rejected as ``undetermined`` under the default score, never kept."""
+    _, _, (_, rejected, tracks, _, _) = glob_run
+    rows = [r for r in tracks if Path(r["source_uri"]).stem == "rotated"]
+    assert rows and all((r["image_width"], r["image_height"]) == (120, 160) for r in rows)
+    assert all(r["num_detected_frames"] >= 4 and r["fit_status"] == "ok" for r in rows)
+    assert all(r["selection_reason"] == "undetermined" and math.isinf(r["pred_err_mm"]) for r in rows)
+    (row,) = [r for r in rejected if Path(r["source_uri"]).stem == "rotated"]
+    assert "undetermined" in row["message"] and "rotated.mp4" in row["message"]

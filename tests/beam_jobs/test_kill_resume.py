@@ -24,7 +24,7 @@ from test_retry_failed import BODY, FlakyPerception, dataset_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 NUM_CLIPS = 24
-FLAGS = ["--clips_per_shard", "1", "--e_norm_threshold", "30", "--min_inlier_fraction", "0"]
+FLAGS = ["--clips_per_shard", "1", "--selection_threshold", "30", "--min_inlier_fraction", "0"]
 
 DRIVER = textwrap.dedent("""
     import sys, time

@@ -29,7 +29,7 @@ def _two_clip_run(tmp_path):
     for name in ("a1_000001_000011", "a2_000002_000012"):
         (corpus / f"{name}.mp4").write_bytes(b"scripted")
     out = tmp_path / "out"
-    return out, ["--input", str(corpus), "--output", str(out), "--e_norm_threshold", "30", "--min_inlier_fraction", "0"]
+    return out, ["--input", str(corpus), "--output", str(out), "--selection_threshold", "30", "--min_inlier_fraction", "0"]
 
 
 def test_bad_glob_entries_are_rejected_rows_and_counted(tmp_path):
@@ -40,7 +40,7 @@ def test_bad_glob_entries_are_rejected_rows_and_counted(tmp_path):
     (corpus / "walk" / "folder.mp4").mkdir()
     os.mkfifo(corpus / "walk" / "pipe.mp4")
     out = tmp_path / "out"
-    report = _run(["--input", str(corpus / "**" / "*.mp4"), "--output", str(out), "--e_norm_threshold", "30",
+    report = _run(["--input", str(corpus / "**" / "*.mp4"), "--output", str(out), "--selection_threshold", "30",
                    "--min_inlier_fraction", "0"])
     assert report.clips_listed == 4
     c = report.counters

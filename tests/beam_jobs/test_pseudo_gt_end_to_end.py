@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 
 import pyarrow.dataset as ds
@@ -28,13 +29,15 @@ def test_job_end_to_end(corpus, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger=commit.LOGGER.name)
     root, num_inputs = corpus
     out = tmp_path / "out"
-    # the few-frame fits of this corpus leave the predicted error undetermined (inf, reason
-    # undetermined under the default score): this test of the job's plumbing selects by E_norm
+    # the default selection score (predicted 3D error) and the default continuation: a lone
+    # tau_R x 1 stage leaves every frame of the keypoint init above tau_R, so the capped
+    # reprojection term holds nothing and the fits are undetermined; the default minimum
+    # person height on the quick corpus' 160x120 frames is 20 px
     argv = ["--input", str(root / "all.csv"), "--video_root", str(root), "--output", str(out),
             "--keypoints", "precomputed", "--model_cache", str(tmp_path / "cache"),
-            "--selection", "fraction", "--selection_score", "e_norm", "--keep_fraction", "0.5", "--min_inlier_fraction", "0",
-            "--ba_config", '{"max_iter": 10, "tau_r_schedule": [1.0]}', "--clips_per_shard", "3",
-            "--perception_config", '{"decode": {"target_fps": 10}, "min_person_height": 16}']  # quick corpus: 20-80 px people
+            "--selection", "fraction", "--keep_fraction", "0.5", "--min_inlier_fraction", "0",
+            "--ba_config", '{"max_iter": 10}', "--clips_per_shard", "3",
+            "--perception_config", '{"decode": {"target_fps": 10}}']
     report = pseudo_gt.run(argv)
     c = report.counters
     assert report.state == "DONE" and report.clips_in == num_inputs
@@ -83,6 +86,10 @@ def test_job_end_to_end(corpus, tmp_path, caplog):
     verdicts = report.books.track_verdicts
     assert verdicts.total == tracks.num_rows == report.books.tracks >= 1
     assert verdicts.kept == sum(tracks.column("selected").to_pylist()) == c["tracks_selected"]
+    selected = tracks.filter(tracks["selected"])
+    assert meta["vid2mesh.config"]["selection"]["score"] == "predicted_error"
+    assert selected.column("selection_score").to_pylist() == pytest.approx(selected.column("pred_err_mm").to_pylist(), rel=1e-6)
+    assert all(0 < v < math.inf for v in selected.column("selection_score").to_pylist())
     assert json.loads((out / "stats.json").read_text())["track_verdicts"] == verdicts.to_json()
     assert any(verdicts.line() in line for line in pseudo_gt.summary_lines(report))
     per_clip = [re.search(r"clip \S+: .*?(\d+) tracks: ", r.getMessage()) for r in caplog.records]
@@ -111,7 +118,7 @@ def test_store_crops_adds_decodable_person_crops(corpus, tmp_path):
             "--model_cache", str(tmp_path / "cache"), "--selection", "fraction", "--keep_fraction", "1",
             "--min_inlier_fraction", "0", "--frames", "all", "--store_crops", "--crop_size", "48",
             "--ba_config", '{"max_iter": 5, "tau_r_schedule": [1.0]}',
-            "--perception_config", '{"decode": {"target_fps": 10}, "min_person_height": 16}']  # quick corpus: 20-80 px people
+            "--perception_config", '{"decode": {"target_fps": 10}}']
     report = pseudo_gt.run(argv)
     assert report.state == "DONE"
     table = ds.dataset(str(out / "frames"), format="parquet").to_table()

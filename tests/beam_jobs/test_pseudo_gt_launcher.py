@@ -57,7 +57,7 @@ def test_local_default_runs_without_network_and_reruns_add_nothing(tmp_path, no_
     corpus = _corpus(tmp_path / "corpus", ["a1_000001_000011", "a2_000002_000012", "crowded_000000_000010"])
     out = tmp_path / "out"
     argv = ["--input", str(corpus / "**" / "*.mp4"), "--output", str(out), "--clips_per_shard", "2",
-            "--e_norm_threshold", "30", "--min_inlier_fraction", "0"]
+            "--selection_threshold", "30", "--min_inlier_fraction", "0"]
     first = _run(argv)
     assert first.state == "DONE" and first.clips_in == 3 and first.clips_skipped == 0
     c = first.counters

@@ -53,9 +53,9 @@ def test_resume_with_a_shard_removed_equals_the_clean_run(tmp_path):
     def argv(out):
         return ["--input", str(root / "all.csv"), "--video_root", str(root), "--output", str(out),
                 "--keypoints", "precomputed", "--model_cache", str(tmp_path / "cache"),
-                "--selection", "threshold", "--e_norm_threshold", "1e9", "--min_inlier_fraction", "0",
+                "--selection", "threshold", "--selection_threshold", "1e9", "--min_inlier_fraction", "0",
                 "--ba_config", '{"max_iter": 15}', "--clips_per_shard", "1",
-                "--perception_config", '{"decode": {"target_fps": 10}, "min_person_height": 16}']  # quick corpus: 20-80 px people
+                "--perception_config", '{"decode": {"target_fps": 10}}']
 
     clean, resumed = tmp_path / "clean", tmp_path / "resumed"
     report = pseudo_gt.run(argv(clean))

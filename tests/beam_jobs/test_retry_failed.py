@@ -41,7 +41,7 @@ def _corpus(root):
 
 def _run(corpus, out, fail=(), extra=()):
     argv = ["--input", str(corpus / "**" / "*.mp4"), "--output", str(out), "--clips_per_shard", "2",
-            "--e_norm_threshold", "30", "--min_inlier_fraction", "0", *extra]
+            "--selection_threshold", "30", "--min_inlier_fraction", "0", *extra]
     return pseudo_gt.run(argv, perception=FlakyPerception(fail), bundle_adjust=ScriptedBundleAdjust(), body_model=BODY)
 
 

@@ -46,15 +46,14 @@ def _assert_same_rows(a, b):
 @pytest.mark.slow
 def test_dask_runner_writes_the_local_runners_rows(corpus, tmp_path):
     """The real stages (stand-in models) on a generated corpus with good, crowded, corrupt and
-    truncated clips and bad rows, at default settings (but for min_person_height: the quick
-    corpus's people are 20-80 px tall): a local Dask cluster of 2 worker processes gives the
-    rows, the selection and the books of the local runner.
+    truncated clips and bad rows, at default settings: a local Dask cluster of 2 worker
+    processes gives the rows, the selection and the books of the local runner.
 
     Both use one torch thread per process: CPU reductions round differently with another
     thread count (last float32 digits), whatever the runner."""
     root, num_inputs = corpus
     common = ["--input", str(root / "all.csv"), "--video_root", str(root), "--model_cache", str(tmp_path / "cache"),
-              "--clips_per_shard", "3", "--torch_threads", "1", "--perception_config", '{"min_person_height": 16}']
+              "--clips_per_shard", "3", "--torch_threads", "1"]
     local = pseudo_gt.run(common + ["--output", str(tmp_path / "local")])
     dask = pseudo_gt.run(common + ["--output", str(tmp_path / "dask"), "--runner", "dask", "--dask_workers", "2"])
     assert local.books.balanced and dask.books.balanced

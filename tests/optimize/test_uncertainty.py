@@ -166,3 +166,17 @@ def test_a_detection_gap_counts_against_the_track(body_model, prior):
     assert predicted_error(gap) > 1.1 * predicted_error(full)
     summary = SimpleNamespace(status="ok", pred_err_mm=np.asarray([10.0, np.inf, 30.0], np.float32), pred_err_track_mm=50.0)
     assert predicted_error(summary) == 50.0
+
+
+def test_a_fit_without_an_inlier_frame_is_undetermined_and_a_short_sound_one_is_not(body_model, prior):
+    """Every frame capped (reprojection energy above tau_R: the term is constant there) leaves
+    the camera's common offset to no term, so H is singular and the whole track is inf; the
+    same 12-frame track fitted with the default continuation is determined."""
+    from optimize.track_metrics import predicted_error
+
+    track = make_track(body_model, "walking", 12, seed=5, detection=STILL)
+    sound = _fit(track.problem, body_model, prior)
+    assert np.isfinite(sound.pred_err_mm).all() and 1.0 < predicted_error(sound) < 500.0
+    (capped,) = bundle_adjust([track.problem], body_model, prior, BAConfig(tau_r_px=1e-3, tau_r_schedule=(1.0,)))
+    assert capped.status == "ok"
+    assert np.isinf(capped.pred_err_mm).all() and math.isinf(predicted_error(capped))

@@ -91,7 +91,7 @@ def commit_outcome(
     else:
         outcome, reason = clip_verdict([v for _, _, v in verdicts])
         stage = "bundle_adjust" if outcome == "failed" or reason == RejectReason.ALL_TRACKS_DIVERGED else "select"
-        messages = "; ".join(
+        messages = f"{clip.uri}: " + "; ".join(
             f"track {f.track_id}: {v.reason}" + bound_note(f, v, config)
             + (f" ({truncate_message(f.message, 300)})" if f.message and v.reason in (TrackReason.FAILED, TrackReason.DIVERGED) else "")
             for _, f, v in verdicts

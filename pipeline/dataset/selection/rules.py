@@ -26,6 +26,7 @@ value behind a track's reason in ``rejected/`` messages.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.records import RejectReason, TrackFit, TrackProblem
+
+logger = logging.getLogger(__name__)
 
 SELECTION_MODES = ("threshold", "fraction")
 SELECTION_SCORES = ("e_norm", "predicted_error", "predicted_x_energy")
@@ -61,14 +64,16 @@ class SelectionConfig:
 
     Attributes:
         mode: "fraction" (default: keep the ``keep_fraction`` of eligible tracks with the
-            lowest score in the run) or "threshold" (keep score <= ``e_norm_threshold``).
+            lowest score in the run) or "threshold" (keep score <= ``e_norm_threshold``, the
+            ``--selection_threshold`` flag).
         score: the selection score (:func:`track_score`, lower is better), one of
             :data:`SELECTION_SCORES`; written to ``tracks.selection_score`` when a shard is
             committed, so the selection over a whole output thresholds what was committed.
             The default, the track's predicted 3D joint error, is the score of
             ``bench.selection`` that ranks true error best on its tuning generator
             (docs/bundle_adjustment.md, "Selection score").
-        e_norm_threshold: score bound of ``threshold`` mode (its units are the score's:
+        e_norm_threshold: score bound of ``threshold`` mode, ``--selection_threshold`` (the
+            field keeps the name of the column and the recorded config; its units are the score's:
             E_norm in the fit's size-invariant units, the predicted error in mm). It depends
             on the bundle-adjustment weights, so there is no default: take it from an
             earlier run's ``tracks.e_norm_threshold`` or from the score distribution of a
@@ -98,8 +103,8 @@ class SelectionConfig:
         if not 0 < self.keep_fraction <= 1:
             raise ValueError(f"keep_fraction={self.keep_fraction}: must be in (0, 1]")
         if self.mode == "threshold" and self.e_norm_threshold is None:
-            raise ValueError("selection mode 'threshold' needs an E_norm threshold: pass --e_norm_threshold "
-                             "(or --selection fraction --keep_fraction F)")
+            raise ValueError("selection mode 'threshold' needs a threshold on the selection score: pass "
+                             "--selection_threshold (or --selection fraction --keep_fraction F)")
         if self.e_norm_threshold is not None and not self.e_norm_threshold > 0:
             raise ValueError(f"e_norm_threshold={self.e_norm_threshold}: must be > 0")
         if not 0 <= self.min_inlier_fraction <= 1:
@@ -259,12 +264,14 @@ def bound_note(fit: TrackFit, verdict: TrackSelection, config: SelectionConfig) 
     reason = verdict.reason
     name = "E_norm" if config.score == "e_norm" else config.score
     if reason == TrackReason.E_NORM_ABOVE_THRESHOLD:
-        return f" ({name} {verdict.score:.4g} > --e_norm_threshold {verdict.threshold:.4g})"
+        return f" ({name} {verdict.score:.4g} > --selection_threshold {verdict.threshold:.4g})"
     if reason == TrackReason.BELOW_BEST_FRACTION:
         return (f" ({name} {verdict.score:.4g} > {verdict.threshold:.4g}, the run's best --keep_fraction "
-                f"{config.keep_fraction:g}; raise it or pass --e_norm_threshold)")
+                f"{config.keep_fraction:g}; raise it or pass --selection_threshold)")
     if reason == TrackReason.UNDETERMINED:
-        return f" ({name} is not finite: the fit leaves the person's 3D pose undetermined)"
+        return (f" ({name} is not finite: the fit leaves the person's 3D pose undetermined, {verdict.num_inlier_frames} "
+                f"of {verdict.num_detected_frames} detected frames inliers; check the clip's keypoints, or select "
+                "by --selection_score e_norm)")
     if reason == TrackReason.TOO_SHORT:
         return f" ({verdict.num_detected_frames} detected frames < --min_track_frames {config.min_frames})"
     if reason == TrackReason.TOO_FEW_INLIERS:
@@ -276,3 +283,32 @@ def bound_note(fit: TrackFit, verdict: TrackSelection, config: SelectionConfig) 
     if reason == TrackReason.NOT_MOVING:
         return f" (trajectory {fit.trajectory_length:.3g} m < {config.min_trajectory_length_m:g} m)"
     return ""
+
+
+THRESHOLD_FLAG = "--selection_threshold"
+DEPRECATED_THRESHOLD_FLAG = "--e_norm_threshold"  # the old name of THRESHOLD_FLAG, still accepted
+
+
+def threshold_from_flags(selection_threshold: float | None, e_norm_threshold: float | None,
+                         warn: bool = True) -> float | None:
+    """The threshold the flags give: ``--selection_threshold``, or the value of its deprecated
+    alias ``--e_norm_threshold`` (with ``warn``, one warning naming the new flag).
+
+    Args:
+        selection_threshold: ``--selection_threshold`` (None: not given).
+        e_norm_threshold: ``--e_norm_threshold`` (None: not given).
+        warn: log the deprecation (once per command: the caller that parses the flags).
+
+    Raises:
+        ValueError: both are given with different values.
+    """
+    if e_norm_threshold is None:
+        return selection_threshold
+    if selection_threshold is not None and selection_threshold != e_norm_threshold:
+        raise ValueError(f"{THRESHOLD_FLAG} {selection_threshold:g} and {DEPRECATED_THRESHOLD_FLAG} {e_norm_threshold:g}: "
+                         f"pass only {THRESHOLD_FLAG} ({DEPRECATED_THRESHOLD_FLAG} is its deprecated old name)")
+    if warn:
+        logger.warning("%s is deprecated: pass %s %g instead (the same bound on the selection score, in the "
+                       "score's own units: mm for the default predicted_error)", DEPRECATED_THRESHOLD_FLAG,
+                       THRESHOLD_FLAG, e_norm_threshold)
+    return e_norm_threshold

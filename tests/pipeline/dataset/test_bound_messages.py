@@ -32,5 +32,5 @@ def test_commit_time_rejections_name_the_option_and_value():
 
 
 def test_threshold_reasons_name_the_option_and_value():
-    assert "--e_norm_threshold 1" in _note(SelectionConfig(mode="threshold", e_norm_threshold=1, min_inlier_fraction=0), 1.0)
+    assert "--selection_threshold 1" in _note(SelectionConfig(mode="threshold", e_norm_threshold=1, min_inlier_fraction=0), 1.0)
     assert "--keep_fraction 0.1" in _note(SelectionConfig(min_inlier_fraction=0), 1.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -16,6 +17,7 @@ from pipeline.dataset.selection.rules import (
     fraction_threshold,
     run_threshold,
     select_track,
+    threshold_from_flags,
 )
 from helpers.scripted import make_fit, make_problem
 
@@ -98,6 +100,23 @@ def test_bad_config():
         SelectionConfig(mode="best")
     with pytest.raises(ValueError, match="keep_fraction"):
         SelectionConfig(keep_fraction=0.0)
-    with pytest.raises(ValueError, match="pass --e_norm_threshold"):
+    with pytest.raises(ValueError, match="pass --selection_threshold"):
         SelectionConfig(mode="threshold")
     assert SelectionConfig().mode == "fraction" and SelectionConfig().keep_fraction == 0.1
+
+
+def test_the_threshold_flag_and_its_deprecated_old_name(caplog):
+    """--selection_threshold, or --e_norm_threshold (its old name) with one warning naming the
+    new flag; both at once must agree. `vid2mesh select` parses both."""
+    from beam_jobs.cli import build_parser
+
+    with caplog.at_level(logging.WARNING, logger="pipeline.dataset.selection.rules"):
+        assert threshold_from_flags(30.0, None) == 30.0 and threshold_from_flags(None, None) is None
+        assert not caplog.records
+        assert threshold_from_flags(None, 12.5) == 12.5 == threshold_from_flags(12.5, 12.5, warn=False)
+    assert len(caplog.records) == 1 and "--selection_threshold 12.5" in caplog.records[0].getMessage()
+    with pytest.raises(ValueError, match="pass only --selection_threshold"):
+        threshold_from_flags(30.0, 12.5)
+    for flag in ("--selection_threshold", "--e_norm_threshold"):
+        args = build_parser().parse_args(["select", "out", flag, "7"])
+        assert threshold_from_flags(args.selection_threshold, args.e_norm_threshold, warn=False) == 7.0

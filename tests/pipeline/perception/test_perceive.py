@@ -233,26 +233,45 @@ def test_crowd_rule_scans_the_whole_clip_and_names_its_maximum(clip_dir, models,
     assert _perceive(clip, rerun, models).reject_reason != RejectReason.CROWDED
 
 
-def test_people_below_the_minimum_height_are_not_counted_or_tracked(clip_dir, models, tmp_path):
-    """Two walkers 60 px tall and six bystanders 30 px tall: not crowded at max_people 6, the
-    small ones are neither tracked nor counted, and the clip records what was detected."""
-    _, video = clip_dir
-    clip = _clip_with(tmp_path, video, "far", lambda f: [(30 + 2 * f, 60, 1.0), (120 - 2 * f, 64, 1.0)]
+# the fixed 50 px minimum on these 120 px frames (the default floor there is a sixth of them)
+FIXED_50 = dataclasses.replace(CONFIG, min_person_height_fraction=1.0)
+
+
+def _walkers_and_bystanders(tmp_path, video):
+    """Two walkers 60 px tall and six bystanders 30 px tall."""
+    return _clip_with(tmp_path, video, "far", lambda f: [(30 + 2 * f, 60, 1.0), (120 - 2 * f, 64, 1.0)]
                       + [(8 + 24 * p, 20, 0.5) for p in range(6)])  # fmt: skip
-    result = _perceive(clip, CONFIG, models)
+
+
+def test_people_below_the_minimum_height_are_not_counted_or_tracked(clip_dir, models, tmp_path):
+    """At a 50 px minimum the six bystanders are neither tracked nor counted: not crowded at
+    max_people 6, and the clip records what was detected."""
+    _, video = clip_dir
+    result = _perceive(_walkers_and_bystanders(tmp_path, video), FIXED_50, models)
     assert result.ok, result.message
     assert len(result.problems) == 2 and result.max_people == 2
     assert result.detections_median == 8 and result.detections_max == 8
     assert result.smallest_person_px == pytest.approx(30, abs=0.5)
 
 
+def test_the_default_minimum_height_follows_a_small_frame(clip_dir, models, tmp_path):
+    """On 160x120 frames the default minimum is a sixth of the height, 20 px (not 50): the
+    30 px bystanders count, and eight people in a frame make the clip crowded."""
+    _, video = clip_dir
+    assert CONFIG.person_height_floor(H) == pytest.approx(20.0)
+    assert CONFIG.person_height_floor(320) == CONFIG.person_height_floor(1080) == 50.0
+    result = _perceive(_walkers_and_bystanders(tmp_path, video), CONFIG, models)
+    assert result.reject_reason == RejectReason.CROWDED and result.max_people == 8, result.message
+    assert "at least 20 px tall" in result.message and "min_person_height_fraction=0.1667" in result.message
+
+
 def test_a_clip_of_small_people_is_rejected_naming_the_minimum_and_the_flag(clip_dir, models, tmp_path):
     _, video = clip_dir
     clip = _clip_with(tmp_path, video, "tiny", lambda f: [(30 + 2 * f, 60, 0.5), (120 - 2 * f, 64, 0.6)])
-    result = _perceive(clip, CONFIG, models)
+    result = _perceive(clip, FIXED_50, models)
     assert result.reject_reason == RejectReason.TOO_SMALL, result.message
     assert "min_person_height=50 px" in result.message and "tallest 36 px" in result.message
     assert '--perception_config \'{"min_person_height": 36}\'' in result.message
     assert result.max_people == 0 and result.detections_max == 2
-    rerun = dataclasses.replace(CONFIG, min_person_height=36.0)
+    rerun = dataclasses.replace(FIXED_50, min_person_height=36.0)
     assert _perceive(clip, rerun, models).ok
