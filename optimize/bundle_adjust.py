@@ -404,7 +404,7 @@ def _identity_switches(problem: TrackProblem, config: BAConfig) -> list[int]:
         problem.keypoints, problem.selected, problem.init_camera, problem.fps,
         config.switch_speed_heights_per_s, config.switch_slack_heights, config.switch_size_ratio,
         config.switch_persistence, REFERENCE_BODY_HEIGHT_M, config.switch_step_heights, config.switch_step_sigmas,
-        config.switch_step_window, config.switch_step_gap_heights_per_s,
+        config.switch_step_window, config.switch_step_gap_heights_per_s, config.switch_step_shared,
     )
 
 

@@ -62,6 +62,8 @@ class BAConfig:
         switch_step_sigmas: a step must also exceed this many robust position spreads (D, "Identity switches").
         switch_step_window: detected frames fitted on each side of a step (D, "Identity switches").
         switch_step_gap_heights_per_s: step allowance per second without detection, heights / s (D, "Identity switches").
+        switch_step_shared: a step must be shared by two thirds of the body's points (True for
+            cutting on the detections alone, ``switch_confirm`` False) (D, "Identity switches").
         switch_confirm: re-fit a window around each candidate cut, whole and in two, and cut only
             where splitting lowers the energy enough; False: cut at every candidate (D, "Identity switches").
         switch_confirm_window: detected frames of the confirmation window on each side of a cut (D, "Identity switches").
@@ -129,6 +131,7 @@ class BAConfig:
     switch_step_sigmas: float = 4.0
     switch_step_window: int = 6
     switch_step_gap_heights_per_s: float = 1.0
+    switch_step_shared: bool = False
     switch_confirm: bool = True
     switch_confirm_window: int = 20
     switch_confirm_max_iter: int = 8
@@ -330,6 +333,7 @@ BA_RANGES = declare_ranges(BAConfig, {
     "switch_step_sigmas": real(gt=0),
     "switch_step_window": integer(ge=3),
     "switch_step_gap_heights_per_s": real(ge=0),
+    "switch_step_shared": boolean(),
     "switch_confirm": boolean(),
     "switch_confirm_window": integer(ge=3),
     "switch_confirm_max_iter": integer(ge=1),

@@ -379,12 +379,16 @@ def identity_switches(
     step_sigmas: float = 10.0,
     step_window: int = 6,
     step_gap_heights_per_s: float = 1.0,
+    step_shared: bool = True,
 ) -> list[int]:
     """Frame positions (along T) where a track's detections jump to another person.
 
     A switch at detected frame d_j (previous detected frame d_{j-1}) is one of:
 
-    * a step in the whole body's position (:func:`step_statistic`) that is a local maximum
+    * a step in the whole body's position (:func:`step_statistic`), shared by the points
+      (unless ``step_shared`` is False: a look-alike in another pose moves the points
+      apart, and a confirmation by re-fitting, ``BAConfig.switch_confirm``, removes the
+      noise steps the test kept out), that is a local maximum
       over +-``step_window`` frames and exceeds both ``step_heights +
       step_gap_heights_per_s x`` (the longest detection gap in its windows, seconds) person
       heights and the track's own step level (median + ``step_sigmas`` x 1.4826 MAD of
@@ -425,6 +429,8 @@ def identity_switches(
         return []
     height = scale * body_height_m
     step, gap, shared = step_statistic(keypoints, selected, height, step_window)
+    if not step_shared:
+        shared = np.ones_like(shared)
     switches = _step_switches(step, gap / float(fps), shared, step_heights, step_sigmas, step_gap_heights_per_s, step_window)
     log_bones = np.log(_bone_lengths(keypoints[detected]))  # (N, 7)
     for j in range(1, detected.size):

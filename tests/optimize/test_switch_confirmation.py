@@ -81,7 +81,7 @@ def test_a_false_candidate_on_a_heavy_noise_track_is_not_confirmed_and_costs_no_
     assert len(confirm) == 3 * len(fit.switch_candidates)
     assert max(confirm) <= 2 * CONFIG.switch_confirm_window + 10  # detected frames a side, plus skipped ones
     # without confirmation the same candidate cuts the track
-    (unconfirmed,) = bundle_adjust([problem], body_model, prior, CONFIG.replace(switch_confirm=False))
+    (unconfirmed,) = bundle_adjust([problem], body_model, prior, CONFIG.replace(switch_confirm=False, lm_max_iter=1))
     assert unconfirmed.status == "split"
     assert unconfirmed.switch_frames == fit.switch_candidates
     assert all(math.isnan(g) for g in unconfirmed.switch_gain)
