@@ -44,8 +44,8 @@ from optimize.energy import TERM_NAMES, TrackBatch, energy_terms, gmm_nll_offset
 from optimize.problem import NUM_BETAS, NUM_CAMERA, NUM_POSE, TrackFit, TrackProblem
 from optimize.settings import EnergySettings
 from optimize.track_metrics import (
-    detection_inliers, e_norm, identity_switches, inlier_frames, keypoint_error_px, per_frame_energy,
-    relative_error, track_predicted_error, track_scale, trajectory_length,
+    detection_inliers, e_norm, inlier_frames, keypoint_error_px, per_frame_energy,
+    relative_error, switch_candidates, track_predicted_error, track_scale, trajectory_length,
 )
 from optimize.solver import SolverResult, lbfgs_batched, lbfgs_per_track, lbfgs_summed
 from optimize.plausibility import joint_limit_violations, pose_density_outliers
@@ -340,19 +340,26 @@ def bundle_adjust(
 
     fits: list[TrackFit | None] = [None] * len(problems)
     candidates: dict[int, list[int]] = {}
+    steps: dict[int, list[int]] = {}  # the step and size candidates, which need confirming
     for i, problem in enumerate(problems):
         reason = _check_problem(problem)
         if reason is not None:
             fits[i] = TrackFit.failed(problem, reason)
             continue
-        cuts = _identity_switches(problem, config) if config.split_identity_switches else []
-        if cuts:
-            candidates[i] = cuts
+        found = _identity_switches(problem, config) if config.split_identity_switches else []
+        if found:
+            candidates[i] = [t for t, _ in found]
+            steps[i] = [t for t, test in found if test != "jump"]
     gains = {i: [math.nan] * len(cuts) for i, cuts in candidates.items()}
-    if config.switch_confirm and candidates:
-        gains = confirmation_gains({i: problems[i] for i in candidates}, candidates, body, gmm, offset, config, device)
-    # an untested candidate (NaN: too few detections around it, or a failed window fit) keeps
-    # the detections' verdict
+    if config.switch_confirm and any(steps.values()):
+        tested = confirmation_gains({i: problems[i] for i in steps if steps[i]}, {i: c for i, c in steps.items() if c},
+                                    body, gmm, offset, config, device)
+        for i, cuts in tested.items():
+            step_gain = dict(zip(steps[i], cuts))
+            gains[i] = [step_gain.get(t, math.nan) for t in candidates[i]]
+    # a jump candidate (the confirmation's statistic saturates there: the camera's temporal
+    # term is capped), and an untested one (NaN: too few detections around it, or a failed
+    # window fit), keep the detections' verdict
     switches = {i: [c for c, g in zip(cuts, gains[i]) if not g <= config.switch_confirm_gain]
                 for i, cuts in candidates.items()}
     switches = {i: cuts for i, cuts in switches.items() if cuts}
@@ -399,8 +406,9 @@ class _Job:
         self.solver_problem, self.fit = solver_problem, fit
 
 
-def _identity_switches(problem: TrackProblem, config: BAConfig) -> list[int]:
-    return identity_switches(
+def _identity_switches(problem: TrackProblem, config: BAConfig) -> list[tuple[int, str]]:
+    """:func:`~optimize.track_metrics.switch_candidates` with ``config``'s thresholds."""
+    return switch_candidates(
         problem.keypoints, problem.selected, problem.init_camera, problem.fps,
         config.switch_speed_heights_per_s, config.switch_slack_heights, config.switch_size_ratio,
         config.switch_persistence, REFERENCE_BODY_HEIGHT_M, config.switch_step_heights, config.switch_step_sigmas,
