@@ -213,7 +213,8 @@ class TrackFit:
         switch_gain: per candidate (same order), the confirmation statistic: the energy
             that fitting its window as two people saves, per detected frame of the window,
             solver units (``BAConfig.switch_confirm_gain`` is its threshold); NaN where it
-            was not tested (``switch_confirm`` off, or a window without enough detections).
+            was not tested (a jump candidate, cut on the detections' evidence;
+            ``switch_confirm`` off; a window without enough detections).
         pieces: on a "split" parent, the pieces' fits (each a full TrackFit).
         pred_err_mm: (T,) float32 predicted 3D joint error per frame, millimetres: the
             fit's own uncertainty (the Gauss-Newton covariance at the solution propagated
