@@ -469,8 +469,10 @@ def score_metrics(rows: list[Row], score: str, config: SelectionConfig) -> dict:
 
 
 def switch_metrics(tracks: list[Track], fits) -> dict:
-    """Identity-switch recall and precision: a split within ``SWITCH_TOLERANCE`` frames of a true switch."""
+    """Identity-switch recall and precision: a split within ``SWITCH_TOLERANCE`` frames of a true switch;
+    ``candidates``: the candidate cuts the detections gave, confirmed (split) or not."""
     detected, hits, false_cuts = 0, 0, 0
+    candidates = sum(len(getattr(fit, "switch_candidates", ())) for fit in fits)
     for track, fit in zip(tracks, fits):
         found = [int(np.searchsorted(track.problem.frame_index, f)) for f in fit.switch_frames]
         detected += len(found)
@@ -478,7 +480,7 @@ def switch_metrics(tracks: list[Track], fits) -> dict:
         hits += int(bool(near))
         false_cuts += len(found) - min(1, len(near))
     true = sum(t.switch >= 0 for t in tracks)
-    return {"true_switches": true, "splits": detected, "hits": hits, "false_cuts": false_cuts,
+    return {"true_switches": true, "candidates": candidates, "splits": detected, "hits": hits, "false_cuts": false_cuts,
             "recall": hits / true if true else math.nan,
             "precision": (detected - false_cuts) / detected if detected else (math.nan if not true else 0.0)}
 
@@ -626,7 +628,7 @@ def _print(r: dict) -> None:
           + "/".join(_fmt(v, ".1f") for v in r["oracle_best_mpjpe_mm"].values()))
     print(f"  default score by kind: " + ", ".join(f"{k} {_fmt(v)}" for k, v in r["by_kind_spearman"].items()))
     print(f"  identity switches: recall {_fmt(sw['recall'], '.2f')} precision {_fmt(sw['precision'], '.2f')} "
-          f"({sw['splits']} splits, {sw['hits']} of {sw['true_switches']} true switches found, {sw['false_cuts']} false cuts)")
+          f"({sw['candidates']} candidate cuts, {sw['splits']} splits, {sw['hits']} of {sw['true_switches']} true switches found, {sw['false_cuts']} false cuts)")
     print(f"  selection reasons (default score): {r['reasons']}", flush=True)
 
 

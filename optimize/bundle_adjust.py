@@ -31,6 +31,7 @@ import dataclasses
 import logging
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -43,8 +44,8 @@ from optimize.energy import TERM_NAMES, TrackBatch, energy_terms, gmm_nll_offset
 from optimize.problem import NUM_BETAS, NUM_CAMERA, NUM_POSE, TrackFit, TrackProblem
 from optimize.settings import EnergySettings
 from optimize.track_metrics import (
-    detection_inliers, e_norm, frame_score_mm, identity_switches, init_disagreement_mm, inlier_frames,
-    keypoint_error_px, per_frame_energy, predicted_error, relative_error, track_predicted_error, track_scale,
+    detection_inliers, e_norm, frame_score_mm, init_disagreement_mm, inlier_frames, keypoint_error_px,
+    per_frame_energy, predicted_error, relative_error, switch_candidates, track_predicted_error, track_scale,
     trajectory_length,
 )
 from optimize.solver import SolverResult, lbfgs_batched, lbfgs_per_track, lbfgs_summed
@@ -76,12 +77,14 @@ class PackedTracks:
         scale_ref: (B,) s_ref, pixels per metre.
 
     ``pad_frames`` masked frames are added after the longest track (see
-    ``TAIL_PAD_FRAMES``).
+    ``TAIL_PAD_FRAMES``). ``starts``: per problem None (the init's starting point,
+    :func:`_starting_point`) or a (pose (T, 72), camera (T, 3), betas (10,)) to start from,
+    solver units.
     """
 
     def __init__(
         self, problems: list[TrackProblem], body_model, device, dtype: torch.dtype, keypoint_init_scale: float = 1.0,
-        pad_frames: int = 0, temporal_reference_fps: float | None = None,
+        pad_frames: int = 0, temporal_reference_fps: float | None = None, starts: list | None = None,
     ):
         self.problems = problems
         B = len(problems)
@@ -108,7 +111,9 @@ class PackedTracks:
             init_pose[b, :t, :k] = p.init_pose
             init_betas[b, :t, :k] = p.init_betas
             image_width[b] = p.image_size[0]
-            pose0[b, :t], camera0[b, :t], betas0[b], scale_ref[b] = _starting_point(p)
+            start = None if starts is None else starts[b]
+            pose0[b, :t], camera0[b, :t], betas0[b], scale_ref[b] = (
+                _starting_point(p) if start is None else _given_start(*start))
         # pad frames repeat the last real frame (finite, and never looked at)
         for b, p in enumerate(problems):
             pose0[b, p.num_frames :] = pose0[b, p.num_frames - 1]
@@ -261,6 +266,13 @@ def _starting_point(p: TrackProblem) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return pose, camera, betas, scale_ref
 
 
+def _given_start(pose: np.ndarray, camera: np.ndarray, betas: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """A given starting point as :func:`_starting_point` returns one (s_ref: its median scale)."""
+    camera = np.array(camera, np.float64)
+    return np.asarray(pose, np.float64), camera, np.asarray(betas, np.float64), float(np.median(camera[:, 0]))
+
+
 def _model_on(module, device, dtype):
     """``module`` on device/dtype, copied (never moved in place) when it differs."""
     if module is None or not isinstance(module, torch.nn.Module):
@@ -328,38 +340,49 @@ def bundle_adjust(
     offset = gmm_nll_offset(gmm) if (gmm is not None and config.use_prior and config.w_gmm > 0) else 0.0
 
     fits: list[TrackFit | None] = [None] * len(problems)
-    jobs: list[_Job] = []
-    switches: dict[int, list[int]] = {}
+    candidates: dict[int, list[int]] = {}
+    steps: dict[int, list[int]] = {}  # the step and size candidates, which need confirming
     for i, problem in enumerate(problems):
         reason = _check_problem(problem)
         if reason is not None:
             fits[i] = TrackFit.failed(problem, reason)
             continue
-        cuts = _identity_switches(problem, config) if config.split_identity_switches else []
-        parts = [(problem, 0)] if not cuts else _pieces(problem, cuts)
-        if cuts:
-            switches[i] = cuts
+        found = _identity_switches(problem, config) if config.split_identity_switches else []
+        if found:
+            candidates[i] = [t for t, _ in found]
+            steps[i] = [t for t, test in found if test != "jump"]
+    gains = {i: [math.nan] * len(cuts) for i, cuts in candidates.items()}
+    if config.switch_confirm and any(steps.values()):
+        tested = confirmation_gains({i: problems[i] for i in steps if steps[i]}, {i: c for i, c in steps.items() if c},
+                                    body, gmm, offset, config, device)
+        for i, cuts in tested.items():
+            step_gain = dict(zip(steps[i], cuts))
+            gains[i] = [step_gain.get(t, math.nan) for t in candidates[i]]
+    # a jump candidate (the confirmation's statistic saturates there: the camera's temporal
+    # term is capped), and an untested one (NaN: too few detections around it, or a failed
+    # window fit), keep the detections' verdict
+    switches = {i: [c for c, g in zip(cuts, gains[i]) if not g <= config.switch_confirm_gain]
+                for i, cuts in candidates.items()}
+    switches = {i: cuts for i, cuts in switches.items() if cuts}
+    jobs: list[_Job] = []
+    for i, problem in enumerate(problems):
+        if fits[i] is not None:
+            continue
+        parts = _pieces(problem, switches[i]) if i in switches else [(problem, 0)]
         for part, start in parts:
-            scale = track_scale(part.init_camera, part.selected, part.keypoints)
-            if scale is None or not math.isfinite(scale) or scale <= 0:
+            factor, scale = _unit_factor(part, config)
+            if factor is None:
                 jobs.append(_Job(i, part, start, 1.0, float("nan"), None, TrackFit.failed(part, (
                     f"TrackProblem {part.clip_id}#{part.track_id} has no valid person scale (no selected "
                     "detection with an init camera scale s > 0 or with 5 confident keypoints); its "
                     "reprojection cannot be put in relative units. Check the init camera and keypoints."
                 )).replace(piece_start=start)))
                 continue
-            factor = config.reference_height_px / (REFERENCE_BODY_HEIGHT_M * scale) if config.units == "relative" else 1.0
             jobs.append(_Job(i, part, start, factor, scale, _to_solver_units(part, factor, config), None))
     todo = [j for j, job in enumerate(jobs) if job.fit is None]
-    solver_problems = [jobs[j].solver_problem for j in todo]
-    batch_frames = config.max_batch_frames
-    if config.solver == "lm":
-        batch_frames = min(batch_frames, config.lm_max_batch_frames)
-    for group in _length_batches(solver_problems, batch_frames):
-        members = [todo[g] for g in group]
-        batch = [jobs[j].solver_problem for j in members]
-        for j, fit in zip(members, _solve_batch(batch, body, gmm, offset, config, device)):
-            jobs[j].fit = _finish(fit, jobs[j], config)
+    solved = _solve_all([jobs[j].solver_problem for j in todo], body, gmm, offset, config, device)
+    for j, fit in zip(todo, solved):
+        jobs[j].fit = _finish(fit, jobs[j], config)
     by_owner: dict[int, list[_Job]] = {}
     for job in jobs:
         by_owner.setdefault(job.owner, []).append(job)
@@ -368,6 +391,10 @@ def bundle_adjust(
             fits[i] = _split_fit(problems[i], switches[i], owned)
         else:
             fits[i] = owned[0].fit
+        if i in candidates:
+            frame_index = problems[i].frame_index
+            fits[i] = fits[i].replace(switch_candidates=tuple(int(frame_index[c]) for c in candidates[i]),
+                                      switch_gain=tuple(float(g) for g in gains[i]))
     return fits  # type: ignore[return-value]
 
 
@@ -380,13 +407,138 @@ class _Job:
         self.solver_problem, self.fit = solver_problem, fit
 
 
-def _identity_switches(problem: TrackProblem, config: BAConfig) -> list[int]:
-    return identity_switches(
+def _identity_switches(problem: TrackProblem, config: BAConfig) -> list[tuple[int, str]]:
+    """:func:`~optimize.track_metrics.switch_candidates` with ``config``'s thresholds."""
+    return switch_candidates(
         problem.keypoints, problem.selected, problem.init_camera, problem.fps,
         config.switch_speed_heights_per_s, config.switch_slack_heights, config.switch_size_ratio,
         config.switch_persistence, REFERENCE_BODY_HEIGHT_M, config.switch_step_heights, config.switch_step_sigmas,
-        config.switch_step_window, config.switch_step_gap_heights_per_s,
+        config.switch_step_window, config.switch_step_gap_heights_per_s, config.switch_step_shared,
     )
+
+
+def _unit_factor(problem: TrackProblem, config: BAConfig) -> tuple[float | None, float]:
+    """(solver pixels per image pixel, the person's scale px/m); (None, NaN) without a valid scale."""
+    scale = track_scale(problem.init_camera, problem.selected, problem.keypoints)
+    if scale is None or not math.isfinite(scale) or scale <= 0:
+        return None, math.nan
+    factor = config.reference_height_px / (REFERENCE_BODY_HEIGHT_M * scale) if config.units == "relative" else 1.0
+    return factor, scale
+
+
+def _solve_all(solver_problems: list[TrackProblem], body, gmm, offset, config: BAConfig, device,
+               uncertainty: bool = True, starts: list | None = None) -> list[TrackFit]:
+    """Solver-unit fits of ``solver_problems`` (in order), in length batches of solver calls
+    (``starts``: see :class:`PackedTracks`)."""
+    batch_frames = config.max_batch_frames
+    if config.solver == "lm":
+        batch_frames = min(batch_frames, config.lm_max_batch_frames)
+    out: list[TrackFit | None] = [None] * len(solver_problems)
+    for group in _length_batches(solver_problems, batch_frames):
+        batch = [solver_problems[g] for g in group]
+        given = None if starts is None else [starts[g] for g in group]
+        for g, fit in zip(group, _solve_batch(batch, body, gmm, offset, config, device, uncertainty, given)):
+            out[g] = fit
+    return out  # type: ignore[return-value]
+
+
+def own_detections(problem: TrackProblem) -> TrackProblem:
+    """The problem with one candidate per frame, the track's own (selected) detection: a fit
+    that must explain what the tracker followed, not whichever neighbour is closer."""
+    slots = np.arange(problem.num_candidates)
+    own = problem.candidate_mask & (slots[None, :] == np.asarray(problem.selected)[:, None])
+    return problem.replace(candidate_mask=own)
+
+
+class Window(NamedTuple):
+    """A confirmation window around a candidate cut (:func:`confirmation_windows`).
+
+    Attributes:
+        whole: the window's frames as one track.
+        before: its frames up to the last detected frame before the cut.
+        after: its frames from the cut on.
+        detected_frames: detected frames in the window.
+        after_start: position of ``after``'s first frame in ``whole``.
+    """
+
+    whole: TrackProblem
+    before: TrackProblem
+    after: TrackProblem
+    detected_frames: int
+    after_start: int
+
+
+def confirmation_windows(problem: TrackProblem, cuts: list[int], window: int) -> list[Window | None]:
+    """Per candidate cut, the :class:`Window` around it.
+
+    The window holds up to ``window`` detected frames on each side of the cut, never
+    reaching past the neighbouring candidates; ``before`` ends at the last detected frame
+    before the cut and ``after`` starts at the cut (a detected frame). None where a side has
+    fewer than 3 detected frames (too few to fit a side on its own).
+    """
+    detected = np.flatnonzero(np.asarray(problem.selected) >= 0)
+    bounds = [0, *cuts, problem.num_frames]
+    out: list[Window | None] = []
+    for k, cut in enumerate(cuts):
+        before = detected[(detected >= bounds[k]) & (detected < cut)][-window:]
+        after = detected[(detected >= cut) & (detected < bounds[k + 2])][:window]
+        if len(before) < 3 or len(after) < 3:
+            out.append(None)
+            continue
+        first, last = int(before[0]), int(after[-1]) + 1
+        tid = problem.track_id
+        out.append(Window(problem.piece(first, last, tid), problem.piece(first, int(before[-1]) + 1, tid),
+                          problem.piece(int(after[0]), last, tid), len(before) + len(after), int(after[0]) - first))
+    return out
+
+
+def confirmation_gains(problems: dict[int, TrackProblem], candidates: dict[int, list[int]], body, gmm, offset,
+                       config: BAConfig, device) -> dict[int, list[float]]:
+    """Per track, per candidate cut: the energy that splitting its window saves per detected frame.
+
+    Each candidate's window (:func:`confirmation_windows`, ``switch_confirm_window`` detected
+    frames a side), restricted to the track's own detections (:func:`own_detections`), is
+    fitted three times, as one track and as its two sides, by LM with
+    ``switch_confirm_max_iter`` iterations per continuation stage, all windows of all tracks
+    in the same solver calls, in the track's own units (so the three energies compare); the
+    sides start from the whole window's solution. The
+    gain is (E_whole - E_before - E_after) / the window's detected frames: what one body
+    must pay to explain both sides (a jump in the temporal terms, one shape for two people),
+    per frame, size invariant with ``units="relative"``. NaN where the window is too short
+    or a fit is not ok.
+    """
+    gains = {i: [math.nan] * len(cuts) for i, cuts in candidates.items()}
+    where: list[tuple[int, int, int, int, int]] = []  # (track, candidate, detected frames, sides' frames)
+    windows: list[TrackProblem] = []
+    sides: list[TrackProblem] = []
+    for i, cuts in candidates.items():
+        problem = problems[i]
+        factor, _ = _unit_factor(problem, config)
+        if factor is None:
+            continue
+        for k, window in enumerate(confirmation_windows(own_detections(problem), cuts, config.switch_confirm_window)):
+            if window is None:
+                continue
+            where.append((i, k, window.detected_frames, window.before.num_frames, window.after_start))
+            windows.append(_to_solver_units(window.whole, factor, config))
+            sides.extend(_to_solver_units(part, factor, config) for part in (window.before, window.after))
+    if not windows:
+        return gains
+    confirm = config.replace(solver="lm", lm_max_iter=config.switch_confirm_max_iter)
+    whole = _solve_all(windows, body, gmm, offset, confirm, device, uncertainty=False)
+    # each side starts from the whole window's solution on its frames: splitting can then only
+    # lower the energy, and the gain measures what the one body paid, not a second local minimum
+    starts = []
+    for fit, (_, _, _, end, start) in zip(whole, where):
+        starts.append((fit.pose[:end], fit.camera[:end], fit.betas))
+        starts.append((fit.pose[start:], fit.camera[start:], fit.betas))
+    parts = _solve_all(sides, body, gmm, offset, confirm, device, uncertainty=False, starts=starts)
+    for n, (i, k, frames, _, _) in enumerate(where):
+        fits = (whole[n], parts[2 * n], parts[2 * n + 1])
+        if all(f.status == "ok" for f in fits):
+            energy = [f.energies["total"] for f in fits]
+            gains[i][k] = (energy[0] - energy[1] - energy[2]) / frames
+    return gains
 
 
 def _pieces(problem: TrackProblem, cuts: list[int]) -> list[tuple[TrackProblem, int]]:
@@ -410,10 +562,9 @@ def in_solver_units(problem: TrackProblem, config: BAConfig) -> TrackProblem:
     Raises:
         ValueError: the problem has no valid person scale (see :func:`bundle_adjust`).
     """
-    scale = track_scale(problem.init_camera, problem.selected, problem.keypoints)
-    if scale is None or not math.isfinite(scale) or scale <= 0:
+    factor, _ = _unit_factor(problem, config)
+    if factor is None:
         raise ValueError(f"TrackProblem {problem.clip_id}#{problem.track_id} has no valid person scale")
-    factor = config.reference_height_px / (REFERENCE_BODY_HEIGHT_M * scale) if config.units == "relative" else 1.0
     return _to_solver_units(problem, factor, config)
 
 
@@ -534,9 +685,13 @@ def _temporal_scale(problems: list[TrackProblem], reference_fps: float | None, t
     return None if np.all(scale == 1.0) else tensor(scale)
 
 
-def _solve_batch(problems, body_model, prior, gmm_offset, config, device) -> list[TrackFit]:
+def _solve_batch(problems, body_model, prior, gmm_offset, config, device, uncertainty: bool = True,
+                 starts: list | None = None) -> list[TrackFit]:
+    """Solver-unit fits of one batch; ``uncertainty`` False skips the predicted error and the
+    plausibility counts (fits only compared by their energy); ``starts``: see :class:`PackedTracks`."""
     packed = PackedTracks(problems, body_model, device, config.torch_dtype, config.keypoint_init_scale,
-                          pad_frames=TAIL_PAD_FRAMES, temporal_reference_fps=config.temporal_reference_fps)
+                          pad_frames=TAIL_PAD_FRAMES, temporal_reference_fps=config.temporal_reference_fps,
+                          starts=starts)
     T = packed.num_frames_max
 
     def is_diverged(x: Tensor) -> Tensor:
@@ -562,6 +717,12 @@ def _solve_batch(problems, body_model, prior, gmm_offset, config, device) -> lis
         ])
         per_frame_total = terms.per_frame_total()
         diverged |= ~torch.isfinite(per_frame_total).all(-1)
+    fits = [
+        _unpack(b, p, pose, betas, camera, terms, per_frame_total, length, result, bool(diverged[b]), config)
+        for b, p in enumerate(problems)
+    ]
+    if not uncertainty:
+        return fits
     # the uncertainty at the solution, from the energy of the last continuation stage (tau_R x 1)
     determined = torch.zeros_like(packed.batch.frame_mask)
     for b, p in enumerate(problems):
@@ -570,10 +731,6 @@ def _solve_batch(problems, body_model, prior, gmm_offset, config, device) -> lis
     pred_err, pred_err_all = fit_uncertainty(last, x, determined & ~diverged[:, None])
     pred_err = pred_err.cpu().numpy().astype(np.float32)
     pred_err_all = pred_err_all.cpu().numpy()
-    fits = [
-        _unpack(b, p, pose, betas, camera, terms, per_frame_total, length, result, bool(diverged[b]), config)
-        for b, p in enumerate(problems)
-    ]
     selected = torch.full(packed.batch.frame_mask.shape, -1, dtype=torch.long, device=x.device)
     for b, p in enumerate(problems):
         selected[b, : p.num_frames] = torch.as_tensor(np.asarray(p.selected), dtype=torch.long, device=x.device)

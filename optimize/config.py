@@ -62,6 +62,15 @@ class BAConfig:
         switch_step_sigmas: a step must also exceed this many robust position spreads (D, "Identity switches").
         switch_step_window: detected frames fitted on each side of a step (D, "Identity switches").
         switch_step_gap_heights_per_s: step allowance per second without detection, heights / s (D, "Identity switches").
+        switch_step_shared: a step must be shared by two thirds of the body's points (True for
+            cutting on the detections alone, ``switch_confirm`` False) (D, "Identity switches").
+        switch_confirm: re-fit a window around each candidate cut, whole and in two, and cut only
+            where splitting lowers the energy enough; False: cut at every candidate (D, "Identity switches").
+        switch_confirm_window: detected frames of the confirmation window on each side of a cut (D, "Identity switches").
+        switch_confirm_max_iter: LM iterations per continuation stage of a confirmation fit (D, "Identity switches").
+        switch_confirm_gain: a cut is confirmed when (E_whole - E_before - E_after) / detected frames of
+            the window exceeds this; solver energy units (reference pixels with ``units="relative"``)
+            (D, "Identity switches").
         reprojection_loss: "hinge" (in the wild) or "huber" (controlled) per keypoint (D, "The objective").
         huber_delta_px: quadratic zone of the Huber reprojection loss, px (D, "The objective").
         hinge_margin_px: errors below this cost nothing under the hinge, px (D, "The objective").
@@ -118,10 +127,15 @@ class BAConfig:
     switch_slack_heights: float = 0.25
     switch_size_ratio: float = 1.5
     switch_persistence: int = 3
-    switch_step_heights: float = 0.1
-    switch_step_sigmas: float = 10.0
+    switch_step_heights: float = 0.05
+    switch_step_sigmas: float = 4.0
     switch_step_window: int = 6
     switch_step_gap_heights_per_s: float = 1.0
+    switch_step_shared: bool = False
+    switch_confirm: bool = True
+    switch_confirm_window: int = 20
+    switch_confirm_max_iter: int = 8
+    switch_confirm_gain: float = 4.5
 
     reprojection_loss: str = _E.reprojection_loss
     huber_delta_px: float = _E.huber_delta_px
@@ -319,4 +333,9 @@ BA_RANGES = declare_ranges(BAConfig, {
     "switch_step_sigmas": real(gt=0),
     "switch_step_window": integer(ge=3),
     "switch_step_gap_heights_per_s": real(ge=0),
+    "switch_step_shared": boolean(),
+    "switch_confirm": boolean(),
+    "switch_confirm_window": integer(ge=3),
+    "switch_confirm_max_iter": integer(ge=1),
+    "switch_confirm_gain": real(ge=0),
 })

@@ -205,7 +205,16 @@ class TrackFit:
         split_frame: -1, or (on a piece) the ``frame_index`` of the identity switch that
             starts it (its first frame), or (first piece) the switch that ends it.
         piece_start: position (along the parent's T) of a piece's first frame; 0 otherwise.
-        switch_frames: on a "split" parent, the ``frame_index`` of each identity switch.
+        switch_frames: on a "split" parent, the ``frame_index`` of each identity switch (the
+            confirmed candidates: where the track was cut).
+        switch_candidates: the ``frame_index`` of each candidate cut the detections gave
+            (:func:`optimize.track_metrics.identity_switches`), confirmed or not; on the
+            "split" parent, or on the whole track's fit when none was confirmed.
+        switch_gain: per candidate (same order), the confirmation statistic: the energy
+            that fitting its window as two people saves, per detected frame of the window,
+            solver units (``BAConfig.switch_confirm_gain`` is its threshold); NaN where it
+            was not tested (a jump candidate, cut on the detections' evidence;
+            ``switch_confirm`` off; a window without enough detections).
         pieces: on a "split" parent, the pieces' fits (each a full TrackFit).
         pred_err_mm: (T,) float32 predicted 3D joint error per frame, millimetres: the
             fit's own uncertainty (the Gauss-Newton covariance at the solution propagated
@@ -263,6 +272,8 @@ class TrackFit:
     split_frame: int = -1
     piece_start: int = 0
     switch_frames: tuple[int, ...] = ()
+    switch_candidates: tuple[int, ...] = ()
+    switch_gain: tuple[float, ...] = ()
     pieces: tuple["TrackFit", ...] = ()
     pred_err_mm: np.ndarray | None = None
     pred_err_track_mm: float = float("nan")

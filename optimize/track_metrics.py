@@ -422,7 +422,7 @@ def _resized(log_bones: np.ndarray, j: int, window: int, log_ratio: float) -> bo
     return bool(abs(np.median(change)) > log_ratio and np.mean(sign * change > log_ratio) >= 2 / 3)
 
 
-def identity_switches(
+def switch_candidates(
     keypoints: np.ndarray,
     selected: np.ndarray,
     init_camera: np.ndarray,
@@ -436,12 +436,18 @@ def identity_switches(
     step_sigmas: float = 10.0,
     step_window: int = 6,
     step_gap_heights_per_s: float = 1.0,
-) -> list[int]:
-    """Frame positions (along T) where a track's detections jump to another person.
+    step_shared: bool = True,
+) -> list[tuple[int, str]]:
+    """Frame positions (along T) where a track's detections jump to another person, each with
+    the test that found it: "step", "jump" or "size" (a frame both a step and a jump or size
+    change is labelled by the latter, the stronger evidence).
 
     A switch at detected frame d_j (previous detected frame d_{j-1}) is one of:
 
-    * a step in the whole body's position (:func:`step_statistic`) that is a local maximum
+    * a step in the whole body's position (:func:`step_statistic`), shared by the points
+      (unless ``step_shared`` is False: a look-alike in another pose moves the points
+      apart, and a confirmation by re-fitting, ``BAConfig.switch_confirm``, removes the
+      noise steps the test kept out), that is a local maximum
       over +-``step_window`` frames and exceeds both ``step_heights +
       step_gap_heights_per_s x`` (the longest detection gap in its windows, seconds) person
       heights and the track's own step level (median + ``step_sigmas`` x 1.4826 MAD of
@@ -472,7 +478,7 @@ def identity_switches(
         fps: frame rate, Hz.
 
     Returns:
-        Sorted frame positions t (the first frame of each new identity).
+        Sorted (t, test): frame positions t (the first frame of each new identity) and the test.
     """
     keypoints = np.asarray(keypoints, dtype=np.float64)
     selected = np.asarray(selected)
@@ -482,13 +488,16 @@ def identity_switches(
         return []
     height = scale * body_height_m
     step, gap, shared = step_statistic(keypoints, selected, height, step_window)
-    switches = _step_switches(step, gap / float(fps), shared, step_heights, step_sigmas, step_gap_heights_per_s, step_window)
+    if not step_shared:
+        shared = np.ones_like(shared)
+    switches = {t: "step" for t in _step_switches(step, gap / float(fps), shared, step_heights, step_sigmas,
+                                                   step_gap_heights_per_s, step_window)}
     log_bones = np.log(_bone_lengths(keypoints[detected]))  # (N, 7)
     for j in range(1, detected.size):
         t_prev, t = int(detected[j - 1]), int(detected[j])
         after = [int(a) for a in detected[j + 1 : j + 1 + persistence]]
         enough = len(after) >= min(persistence, detected.size - j - 1)
-        jumped = False
+        jumped, test = False, "jump"
         jump = _body_distance(keypoints, t_prev, t)
         if math.isfinite(jump) and jump > (speed_heights_per_s * (t - t_prev) / fps + slack_heights) * height:
             before = [int(b) for b in detected[max(0, j - 1 - persistence) : j - 1]]
@@ -496,7 +505,17 @@ def identity_switches(
             far = [_body_distance(keypoints, t_prev, a) for a in after] + [_body_distance(keypoints, t, b) for b in before]
             jumped = enough and all(n < jump / 2 for n in near) and all(f > jump / 2 for f in far)
         if not jumped:
-            jumped = _resized(log_bones, j, max(persistence, 5), math.log(size_ratio))
-        if jumped and all(abs(t - other) > step_window for other in switches):
-            switches.append(t)
-    return sorted(switches)
+            jumped, test = _resized(log_bones, j, max(persistence, 5), math.log(size_ratio)), "size"
+        if jumped:
+            same = [other for other, kind in switches.items() if kind == "step" and abs(t - other) <= step_window]
+            for other in same:  # the same switch: the stronger test's frame
+                del switches[other]
+            if all(abs(t - other) > step_window for other in switches):
+                switches[t] = test
+    return sorted(switches.items())
+
+
+def identity_switches(keypoints: np.ndarray, selected: np.ndarray, init_camera: np.ndarray, fps: float,
+                      *args, **kwargs) -> list[int]:
+    """The frame positions of :func:`switch_candidates` (same arguments), without the tests."""
+    return [t for t, _ in switch_candidates(keypoints, selected, init_camera, fps, *args, **kwargs)]

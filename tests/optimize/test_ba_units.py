@@ -131,6 +131,8 @@ def test_identity_switch_is_split_and_short_pieces_are_rejected(body_model, prio
     assert identity_switches(problem.keypoints, problem.selected, problem.init_camera, problem.fps) == [14]
     (fit,) = bundle_adjust([problem], body_model, prior, BAConfig(max_iter=10))
     assert fit.status == "split" and fit.switch_frames == (14,)
+    # a jump of 1.5 heights: cut on the detections' evidence, without a confirmation fit
+    assert fit.switch_candidates == (14,) and math.isnan(fit.switch_gain[0])
     first, second = fit.pieces
     assert (first.num_frames, second.num_frames) == (14, 6)
     assert {first.track_id, second.track_id} == {SPLIT_TRACK_ID_STRIDE, 2 * SPLIT_TRACK_ID_STRIDE}
