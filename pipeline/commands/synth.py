@@ -19,7 +19,7 @@ def register(subparsers) -> None:
         "and simulated regressor estimates (.init.npz) next to each clip, plus <split>.csv files and corpus.json.",
     )
     synth.add_argument("--out", required=True, help="output folder")
-    synth.add_argument("--clips", type=int, required=True, help="number of normal clips (1-4 people)")
+    synth.add_argument("--clips", type=int, default=4, help="number of normal clips (1-4 people; default 4)")
     synth.add_argument("--seed", type=int, default=0, help="corpus seed (same seed: same clips)")
     synth.add_argument("--quick", action="store_true", help="small clips for tests: 160x120, 10 fps, 1.2 s")
     synth.add_argument("--width", type=int, help="frame width, pixels (default 320)")
