@@ -452,7 +452,8 @@ def _panel(
             anchor = kp[visible, :2] if visible.any() else geom.reprojection[row]
             extent = np.nanmax(anchor[:, 1]) - np.nanmin(anchor[:, 1])
             top_left = (np.nanmin(anchor[:, 0]) * scale, (np.nanmin(anchor[:, 1]) - 0.12 * extent) * scale - 4)
-            text = f"#{geom.track_id}" if init else f"#{geom.track_id} {geom.track_label()}," + (geom.predicted(row) or " frame")
+            frame = "" if init else geom.predicted(row)
+            text = f"#{geom.track_id}" if init else f"#{geom.track_id} {geom.track_label()}" + (f", frame{frame}" if frame else "")
             status = "" if init else geom.frame_status(row)
             if status:
                 text += f" {status}"
