@@ -508,7 +508,8 @@ def confirmation_gains(problems: dict[int, TrackProblem], candidates: dict[int, 
     or a fit is not ok.
     """
     gains = {i: [math.nan] * len(cuts) for i, cuts in candidates.items()}
-    where: list[tuple[int, int, int, int, int]] = []  # (track, candidate, detected frames, sides' frames)
+    # (track, candidate, detected frames, frames of the side before, where the side after starts)
+    where: list[tuple[int, int, int, int, int]] = []
     windows: list[TrackProblem] = []
     sides: list[TrackProblem] = []
     for i, cuts in candidates.items():
